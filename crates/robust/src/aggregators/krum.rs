@@ -1,0 +1,142 @@
+use super::{precheck, Aggregator};
+use crate::kernels::{distances, order, rowsum, scratch};
+use crate::{require, Error, Submissions};
+use serde::{Deserialize, Serialize};
+
+/// Krum scores: `score_i = Σ` of the `neighbours` smallest squared distances from row `i` to
+/// the other rows of `active` (summed smallest first). Infinite distances give infinite scores.
+pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: usize, scores: &mut [f64], tmp: &mut [f64]) {
+    for (a, &i) in active.iter().enumerate() {
+        let mut m = 0;
+        for &j in active {
+            if j != i {
+                tmp[m] = d2[i * n + j];
+                m += 1;
+            }
+        }
+        let row = &mut tmp[..m];
+        row.sort_unstable_by(f64::total_cmp);
+        scores[a] = row[..neighbours.min(m)].iter().sum();
+    }
+}
+
+/// Krum: the vector whose `n − f − 2` nearest neighbours are closest (smallest sum of squared
+/// distances). Needs `n > 2f + 2`. (Blanchard et al., NeurIPS 2017.)
+///
+/// Ties go to the lowest row index. ByzFL's `Krum` counts `n − f − 1` neighbours instead (it
+/// keeps columns `1..n−f` of each sorted distance row); ours follows the paper.
+///
+/// ```
+/// # use byzadam_robust::{aggregators::Krum, Aggregator, Submissions};
+/// let s = Submissions::from_rows(&[[0.0], [0.1], [0.3], [0.35], [0.2], [9.0]])?;
+/// assert_eq!(Krum { f: 1 }.aggregate(&s)?, [0.2]);
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Krum {
+    /// Number of Byzantine inputs tolerated.
+    pub f: usize,
+}
+
+/// Multi-Krum: the average of the `m` vectors with the best Krum scores (default `m = n − f`).
+/// Needs `n > 2f + 2` and `1 ≤ m ≤ n`. (Blanchard et al., NeurIPS 2017; El Mhamdi et al., ICML
+/// 2018.)
+///
+/// ```
+/// # use byzadam_robust::{aggregators::MultiKrum, Aggregator, Submissions};
+/// let s = Submissions::from_rows(&[[0.0], [0.1], [0.3], [0.35], [0.2], [9.0]])?;
+/// let out = MultiKrum { f: 1, m: Some(2) }.aggregate(&s)?;
+/// assert!((out[0] - 0.25).abs() < 1e-7); // rows 0.2 and 0.3 have the best scores
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiKrum {
+    /// Number of Byzantine inputs tolerated.
+    pub f: usize,
+    /// How many best-scored vectors to average; `None` means `n − f`.
+    #[serde(default)]
+    pub m: Option<usize>,
+}
+
+/// Selects the `m` best Krum-scored rows of `s` into `selected` (ascending row index).
+fn select(s: &Submissions, f: usize, m: usize, selected: &mut [usize]) {
+    let n = s.n();
+    scratch::with_f64_b(n * n + 2 * n, |buf| {
+        let (d2, rest) = buf.split_at_mut(n * n);
+        let (scores, tmp) = rest.split_at_mut(n);
+        distances::pairwise_sq(s, d2);
+        scratch::with_usize(2 * n, |ibuf| {
+            let (active, order_buf) = ibuf.split_at_mut(n);
+            for (i, a) in active.iter_mut().enumerate() {
+                *a = i;
+            }
+            krum_scores(d2, n, active, n - f - 2, scores, tmp);
+            for (i, o) in order_buf.iter_mut().enumerate() {
+                *o = i;
+            }
+            order_buf.sort_by(|&a, &b| {
+                order::nan_to_inf(scores[a])
+                    .total_cmp(&order::nan_to_inf(scores[b]))
+                    .then(a.cmp(&b))
+            });
+            selected.copy_from_slice(&order_buf[..m]);
+            selected.sort_unstable();
+        });
+    });
+}
+
+impl Aggregator for Krum {
+    fn name(&self) -> &'static str {
+        "krum"
+    }
+
+    fn check(&self, n: usize) -> Result<(), Error> {
+        require(n > 2 * self.f + 2, self.name(), "n > 2f + 2", n, self.f)
+    }
+
+    fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {
+        precheck(self, s, out)?;
+        let mut best = [0usize; 1];
+        select(s, self.f, 1, &mut best);
+        out.copy_from_slice(s.row(best[0]));
+        Ok(())
+    }
+}
+
+impl Aggregator for MultiKrum {
+    fn name(&self) -> &'static str {
+        "multi_krum"
+    }
+
+    fn check(&self, n: usize) -> Result<(), Error> {
+        require(n > 2 * self.f + 2, self.name(), "n > 2f + 2", n, self.f)?;
+        if let Some(m) = self.m {
+            if m == 0 || m > n {
+                return Err(Error::InvalidParameter {
+                    rule: self.name(),
+                    name: "m",
+                    reason: format!("must be in 1..={n} (the number of inputs), got {m}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {
+        precheck(self, s, out)?;
+        let m = self.m.unwrap_or(s.n() - self.f);
+        let mut stack = [0usize; 64];
+        let mut heap = Vec::new();
+        let selected: &mut [usize] = if m <= stack.len() {
+            &mut stack[..m]
+        } else {
+            heap.resize(m, 0);
+            &mut heap
+        };
+        select(s, self.f, m, selected);
+        rowsum::mean_of(s, selected, out);
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The engine of the coordinate-wise rules: sort every coordinate's `n` values (lane-wise
+//! sorting network on total-order keys), then reduce each sorted column.
+
+use super::order::unkey;
+use super::scratch::with_i32;
+use super::sortnet::{load_block, network, sort_block, LANES};
+use super::{simd, CHUNK};
+use crate::Submissions;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// What to compute from one coordinate's sorted values `s_0 ≤ … ≤ s_{n−1}`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reduce {
+    /// Mean of `s_lo … s_{hi−1}`.
+    Window {
+        /// First kept rank.
+        lo: usize,
+        /// One past the last kept rank.
+        hi: usize,
+    },
+    /// `s_{(n−1)/2}` for odd `n`; the mean of the two middle values for even `n`.
+    Median,
+    /// Mean of the `keep` values closest to the median (a contiguous window of ranks; among
+    /// windows with the same largest distance to the median, the lowest one).
+    AroundMedian {
+        /// How many values to average.
+        keep: usize,
+    },
+}
+
+/// Cached sorting networks, one per `n` (built once, then shared without allocating).
+fn cached_network(n: usize) -> Arc<[(u32, u32)]> {
+    static NETS: OnceLock<RwLock<HashMap<usize, Arc<[(u32, u32)]>>>> = OnceLock::new();
+    let nets = NETS.get_or_init(Default::default);
+    if let Some(net) = nets.read().unwrap_or_else(|e| e.into_inner()).get(&n) {
+        return net.clone();
+    }
+    let net: Arc<[(u32, u32)]> = network(n).into();
+    nets.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(n)
+        .or_insert(net)
+        .clone()
+}
+
+/// Applies `reduce` to every coordinate of `s`, writing `out` (length `dim`).
+pub(crate) fn coordinatewise(s: &Submissions, reduce: Reduce, out: &mut [f32]) {
+    let (n, dim) = (s.n(), s.dim());
+    let net = cached_network(n);
+    let rows = s.as_flat();
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        with_i32(n * LANES, |block| {
+            simd::coordinatewise_chunk(rows, n, dim, c * CHUNK, o, &net, reduce, block)
+        })
+    });
+}
+
+/// One chunk: blocks of `LANES` coordinates loaded, sorted and reduced.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn chunk_generic(
+    rows: &[f32],
+    n: usize,
+    dim: usize,
+    c0: usize,
+    out: &mut [f32],
+    net: &[(u32, u32)],
+    reduce: Reduce,
+    block: &mut [i32],
+) {
+    let mut b0 = 0;
+    while b0 < out.len() {
+        let width = LANES.min(out.len() - b0);
+        load_block(rows, n, dim, c0 + b0, width, block);
+        sort_block(block, net);
+        let o = &mut out[b0..b0 + width];
+        match reduce {
+            Reduce::Window { lo, hi } => window_mean(block, lo, hi, o),
+            Reduce::Median => median(block, n, o),
+            Reduce::AroundMedian { keep } => around_median(block, n, keep, o),
+        }
+        b0 += width;
+    }
+}
+
+#[inline(always)]
+fn window_mean(block: &[i32], lo: usize, hi: usize, out: &mut [f32]) {
+    let mut acc = [0f64; LANES];
+    for r in lo..hi {
+        let row = &block[r * LANES..r * LANES + LANES];
+        for l in 0..LANES {
+            acc[l] += unkey(row[l]) as f64;
+        }
+    }
+    let k = (hi - lo) as f64;
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = (a / k) as f32;
+    }
+}
+
+#[inline(always)]
+fn median_lanes(block: &[i32], n: usize, med: &mut [f64; LANES]) {
+    let hi = &block[(n / 2) * LANES..(n / 2) * LANES + LANES];
+    if n % 2 == 1 {
+        for l in 0..LANES {
+            med[l] = unkey(hi[l]) as f64;
+        }
+    } else {
+        let lo = &block[(n / 2 - 1) * LANES..(n / 2 - 1) * LANES + LANES];
+        for l in 0..LANES {
+            med[l] = 0.5 * (unkey(lo[l]) as f64 + unkey(hi[l]) as f64);
+        }
+    }
+}
+
+#[inline(always)]
+fn median(block: &[i32], n: usize, out: &mut [f32]) {
+    let mut med = [0f64; LANES];
+    median_lanes(block, n, &mut med);
+    for (o, m) in out.iter_mut().zip(med) {
+        *o = m as f32;
+    }
+}
+
+#[inline(always)]
+fn nan_inf(d: f64) -> f64 {
+    if d.is_nan() {
+        f64::INFINITY
+    } else {
+        d
+    }
+}
+
+#[inline(always)]
+fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
+    let mut med = [0f64; LANES];
+    median_lanes(block, n, &mut med);
+    let mut best = [f64::INFINITY; LANES];
+    let mut start = [0usize; LANES];
+    for i in 0..=(n - keep) {
+        let first = &block[i * LANES..i * LANES + LANES];
+        let last = &block[(i + keep - 1) * LANES..(i + keep - 1) * LANES + LANES];
+        for l in 0..LANES {
+            let below = nan_inf(med[l] - unkey(first[l]) as f64);
+            let above = nan_inf(unkey(last[l]) as f64 - med[l]);
+            let worst = if below > above { below } else { above };
+            // Strictly smaller: among equally good windows the lowest wins. The first window
+            // always replaces the initial +∞ unless its distance is +∞ too, and then window 0
+            // (already in `start`) is as good as any.
+            if worst < best[l] {
+                best[l] = worst;
+                start[l] = i;
+            }
+        }
+    }
+    let mut acc = [0f64; LANES];
+    for r in 0..n {
+        let row = &block[r * LANES..r * LANES + LANES];
+        for l in 0..LANES {
+            let inside = r >= start[l] && r < start[l] + keep;
+            acc[l] += if inside { unkey(row[l]) as f64 } else { 0.0 };
+        }
+    }
+    let k = keep as f64;
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = (a / k) as f32;
+    }
+}

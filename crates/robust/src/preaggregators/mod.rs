@@ -1,0 +1,43 @@
+//! Pre-aggregators: `n` vectors in, `n′` out, chainable before any aggregator.
+
+mod adaptive_robust_clipping;
+mod bucketing;
+mod nearest_neighbor_mixing;
+mod static_clipping;
+
+pub use adaptive_robust_clipping::AdaptiveRobustClipping;
+pub use bucketing::Bucketing;
+pub use nearest_neighbor_mixing::NearestNeighborMixing;
+pub use static_clipping::StaticClipping;
+
+use crate::{Error, Submissions};
+
+/// Maps one round's submissions to new submissions (mixing, bucketing, clipping) before an
+/// [`crate::Aggregator`] combines them.
+pub trait PreAggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
+    /// The snake_case name, as in configs.
+    fn name(&self) -> &'static str;
+
+    /// How many vectors come out for `n` in; an error if `n` is too few.
+    fn output_len(&self, n: usize) -> Result<usize, Error>;
+
+    /// Writes the transformed submissions into `out` (resized as needed; its allocation is
+    /// reused). Randomised pre-aggregators draw from `rng` only.
+    fn apply(&mut self, input: &Submissions, out: &mut Submissions, rng: &mut dyn rand::RngCore) -> Result<(), Error>;
+}
+
+dyn_clone::clone_trait_object!(PreAggregator);
+
+/// Scales `row` to L2 norm at most `c`, given its squared norm. A row whose norm is not finite
+/// has no direction and becomes the zero vector.
+pub(crate) fn clip_row(row: &mut [f32], sq_norm: f64, c: f64) {
+    let norm = sq_norm.sqrt();
+    if !norm.is_finite() {
+        row.fill(0.0);
+    } else if norm > c {
+        let scale = c / norm;
+        for x in row {
+            *x = (*x as f64 * scale) as f32;
+        }
+    }
+}

@@ -1,0 +1,88 @@
+use super::PreAggregator;
+use crate::kernels::columns::for_each_column_chunk;
+use crate::kernels::{distances, scratch, simd};
+use crate::{require, Error, Submissions};
+use serde::{Deserialize, Serialize};
+
+/// Nearest-neighbour mixing: each vector is replaced by the average of its `n − f` nearest
+/// vectors (itself included, then the others by distance, ties by index). Needs `n > f`.
+/// (Allouah, Farhadkhani, Guerraoui, Gupta, Pinot & Stephan, "Fixing by mixing: a recipe for
+/// optimal Byzantine ML under heterogeneity", AISTATS 2023; the thesis's Algorithm 16.)
+///
+/// ```
+/// # use byzadam_robust::{preaggregators::NearestNeighborMixing, PreAggregator, Submissions};
+/// # use rand::SeedableRng;
+/// let s = Submissions::from_rows(&[[0.0], [1.0], [3.0], [100.0]])?;
+/// let mut out = Submissions::default();
+/// let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+/// NearestNeighborMixing { f: 1 }.apply(&s, &mut out, &mut rng)?;
+/// assert_eq!(out.as_flat(), &[4.0 / 3.0, 4.0 / 3.0, 4.0 / 3.0, 104.0 / 3.0]);
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[doc(alias = "NNM")]
+pub struct NearestNeighborMixing {
+    /// Number of Byzantine inputs tolerated; each output averages `n − f` inputs.
+    pub f: usize,
+}
+
+/// For each row `i`, its `k` nearest rows (itself first) into `nbrs[i*k..(i+1)*k]`, sorted
+/// by index.
+pub(crate) fn neighbourhoods(d2: &[f64], n: usize, k: usize, nbrs: &mut [usize]) {
+    let mut order: [usize; 64] = [0; 64];
+    let mut heap = Vec::new();
+    let idx: &mut [usize] = if n <= 64 {
+        &mut order[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap
+    };
+    for i in 0..n {
+        for (j, o) in idx.iter_mut().enumerate() {
+            *o = j;
+        }
+        let row = &d2[i * n..(i + 1) * n];
+        idx.sort_unstable_by(|&a, &b| {
+            let key = |j: usize| if j == i { f64::NEG_INFINITY } else { row[j] };
+            key(a).total_cmp(&key(b)).then(a.cmp(&b))
+        });
+        let dst = &mut nbrs[i * k..(i + 1) * k];
+        dst.copy_from_slice(&idx[..k]);
+        dst.sort_unstable();
+    }
+}
+
+impl PreAggregator for NearestNeighborMixing {
+    fn name(&self) -> &'static str {
+        "nearest_neighbor_mixing"
+    }
+
+    fn output_len(&self, n: usize) -> Result<usize, Error> {
+        require(n > self.f, self.name(), "n > f", n, self.f)?;
+        Ok(n)
+    }
+
+    fn apply(&mut self, input: &Submissions, out: &mut Submissions, _rng: &mut dyn rand::RngCore) -> Result<(), Error> {
+        input.check_nonempty()?;
+        let (n, dim) = (input.n(), input.dim());
+        self.output_len(n)?;
+        let k = n - self.f;
+        out.reshape(n, dim);
+        scratch::with_f64_b(n * n, |d2| {
+            distances::pairwise_sq(input, d2);
+            scratch::with_usize(n * k, |nbrs| {
+                neighbourhoods(d2, n, k, nbrs);
+                let nbrs = &*nbrs;
+                let data = input.as_flat();
+                let scale = 1.0 / k as f64;
+                for_each_column_chunk(out.as_flat_mut(), dim, &|c0, rows| {
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        simd::weighted_chunk(data, dim, &nbrs[i * k..(i + 1) * k], None, scale, c0, row);
+                    }
+                });
+            })
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! [`Submissions`]: one round's `n` vectors of dimension `dim`, stored row-major.
+
+use crate::Error;
+
+/// One round's submissions: `n` rows of length `dim`, stored row-major in one buffer.
+///
+/// The buffer is reused across rounds ([`Submissions::reshape`] keeps its capacity), which is
+/// what keeps the pipelines allocation-free in steady state.
+///
+/// ```
+/// # use byzadam_robust::Submissions;
+/// let s = Submissions::from_rows(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])?;
+/// assert_eq!((s.n(), s.dim()), (3, 2));
+/// assert_eq!(s.row(1), &[3.0, 4.0]);
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Submissions {
+    n: usize,
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Submissions {
+    /// Builds from rows of equal length. Errors on no rows, empty rows or ragged rows.
+    pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Result<Self, Error> {
+        let first = rows.first().ok_or(Error::Empty)?.as_ref().len();
+        if first == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        let mut data = Vec::with_capacity(first * rows.len());
+        for (row, r) in rows.iter().enumerate() {
+            let r = r.as_ref();
+            if r.len() != first {
+                return Err(Error::RaggedRow {
+                    row,
+                    expected: first,
+                    found: r.len(),
+                });
+            }
+            data.extend_from_slice(r);
+        }
+        Ok(Self {
+            n: rows.len(),
+            dim: first,
+            data,
+        })
+    }
+
+    /// Wraps a row-major buffer of `data.len() / dim` rows.
+    pub fn from_flat(data: Vec<f32>, dim: usize) -> Result<Self, Error> {
+        if dim == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        if data.is_empty() {
+            return Err(Error::Empty);
+        }
+        if data.len() % dim != 0 {
+            return Err(Error::NotWholeRows {
+                len: data.len(),
+                dim,
+            });
+        }
+        Ok(Self {
+            n: data.len() / dim,
+            dim,
+            data,
+        })
+    }
+
+    /// `n` rows of zeros.
+    pub fn zeros(n: usize, dim: usize) -> Self {
+        Self {
+            n,
+            dim,
+            data: vec![0.0; n * dim],
+        }
+    }
+
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Length of each row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `i`. Panics if `i >= n` (a programming error, never user input).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Row `i`, mutably.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The rows in order.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.data.chunks_exact(self.dim.max(1))
+    }
+
+    /// The rows in order, mutably.
+    pub fn rows_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
+        self.data.chunks_exact_mut(self.dim.max(1))
+    }
+
+    /// The whole row-major buffer.
+    pub fn as_flat(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The whole row-major buffer, mutably.
+    pub fn as_flat_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Gives the buffer back.
+    pub fn into_flat(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Resizes to `n × dim`, keeping the allocation where it is large enough. Contents are
+    /// unspecified afterwards (callers overwrite every entry).
+    pub fn reshape(&mut self, n: usize, dim: usize) {
+        self.n = n;
+        self.dim = dim;
+        self.data.resize(n * dim, 0.0);
+    }
+
+    /// Makes `self` a copy of `other`, reusing `self`'s allocation.
+    pub fn copy_from(&mut self, other: &Submissions) {
+        self.reshape(other.n, other.dim);
+        self.data.copy_from_slice(&other.data);
+    }
+
+    /// Appends the rows of `other` (same dimension).
+    pub fn extend(&mut self, other: &Submissions) -> Result<(), Error> {
+        if self.n > 0 && other.dim != self.dim {
+            return Err(Error::RaggedRow {
+                row: self.n,
+                expected: self.dim,
+                found: other.dim,
+            });
+        }
+        self.dim = other.dim;
+        self.data.extend_from_slice(&other.data);
+        self.n += other.n;
+        Ok(())
+    }
+
+    /// Checks that the submissions are usable: at least one row, nonzero dimension.
+    pub(crate) fn check_nonempty(&self) -> Result<(), Error> {
+        if self.n == 0 {
+            return Err(Error::Empty);
+        }
+        if self.dim == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        Ok(())
+    }
+
+    /// Checks `out` has the submissions' dimension.
+    pub(crate) fn check_out(&self, out: &[f32]) -> Result<(), Error> {
+        self.check_nonempty()?;
+        if out.len() != self.dim {
+            return Err(Error::OutputLength {
+                expected: self.dim,
+                found: out.len(),
+            });
+        }
+        Ok(())
+    }
+}
