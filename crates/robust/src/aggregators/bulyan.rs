@@ -1,4 +1,4 @@
-use super::krum::krum_scores;
+use super::krum::{krum_order, krum_scores};
 use super::{precheck, Aggregator};
 use crate::kernels::coordinatewise::{coordinatewise, Reduce};
 use crate::kernels::distances;
@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// Bulyan: select `θ = n − 2f` vectors by repeatedly taking the Krum winner of those left
 /// (each Krum over the `r` remaining vectors counts `max(r − f − 2, 0)` neighbours), then per
-/// coordinate average the `β = θ − 2f` selected values closest to their median. Needs
+/// coordinate average the `β = θ − 2f` selected values closest to their median. Krum's ties
+/// (certain in the last rounds, which count one or zero neighbours) go to the vector with the
+/// smaller sum of squared distances to the others left, so the result does not depend on the
+/// order of the inputs. Needs
 /// `n ≥ 4f + 3`. (El Mhamdi, Guerraoui & Rouault, "The hidden vulnerability of distributed
 /// learning in Byzantium", ICML 2018.)
 ///
@@ -42,13 +45,13 @@ impl Aggregator for Bulyan {
         distances::pairwise_sq(s, &mut d2);
         let mut remaining: Vec<usize> = (0..n).collect();
         let mut selected = Vec::with_capacity(theta);
-        let (mut scores, mut tmp) = (vec![0.0; n], vec![0.0; n]);
+        let (mut scores, mut spread, mut tmp) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         while selected.len() < theta {
             let r = remaining.len();
-            krum_scores(&d2, n, &remaining, r.saturating_sub(f + 2), &mut scores[..r], &mut tmp);
+            krum_scores(&d2, n, &remaining, r.saturating_sub(f + 2), &mut scores[..r], &mut spread[..r], &mut tmp);
             let mut best = 0;
             for a in 1..r {
-                if scores[a].total_cmp(&scores[best]).is_lt() {
+                if krum_order(&scores, &spread, &remaining, a, best).is_lt() {
                     best = a;
                 }
             }

@@ -1,11 +1,12 @@
 use super::{precheck, Aggregator};
-use crate::kernels::{distances, order, rowsum, scratch};
+use crate::kernels::{distances, rowsum, scratch};
 use crate::{require, Error, Submissions};
 use serde::{Deserialize, Serialize};
 
 /// Krum scores: `score_i = Σ` of the `neighbours` smallest squared distances from row `i` to
 /// the other rows of `active` (summed smallest first). Infinite distances give infinite scores.
-pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: usize, scores: &mut [f64], tmp: &mut [f64]) {
+/// `spread_i`, the sum of squared distances to all other active rows, breaks ties.
+pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: usize, scores: &mut [f64], spread: &mut [f64], tmp: &mut [f64]) {
     for (a, &i) in active.iter().enumerate() {
         let mut m = 0;
         for &j in active {
@@ -17,13 +18,26 @@ pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: us
         let row = &mut tmp[..m];
         row.sort_unstable_by(f64::total_cmp);
         scores[a] = row[..neighbours.min(m)].iter().sum();
+        spread[a] = row.iter().sum();
     }
+}
+
+/// Orders positions `a, b` of `active` by (score, spread, row index): ties in the score, which
+/// one or zero neighbours make certain, go to the vector closest to all others, so the
+/// choice does not depend on the order in which workers are listed.
+pub(crate) fn krum_order(scores: &[f64], spread: &[f64], active: &[usize], a: usize, b: usize) -> std::cmp::Ordering {
+    use crate::kernels::order::nan_to_inf;
+    nan_to_inf(scores[a])
+        .total_cmp(&nan_to_inf(scores[b]))
+        .then(nan_to_inf(spread[a]).total_cmp(&nan_to_inf(spread[b])))
+        .then(active[a].cmp(&active[b]))
 }
 
 /// Krum: the vector whose `n − f − 2` nearest neighbours are closest (smallest sum of squared
 /// distances). Needs `n > 2f + 2`. (Blanchard et al., NeurIPS 2017.)
 ///
-/// Ties go to the lowest row index. ByzFL's `Krum` counts `n − f − 1` neighbours instead (it
+/// Ties in the score go to the vector with the smaller sum of squared distances to all others,
+/// then to the lowest row index. ByzFL's `Krum` counts `n − f − 1` neighbours instead (it
 /// keeps columns `1..n−f` of each sorted distance row); ours follows the paper.
 ///
 /// ```
@@ -63,24 +77,21 @@ pub struct MultiKrum {
 /// Selects the `m` best Krum-scored rows of `s` into `selected` (ascending row index).
 fn select(s: &Submissions, f: usize, m: usize, selected: &mut [usize]) {
     let n = s.n();
-    scratch::with_f64_b(n * n + 2 * n, |buf| {
+    scratch::with_f64_b(n * n + 3 * n, |buf| {
         let (d2, rest) = buf.split_at_mut(n * n);
-        let (scores, tmp) = rest.split_at_mut(n);
+        let (scores, rest) = rest.split_at_mut(n);
+        let (spread, tmp) = rest.split_at_mut(n);
         distances::pairwise_sq(s, d2);
         scratch::with_usize(2 * n, |ibuf| {
             let (active, order_buf) = ibuf.split_at_mut(n);
             for (i, a) in active.iter_mut().enumerate() {
                 *a = i;
             }
-            krum_scores(d2, n, active, n - f - 2, scores, tmp);
+            krum_scores(d2, n, active, n - f - 2, scores, spread, tmp);
             for (i, o) in order_buf.iter_mut().enumerate() {
                 *o = i;
             }
-            order_buf.sort_by(|&a, &b| {
-                order::nan_to_inf(scores[a])
-                    .total_cmp(&order::nan_to_inf(scores[b]))
-                    .then(a.cmp(&b))
-            });
+            order_buf.sort_by(|&a, &b| krum_order(scores, spread, active, a, b));
             selected.copy_from_slice(&order_buf[..m]);
             selected.sort_unstable();
         });

@@ -11,11 +11,17 @@ use serde::{Deserialize, Serialize};
 /// members and the rule is their average, as in the paper it cites and in ByzFL; dividing by
 /// `n − 2f` would scale every update by `(n−f)/(n−2f)` (1.5× at n = 15, f = 5).
 ///
-/// The search is exact: depth-first over the `C(n, f)` subsets in lexicographic order on a
-/// precomputed distance matrix, pruning every branch whose partial diameter already reaches
-/// the best found. Among subsets of equal diameter the lexicographically first wins (as in
-/// ByzFL). Before searching, `C(n, f)` is compared with `subset_budget`, and the rule refuses
-/// with [`Error::SubsetBudgetExceeded`] rather than run for hours.
+/// The search is exact: depth-first over the `C(n, f)` subsets on a precomputed distance
+/// matrix, pruning every branch that can no longer win. Before searching, `C(n, f)` is
+/// compared with `subset_budget`, and the rule refuses with [`Error::SubsetBudgetExceeded`]
+/// rather than run for hours.
+///
+/// **Ties.** Subsets of equal diameter are common, not a measure-zero accident: every subset
+/// that contains the same farthest pair and otherwise fits inside it has that diameter. ByzFL
+/// takes the lexicographically first, which makes the output depend on the order in which
+/// workers are listed. Here the tie goes to the subset with the smaller sum of squared pairwise
+/// distances (the tighter one), and only then to lexicographic order, so the rule is
+/// permutation invariant for inputs in general position.
 ///
 /// ```
 /// # use byzadam_robust::{aggregators::MinimumDiameterAveraging, Aggregator, Submissions};
@@ -50,50 +56,60 @@ impl MinimumDiameterAveraging {
     }
 }
 
-/// Depth-first search for the lexicographically first `k`-subset of `0..n` with the smallest
-/// diameter under `d2` (squared distances; the order is the same). `chosen` and `best` have
-/// length `k`. Returns the best squared diameter (`+∞` if every subset has an infinite one,
-/// in which case `best` holds `0..k`).
+/// Depth-first search for the `k`-subset of `0..n` with the smallest diameter under `d2`
+/// (squared distances; the order is the same), ties broken by the smaller sum of squared
+/// pairwise distances, then by lexicographic order. `chosen` and `best` have length `k`.
+/// Returns the best squared diameter (`+∞` if every subset has an infinite one, in which case
+/// `best` holds `0..k`).
 pub(crate) fn min_diameter_subset(d2: &[f64], n: usize, k: usize, chosen: &mut [usize], best: &mut [usize]) -> f64 {
+    struct Search<'a> {
+        d2: &'a [f64],
+        n: usize,
+        k: usize,
+        best_diam: f64,
+        best_spread: f64,
+    }
+    impl Search<'_> {
+        fn rec(&mut self, depth: usize, start: usize, diam: f64, spread: f64, chosen: &mut [usize], best: &mut [usize]) {
+            if depth == self.k {
+                if diam < self.best_diam || (diam == self.best_diam && spread < self.best_spread) {
+                    self.best_diam = diam;
+                    self.best_spread = spread;
+                    best.copy_from_slice(chosen);
+                }
+                return;
+            }
+            for i in start..=(self.n - (self.k - depth)) {
+                let (mut d, mut sp) = (diam, spread);
+                for &j in &chosen[..depth] {
+                    let v = self.d2[i * self.n + j];
+                    sp += v;
+                    if v > d {
+                        d = v;
+                    }
+                }
+                // Completions only add distances: a branch whose diameter already exceeds the
+                // best (or equals it with no smaller spread possible) cannot win.
+                if d > self.best_diam || (d == self.best_diam && sp >= self.best_spread) {
+                    continue;
+                }
+                chosen[depth] = i;
+                self.rec(depth + 1, i + 1, d, sp, chosen, best);
+            }
+        }
+    }
     for (i, b) in best.iter_mut().enumerate() {
         *b = i;
     }
-    let mut best_diam = f64::INFINITY;
-    fn rec(
-        d2: &[f64],
-        n: usize,
-        k: usize,
-        depth: usize,
-        start: usize,
-        cur: f64,
-        chosen: &mut [usize],
-        best: &mut [usize],
-        best_diam: &mut f64,
-    ) {
-        if depth == k {
-            if cur < *best_diam {
-                *best_diam = cur;
-                best.copy_from_slice(chosen);
-            }
-            return;
-        }
-        for i in start..=(n - (k - depth)) {
-            let mut diam = cur;
-            for &j in &chosen[..depth] {
-                let v = d2[i * n + j];
-                if v > diam {
-                    diam = v;
-                }
-            }
-            if diam >= *best_diam {
-                continue;
-            }
-            chosen[depth] = i;
-            rec(d2, n, k, depth + 1, i + 1, diam, chosen, best, best_diam);
-        }
-    }
-    rec(d2, n, k, 0, 0, 0.0, chosen, best, &mut best_diam);
-    best_diam
+    let mut search = Search {
+        d2,
+        n,
+        k,
+        best_diam: f64::INFINITY,
+        best_spread: f64::INFINITY,
+    };
+    search.rec(0, 0, 0.0, 0.0, chosen, best);
+    search.best_diam
 }
 
 impl Aggregator for MinimumDiameterAveraging {
