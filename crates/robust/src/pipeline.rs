@@ -57,7 +57,12 @@ impl Pipeline {
     }
 
     /// Runs the pipeline on `s`, writing the aggregate into `out` (length `s.dim()`).
-    pub fn run_into(&mut self, s: &Submissions, rng: &mut dyn rand::RngCore, out: &mut [f32]) -> Result<(), Error> {
+    pub fn run_into(
+        &mut self,
+        s: &Submissions,
+        rng: &mut dyn rand::RngCore,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
         s.check_out(out)?;
         if self.pre.is_empty() {
             return self.aggregator.aggregate_into(s, out);

@@ -16,7 +16,10 @@ pub fn all_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
         Box::new(Median {}),
         Box::new(MeanAroundMedian { f: f_half }),
         Box::new(MinimumDiameterAveraging::new(f_subsets)),
-        Box::new(Monna { f: f_half, pivot: 0 }),
+        Box::new(Monna {
+            f: f_half,
+            pivot: 0,
+        }),
         Box::new(GeometricMedian::default()),
         Box::new(CenteredClipping::new(10.0, 3)),
         Box::new(CovarianceFilter { f: f_half }),
@@ -35,7 +38,10 @@ pub fn all_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
 /// Rules that are invariant to the order of their inputs (all but MoNNA, whose pivot is a row
 /// index).
 pub fn symmetric_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
-    all_rules(n).into_iter().filter(|r| r.name() != "monna").collect()
+    all_rules(n)
+        .into_iter()
+        .filter(|r| r.name() != "monna")
+        .collect()
 }
 
 pub fn rows(s: &Submissions) -> Vec<Vec<f32>> {
@@ -48,5 +54,8 @@ pub fn norm(v: &[f64]) -> f64 {
 
 /// `|a - b| ≤ tol · max(1, |b|)` coordinate-wise.
 pub fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * y.abs().max(1.0))
 }

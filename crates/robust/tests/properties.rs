@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 
 fn matrix(max_n: usize, max_dim: usize) -> impl Strategy<Value = Vec<Vec<f32>>> {
-    (3..=max_n, 1..=max_dim).prop_flat_map(|(n, dim)| prop::collection::vec(prop::collection::vec(-100.0f32..100.0, dim), n))
+    (3..=max_n, 1..=max_dim).prop_flat_map(|(n, dim)| {
+        prop::collection::vec(prop::collection::vec(-100.0f32..100.0, dim), n)
+    })
 }
 
 proptest! {

@@ -2,12 +2,15 @@
 //! 0.0.11 where its definition is ours, numpy from the papers where it is not; each case names
 //! its source). Regenerate with the command in that script's docstring.
 
-use byzadam_robust::{AggregatorConfig, AttackConfig, AttackContext, PreAggregatorConfig, Pipeline, Submissions};
+use byzadam_robust::{
+    AggregatorConfig, AttackConfig, AttackContext, Pipeline, PreAggregatorConfig, Submissions,
+};
 use rand::SeedableRng;
 use serde_json::{json, Value};
 
 fn reference() -> Value {
-    serde_json::from_str(include_str!("../reference/reference.json")).expect("reference.json parses")
+    serde_json::from_str(include_str!("../reference/reference.json"))
+        .expect("reference.json parses")
 }
 
 fn matrix(v: &Value) -> Submissions {
@@ -15,7 +18,13 @@ fn matrix(v: &Value) -> Submissions {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
     Submissions::from_rows(&rows).unwrap()
 }
@@ -34,7 +43,9 @@ fn flat(v: &Value) -> Vec<f64> {
 
 fn config(name: &str, params: &Value) -> Value {
     let mut cfg = params.clone();
-    cfg.as_object_mut().unwrap().insert("name".into(), json!(name));
+    cfg.as_object_mut()
+        .unwrap()
+        .insert("name".into(), json!(name));
     cfg
 }
 
@@ -42,7 +53,10 @@ fn assert_close(got: &[f32], expected: &[f64], what: &str) {
     assert_eq!(got.len(), expected.len(), "{what}: length");
     for (i, (&g, &e)) in got.iter().zip(expected).enumerate() {
         let tol = 2e-6 * e.abs().max(1.0);
-        assert!((g as f64 - e).abs() <= tol, "{what}: coordinate {i}: got {g}, expected {e}");
+        assert!(
+            (g as f64 - e).abs() <= tol,
+            "{what}: coordinate {i}: got {g}, expected {e}"
+        );
     }
 }
 
@@ -56,15 +70,16 @@ fn every_rule_matches_its_independent_reference() {
         let input = matrix(&case["input"]);
         let expected = flat(&case["expected"]);
         let what = format!("{rule} {} ({})", case["params"], case["source"]);
-        let got: Vec<f32> = if let Ok(pre) = serde_json::from_value::<PreAggregatorConfig>(cfg.clone()) {
-            let mut out = Submissions::default();
-            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-            pre.build().apply(&input, &mut out, &mut rng).unwrap();
-            out.into_flat()
-        } else {
-            let agg: AggregatorConfig = serde_json::from_value(cfg).unwrap();
-            agg.build().aggregate(&input).unwrap()
-        };
+        let got: Vec<f32> =
+            if let Ok(pre) = serde_json::from_value::<PreAggregatorConfig>(cfg.clone()) {
+                let mut out = Submissions::default();
+                let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+                pre.build().apply(&input, &mut out, &mut rng).unwrap();
+                out.into_flat()
+            } else {
+                let agg: AggregatorConfig = serde_json::from_value(cfg).unwrap();
+                agg.build().aggregate(&input).unwrap()
+            };
         assert_close(&got, &expected, &what);
         checked += 1;
     }
@@ -95,6 +110,10 @@ fn every_attack_matches_its_independent_reference() {
         let mut out = Submissions::default();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
         attack.build().forge(&ctx, &mut rng, &mut out).unwrap();
-        assert_close(out.as_flat(), &flat(&case["expected"]), &format!("{name} ({})", case["source"]));
+        assert_close(
+            out.as_flat(),
+            &flat(&case["expected"]),
+            &format!("{name} ({})", case["source"]),
+        );
     }
 }

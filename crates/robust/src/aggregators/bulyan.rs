@@ -48,7 +48,15 @@ impl Aggregator for Bulyan {
         let (mut scores, mut spread, mut tmp) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         while selected.len() < theta {
             let r = remaining.len();
-            krum_scores(&d2, n, &remaining, r.saturating_sub(f + 2), &mut scores[..r], &mut spread[..r], &mut tmp);
+            krum_scores(
+                &d2,
+                n,
+                &remaining,
+                r.saturating_sub(f + 2),
+                &mut scores[..r],
+                &mut spread[..r],
+                &mut tmp,
+            );
             let mut best = 0;
             for a in 1..r {
                 if krum_order(&scores, &spread, &remaining, a, best).is_lt() {
@@ -63,7 +71,13 @@ impl Aggregator for Bulyan {
         for (dst, &i) in chosen.rows_mut().zip(&selected) {
             dst.copy_from_slice(s.row(i));
         }
-        coordinatewise(&chosen, Reduce::AroundMedian { keep: theta - 2 * f }, out);
+        coordinatewise(
+            &chosen,
+            Reduce::AroundMedian {
+                keep: theta - 2 * f,
+            },
+            out,
+        );
         Ok(())
     }
 }

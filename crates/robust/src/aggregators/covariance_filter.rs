@@ -59,7 +59,10 @@ impl Aggregator for CovarianceFilter {
         let mut d2 = vec![0.0; n * n];
         distances::pairwise_sq(s, &mut d2);
         let finite = finite_rows(s);
-        let mut c: Vec<f64> = finite.iter().map(|&ok| if ok { 1.0 } else { 0.0 }).collect();
+        let mut c: Vec<f64> = finite
+            .iter()
+            .map(|&ok| if ok { 1.0 } else { 0.0 })
+            .collect();
         let mut best_lambda = f64::INFINITY;
         let mut best: Option<Vec<f64>> = None;
         let threshold = (n - 2 * self.f) as f64;
@@ -73,7 +76,9 @@ impl Aggregator for CovarianceFilter {
             let k = active.len();
             let g = linalg::centred_gram(&d2, n, &active, &w);
             let sw: Vec<f64> = w.iter().map(|x| x.sqrt()).collect();
-            let m: Vec<f64> = (0..k * k).map(|ab| sw[ab / k] * g[ab] * sw[ab % k]).collect();
+            let m: Vec<f64> = (0..k * k)
+                .map(|ab| sw[ab / k] * g[ab] * sw[ab % k])
+                .collect();
             let (lambda, u) = linalg::top_eigen(&m, k);
             if lambda < best_lambda || best.is_none() {
                 best_lambda = lambda;
@@ -89,7 +94,8 @@ impl Aggregator for CovarianceFilter {
             // v·(x_a − μ) = Σ_b √w_b u_b K_ba / √λ
             let tau: Vec<f64> = (0..k)
                 .map(|a| {
-                    let p: f64 = (0..k).map(|b| sw[b] * u[b] * g[b * k + a]).sum::<f64>() / lambda.sqrt();
+                    let p: f64 =
+                        (0..k).map(|b| sw[b] * u[b] * g[b * k + a]).sum::<f64>() / lambda.sqrt();
                     p * p
                 })
                 .collect();

@@ -6,7 +6,15 @@ use serde::{Deserialize, Serialize};
 /// Krum scores: `score_i = Σ` of the `neighbours` smallest squared distances from row `i` to
 /// the other rows of `active` (summed smallest first). Infinite distances give infinite scores.
 /// `spread_i`, the sum of squared distances to all other active rows, breaks ties.
-pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: usize, scores: &mut [f64], spread: &mut [f64], tmp: &mut [f64]) {
+pub(crate) fn krum_scores(
+    d2: &[f64],
+    n: usize,
+    active: &[usize],
+    neighbours: usize,
+    scores: &mut [f64],
+    spread: &mut [f64],
+    tmp: &mut [f64],
+) {
     for (a, &i) in active.iter().enumerate() {
         let mut m = 0;
         for &j in active {
@@ -25,7 +33,13 @@ pub(crate) fn krum_scores(d2: &[f64], n: usize, active: &[usize], neighbours: us
 /// Orders positions `a, b` of `active` by (score, spread, row index): ties in the score, which
 /// one or zero neighbours make certain, go to the vector closest to all others, so the
 /// choice does not depend on the order in which workers are listed.
-pub(crate) fn krum_order(scores: &[f64], spread: &[f64], active: &[usize], a: usize, b: usize) -> std::cmp::Ordering {
+pub(crate) fn krum_order(
+    scores: &[f64],
+    spread: &[f64],
+    active: &[usize],
+    a: usize,
+    b: usize,
+) -> std::cmp::Ordering {
     use crate::kernels::order::nan_to_inf;
     nan_to_inf(scores[a])
         .total_cmp(&nan_to_inf(scores[b]))
@@ -91,7 +105,7 @@ fn select(s: &Submissions, f: usize, m: usize, selected: &mut [usize]) {
             for (i, o) in order_buf.iter_mut().enumerate() {
                 *o = i;
             }
-            order_buf.sort_by(|&a, &b| krum_order(scores, spread, active, a, b));
+            order_buf.sort_unstable_by(|&a, &b| krum_order(scores, spread, active, a, b));
             selected.copy_from_slice(&order_buf[..m]);
             selected.sort_unstable();
         });

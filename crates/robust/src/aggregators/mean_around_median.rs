@@ -40,7 +40,13 @@ impl Aggregator for MeanAroundMedian {
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {
         precheck(self, s, out)?;
-        coordinatewise(s, Reduce::AroundMedian { keep: s.n() - self.f }, out);
+        coordinatewise(
+            s,
+            Reduce::AroundMedian {
+                keep: s.n() - self.f,
+            },
+            out,
+        );
         Ok(())
     }
 }

@@ -61,7 +61,13 @@ impl MinimumDiameterAveraging {
 /// pairwise distances, then by lexicographic order. `chosen` and `best` have length `k`.
 /// Returns the best squared diameter (`+∞` if every subset has an infinite one, in which case
 /// `best` holds `0..k`).
-pub(crate) fn min_diameter_subset(d2: &[f64], n: usize, k: usize, chosen: &mut [usize], best: &mut [usize]) -> f64 {
+pub(crate) fn min_diameter_subset(
+    d2: &[f64],
+    n: usize,
+    k: usize,
+    chosen: &mut [usize],
+    best: &mut [usize],
+) -> f64 {
     struct Search<'a> {
         d2: &'a [f64],
         n: usize,
@@ -70,7 +76,15 @@ pub(crate) fn min_diameter_subset(d2: &[f64], n: usize, k: usize, chosen: &mut [
         best_spread: f64,
     }
     impl Search<'_> {
-        fn rec(&mut self, depth: usize, start: usize, diam: f64, spread: f64, chosen: &mut [usize], best: &mut [usize]) {
+        fn rec(
+            &mut self,
+            depth: usize,
+            start: usize,
+            diam: f64,
+            spread: f64,
+            chosen: &mut [usize],
+            best: &mut [usize],
+        ) {
             if depth == self.k {
                 if diam < self.best_diam || (diam == self.best_diam && spread < self.best_spread) {
                     self.best_diam = diam;

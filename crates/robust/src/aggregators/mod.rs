@@ -5,8 +5,8 @@
 
 mod average;
 mod bulyan;
-mod covariance_filter;
 mod centered_clipping;
+mod covariance_filter;
 mod geometric_median;
 mod krum;
 mod mean_around_median;

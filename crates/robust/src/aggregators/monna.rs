@@ -47,11 +47,12 @@ impl Aggregator for Monna {
         scratch::with_f64_b(n, |d| {
             distances::to_point_sq(s, s.row(self.pivot), d);
             d[self.pivot] = f64::NEG_INFINITY; // the pivot always belongs to its neighbourhood
-            let mut idx = Vec::new();
-            order::argsort_into(d, &mut idx);
-            let nearest = &mut idx[..k];
-            nearest.sort_unstable();
-            rowsum::mean_of(s, nearest, out);
+            scratch::with_usize(n, |idx| {
+                order::argsort_into(d, idx);
+                let nearest = &mut idx[..k];
+                nearest.sort_unstable();
+                rowsum::mean_of(s, nearest, out);
+            })
         });
         Ok(())
     }

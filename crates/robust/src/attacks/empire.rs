@@ -81,7 +81,12 @@ impl Attack for Empire {
         }
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, _rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         scaled_base(self.name(), self.base, -self.epsilon, ctx, out)
     }
 }

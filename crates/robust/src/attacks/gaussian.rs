@@ -33,7 +33,10 @@ fn default_std() -> f64 {
 
 impl Default for Gaussian {
     fn default() -> Self {
-        Self { mean: 0.0, std: 1.0 }
+        Self {
+            mean: 0.0,
+            std: 1.0,
+        }
     }
 }
 
@@ -47,14 +50,21 @@ impl Attack for Gaussian {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
-        Normal::new(self.mean, self.std).map(|_| ()).map_err(|e| Error::InvalidParameter {
-            rule: self.name(),
-            name: "std",
-            reason: format!("{e} (got mean = {}, std = {})", self.mean, self.std),
-        })
+        Normal::new(self.mean, self.std)
+            .map(|_| ())
+            .map_err(|e| Error::InvalidParameter {
+                rule: self.name(),
+                name: "std",
+                reason: format!("{e} (got mean = {}, std = {})", self.mean, self.std),
+            })
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         self.check(ctx.n, ctx.byzantine)?;
         let normal = Normal::new(self.mean, self.std).expect("checked above");
         out.reshape(ctx.byzantine, ctx.dim);

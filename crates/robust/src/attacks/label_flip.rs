@@ -66,7 +66,12 @@ impl Attack for LabelFlip {
         Ok(())
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, _rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         out.copy_from(ctx.require_own(self.name())?);
         Ok(())
     }

@@ -62,7 +62,12 @@ impl Attack for Little {
         Ok(())
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, _rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         self.check(ctx.n, ctx.byzantine)?;
         let own = ctx.require_own(self.name())?;
         let (mut mean, mut std) = (vec![0.0; ctx.dim], vec![0.0; ctx.dim]);

@@ -39,19 +39,31 @@ impl Attack for Mimic {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "target",
-                reason: format!("must be < {honest} (the number of honest workers), got {}", self.target),
+                reason: format!(
+                    "must be < {honest} (the number of honest workers), got {}",
+                    self.target
+                ),
             });
         }
         Ok(())
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, _rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         let honest = ctx.require_honest(self.name())?;
         if self.target >= honest.n() {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "target",
-                reason: format!("must be < {} (the number of honest workers), got {}", honest.n(), self.target),
+                reason: format!(
+                    "must be < {} (the number of honest workers), got {}",
+                    honest.n(),
+                    self.target
+                ),
             });
         }
         let row = honest.row(self.target);

@@ -137,7 +137,12 @@ pub trait Attack: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
     }
 
     /// Writes `ctx.byzantine` forged vectors of dimension `ctx.dim` into `out` (resized).
-    fn forge(&mut self, ctx: &AttackContext<'_>, rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error>;
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error>;
 
     /// For a data-poisoning attack, the label map the Byzantine workers train with.
     fn label_flip(&self) -> Option<LabelFlip> {
@@ -181,7 +186,12 @@ pub(crate) fn mean_std(s: &Submissions, ddof: usize, mean: &mut [f64], std: &mut
 }
 
 /// Writes the same vector `v` into every one of `rows` rows of `out`.
-pub(crate) fn fill_rows(out: &mut Submissions, rows: usize, dim: usize, v: impl Fn(usize) -> f32 + Sync) {
+pub(crate) fn fill_rows(
+    out: &mut Submissions,
+    rows: usize,
+    dim: usize,
+    v: impl Fn(usize) -> f32 + Sync,
+) {
     out.reshape(rows, dim);
     out.as_flat_mut().par_chunks_mut(dim).for_each(|row| {
         for (c, x) in row.iter_mut().enumerate() {
@@ -189,4 +199,3 @@ pub(crate) fn fill_rows(out: &mut Submissions, rows: usize, dim: usize, v: impl 
         }
     });
 }
-

@@ -144,7 +144,11 @@ impl<'a> Probe<'a> {
             .zip(&self.honest_mean)
             .map(|(&a, m)| (a as f64 - m).powi(2))
             .sum();
-        Ok(if d2.is_nan() { f64::INFINITY } else { d2.sqrt() })
+        Ok(if d2.is_nan() {
+            f64::INFINITY
+        } else {
+            d2.sqrt()
+        })
     }
 }
 
@@ -219,7 +223,12 @@ impl Attack for OptimalAlie {
         self.search().check(self.name())
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         self.search().check(self.name())?;
         let honest = ctx.require_honest(self.name())?;
         let mut probe = Probe::new(server(ctx, self.name())?, honest, rng);
@@ -246,14 +255,21 @@ impl Attack for OptimalEmpire {
         self.search().check(self.name())
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         self.search().check(self.name())?;
         let honest = ctx.require_honest(self.name())?;
         let mut probe = Probe::new(server(ctx, self.name())?, honest, rng);
         let mean = probe.honest_mean.clone();
         let mut candidate = Submissions::default();
         let eps = self.search().run(|eps| {
-            fill_rows(&mut candidate, ctx.byzantine, ctx.dim, |c| (-eps * mean[c]) as f32);
+            fill_rows(&mut candidate, ctx.byzantine, ctx.dim, |c| {
+                (-eps * mean[c]) as f32
+            });
             probe.distance(&candidate)
         })?;
         fill_rows(out, ctx.byzantine, ctx.dim, |c| (-eps * mean[c]) as f32);

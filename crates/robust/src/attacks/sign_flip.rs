@@ -36,7 +36,12 @@ impl Attack for SignFlip {
         }
     }
 
-    fn forge(&mut self, ctx: &AttackContext<'_>, _rng: &mut dyn rand::RngCore, out: &mut Submissions) -> Result<(), Error> {
+    fn forge(
+        &mut self,
+        ctx: &AttackContext<'_>,
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Submissions,
+    ) -> Result<(), Error> {
         super::empire::scaled_base(self.name(), self.base, -1.0, ctx, out)
     }
 }

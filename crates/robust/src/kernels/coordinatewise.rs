@@ -30,14 +30,17 @@ pub(crate) enum Reduce {
     },
 }
 
+/// A shared sorting network.
+type Network = Arc<[(u32, u32)]>;
+
 /// Cached sorting networks, one per `n` (built once, then shared without allocating).
-fn cached_network(n: usize) -> Arc<[(u32, u32)]> {
-    static NETS: OnceLock<RwLock<HashMap<usize, Arc<[(u32, u32)]>>>> = OnceLock::new();
+fn cached_network(n: usize) -> Network {
+    static NETS: OnceLock<RwLock<HashMap<usize, Network>>> = OnceLock::new();
     let nets = NETS.get_or_init(Default::default);
     if let Some(net) = nets.read().unwrap_or_else(|e| e.into_inner()).get(&n) {
         return net.clone();
     }
-    let net: Arc<[(u32, u32)]> = network(n).into();
+    let net: Network = network(n).into();
     nets.write()
         .unwrap_or_else(|e| e.into_inner())
         .entry(n)
@@ -87,7 +90,9 @@ pub(crate) fn chunk_generic(
 
 #[inline(always)]
 fn window_mean(block: &[i32], lo: usize, hi: usize, out: &mut [f32]) {
-    let mut acc = [0f64; LANES];
+    // −0.0 is the identity of addition (+0.0 is not: −0 + +0 = +0), so a column of −0.0
+    // averages to −0.0, like every other value repeated.
+    let mut acc = [-0.0f64; LANES];
     for r in lo..hi {
         let row = &block[r * LANES..r * LANES + LANES];
         for l in 0..LANES {
@@ -155,12 +160,12 @@ fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
             }
         }
     }
-    let mut acc = [0f64; LANES];
+    let mut acc = [-0.0f64; LANES];
     for r in 0..n {
         let row = &block[r * LANES..r * LANES + LANES];
         for l in 0..LANES {
             let inside = r >= start[l] && r < start[l] + keep;
-            acc[l] += if inside { unkey(row[l]) as f64 } else { 0.0 };
+            acc[l] += if inside { unkey(row[l]) as f64 } else { -0.0 };
         }
     }
     let k = keep as f64;

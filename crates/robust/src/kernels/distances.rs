@@ -38,7 +38,14 @@ pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 
 /// Partial sums for one chunk `[c0, c1)`, all pairs `i < j` in row-major pair order.
 #[inline(always)]
-pub(crate) fn pair_partials_generic(rows: &[f32], n: usize, dim: usize, c0: usize, c1: usize, partial: &mut [f64]) {
+pub(crate) fn pair_partials_generic(
+    rows: &[f32],
+    n: usize,
+    dim: usize,
+    c0: usize,
+    c1: usize,
+    partial: &mut [f64],
+) {
     partial.fill(0.0);
     let mut s0 = c0;
     while s0 < c1 {
@@ -58,7 +65,15 @@ pub(crate) fn pair_partials_generic(rows: &[f32], n: usize, dim: usize, c0: usiz
 
 /// Partial sums of `‖x_i − v‖²` over one chunk, one per row.
 #[inline(always)]
-pub(crate) fn point_partials_generic(rows: &[f32], n: usize, dim: usize, v: &[f32], c0: usize, c1: usize, partial: &mut [f64]) {
+pub(crate) fn point_partials_generic(
+    rows: &[f32],
+    n: usize,
+    dim: usize,
+    v: &[f32],
+    c0: usize,
+    c1: usize,
+    partial: &mut [f64],
+) {
     for i in 0..n {
         partial[i] = sq_dist(&rows[i * dim + c0..i * dim + c1], &v[c0..c1]) as f64;
     }
@@ -111,11 +126,14 @@ pub(crate) fn to_point_sq(s: &Submissions, v: &[f32], out: &mut [f64]) {
     let chunks = dim.div_ceil(CHUNK);
     let rows = s.as_flat();
     with_f64(chunks * n, |partials| {
-        partials.par_chunks_mut(n).enumerate().for_each(|(c, part)| {
-            let c0 = c * CHUNK;
-            let c1 = (c0 + CHUNK).min(dim);
-            simd::point_partials(rows, n, dim, v, c0, c1, part);
-        });
+        partials
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(c, part)| {
+                let c0 = c * CHUNK;
+                let c1 = (c0 + CHUNK).min(dim);
+                simd::point_partials(rows, n, dim, v, c0, c1, part);
+            });
         out.fill(0.0);
         for part in partials.chunks(n) {
             for (o, p) in out.iter_mut().zip(part) {
@@ -134,14 +152,17 @@ pub(crate) fn sq_norms(s: &Submissions, out: &mut [f64]) {
     let chunks = dim.div_ceil(CHUNK);
     let rows = s.as_flat();
     with_f64(chunks * n, |partials| {
-        partials.par_chunks_mut(n).enumerate().for_each(|(c, part)| {
-            let c0 = c * CHUNK;
-            let c1 = (c0 + CHUNK).min(dim);
-            for i in 0..n {
-                let r = &rows[i * dim + c0..i * dim + c1];
-                part[i] = r.iter().map(|&x| (x as f64) * (x as f64)).sum();
-            }
-        });
+        partials
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(c, part)| {
+                let c0 = c * CHUNK;
+                let c1 = (c0 + CHUNK).min(dim);
+                for i in 0..n {
+                    let r = &rows[i * dim + c0..i * dim + c1];
+                    part[i] = r.iter().map(|&x| (x as f64) * (x as f64)).sum();
+                }
+            });
         out.fill(0.0);
         for part in partials.chunks(n) {
             for (o, p) in out.iter_mut().zip(part) {

@@ -110,7 +110,8 @@ mod tests {
         let g = centred_gram(&d2, n, &[0, 1, 2], &w);
         for i in 0..n {
             for j in 0..n {
-                let e = (x[i][0] - mu[0]) * (x[j][0] - mu[0]) + (x[i][1] - mu[1]) * (x[j][1] - mu[1]);
+                let e =
+                    (x[i][0] - mu[0]) * (x[j][0] - mu[0]) + (x[i][1] - mu[1]) * (x[j][1] - mu[1]);
                 assert!((g[i * n + j] - e).abs() < 1e-12);
             }
         }

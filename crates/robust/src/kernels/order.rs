@@ -28,10 +28,11 @@ pub(crate) fn nan_to_inf(x: f64) -> f64 {
 
 /// Indices `0..n` sorted by `v` ascending, NaN read as `+∞`, ties by index: a deterministic
 /// order for scores and distances.
-pub(crate) fn argsort_into(v: &[f64], idx: &mut Vec<usize>) {
-    idx.clear();
-    idx.extend(0..v.len());
-    idx.sort_by(|&a, &b| {
+pub(crate) fn argsort_into(v: &[f64], idx: &mut [usize]) {
+    for (i, x) in idx.iter_mut().enumerate() {
+        *x = i;
+    }
+    idx.sort_unstable_by(|&a, &b| {
         nan_to_inf(v[a])
             .total_cmp(&nan_to_inf(v[b]))
             .then(a.cmp(&b))

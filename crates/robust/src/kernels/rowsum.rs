@@ -25,7 +25,7 @@ pub(crate) fn weighted_chunk_generic(
     while s0 < out.len() {
         let s1 = (s0 + SUB).min(out.len());
         let width = s1 - s0;
-        let mut acc = [0f64; SUB];
+        let mut acc = [-0.0f64; SUB]; // −0.0: the identity of addition
         for (k, &r) in rows.iter().enumerate() {
             let x = &data[r * dim + c0 + s0..r * dim + c0 + s1];
             match w {
@@ -56,7 +56,13 @@ pub(crate) fn mean_of(s: &Submissions, rows: &[usize], out: &mut [f32]) {
 }
 
 /// `out = scale · Σ_k w_k x_{rows[k]}`.
-pub(crate) fn combine(s: &Submissions, rows: &[usize], w: Option<&[f64]>, scale: f64, out: &mut [f32]) {
+pub(crate) fn combine(
+    s: &Submissions,
+    rows: &[usize],
+    w: Option<&[f64]>,
+    scale: f64,
+    out: &mut [f32],
+) {
     let dim = s.dim();
     let data = s.as_flat();
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {

@@ -46,7 +46,14 @@ pub(crate) fn network(n: usize) -> Vec<(u32, u32)> {
 /// Loads coordinates `c0 .. c0 + width` of every row of `rows` (row-major, `dim` wide) into
 /// `block` as keys, row `r` at `block[r * LANES ..]`. Lanes past `width` keep stale values.
 #[inline(always)]
-pub(crate) fn load_block(rows: &[f32], n: usize, dim: usize, c0: usize, width: usize, block: &mut [i32]) {
+pub(crate) fn load_block(
+    rows: &[f32],
+    n: usize,
+    dim: usize,
+    c0: usize,
+    width: usize,
+    block: &mut [i32],
+) {
     for r in 0..n {
         let src = &rows[r * dim + c0..r * dim + c0 + width];
         let dst = &mut block[r * LANES..r * LANES + width];
@@ -64,7 +71,9 @@ pub(crate) fn sort_block(block: &mut [i32], net: &[(u32, u32)]) {
         let a: &mut [i32; LANES] = (&mut lo[i as usize * LANES..i as usize * LANES + LANES])
             .try_into()
             .expect("block rows are LANES wide");
-        let b: &mut [i32; LANES] = (&mut hi[..LANES]).try_into().expect("block rows are LANES wide");
+        let b: &mut [i32; LANES] = (&mut hi[..LANES])
+            .try_into()
+            .expect("block rows are LANES wide");
         for l in 0..LANES {
             let (x, y) = (a[l], b[l]);
             a[l] = x.min(y);

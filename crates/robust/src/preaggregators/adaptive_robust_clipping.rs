@@ -40,7 +40,12 @@ impl PreAggregator for AdaptiveRobustClipping {
         Ok(n)
     }
 
-    fn apply(&mut self, input: &Submissions, out: &mut Submissions, _rng: &mut dyn rand::RngCore) -> Result<(), Error> {
+    fn apply(
+        &mut self,
+        input: &Submissions,
+        out: &mut Submissions,
+        _rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error> {
         input.check_nonempty()?;
         let n = self.output_len(input.n())?;
         let clipped = (2 * self.f * (n - self.f)) / n;
@@ -50,7 +55,7 @@ impl PreAggregator for AdaptiveRobustClipping {
         if clipped == 0 {
             return Ok(());
         }
-        let mut idx = Vec::with_capacity(n);
+        let mut idx = vec![0; n];
         order::argsort_into(&norms, &mut idx);
         let cut = n - clipped;
         let threshold = norms[idx[cut - 1]].sqrt();

@@ -48,7 +48,12 @@ impl PreAggregator for Bucketing {
         Ok(n.div_ceil(self.s))
     }
 
-    fn apply(&mut self, input: &Submissions, out: &mut Submissions, rng: &mut dyn rand::RngCore) -> Result<(), Error> {
+    fn apply(
+        &mut self,
+        input: &Submissions,
+        out: &mut Submissions,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error> {
         input.check_nonempty()?;
         let buckets = self.output_len(input.n())?;
         let mut perm: Vec<usize> = (0..input.n()).collect();

@@ -23,7 +23,12 @@ pub trait PreAggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
 
     /// Writes the transformed submissions into `out` (resized as needed; its allocation is
     /// reused). Randomised pre-aggregators draw from `rng` only.
-    fn apply(&mut self, input: &Submissions, out: &mut Submissions, rng: &mut dyn rand::RngCore) -> Result<(), Error>;
+    fn apply(
+        &mut self,
+        input: &Submissions,
+        out: &mut Submissions,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error>;
 }
 
 dyn_clone::clone_trait_object!(PreAggregator);

@@ -63,7 +63,12 @@ impl PreAggregator for NearestNeighborMixing {
         Ok(n)
     }
 
-    fn apply(&mut self, input: &Submissions, out: &mut Submissions, _rng: &mut dyn rand::RngCore) -> Result<(), Error> {
+    fn apply(
+        &mut self,
+        input: &Submissions,
+        out: &mut Submissions,
+        _rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error> {
         input.check_nonempty()?;
         let (n, dim) = (input.n(), input.dim());
         self.output_len(n)?;
@@ -78,7 +83,15 @@ impl PreAggregator for NearestNeighborMixing {
                 let scale = 1.0 / k as f64;
                 for_each_column_chunk(out.as_flat_mut(), dim, &|c0, rows| {
                     for (i, row) in rows.iter_mut().enumerate() {
-                        simd::weighted_chunk(data, dim, &nbrs[i * k..(i + 1) * k], None, scale, c0, row);
+                        simd::weighted_chunk(
+                            data,
+                            dim,
+                            &nbrs[i * k..(i + 1) * k],
+                            None,
+                            scale,
+                            c0,
+                            row,
+                        );
                     }
                 });
             })

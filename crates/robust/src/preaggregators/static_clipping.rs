@@ -47,7 +47,12 @@ impl PreAggregator for StaticClipping {
         Ok(n)
     }
 
-    fn apply(&mut self, input: &Submissions, out: &mut Submissions, _rng: &mut dyn rand::RngCore) -> Result<(), Error> {
+    fn apply(
+        &mut self,
+        input: &Submissions,
+        out: &mut Submissions,
+        _rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error> {
         input.check_nonempty()?;
         self.output_len(input.n())?;
         let mut norms = vec![0.0; input.n()];
