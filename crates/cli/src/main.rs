@@ -1,1 +1,167 @@
-fn main() {}
+//! `byzadam`: Byzantine-resilient distributed training, aggregation and attacks.
+
+use anyhow::Result;
+use byzadam_cli::commands::{self, AggregateArgs, AttackArgs};
+use byzadam_cli::spec;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Byzantine-resilient distributed training: robust aggregation rules, pre-aggregation and
+/// attacks, as the thesis "Investigating a Byzantine Resilient Framework for the Adam
+/// Optimizer" defines them.
+#[derive(Debug, Parser)]
+#[command(name = "byzadam", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Combine n vectors (one per row of INPUT) into one with a robust rule.
+    ///
+    /// INPUT is a 2-D .npy (float32 or float64), a CSV with one vector per line, or a JSON
+    /// array of arrays; ±∞ and NaN may be written inf, -inf, nan. Pre-aggregators run in the
+    /// order given, then the rule. The result goes to --output (.npy, .csv or .json by
+    /// extension) or, by default, to stdout as JSON.
+    ///
+    /// Example: byzadam aggregate examples/submissions.csv --rule trimmed_mean --f 5 --pre nnm:f=5
+    Aggregate {
+        /// The vectors, one per row (.npy, .csv or .json).
+        input: PathBuf,
+        /// The aggregation rule, by name or acronym (trimmed_mean/cwtm, median/cwm,
+        /// mean_around_median/meamed, minimum_diameter_averaging/mda, krum, multi_krum,
+        /// geometric_median/gm, centered_clipping/cc, bulyan, monna, caf, smea, average).
+        /// `byzadam rules` lists them all.
+        #[arg(long)]
+        rule: String,
+        /// Number of Byzantine vectors the rule must tolerate.
+        #[arg(long)]
+        f: Option<usize>,
+        /// A setting of the rule, KEY=VALUE (repeatable), e.g. --set m=7 for multi_krum.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+        settings: Vec<(String, serde_json::Value)>,
+        /// A pre-aggregator NAME[:KEY=VALUE,...] (repeatable, applied in order), e.g.
+        /// nnm:f=5, bucketing:s=2, clipping:c=1.5, arc:f=5.
+        #[arg(long = "pre", value_name = "SPEC")]
+        pre: Vec<String>,
+        /// Output file (.npy, .csv or .json); JSON on stdout when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Seed for randomised pre-aggregators (bucketing).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Forge the Byzantine vectors an attack sends, from the honest vectors in INPUT.
+    ///
+    /// Attacks that start from the Byzantine workers' own genuine vectors (little, sign_flip,
+    /// empire with the default base) read them from --own. Adaptive attacks (optimal_alie,
+    /// optimal_empire) probe the server pipeline given by --server-rule/--server-f/--server-pre.
+    ///
+    /// Example: byzadam attack honest.npy --attack alie --byzantine 5 -o byzantine.npy
+    Attack {
+        /// The honest vectors, one per row (.npy, .csv or .json).
+        input: PathBuf,
+        /// The attack, by name or alias (`byzadam rules` lists them).
+        #[arg(long)]
+        attack: String,
+        /// Number of Byzantine vectors to forge.
+        #[arg(long)]
+        byzantine: usize,
+        /// A setting of the attack, KEY=VALUE (repeatable), e.g. --set z=1.5 or --set base=honest_mean.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+        settings: Vec<(String, serde_json::Value)>,
+        /// The Byzantine workers' genuine vectors, one per row.
+        #[arg(long)]
+        own: Option<PathBuf>,
+        /// The server's aggregation rule (adaptive attacks).
+        #[arg(long)]
+        server_rule: Option<String>,
+        /// The server rule's f.
+        #[arg(long)]
+        server_f: Option<usize>,
+        /// A server pre-aggregator NAME[:KEY=VALUE,...] (repeatable).
+        #[arg(long = "server-pre", value_name = "SPEC")]
+        server_pre: Vec<String>,
+        /// Output file (.npy, .csv or .json); JSON on stdout when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Seed of the attack's random stream.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// List every aggregation rule, pre-aggregator and attack, with aliases.
+    Rules,
+}
+
+fn parse_setting(s: &str) -> Result<(String, serde_json::Value), String> {
+    spec::parse_setting(s).map_err(|e| e.to_string())
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Aggregate {
+            input,
+            rule,
+            f,
+            settings,
+            pre,
+            output,
+            seed,
+        } => commands::aggregate(
+            &AggregateArgs {
+                input,
+                rule,
+                f,
+                settings,
+                pre,
+                output,
+                seed,
+            },
+            &mut stdout,
+        ),
+        Command::Attack {
+            input,
+            attack,
+            byzantine,
+            settings,
+            own,
+            server_rule,
+            server_f,
+            server_pre,
+            output,
+            seed,
+        } => commands::attack(
+            &AttackArgs {
+                input,
+                attack,
+                byzantine,
+                settings,
+                own,
+                server_rule,
+                server_f,
+                server_pre,
+                output,
+                seed,
+            },
+            &mut stdout,
+        ),
+        Command::Rules => {
+            print!("{}", spec::catalogue());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -51,6 +51,31 @@ pub use pipeline::Pipeline;
 pub use preaggregators::PreAggregator;
 pub use submissions::Submissions;
 
+/// Squared L2 distances between every pair of rows of `s`, into `out` (`n × n`, row-major,
+/// diagonal 0): the kernel under every distance-based rule (MDA, Krum, NNM, Bulyan, CAF,
+/// SMEA), exposed for benchmarks and for callers that want the matrix itself. An undefined
+/// distance (`∞ − ∞`, NaN) is `+∞`.
+///
+/// ```
+/// # use byzadam_robust::{pairwise_squared_distances, Submissions};
+/// let s = Submissions::from_rows(&[[0.0, 0.0], [3.0, 4.0]])?;
+/// let mut d2 = [0.0; 4];
+/// pairwise_squared_distances(&s, &mut d2)?;
+/// assert_eq!(d2, [0.0, 25.0, 25.0, 0.0]);
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+pub fn pairwise_squared_distances(s: &Submissions, out: &mut [f64]) -> Result<(), Error> {
+    s.check_nonempty()?;
+    if out.len() != s.n() * s.n() {
+        return Err(Error::OutputLength {
+            expected: s.n() * s.n(),
+            found: out.len(),
+        });
+    }
+    kernels::distances::pairwise_sq(s, out);
+    Ok(())
+}
+
 /// Fails with [`Error::TooFewInputs`] unless `ok`.
 pub(crate) fn require(
     ok: bool,

@@ -39,10 +39,10 @@ pub struct MinimumDiameterAveraging {
     pub f: usize,
     /// Largest `C(n, f)` the exact search may face (default 10,000,000: well under a minute).
     #[serde(default = "default_budget")]
-    pub subset_budget: u128,
+    pub subset_budget: u64,
 }
 
-pub(crate) fn default_budget() -> u128 {
+pub(crate) fn default_budget() -> u64 {
     10_000_000
 }
 
@@ -134,11 +134,11 @@ impl Aggregator for MinimumDiameterAveraging {
     fn check(&self, n: usize) -> Result<(), Error> {
         require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)?;
         let subsets = binomial(n, self.f);
-        if subsets > self.subset_budget {
+        if subsets > self.subset_budget as u128 {
             return Err(Error::SubsetBudgetExceeded {
                 rule: self.name(),
                 subsets,
-                budget: self.subset_budget,
+                budget: self.subset_budget as u128,
             });
         }
         Ok(())

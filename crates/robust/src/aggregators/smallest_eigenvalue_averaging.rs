@@ -30,7 +30,7 @@ pub struct SmallestEigenvalueAveraging {
     pub f: usize,
     /// Largest `C(n, f)` the exact search may face (default 10,000,000).
     #[serde(default = "default_budget")]
-    pub subset_budget: u128,
+    pub subset_budget: u64,
 }
 
 impl SmallestEigenvalueAveraging {
@@ -69,11 +69,11 @@ impl Aggregator for SmallestEigenvalueAveraging {
     fn check(&self, n: usize) -> Result<(), Error> {
         require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)?;
         let subsets = binomial(n, self.f);
-        if subsets > self.subset_budget {
+        if subsets > self.subset_budget as u128 {
             return Err(Error::SubsetBudgetExceeded {
                 rule: self.name(),
                 subsets,
-                budget: self.subset_budget,
+                budget: self.subset_budget as u128,
             });
         }
         Ok(())

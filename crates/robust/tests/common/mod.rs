@@ -44,10 +44,12 @@ pub fn symmetric_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
         .collect()
 }
 
+/// The rows as vectors.
 pub fn rows(s: &Submissions) -> Vec<Vec<f32>> {
     s.rows().map(|r| r.to_vec()).collect()
 }
 
+/// Euclidean norm.
 pub fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }

@@ -1,0 +1,275 @@
+//! Reading `n × d` matrices and writing vectors or matrices as `.npy`, `.csv` or `.json`.
+//!
+//! - `.npy`: a 2-D array of `float32` or `float64` (little- or big-endian, C or Fortran order).
+//! - `.csv`: one vector per line, no header; `inf`, `-inf` and `nan` are accepted.
+//! - `.json`: an array of arrays of numbers; JSON has no ±∞ or NaN, so the strings `"inf"`,
+//!   `"-inf"`, `"nan"` (and `"Infinity"`, `"-Infinity"`, `"NaN"`) stand for them, in and out.
+//!
+//! Every error names the file and, where it has one, the row (1-based, as in an editor) and the
+//! column.
+
+use anyhow::{anyhow, bail, Context, Result};
+use byzadam_robust::Submissions;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+/// A file format, chosen by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// NumPy's `.npy`.
+    Npy,
+    /// Comma-separated values, one vector per line.
+    Csv,
+    /// JSON array of arrays.
+    Json,
+}
+
+impl Format {
+    /// The format for `path`'s extension.
+    pub fn of(path: &Path) -> Result<Self> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("npy") => Ok(Self::Npy),
+            Some("csv") => Ok(Self::Csv),
+            Some("json") => Ok(Self::Json),
+            _ => bail!(
+                "{}: unknown format: use a .npy, .csv or .json file",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Reads the matrix in `path` as submissions (one row per vector).
+pub fn read(path: &Path) -> Result<Submissions> {
+    let format = Format::of(path)?;
+    let (rows, dim, data) = match format {
+        Format::Npy => read_npy(path),
+        Format::Csv => read_csv(path),
+        Format::Json => read_json(path),
+    }
+    .with_context(|| format!("reading {}", path.display()))?;
+    if rows == 0 || dim == 0 {
+        bail!(
+            "reading {}: no vectors (the file holds a {rows} × {dim} matrix)",
+            path.display()
+        );
+    }
+    Ok(Submissions::from_flat(data, dim).expect("rows × dim checked above"))
+}
+
+fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let file = std::fs::File::open(path)?;
+    let npy = npyz::NpyFile::new(BufReader::new(file))
+        .map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
+    let shape = npy.shape().to_vec();
+    let [rows, dim] = shape[..] else {
+        bail!("expected a 2-D array (vectors × dimension), got shape {shape:?}");
+    };
+    let (rows, dim) = (rows as usize, dim as usize);
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let descr = npy.dtype().descr();
+    let data: Vec<f32> = match descr.trim_matches('\'') {
+        "<f4" | ">f4" => npy.into_vec::<f32>()?,
+        "<f8" | ">f8" => npy
+            .into_vec::<f64>()?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
+        other => bail!("unsupported dtype {other}: use float32 or float64"),
+    };
+    if data.len() != rows * dim {
+        bail!("truncated: {} values for shape [{rows}, {dim}]", data.len());
+    }
+    if fortran {
+        let mut c = vec![0.0; data.len()];
+        for i in 0..rows {
+            for j in 0..dim {
+                c[i * dim + j] = data[j * rows + i];
+            }
+        }
+        return Ok((rows, dim, c));
+    }
+    Ok((rows, dim, data))
+}
+
+/// Parses one number, accepting the spellings of ±∞ and NaN.
+fn parse_number(s: &str) -> Option<f32> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => Some(f32::INFINITY),
+        "-inf" | "-infinity" => Some(f32::NEG_INFINITY),
+        "nan" | "+nan" | "-nan" => Some(f32::NAN),
+        _ => t.parse::<f64>().ok().map(|x| x as f32),
+    }
+}
+
+fn read_csv(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_path(path)?;
+    let (mut rows, mut dim, mut data) = (0usize, 0usize, Vec::new());
+    for record in reader.records() {
+        let record = record?;
+        let line = record.position().map_or(rows + 1, |p| p.line() as usize);
+        if record.len() == 1 && record[0].is_empty() {
+            continue;
+        }
+        if rows == 0 {
+            dim = record.len();
+        } else if record.len() != dim {
+            bail!(
+                "row {line}: {} values, but the first row has {dim}",
+                record.len()
+            );
+        }
+        for (col, field) in record.iter().enumerate() {
+            let x = parse_number(field).ok_or_else(|| {
+                anyhow!("row {line}, column {}: {field:?} is not a number", col + 1)
+            })?;
+            data.push(x);
+        }
+        rows += 1;
+    }
+    Ok((rows, dim, data))
+}
+
+fn read_json(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let text = std::fs::read_to_string(path)?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("invalid JSON: {e}"))?;
+    let outer = value
+        .as_array()
+        .ok_or_else(|| anyhow!("expected an array of vectors (arrays of numbers)"))?;
+    let (mut dim, mut data) = (0usize, Vec::new());
+    for (r, row) in outer.iter().enumerate() {
+        let row = row
+            .as_array()
+            .ok_or_else(|| anyhow!("row {}: expected an array of numbers, got {row}", r + 1))?;
+        if r == 0 {
+            dim = row.len();
+        } else if row.len() != dim {
+            bail!(
+                "row {}: {} values, but the first row has {dim}",
+                r + 1,
+                row.len()
+            );
+        }
+        for (c, v) in row.iter().enumerate() {
+            let x = match v {
+                serde_json::Value::Number(n) => n.as_f64().map(|x| x as f32),
+                serde_json::Value::String(s) => parse_number(s),
+                _ => None,
+            };
+            data.push(
+                x.ok_or_else(|| anyhow!("row {}, column {}: {v} is not a number", r + 1, c + 1))?,
+            );
+        }
+    }
+    Ok((outer.len(), dim, data))
+}
+
+fn json_number(x: f32) -> serde_json::Value {
+    if x.is_finite() {
+        // Shortest representation that reads back as the same f32.
+        serde_json::Value::Number(
+            serde_json::Number::from_f64(x.to_string().parse::<f64>().unwrap_or(x as f64))
+                .expect("finite"),
+        )
+    } else if x.is_nan() {
+        "nan".into()
+    } else if x > 0.0 {
+        "inf".into()
+    } else {
+        "-inf".into()
+    }
+}
+
+/// Writes `rows` vectors of length `dim` (`data` row-major) to `path`, or as JSON to `stdout`
+/// when `path` is `None`. A single vector (`as_vector`) is written as a 1-D array / one line.
+pub fn write(
+    path: Option<&Path>,
+    data: &[f32],
+    dim: usize,
+    as_vector: bool,
+    stdout: &mut dyn Write,
+) -> Result<()> {
+    let rows = data.len() / dim.max(1);
+    let format = match path {
+        Some(p) => Format::of(p)?,
+        None => Format::Json,
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    match format {
+        Format::Json => {
+            let value = if as_vector {
+                serde_json::Value::Array(data.iter().map(|&x| json_number(x)).collect())
+            } else {
+                serde_json::Value::Array(
+                    data.chunks(dim.max(1))
+                        .map(|r| {
+                            serde_json::Value::Array(r.iter().map(|&x| json_number(x)).collect())
+                        })
+                        .collect(),
+                )
+            };
+            serde_json::to_writer(&mut buf, &value)?;
+            buf.push(b'\n');
+        }
+        Format::Csv => {
+            for row in data.chunks(dim.max(1)) {
+                let line: Vec<String> = row.iter().map(|x| x.to_string()).collect();
+                writeln!(buf, "{}", line.join(","))?;
+            }
+        }
+        Format::Npy => {
+            use npyz::WriterBuilder;
+            let shape: Vec<u64> = if as_vector {
+                vec![dim as u64]
+            } else {
+                vec![rows as u64, dim as u64]
+            };
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(&mut buf)
+                .begin_nd()?;
+            w.extend(data.iter().copied())?;
+            w.finish()?;
+        }
+    }
+    match path {
+        None => stdout.write_all(&buf)?,
+        Some(p) => write_atomically(p, &buf).with_context(|| format!("writing {}", p.display()))?,
+    }
+    Ok(())
+}
+
+/// Writes to a temporary file beside `path`, then renames it over `path`: a crash never
+/// leaves a half-written output.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    {
+        let mut f = BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(bytes)?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Turning command-line specs (`--rule trimmed_mean --f 5 --set k=v`, `--pre nnm:f=5`) into
+//! the robust crate's registries, with errors that say what is wrong and what would be valid.
+
+use anyhow::{anyhow, bail, Result};
+use byzadam_robust::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
+use serde_json::{Map, Value};
+
+/// A `KEY=VALUE` setting; the value is read as an integer, a number, a boolean, or else text.
+pub fn parse_setting(s: &str) -> Result<(String, Value)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{s:?} is not KEY=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    if k.is_empty() {
+        bail!("{s:?}: empty key");
+    }
+    let value = if let Ok(i) = v.parse::<u64>() {
+        Value::from(i)
+    } else if let Ok(i) = v.parse::<i64>() {
+        Value::from(i)
+    } else if let Ok(x) = v.parse::<f64>() {
+        Value::from(x)
+    } else if let Ok(b) = v.parse::<bool>() {
+        Value::from(b)
+    } else if v == "none" || v == "null" {
+        Value::Null
+    } else {
+        Value::from(v)
+    };
+    Ok((k.to_string(), value))
+}
+
+fn names(list: &[(&str, &[&str])]) -> String {
+    list.iter()
+        .map(|(n, a)| {
+            if a.is_empty() {
+                n.to_string()
+            } else {
+                format!("{n} ({})", a.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn table(kind: &str, canonical: &str, settings: &[(String, Value)]) -> Result<Value> {
+    let mut map = Map::new();
+    map.insert("name".into(), Value::from(canonical));
+    for (k, v) in settings {
+        if k == "name" {
+            bail!("{kind} {canonical}: `name` is not a setting");
+        }
+        map.insert(k.clone(), v.clone());
+    }
+    Ok(Value::Object(map))
+}
+
+fn explain(kind: &str, name: &str, e: serde_json::Error) -> anyhow::Error {
+    anyhow!("{kind} {name}: {e}")
+}
+
+/// The aggregation rule `name` (or an alias) with `f` and further settings.
+pub fn aggregator(
+    name: &str,
+    f: Option<usize>,
+    settings: &[(String, Value)],
+) -> Result<AggregatorConfig> {
+    let canonical = AggregatorConfig::canonical(name).ok_or_else(|| {
+        anyhow!(
+            "unknown rule {name:?}; the rules are: {}",
+            names(AggregatorConfig::NAMES)
+        )
+    })?;
+    let mut all = settings.to_vec();
+    if let Some(f) = f {
+        all.push(("f".into(), Value::from(f)));
+    }
+    let cfg = table("rule", canonical, &all)?;
+    serde_json::from_value(cfg).map_err(|e| {
+        if f.is_some() && e.to_string().contains("unknown field `f`") {
+            anyhow!("rule {canonical} takes no f (it needs no bound on the Byzantine workers); drop --f")
+        } else if e.to_string().contains("missing field `f`") {
+            anyhow!("rule {canonical} needs --f, the number of Byzantine inputs it must tolerate")
+        } else {
+            explain("rule", canonical, e)
+        }
+    })
+}
+
+/// A pre-aggregator spec `NAME[:KEY=VALUE,...]`.
+pub fn preaggregator(spec: &str) -> Result<PreAggregatorConfig> {
+    let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let canonical = PreAggregatorConfig::canonical(name.trim()).ok_or_else(|| {
+        anyhow!(
+            "unknown pre-aggregator {name:?}; the pre-aggregators are: {}",
+            names(PreAggregatorConfig::NAMES)
+        )
+    })?;
+    let settings = rest
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(parse_setting)
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| anyhow!("pre-aggregator {canonical}: {e}"))?;
+    serde_json::from_value(table("pre-aggregator", canonical, &settings)?)
+        .map_err(|e| explain("pre-aggregator", canonical, e))
+}
+
+/// The attack `name` (or an alias) with its settings.
+pub fn attack(name: &str, settings: &[(String, Value)]) -> Result<AttackConfig> {
+    let canonical = AttackConfig::canonical(name).ok_or_else(|| {
+        anyhow!(
+            "unknown attack {name:?}; the attacks are: {}",
+            names(AttackConfig::NAMES)
+        )
+    })?;
+    serde_json::from_value(table("attack", canonical, settings)?)
+        .map_err(|e| explain("attack", canonical, e))
+}
+
+/// One line per rule, pre-aggregator and attack, with aliases.
+pub fn catalogue() -> String {
+    let mut s = String::new();
+    for (title, list) in [
+        ("Aggregation rules (--rule)", AggregatorConfig::NAMES),
+        ("Pre-aggregators (--pre)", PreAggregatorConfig::NAMES),
+        ("Attacks (--attack)", AttackConfig::NAMES),
+    ] {
+        s.push_str(title);
+        s.push_str(":\n");
+        for (n, a) in list {
+            if a.is_empty() {
+                s.push_str(&format!("  {n}\n"));
+            } else {
+                s.push_str(&format!("  {n:<32} aliases: {}\n", a.join(", ")));
+            }
+        }
+    }
+    s
+}

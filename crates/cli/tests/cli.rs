@@ -1,0 +1,352 @@
+//! The `byzadam` binary end to end: formats in and out, and errors that name the file, the
+//! row and what is wrong.
+
+use assert_cmd::Command;
+use byzadam_robust::{aggregators::TrimmedMean, Aggregator, Submissions};
+use std::path::{Path, PathBuf};
+
+fn byzadam() -> Command {
+    Command::cargo_bin("byzadam").unwrap()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/submissions.csv")
+}
+
+fn stdout_json(args: &[&str]) -> serde_json::Value {
+    let out = byzadam()
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn stderr_of(args: &[&str]) -> String {
+    let out = byzadam()
+        .args(args)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+fn write_npy_f64(path: &Path, rows: usize, dim: usize, data: &[f64]) {
+    use npyz::WriterBuilder;
+    let mut buf = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[rows as u64, dim as u64])
+        .writer(&mut buf)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn aggregate_of_the_shipped_example_matches_the_library() {
+    let example = example();
+    let got = stdout_json(&[
+        "aggregate",
+        example.to_str().unwrap(),
+        "--rule",
+        "cwtm",
+        "--f",
+        "5",
+    ]);
+    let s = byzadam_cli::matrix_io::read(&example).unwrap();
+    let expected = TrimmedMean { f: 5 }.aggregate(&s).unwrap();
+    let got: Vec<f32> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got, expected);
+    // The plain average of the same file is +∞ everywhere: the example has +∞ workers.
+    let avg = stdout_json(&["aggregate", example.to_str().unwrap(), "--rule", "average"]);
+    assert!(avg.as_array().unwrap().iter().all(|x| x == "inf"));
+}
+
+#[test]
+fn every_format_reads_and_writes_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = [
+        1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0,
+    ];
+    let npy = dir.path().join("x.npy");
+    write_npy_f64(&npy, 4, 3, &data);
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "1,2,3\n4,5,6\n\n7, 8, 9\n10,11,12\n").unwrap();
+    let json = dir.path().join("x.json");
+    std::fs::write(&json, "[[1,2,3],[4,5,6],[7,8,9],[10,11,12]]").unwrap();
+    for input in [&npy, &csv, &json] {
+        let v = stdout_json(&["aggregate", input.to_str().unwrap(), "--rule", "median"]);
+        assert_eq!(v, serde_json::json!([5.5, 6.5, 7.5]), "{}", input.display());
+        for ext in ["npy", "csv", "json"] {
+            let out = dir.path().join(format!("out.{ext}"));
+            byzadam()
+                .args([
+                    "aggregate",
+                    input.to_str().unwrap(),
+                    "--rule",
+                    "median",
+                    "-o",
+                    out.to_str().unwrap(),
+                ])
+                .assert()
+                .success();
+            let back = match ext {
+                "npy" => {
+                    let f = npyz::NpyFile::new(std::fs::File::open(&out).unwrap()).unwrap();
+                    assert_eq!(f.shape(), &[3]);
+                    f.into_vec::<f32>().unwrap()
+                }
+                "csv" => std::fs::read_to_string(&out)
+                    .unwrap()
+                    .trim()
+                    .split(',')
+                    .map(|x| x.parse().unwrap())
+                    .collect(),
+                _ => serde_json::from_str::<Vec<f32>>(&std::fs::read_to_string(&out).unwrap())
+                    .unwrap(),
+            };
+            assert_eq!(back, [5.5, 6.5, 7.5], "{} -> {ext}", input.display());
+        }
+    }
+}
+
+#[test]
+fn infinities_and_nan_travel_through_csv_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "1,inf\n2,-inf\n3,nan\n").unwrap();
+    let v = stdout_json(&["aggregate", csv.to_str().unwrap(), "--rule", "average"]);
+    assert_eq!(v, serde_json::json!([2.0, "nan"]));
+    let json = dir.path().join("x.json");
+    std::fs::write(&json, r#"[[1, "Infinity"], [2, 0], [3, 0]]"#).unwrap();
+    assert_eq!(
+        stdout_json(&[
+            "aggregate",
+            json.to_str().unwrap(),
+            "--rule",
+            "trimmed_mean",
+            "--f",
+            "1"
+        ]),
+        serde_json::json!([2.0, 0.0])
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_naming_the_file_row_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            p("a.csv", "1,2\n3,x\n"),
+            "row 2, column 2: \"x\" is not a number",
+        ),
+        (
+            p("b.csv", "1,2\n3,4,5\n"),
+            "row 2: 3 values, but the first row has 2",
+        ),
+        (
+            p("c.json", "[[1,2],[3]]"),
+            "row 2: 1 values, but the first row has 2",
+        ),
+        (p("d.json", "{\"a\": 1}"), "expected an array of vectors"),
+        (
+            p("e.json", "[[1,2],[3,true]]"),
+            "row 2, column 2: true is not a number",
+        ),
+        (p("f.npy", "not numpy"), "not a valid .npy file"),
+        (p("g.txt", "1,2"), "unknown format"),
+        (p("h.csv", ""), "no vectors"),
+    ];
+    for (path, needle) in cases {
+        let err = stderr_of(&["aggregate", &path, "--rule", "median"]);
+        assert!(err.contains(&path), "{err} does not name {path}");
+        assert!(err.contains(needle), "{err} does not say {needle}");
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    }
+}
+
+#[test]
+fn bad_rules_and_settings_say_what_would_be_valid() {
+    let example = example();
+    let ex = example.to_str().unwrap();
+    assert!(stderr_of(&["aggregate", ex, "--rule", "trimed"]).contains("the rules are: average"));
+    assert!(stderr_of(&["aggregate", ex, "--rule", "cwtm"]).contains("needs --f"));
+    assert!(stderr_of(&["aggregate", ex, "--rule", "median", "--f", "2"]).contains("takes no f"));
+    assert!(stderr_of(&["aggregate", ex, "--rule", "cwtm", "--f", "8"])
+        .contains("needs n > 2f, but got n = 15, f = 8"));
+    assert!(stderr_of(&[
+        "aggregate",
+        ex,
+        "--rule",
+        "cwtm",
+        "--f",
+        "2",
+        "--set",
+        "F=2"
+    ])
+    .contains("unknown field `F`"));
+    assert!(
+        stderr_of(&["aggregate", ex, "--rule", "median", "--pre", "nmm:f=2"])
+            .contains("the pre-aggregators are")
+    );
+    assert!(
+        stderr_of(&["aggregate", ex, "--rule", "median", "--pre", "bucketing:s"])
+            .contains("not KEY=VALUE")
+    );
+    assert!(stderr_of(&[
+        "aggregate",
+        ex,
+        "--rule",
+        "mda",
+        "--f",
+        "5",
+        "--set",
+        "subset_budget=10"
+    ])
+    .contains("over the budget"));
+}
+
+#[test]
+fn attack_forges_the_byzantine_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let honest = dir.path().join("h.csv");
+    std::fs::write(&honest, "0\n2\n4\n").unwrap();
+    let own = dir.path().join("own.csv");
+    std::fs::write(&own, "1\n3\n").unwrap();
+    let h = honest.to_str().unwrap();
+    assert_eq!(
+        stdout_json(&[
+            "attack",
+            h,
+            "--attack",
+            "alie",
+            "--byzantine",
+            "2",
+            "--set",
+            "z=1.5"
+        ]),
+        serde_json::json!([[-1.0], [-1.0]])
+    );
+    assert_eq!(
+        stdout_json(&["attack", h, "--attack", "inf", "--byzantine", "1"]),
+        serde_json::json!([["inf"]])
+    );
+    assert_eq!(
+        stdout_json(&[
+            "attack",
+            h,
+            "--attack",
+            "empire",
+            "--byzantine",
+            "2",
+            "--own",
+            own.to_str().unwrap()
+        ]),
+        serde_json::json!([[-0.9], [-2.7]])
+    );
+    assert!(
+        stderr_of(&["attack", h, "--attack", "little", "--byzantine", "2"]).contains("--own FILE")
+    );
+    assert!(stderr_of(&[
+        "attack",
+        h,
+        "--attack",
+        "optimal_empire",
+        "--byzantine",
+        "2"
+    ])
+    .contains("--server-rule"));
+    let opt = stdout_json(&[
+        "attack",
+        h,
+        "--attack",
+        "optimal_empire",
+        "--byzantine",
+        "2",
+        "--server-rule",
+        "median",
+    ]);
+    assert_eq!(opt.as_array().unwrap().len(), 2);
+    let out = dir.path().join("byz.npy");
+    byzadam()
+        .args([
+            "attack",
+            h,
+            "--attack",
+            "gaussian",
+            "--byzantine",
+            "2",
+            "--seed",
+            "3",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let f = npyz::NpyFile::new(std::fs::File::open(&out).unwrap()).unwrap();
+    assert_eq!(f.shape(), &[2, 1]);
+    // Same seed, same bits.
+    let a = stdout_json(&[
+        "attack",
+        h,
+        "--attack",
+        "gaussian",
+        "--byzantine",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    let b = stdout_json(&[
+        "attack",
+        h,
+        "--attack",
+        "gaussian",
+        "--byzantine",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn rules_lists_every_registry_entry() {
+    let out = byzadam()
+        .arg("rules")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for name in [
+        "trimmed_mean",
+        "minimum_diameter_averaging",
+        "bulyan",
+        "covariance_filter",
+        "nearest_neighbor_mixing",
+        "adaptive_robust_clipping",
+        "optimal_alie",
+        "label_flip",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    let _ = Submissions::default();
+}
