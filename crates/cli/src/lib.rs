@@ -1,6 +1,7 @@
 //! The library behind the `byzadam` command: everything a test can reach without spawning
 //! the binary. `main.rs` only parses arguments and prints errors.
 
+pub mod bench;
 pub mod commands;
 pub mod matrix_io;
 pub mod spec;

@@ -93,6 +93,24 @@ enum Command {
     },
     /// List every aggregation rule, pre-aggregator and attack, with aliases.
     Rules,
+    /// Time the robust kernels on random input: medians of interleaved repetitions, with
+    /// ratios to the plain average (coordinate-wise rules) and to the pairwise distance matrix
+    /// (distance-based rules) measured in the same run. Set RAYON_NUM_THREADS to fix the
+    /// thread count. BENCHMARKS.md records its output.
+    Bench {
+        /// Number of vectors.
+        #[arg(long, default_value_t = 15)]
+        n: usize,
+        /// Byzantine vectors tolerated.
+        #[arg(long, default_value_t = 5)]
+        f: usize,
+        /// Dimensions, comma-separated (the thesis's MNIST CNN, CIFAR-10 CNN, ResNet-18 scale).
+        #[arg(long, value_delimiter = ',', default_value = "176050,1310922,11000000")]
+        dims: Vec<usize>,
+        /// Timed repetitions of each kernel.
+        #[arg(long, default_value_t = 9)]
+        repeats: usize,
+    },
 }
 
 fn parse_setting(s: &str) -> Result<(String, serde_json::Value), String> {
@@ -146,6 +164,20 @@ fn run() -> Result<()> {
                 server_pre,
                 output,
                 seed,
+            },
+            &mut stdout,
+        ),
+        Command::Bench {
+            n,
+            f,
+            dims,
+            repeats,
+        } => byzadam_cli::bench::bench(
+            &byzadam_cli::bench::BenchArgs {
+                n,
+                f,
+                dims,
+                repeats,
             },
             &mut stdout,
         ),

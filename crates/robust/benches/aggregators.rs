@@ -34,7 +34,9 @@ fn bench(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(if dim > 5_000_000 { 6 } else { 3 }));
         let mut out = vec![0.0f32; dim];
         let mut d2 = vec![0.0f64; N * N];
-        group.bench_function("pairwise_distances", |b| b.iter(|| pairwise_squared_distances(&s, &mut d2).unwrap()));
+        group.bench_function("pairwise_distances", |b| {
+            b.iter(|| pairwise_squared_distances(&s, &mut d2).unwrap())
+        });
         let rules: Vec<Box<dyn Aggregator>> = vec![
             Box::new(Average {}),
             Box::new(TrimmedMean { f: F }),
@@ -44,12 +46,16 @@ fn bench(c: &mut Criterion) {
             Box::new(Krum { f: F }),
         ];
         for mut rule in rules {
-            group.bench_with_input(BenchmarkId::new(rule.name(), dim), &s, |b, s| b.iter(|| rule.aggregate_into(s, &mut out).unwrap()));
+            group.bench_with_input(BenchmarkId::new(rule.name(), dim), &s, |b, s| {
+                b.iter(|| rule.aggregate_into(s, &mut out).unwrap())
+            });
         }
         let mut mixed = Submissions::default();
         let mut nnm = NearestNeighborMixing { f: F };
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-        group.bench_function("nearest_neighbor_mixing", |b| b.iter(|| nnm.apply(&s, &mut mixed, &mut rng).unwrap()));
+        group.bench_function("nearest_neighbor_mixing", |b| {
+            b.iter(|| nnm.apply(&s, &mut mixed, &mut rng).unwrap())
+        });
         group.finish();
     }
 }

@@ -53,7 +53,8 @@ proptest! {
         }
         let mut mixed = Submissions::default();
         NearestNeighborMixing { f: n / 2 }.apply(&s, &mut mixed, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
-        prop_assert!(mixed.rows().all(|r| r == &v[..]));
+        // NNM sums in f32 (see `mix_chunk_generic`): equal up to the rounding of k additions.
+        prop_assert!(mixed.rows().all(|r| close(r, &v, 1e-6)));
     }
 
     #[test]

@@ -48,15 +48,33 @@ fn cached_network(n: usize) -> Network {
         .clone()
 }
 
+/// Up to this many rows, a block lives on the stack (16 KiB).
+const STACK_ROWS: usize = 64;
+
 /// Applies `reduce` to every coordinate of `s`, writing `out` (length `dim`).
 pub(crate) fn coordinatewise(s: &Submissions, reduce: Reduce, out: &mut [f32]) {
     let (n, dim) = (s.n(), s.dim());
     let net = cached_network(n);
     let rows = s.as_flat();
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        with_i32(n * LANES, |block| {
-            simd::coordinatewise_chunk(rows, n, dim, c * CHUNK, o, &net, reduce, block)
-        })
+        if n <= STACK_ROWS {
+            // On the stack: no first-use allocation on whichever worker thread runs this.
+            let mut block = [0i32; STACK_ROWS * LANES];
+            simd::coordinatewise_chunk(
+                rows,
+                n,
+                dim,
+                c * CHUNK,
+                o,
+                &net,
+                reduce,
+                &mut block[..n * LANES],
+            );
+        } else {
+            with_i32(n * LANES, |block| {
+                simd::coordinatewise_chunk(rows, n, dim, c * CHUNK, o, &net, reduce, block)
+            });
+        }
     });
 }
 
@@ -130,42 +148,81 @@ fn median(block: &[i32], n: usize, out: &mut [f32]) {
 }
 
 #[inline(always)]
-fn nan_inf(d: f64) -> f64 {
+fn nan_inf32(d: f32) -> f32 {
     if d.is_nan() {
-        f64::INFINITY
+        f32::INFINITY
     } else {
         d
     }
 }
 
+/// A row of the block as a fixed-size array (lets the compiler drop bounds checks).
+#[inline(always)]
+fn row(block: &[i32], r: usize) -> &[i32; LANES] {
+    block[r * LANES..r * LANES + LANES]
+        .try_into()
+        .expect("LANES wide")
+}
+
 #[inline(always)]
 fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
-    let mut med = [0f64; LANES];
-    median_lanes(block, n, &mut med);
-    let mut best = [f64::INFINITY; LANES];
-    let mut start = [0usize; LANES];
-    for i in 0..=(n - keep) {
-        let first = &block[i * LANES..i * LANES + LANES];
-        let last = &block[(i + keep - 1) * LANES..(i + keep - 1) * LANES + LANES];
-        for l in 0..LANES {
-            let below = nan_inf(med[l] - unkey(first[l]) as f64);
-            let above = nan_inf(unkey(last[l]) as f64 - med[l]);
-            let worst = if below > above { below } else { above };
-            // Strictly smaller: among equally good windows the lowest wins. The first window
-            // always replaces the initial +∞ unless its distance is +∞ too, and then window 0
-            // (already in `start`) is as good as any.
-            if worst < best[l] {
-                best[l] = worst;
-                start[l] = i;
+    // The window choice compares distances to the median in f32, the inputs' own precision
+    // (as ByzFL and NumPy do on float32 input); the chosen values are summed in f64. Every
+    // loop runs over whole rows of lanes with masks and blends, so it vectorises.
+    let f = n - keep;
+    let mut med = [0f32; LANES];
+    {
+        let hi = row(block, n / 2);
+        if n % 2 == 1 {
+            for l in 0..LANES {
+                med[l] = unkey(hi[l]);
+            }
+        } else {
+            let lo = row(block, n / 2 - 1);
+            for l in 0..LANES {
+                med[l] = (0.5 * (unkey(lo[l]) as f64 + unkey(hi[l]) as f64)) as f32;
             }
         }
     }
-    let mut acc = [-0.0f64; LANES];
-    for r in 0..n {
-        let row = &block[r * LANES..r * LANES + LANES];
+    let mut best = [f32::INFINITY; LANES];
+    let mut start = [0i32; LANES];
+    for i in 0..=f {
+        let (first, last) = (row(block, i), row(block, i + keep - 1));
         for l in 0..LANES {
-            let inside = r >= start[l] && r < start[l] + keep;
-            acc[l] += if inside { unkey(row[l]) as f64 } else { -0.0 };
+            let below = nan_inf32(med[l] - unkey(first[l]));
+            let above = nan_inf32(unkey(last[l]) - med[l]);
+            let worst = if below > above { below } else { above };
+            // Strictly smaller: among equally good windows the lowest wins. If every window is
+            // infinitely far, window 0 (already in `start`) is as good as any.
+            let better = worst < best[l];
+            best[l] = if better { worst } else { best[l] };
+            start[l] = if better { i as i32 } else { start[l] };
+        }
+    }
+    // Ranks f..keep are in every window; below f a rank is in iff it is ≥ the start, from keep
+    // on iff it is < start + keep. Masked-out ranks add −0.0, the identity.
+    let neg_zero = super::order::key(-0.0);
+    let mut acc = [-0.0f64; LANES];
+    for r in 0..f {
+        let (x, r32) = (row(block, r), r as i32);
+        for l in 0..LANES {
+            acc[l] += unkey(if r32 >= start[l] { x[l] } else { neg_zero }) as f64;
+        }
+    }
+    for r in f..keep {
+        let x = row(block, r);
+        for l in 0..LANES {
+            acc[l] += unkey(x[l]) as f64;
+        }
+    }
+    let mut end = [0i32; LANES];
+    for l in 0..LANES {
+        end[l] = start[l] + keep as i32;
+    }
+    for r in keep..n {
+        let (x, r32) = (row(block, r), r as i32);
+        for l in 0..LANES {
+            acc[l] += unkey(if r32 < end[l] { x[l] } else { neg_zero }) as f64;
         }
     }
     let k = keep as f64;

@@ -10,7 +10,7 @@
 
 use super::coordinatewise::{chunk_generic, Reduce};
 use super::distances::{pair_partials_generic, point_partials_generic};
-use super::rowsum::weighted_chunk_generic;
+use super::rowsum::{mix_chunk_generic, weighted_chunk_generic};
 
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path) => {
@@ -62,4 +62,10 @@ dispatch! {
     /// Weighted row sums over one chunk.
     fn weighted_chunk(data: &[f32], dim: usize, rows: &[usize], w: Option<&[f64]>, scale: f64, c0: usize, out: &mut [f32])
         => weighted_chunk_generic
+}
+
+dispatch! {
+    /// Nearest-neighbour mixing over one column range of every output row.
+    fn mix_chunk(data: &[f32], dim: usize, nbrs: &[usize], k: usize, c0: usize, rows: &mut [&mut [f32]])
+        => mix_chunk_generic
 }

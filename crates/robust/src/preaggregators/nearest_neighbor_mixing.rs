@@ -80,19 +80,8 @@ impl PreAggregator for NearestNeighborMixing {
                 neighbourhoods(d2, n, k, nbrs);
                 let nbrs = &*nbrs;
                 let data = input.as_flat();
-                let scale = 1.0 / k as f64;
                 for_each_column_chunk(out.as_flat_mut(), dim, &|c0, rows| {
-                    for (i, row) in rows.iter_mut().enumerate() {
-                        simd::weighted_chunk(
-                            data,
-                            dim,
-                            &nbrs[i * k..(i + 1) * k],
-                            None,
-                            scale,
-                            c0,
-                            row,
-                        );
-                    }
+                    simd::mix_chunk(data, dim, nbrs, k, c0, rows);
                 });
             })
         });
