@@ -55,7 +55,7 @@ impl Submissions {
         if data.is_empty() {
             return Err(Error::Empty);
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(Error::NotWholeRows {
                 len: data.len(),
                 dim,
