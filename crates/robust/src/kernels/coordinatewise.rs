@@ -165,22 +165,28 @@ fn row(block: &[i32], r: usize) -> &[i32; LANES] {
 }
 
 #[inline(always)]
-fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
-    // The window choice compares distances to the median in f32, the inputs' own precision
-    // (as ByzFL and NumPy do on float32 input); the chosen values are summed in f64. Every
-    // loop runs over whole rows of lanes with masks and blends, so it vectorises.
+fn around_median(block: &mut [i32], n: usize, keep: usize, out: &mut [f32]) {
+    // Map the sorted keys back to f32 bit patterns in place, once: every rank is read several
+    // times below. The window choice compares distances to the median in f32, the inputs' own
+    // precision (as ByzFL and NumPy do on float32 input); the chosen values are summed in f64.
+    // Every loop runs over whole rows of lanes with masks and blends, so it vectorises.
+    for k in block.iter_mut() {
+        *k = unkey(*k).to_bits() as i32;
+    }
+    let block = &*block;
+    let val = |bits: i32| f32::from_bits(bits as u32);
     let f = n - keep;
     let mut med = [0f32; LANES];
     {
         let hi = row(block, n / 2);
         if n % 2 == 1 {
             for l in 0..LANES {
-                med[l] = unkey(hi[l]);
+                med[l] = val(hi[l]);
             }
         } else {
             let lo = row(block, n / 2 - 1);
             for l in 0..LANES {
-                med[l] = (0.5 * (unkey(lo[l]) as f64 + unkey(hi[l]) as f64)) as f32;
+                med[l] = (0.5 * (val(lo[l]) as f64 + val(hi[l]) as f64)) as f32;
             }
         }
     }
@@ -189,8 +195,8 @@ fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
     for i in 0..=f {
         let (first, last) = (row(block, i), row(block, i + keep - 1));
         for l in 0..LANES {
-            let below = nan_inf32(med[l] - unkey(first[l]));
-            let above = nan_inf32(unkey(last[l]) - med[l]);
+            let below = nan_inf32(med[l] - val(first[l]));
+            let above = nan_inf32(val(last[l]) - med[l]);
             let worst = if below > above { below } else { above };
             // Strictly smaller: among equally good windows the lowest wins. If every window is
             // infinitely far, window 0 (already in `start`) is as good as any.
@@ -201,18 +207,18 @@ fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
     }
     // Ranks f..keep are in every window; below f a rank is in iff it is ≥ the start, from keep
     // on iff it is < start + keep. Masked-out ranks add −0.0, the identity.
-    let neg_zero = super::order::key(-0.0);
+    let neg_zero = (-0.0f32).to_bits() as i32;
     let mut acc = [-0.0f64; LANES];
     for r in 0..f {
         let (x, r32) = (row(block, r), r as i32);
         for l in 0..LANES {
-            acc[l] += unkey(if r32 >= start[l] { x[l] } else { neg_zero }) as f64;
+            acc[l] += val(if r32 >= start[l] { x[l] } else { neg_zero }) as f64;
         }
     }
     for r in f..keep {
         let x = row(block, r);
         for l in 0..LANES {
-            acc[l] += unkey(x[l]) as f64;
+            acc[l] += val(x[l]) as f64;
         }
     }
     let mut end = [0i32; LANES];
@@ -222,7 +228,7 @@ fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
     for r in keep..n {
         let (x, r32) = (row(block, r), r as i32);
         for l in 0..LANES {
-            acc[l] += unkey(if r32 < end[l] { x[l] } else { neg_zero }) as f64;
+            acc[l] += val(if r32 < end[l] { x[l] } else { neg_zero }) as f64;
         }
     }
     let k = keep as f64;

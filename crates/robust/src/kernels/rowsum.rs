@@ -90,14 +90,16 @@ pub(crate) fn weighted_mean(s: &Submissions, weights: &[f64], out: &mut [f32]) {
     })
 }
 
-/// Coordinates mixed at once by [`mix_chunk_generic`] (8 AVX registers of accumulators).
-const MIX: usize = 16;
+/// Coordinates of every row mixed at once by [`mix_chunk_generic`]: the n input spans and the
+/// n output spans (2 × 15 KiB at n = 15) stay in L1.
+const SPAN: usize = 256;
 
 /// Nearest-neighbour mixing over one column range: `rows[i] = (Σ_{j ∈ nbrs[i]} x_j) / k`
 /// (`nbrs` holds `k` indices per row, summed in that order). Unlike the averages, this sums in
 /// `f32`: mixing writes `n` vectors and reads `n(n − f)` rows per coordinate, and `f32` halves
-/// the work (8 lanes, no conversions), which keeps NNM within 2× of the distance pass. The
-/// error is that of summing `k` floats (below `k · 2⁻²⁴` relative).
+/// the work (8 lanes, no conversions). The error is that of summing `k` floats (below
+/// `k · 2⁻²⁴` relative). Each output span accumulates in place, in L1, one whole input span
+/// at a time, so the inner loop is a plain vector add with no per-element index arithmetic.
 #[inline(always)]
 pub(crate) fn mix_chunk_generic(
     data: &[f32],
@@ -109,36 +111,24 @@ pub(crate) fn mix_chunk_generic(
 ) {
     let width = rows.first().map_or(0, |r| r.len());
     let kf = k as f32;
-    let full = width / MIX * MIX;
     let mut s0 = 0;
-    while s0 < full {
+    while s0 < width {
+        let s1 = (s0 + SPAN).min(width);
         for (i, row) in rows.iter_mut().enumerate() {
-            // A register-resident accumulator: no partial-width branch in this loop.
-            let mut acc = [-0.0f32; MIX]; // −0.0: the identity of addition
-            for &j in &nbrs[i * k..(i + 1) * k] {
-                let x: &[f32; MIX] = data[j * dim + c0 + s0..j * dim + c0 + s0 + MIX]
-                    .try_into()
-                    .expect("MIX wide");
-                for l in 0..MIX {
-                    acc[l] += x[l];
+            let out = &mut row[s0..s1];
+            let mine = &nbrs[i * k..(i + 1) * k];
+            let first = mine[0] * dim + c0;
+            out.copy_from_slice(&data[first + s0..first + s1]);
+            for &j in &mine[1..] {
+                let x = &data[j * dim + c0 + s0..j * dim + c0 + s1];
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o += v;
                 }
             }
-            let o: &mut [f32; MIX] = (&mut row[s0..s0 + MIX]).try_into().expect("MIX wide");
-            for l in 0..MIX {
-                o[l] = acc[l] / kf;
+            for o in out.iter_mut() {
+                *o /= kf;
             }
         }
-        s0 += MIX;
-    }
-    if full < width {
-        for (i, row) in rows.iter_mut().enumerate() {
-            for (c, o) in row[full..width].iter_mut().enumerate() {
-                let mut acc = -0.0f32;
-                for &j in &nbrs[i * k..(i + 1) * k] {
-                    acc += data[j * dim + c0 + full + c];
-                }
-                *o = acc / kf;
-            }
-        }
+        s0 = s1;
     }
 }
