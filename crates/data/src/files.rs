@@ -28,12 +28,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
-/// Reads `dir/name` or `dir/name.gz` (decompressed), and checks the SHA-256 of the bytes.
-pub(crate) fn read_checked(
-    dir: &Path,
-    name: &str,
-    expected: &'static str,
-) -> Result<Vec<u8>, DataError> {
+/// Reads `dir/name` or `dir/name.gz` (decompressed), and checks the SHA-256 of the bytes
+/// against `expected` (hex).
+pub fn read_checked(dir: &Path, name: &str, expected: &'static str) -> Result<Vec<u8>, DataError> {
     let raw = dir.join(name);
     let gz = dir.join(format!("{name}.gz"));
     let (path, bytes) = if raw.is_file() {

@@ -18,6 +18,7 @@
 
 pub mod checksums;
 mod dataset;
+pub mod download;
 mod error;
 mod files;
 pub mod partition;
@@ -25,7 +26,7 @@ pub mod synthetic;
 
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};
 pub use error::DataError;
-pub use files::{data_dir, load, DATA_DIR_ENV};
+pub use files::{data_dir, load, read_checked, DATA_DIR_ENV};
 
 /// Label flip: `y → classes − 1 − y` (the thesis's `9 − y` for ten classes).
 ///
