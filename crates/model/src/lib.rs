@@ -1,0 +1,142 @@
+//! # byzadam-model
+//!
+//! The thesis's models on byzadam's own CPU engine: a sequential network of exactly the layers
+//! they use (convolution by im2col + SGEMM, ReLU, 2×2 max pooling, batch normalisation,
+//! dropout, linear, softmax cross-entropy), with parameters in one flat `f32` vector in
+//! PyTorch's order (each layer's weight, then its bias), so a model *is* a point of `ℝ^d` that
+//! the robust aggregators can combine.
+//!
+//! ```
+//! use byzadam_model::ModelKind;
+//! let net = ModelKind::MnistCnn.build();
+//! assert_eq!(net.num_params(), 176_050); // the thesis's MNIST CNN
+//! assert_eq!(ModelKind::Cifar10Cnn { dropout: 0.25 }.build().num_params(), 1_310_922);
+//! ```
+//!
+//! Batch-normalisation running statistics are not parameters: they live in a separate `state`
+//! vector, updated by every training forward pass as PyTorch updates them, and used only in
+//! evaluation. How a distributed run keeps them is the simulator's decision.
+
+mod gemm;
+mod network;
+
+pub use network::{Evaluation, LayerSpec, Network, Shape};
+use serde::{Deserialize, Serialize};
+
+/// The models byzadam ships.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelKind {
+    /// The thesis's MNIST CNN (from Farhadkhani et al., 2022): C(20, k5) – ReLU – MaxPool2 –
+    /// C(20, k5) – ReLU – MaxPool2 – L(500) – ReLU – L(10), 176,050 parameters.
+    MnistCnn,
+    /// The thesis's CIFAR-10 CNN: C(64) – ReLU – BN – C(64) – ReLU – BN – MaxPool2 – D –
+    /// C(128) – ReLU – BN – C(128) – ReLU – BN – MaxPool2 – D – L(128) – ReLU – D – L(10),
+    /// 3×3 convolutions with padding 1, dropout `D` with probability `dropout` (the thesis:
+    /// 0.25), 1,310,922 parameters.
+    Cifar10Cnn {
+        /// Dropout probability.
+        #[serde(default = "quarter")]
+        dropout: f32,
+    },
+    /// Multinomial logistic regression on 28×28 grey images.
+    LogisticRegression,
+    /// A multilayer perceptron on 28×28 grey images with ReLU hidden layers.
+    Mlp {
+        /// Hidden layer widths.
+        hidden: Vec<usize>,
+    },
+}
+
+fn quarter() -> f32 {
+    0.25
+}
+
+impl ModelKind {
+    /// Builds the network.
+    pub fn build(&self) -> Network {
+        use LayerSpec::*;
+        match self {
+            Self::MnistCnn => Network::new(
+                Shape::new(1, 28, 28),
+                &[
+                    Conv {
+                        out: 20,
+                        kernel: 5,
+                        padding: 0,
+                    },
+                    Relu,
+                    MaxPool2,
+                    Conv {
+                        out: 20,
+                        kernel: 5,
+                        padding: 0,
+                    },
+                    Relu,
+                    MaxPool2,
+                    Linear { out: 500 },
+                    Relu,
+                    Linear { out: 10 },
+                ],
+                10,
+            ),
+            Self::Cifar10Cnn { dropout } => {
+                let p = *dropout;
+                Network::new(
+                    Shape::new(3, 32, 32),
+                    &[
+                        Conv {
+                            out: 64,
+                            kernel: 3,
+                            padding: 1,
+                        },
+                        Relu,
+                        BatchNorm,
+                        Conv {
+                            out: 64,
+                            kernel: 3,
+                            padding: 1,
+                        },
+                        Relu,
+                        BatchNorm,
+                        MaxPool2,
+                        Dropout { p },
+                        Conv {
+                            out: 128,
+                            kernel: 3,
+                            padding: 1,
+                        },
+                        Relu,
+                        BatchNorm,
+                        Conv {
+                            out: 128,
+                            kernel: 3,
+                            padding: 1,
+                        },
+                        Relu,
+                        BatchNorm,
+                        MaxPool2,
+                        Dropout { p },
+                        Linear { out: 128 },
+                        Relu,
+                        Dropout { p },
+                        Linear { out: 10 },
+                    ],
+                    10,
+                )
+            }
+            Self::LogisticRegression => {
+                Network::new(Shape::new(1, 28, 28), &[Linear { out: 10 }], 10)
+            }
+            Self::Mlp { hidden } => {
+                let mut layers = Vec::new();
+                for &h in hidden {
+                    layers.push(Linear { out: h });
+                    layers.push(Relu);
+                }
+                layers.push(Linear { out: 10 });
+                Network::new(Shape::new(1, 28, 28), &layers, 10)
+            }
+        }
+    }
+}

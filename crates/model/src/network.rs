@@ -1,0 +1,795 @@
+//! A sequential network of the layers the thesis's models use, with its own forward and
+//! backward passes over flat parameter vectors.
+
+use crate::gemm::gemm;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Channels × height × width of one sample's activation (a vector is `c × 1 × 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Channels (or features).
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl Shape {
+    /// A `c × h × w` shape.
+    pub const fn new(c: usize, h: usize, w: usize) -> Self {
+        Self { c, h, w }
+    }
+
+    /// Values per sample.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// True for a zero-sized shape.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One layer of a sequential network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "layer", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// 2-D convolution, stride 1: weight `[out, in, k, k]` then bias `[out]`.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// Kernel size `k`.
+        kernel: usize,
+        /// Zero padding on each side.
+        padding: usize,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// 2×2 max pooling, stride 2.
+    MaxPool2,
+    /// Batch normalisation over channels (ε = 1e-5, momentum 0.1, as PyTorch): weight `[c]`
+    /// then bias `[c]`; running mean and variance are state, not parameters.
+    BatchNorm,
+    /// Zeroes each value with probability `p` in training and scales the rest by `1/(1−p)`.
+    Dropout {
+        /// Drop probability in `[0, 1)`.
+        p: f32,
+    },
+    /// Fully connected (the input is flattened): weight `[out, in]` then bias `[out]`.
+    Linear {
+        /// Output features.
+        out: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    spec: LayerSpec,
+    input: Shape,
+    output: Shape,
+    /// Offset of this layer's parameters in the flat vector, and their count.
+    params: (usize, usize),
+    /// Offset of this layer's state (batch-norm running statistics), and its count.
+    state: (usize, usize),
+}
+
+/// Per-batch buffers, grown to the largest batch seen and then reused.
+#[derive(Debug, Clone, Default)]
+struct Workspace {
+    batch: usize,
+    /// `acts[i]`: the input of layer `i`; `acts[layers]`: the logits.
+    acts: Vec<Vec<f32>>,
+    /// Per layer: max-pool arg-max indices, dropout masks, batch-norm x̂.
+    aux: Vec<Vec<f32>>,
+    pool_idx: Vec<Vec<u32>>,
+    /// Batch-norm `1/√(var + ε)` per channel.
+    inv_std: Vec<Vec<f32>>,
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+    grad_a: Vec<f32>,
+    grad_b: Vec<f32>,
+}
+
+/// A sequential network: layers, their parameter layout, and reusable buffers.
+#[derive(Debug, Clone)]
+pub struct Network {
+    input: Shape,
+    classes: usize,
+    layers: Vec<Layer>,
+    num_params: usize,
+    num_state: usize,
+    ws: Workspace,
+}
+
+/// Loss and accuracy counts over a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Evaluation {
+    /// Sum of the per-sample cross-entropy losses.
+    pub loss_sum: f64,
+    /// Samples whose arg-max prediction equals the label.
+    pub correct: usize,
+    /// Samples seen.
+    pub count: usize,
+}
+
+impl Evaluation {
+    /// Mean loss.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    /// Fraction correct.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+}
+
+const BN_EPS: f32 = 1e-5;
+const BN_MOMENTUM: f32 = 0.1;
+
+impl Network {
+    /// Builds the network for inputs of shape `input` ending in `classes` logits.
+    ///
+    /// Panics if the layers do not fit the shapes (a programming error in a model
+    /// definition, caught by the model zoo's tests).
+    pub fn new(input: Shape, specs: &[LayerSpec], classes: usize) -> Self {
+        let mut layers = Vec::with_capacity(specs.len());
+        let (mut shape, mut p, mut s) = (input, 0, 0);
+        for spec in specs {
+            let (output, np, ns) = match *spec {
+                LayerSpec::Conv {
+                    out,
+                    kernel,
+                    padding,
+                } => {
+                    let h = shape.h + 2 * padding + 1 - kernel;
+                    let w = shape.w + 2 * padding + 1 - kernel;
+                    (
+                        Shape::new(out, h, w),
+                        out * shape.c * kernel * kernel + out,
+                        0,
+                    )
+                }
+                LayerSpec::Relu | LayerSpec::Dropout { .. } => (shape, 0, 0),
+                LayerSpec::MaxPool2 => (Shape::new(shape.c, shape.h / 2, shape.w / 2), 0, 0),
+                LayerSpec::BatchNorm => (shape, 2 * shape.c, 2 * shape.c),
+                LayerSpec::Linear { out } => (Shape::new(out, 1, 1), out * shape.len() + out, 0),
+            };
+            layers.push(Layer {
+                spec: spec.clone(),
+                input: shape,
+                output,
+                params: (p, np),
+                state: (s, ns),
+            });
+            p += np;
+            s += ns;
+            shape = output;
+        }
+        assert_eq!(
+            shape.len(),
+            classes,
+            "the last layer must output one logit per class"
+        );
+        Self {
+            input,
+            classes,
+            layers,
+            num_params: p,
+            num_state: s,
+            ws: Workspace::default(),
+        }
+    }
+
+    /// Number of parameters (the length of the flat vector).
+    pub fn num_params(&self) -> usize {
+        self.num_params
+    }
+
+    /// Number of state values (batch-norm running means and variances).
+    pub fn num_state(&self) -> usize {
+        self.num_state
+    }
+
+    /// Input shape.
+    pub fn input(&self) -> Shape {
+        self.input
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// PyTorch's default initialisation, from `seed`: convolution and linear weights and
+    /// biases uniform in `±1/√fan_in` (Kaiming-uniform with `a = √5`), batch-norm weight 1 and
+    /// bias 0, running mean 0 and variance 1.
+    pub fn init(&self, seed: u64, params: &mut [f32], state: &mut [f32]) {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        for l in &self.layers {
+            let (p0, np) = l.params;
+            let p = &mut params[p0..p0 + np];
+            let fan_in = match l.spec {
+                LayerSpec::Conv { kernel, .. } => Some(l.input.c * kernel * kernel),
+                LayerSpec::Linear { .. } => Some(l.input.len()),
+                _ => None,
+            };
+            if let Some(fan_in) = fan_in {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                for x in p.iter_mut() {
+                    *x = rng.gen_range(-bound..bound);
+                }
+            }
+            if l.spec == LayerSpec::BatchNorm {
+                let c = l.input.c;
+                p[..c].fill(1.0);
+                p[c..].fill(0.0);
+                let s0 = l.state.0;
+                state[s0..s0 + c].fill(0.0);
+                state[s0 + c..s0 + 2 * c].fill(1.0);
+            }
+        }
+    }
+
+    fn prepare(&mut self, batch: usize) {
+        if self.ws.batch >= batch && !self.ws.acts.is_empty() {
+            return;
+        }
+        let ws = &mut self.ws;
+        ws.batch = batch;
+        ws.acts = std::iter::once(self.input.len())
+            .chain(self.layers.iter().map(|l| l.output.len()))
+            .map(|n| vec![0.0; n * batch])
+            .collect();
+        ws.aux = self
+            .layers
+            .iter()
+            .map(|l| match l.spec {
+                LayerSpec::Dropout { .. } | LayerSpec::BatchNorm => {
+                    vec![0.0; l.output.len() * batch]
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        ws.pool_idx = self
+            .layers
+            .iter()
+            .map(|l| {
+                if l.spec == LayerSpec::MaxPool2 {
+                    vec![0; l.output.len() * batch]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        ws.inv_std = self
+            .layers
+            .iter()
+            .map(|l| {
+                vec![
+                    0.0;
+                    if l.spec == LayerSpec::BatchNorm {
+                        l.input.c
+                    } else {
+                        0
+                    }
+                ]
+            })
+            .collect();
+        let col = self
+            .layers
+            .iter()
+            .map(|l| match l.spec {
+                LayerSpec::Conv { kernel, .. } => {
+                    l.input.c * kernel * kernel * l.output.h * l.output.w
+                }
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        ws.col = vec![0.0; col];
+        ws.dcol = vec![0.0; col];
+        let widest = ws.acts.iter().map(Vec::len).max().unwrap_or(0);
+        ws.grad_a = vec![0.0; widest];
+        ws.grad_b = vec![0.0; widest];
+    }
+
+    /// Runs the layers on `batch` samples already in `acts[0]`.
+    fn forward(
+        &mut self,
+        params: &[f32],
+        state: &mut [f32],
+        batch: usize,
+        train: bool,
+        rng: &mut dyn RngCore,
+    ) {
+        for (i, l) in self.layers.iter().enumerate() {
+            let (before, after) = self.ws.acts.split_at_mut(i + 1);
+            let x = &before[i][..l.input.len() * batch];
+            let y = &mut after[0][..l.output.len() * batch];
+            let p = &params[l.params.0..l.params.0 + l.params.1];
+            match l.spec {
+                LayerSpec::Conv {
+                    kernel,
+                    padding,
+                    out,
+                } => {
+                    let (cin, hw) = (l.input.c, l.output.h * l.output.w);
+                    let ckk = cin * kernel * kernel;
+                    let (w, b) = p.split_at(out * ckk);
+                    for (xb, yb) in x
+                        .chunks_exact(l.input.len())
+                        .zip(y.chunks_exact_mut(l.output.len()))
+                    {
+                        im2col(
+                            xb,
+                            l.input,
+                            kernel,
+                            padding,
+                            l.output,
+                            &mut self.ws.col[..ckk * hw],
+                        );
+                        gemm(out, hw, ckk, w, false, &self.ws.col, false, 0.0, yb);
+                        for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
+                            for v in plane {
+                                *v += bias;
+                            }
+                        }
+                    }
+                }
+                LayerSpec::Relu => {
+                    for (o, &v) in y.iter_mut().zip(x) {
+                        *o = v.max(0.0);
+                    }
+                }
+                LayerSpec::MaxPool2 => {
+                    maxpool_forward(x, l.input, l.output, batch, y, &mut self.ws.pool_idx[i])
+                }
+                LayerSpec::BatchNorm => {
+                    let s = &mut state[l.state.0..l.state.0 + l.state.1];
+                    batchnorm_forward(
+                        x,
+                        l.input,
+                        batch,
+                        p,
+                        s,
+                        train,
+                        y,
+                        &mut self.ws.aux[i],
+                        &mut self.ws.inv_std[i],
+                    );
+                }
+                LayerSpec::Dropout { p: drop } => {
+                    if train && drop > 0.0 {
+                        let mask = &mut self.ws.aux[i][..y.len()];
+                        let keep = 1.0 / (1.0 - drop);
+                        for ((o, &v), m) in y.iter_mut().zip(x).zip(mask.iter_mut()) {
+                            *m = if rng.gen::<f32>() < drop { 0.0 } else { keep };
+                            *o = v * *m;
+                        }
+                    } else {
+                        y.copy_from_slice(x);
+                    }
+                }
+                LayerSpec::Linear { out } => {
+                    let n_in = l.input.len();
+                    let (w, b) = p.split_at(out * n_in);
+                    gemm(batch, out, n_in, x, false, w, true, 0.0, y);
+                    for row in y.chunks_exact_mut(out) {
+                        for (v, &bias) in row.iter_mut().zip(b) {
+                            *v += bias;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mean cross-entropy of `labels` under the logits of the last forward pass; writes
+    /// `d loss / d logits` into `grad` when given.
+    fn cross_entropy(
+        &self,
+        batch: usize,
+        labels: &[u8],
+        mut grad: Option<&mut [f32]>,
+    ) -> (f64, usize) {
+        let k = self.classes;
+        let logits = &self.ws.acts[self.layers.len()][..batch * k];
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for (b, row) in logits.chunks_exact(k).enumerate() {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            let log_z = max as f64 + sum.ln();
+            let y = labels[b] as usize;
+            loss += log_z - row[y] as f64;
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
+            correct += usize::from(arg == y);
+            if let Some(g) = grad.as_deref_mut() {
+                for (j, (gj, &v)) in g[b * k..(b + 1) * k].iter_mut().zip(row).enumerate() {
+                    let p = ((v as f64) - log_z).exp();
+                    *gj = ((p - f64::from(u8::from(j == y))) / batch as f64) as f32;
+                }
+            }
+        }
+        (loss, correct)
+    }
+
+    fn load_input(&mut self, images: &[f32], batch: usize) {
+        self.prepare(batch);
+        let n = self.input.len() * batch;
+        self.ws.acts[0][..n].copy_from_slice(&images[..n]);
+    }
+
+    /// Mean cross-entropy loss of a batch in training mode (batch statistics, dropout from
+    /// `rng`), and its gradient with respect to `params` written into `grad`. Batch-norm
+    /// running statistics in `state` are updated as PyTorch does.
+    pub fn loss_and_grad(
+        &mut self,
+        params: &[f32],
+        state: &mut [f32],
+        images: &[f32],
+        labels: &[u8],
+        rng: &mut dyn RngCore,
+        grad: &mut [f32],
+    ) -> f32 {
+        let batch = labels.len();
+        self.load_input(images, batch);
+        self.forward(params, state, batch, true, rng);
+        grad.fill(0.0);
+        let mut g = std::mem::take(&mut self.ws.grad_a);
+        let mut g2 = std::mem::take(&mut self.ws.grad_b);
+        let (loss, _) = self.cross_entropy(batch, labels, Some(&mut g[..batch * self.classes]));
+        for i in (0..self.layers.len()).rev() {
+            let l = &self.layers[i];
+            let need_dx = i > 0;
+            let x = &self.ws.acts[i][..l.input.len() * batch];
+            let y = &self.ws.acts[i + 1][..l.output.len() * batch];
+            let dy = &g[..l.output.len() * batch];
+            let dx = &mut g2[..l.input.len() * batch];
+            let (p0, np) = l.params;
+            let p = &params[p0..p0 + np];
+            let gp = &mut grad[p0..p0 + np];
+            match l.spec {
+                LayerSpec::Conv {
+                    kernel,
+                    padding,
+                    out,
+                } => {
+                    let (cin, hw) = (l.input.c, l.output.h * l.output.w);
+                    let ckk = cin * kernel * kernel;
+                    let (w, _) = p.split_at(out * ckk);
+                    let (gw, gb) = gp.split_at_mut(out * ckk);
+                    for ((xb, dyb), dxb) in x
+                        .chunks_exact(l.input.len())
+                        .zip(dy.chunks_exact(l.output.len()))
+                        .zip(dx.chunks_exact_mut(l.input.len()))
+                    {
+                        im2col(
+                            xb,
+                            l.input,
+                            kernel,
+                            padding,
+                            l.output,
+                            &mut self.ws.col[..ckk * hw],
+                        );
+                        gemm(out, ckk, hw, dyb, false, &self.ws.col, true, 1.0, gw);
+                        for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
+                            *gbias += plane.iter().sum::<f32>();
+                        }
+                        if need_dx {
+                            gemm(
+                                ckk,
+                                hw,
+                                out,
+                                w,
+                                true,
+                                dyb,
+                                false,
+                                0.0,
+                                &mut self.ws.dcol[..ckk * hw],
+                            );
+                            col2im(
+                                &self.ws.dcol[..ckk * hw],
+                                l.input,
+                                kernel,
+                                padding,
+                                l.output,
+                                dxb,
+                            );
+                        }
+                    }
+                }
+                LayerSpec::Relu => {
+                    for ((d, &g), &o) in dx.iter_mut().zip(dy).zip(y) {
+                        *d = if o > 0.0 { g } else { 0.0 };
+                    }
+                }
+                LayerSpec::MaxPool2 => {
+                    dx.fill(0.0);
+                    let per_in = l.input.len();
+                    let per_out = l.output.len();
+                    for (b, (dyb, idx)) in dy
+                        .chunks_exact(per_out)
+                        .zip(self.ws.pool_idx[i].chunks_exact(per_out))
+                        .enumerate()
+                    {
+                        let dxb = &mut dx[b * per_in..(b + 1) * per_in];
+                        for (&g, &j) in dyb.iter().zip(idx) {
+                            dxb[j as usize] += g;
+                        }
+                    }
+                }
+                LayerSpec::BatchNorm => batchnorm_backward(
+                    dy,
+                    l.input,
+                    batch,
+                    p,
+                    &self.ws.aux[i],
+                    &self.ws.inv_std[i],
+                    gp,
+                    dx,
+                ),
+                LayerSpec::Dropout { p: drop } => {
+                    if drop > 0.0 {
+                        for ((d, &g), &m) in dx.iter_mut().zip(dy).zip(&self.ws.aux[i]) {
+                            *d = g * m;
+                        }
+                    } else {
+                        dx.copy_from_slice(dy);
+                    }
+                }
+                LayerSpec::Linear { out } => {
+                    let n_in = l.input.len();
+                    let (w, _) = p.split_at(out * n_in);
+                    let (gw, gb) = gp.split_at_mut(out * n_in);
+                    gemm(out, n_in, batch, dy, true, x, false, 1.0, gw);
+                    for row in dy.chunks_exact(out) {
+                        for (s, &v) in gb.iter_mut().zip(row) {
+                            *s += v;
+                        }
+                    }
+                    if need_dx {
+                        gemm(batch, n_in, out, dy, false, w, false, 0.0, dx);
+                    }
+                }
+            }
+            std::mem::swap(&mut g, &mut g2);
+        }
+        self.ws.grad_a = g;
+        self.ws.grad_b = g2;
+        (loss / batch as f64) as f32
+    }
+
+    /// Loss and correct predictions on a set of samples in evaluation mode (running
+    /// batch-norm statistics, no dropout), `batch` samples at a time.
+    pub fn evaluate(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        images: &[f32],
+        labels: &[u8],
+        batch: usize,
+    ) -> Evaluation {
+        let mut ev = Evaluation::default();
+        let mut state = state.to_vec();
+        let per = self.input.len();
+        let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
+        for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
+            let b = ys.len();
+            self.load_input(xs, b);
+            self.forward(params, &mut state, b, false, &mut no_rng);
+            let (loss, correct) = self.cross_entropy(b, ys, None);
+            ev.loss_sum += loss;
+            ev.correct += correct;
+            ev.count += b;
+        }
+        ev
+    }
+
+    /// The logits of `images` in evaluation mode (for tests and predictions).
+    pub fn logits(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        images: &[f32],
+        batch: usize,
+    ) -> Vec<f32> {
+        let mut state = state.to_vec();
+        self.load_input(images, batch);
+        let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
+        self.forward(params, &mut state, batch, false, &mut no_rng);
+        self.ws.acts[self.layers.len()][..batch * self.classes].to_vec()
+    }
+}
+
+/// Unfolds one image into columns: row `(c·k + ky)·k + kx`, column `oy·wo + ox`.
+fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mut [f32]) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    let mut row = 0;
+    for c in 0..input.c {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let dst = &mut col[row * ho * wo..(row + 1) * ho * wo];
+                // Output columns whose input column ox + kx − pad is inside the image.
+                let lo = pad.saturating_sub(kx).min(wo);
+                let hi = (w + pad).saturating_sub(kx).min(wo).max(lo);
+                for oy in 0..ho {
+                    let d = &mut dst[oy * wo..(oy + 1) * wo];
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = lo + kx - pad;
+                    d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
+fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    dx.fill(0.0);
+    let mut row = 0;
+    for c in 0..input.c {
+        let plane = &mut dx[c * h * w..(c + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let src = &col[row * ho * wo..(row + 1) * ho * wo];
+                let lo = pad.saturating_sub(kx).min(wo);
+                let hi = (w + pad).saturating_sub(kx).min(wo).max(lo);
+                for oy in 0..ho {
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let s = &src[oy * wo + lo..oy * wo + hi];
+                    let ix0 = lo + kx - pad;
+                    let d = &mut plane[iy as usize * w + ix0..iy as usize * w + ix0 + (hi - lo)];
+                    for (a, &b) in d.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+fn maxpool_forward(
+    x: &[f32],
+    input: Shape,
+    output: Shape,
+    batch: usize,
+    y: &mut [f32],
+    idx: &mut [u32],
+) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    for b in 0..batch {
+        for c in 0..input.c {
+            let plane = &x[b * input.len() + c * h * w..b * input.len() + (c + 1) * h * w];
+            let base = c * h * w;
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut best = (0usize, f32::NEG_INFINITY);
+                    let mut first = true;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let j = (2 * oy + dy) * w + 2 * ox + dx;
+                        let v = plane[j];
+                        // As PyTorch: the first maximum wins; NaN propagates.
+                        if first || v > best.1 || v.is_nan() {
+                            best = (j, v);
+                            first = false;
+                            if v.is_nan() {
+                                break;
+                            }
+                        }
+                    }
+                    let o = b * output.len() + c * ho * wo + oy * wo + ox;
+                    y[o] = best.1;
+                    idx[o] = (base + best.0) as u32;
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batchnorm_forward(
+    x: &[f32],
+    shape: Shape,
+    batch: usize,
+    p: &[f32],
+    state: &mut [f32],
+    train: bool,
+    y: &mut [f32],
+    xhat: &mut [f32],
+    inv_std: &mut [f32],
+) {
+    let (c_n, hw) = (shape.c, shape.h * shape.w);
+    let n = (batch * hw) as f64;
+    let (gamma, beta) = p.split_at(c_n);
+    let (running_mean, running_var) = state.split_at_mut(c_n);
+    for c in 0..c_n {
+        let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
+        let (mean, var) = if train {
+            let mut s = 0f64;
+            for o in planes() {
+                s += x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>();
+            }
+            let mean = s / n;
+            let mut s2 = 0f64;
+            for o in planes() {
+                s2 += x[o..o + hw]
+                    .iter()
+                    .map(|&v| (v as f64 - mean).powi(2))
+                    .sum::<f64>();
+            }
+            let var = s2 / n;
+            running_mean[c] = (1.0 - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * mean as f32;
+            let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
+            running_var[c] = (1.0 - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * unbiased as f32;
+            (mean as f32, var as f32)
+        } else {
+            (running_mean[c], running_var[c])
+        };
+        let inv = 1.0 / (var + BN_EPS).sqrt();
+        inv_std[c] = inv;
+        for o in planes() {
+            for j in o..o + hw {
+                let h = (x[j] - mean) * inv;
+                xhat[j] = h;
+                y[j] = gamma[c] * h + beta[c];
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batchnorm_backward(
+    dy: &[f32],
+    shape: Shape,
+    batch: usize,
+    p: &[f32],
+    xhat: &[f32],
+    inv_std: &[f32],
+    gp: &mut [f32],
+    dx: &mut [f32],
+) {
+    let (c_n, hw) = (shape.c, shape.h * shape.w);
+    let n = (batch * hw) as f32;
+    let (gamma, _) = p.split_at(c_n);
+    let (ggamma, gbeta) = gp.split_at_mut(c_n);
+    for c in 0..c_n {
+        let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
+        let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+        for o in planes() {
+            for j in o..o + hw {
+                sum_dy += dy[j] as f64;
+                sum_dy_xhat += (dy[j] * xhat[j]) as f64;
+            }
+        }
+        ggamma[c] += sum_dy_xhat as f32;
+        gbeta[c] += sum_dy as f32;
+        let (sd, sdx) = (sum_dy as f32, sum_dy_xhat as f32);
+        let k = gamma[c] * inv_std[c] / n;
+        for o in planes() {
+            for j in o..o + hw {
+                dx[j] = k * (n * dy[j] - sd - xhat[j] * sdx);
+            }
+        }
+    }
+}

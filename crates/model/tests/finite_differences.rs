@@ -1,0 +1,178 @@
+//! Gradients against central finite differences, layer by layer and for whole models.
+//!
+//! Central differences `(L(θ+εv) − L(θ−εv)) / 2ε` against `∇L·v` for: the gradient
+//! direction itself (ε = 1e-4: along ∇L a step changes every ReLU's input, so only a short
+//! step stays on one linear piece; the derivative, ‖∇L‖, is large against `f32` rounding),
+//! the 12 largest coordinates and 12 random ones (ε = 1e-3; one weight moves, so kinks are
+//! rare, and a transposed index shows). Tolerance 3 % plus 0.5 % of the largest coordinate:
+//! a wrong sign, a missing factor or a misplaced index fails by far more.
+
+use byzadam_model::{LayerSpec, ModelKind, Network, Shape};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn loss(net: &mut Network, p: &[f32], x: &[f32], y: &[u8]) -> f64 {
+    let mut state = vec![0.0; net.num_state()];
+    let mut g = vec![0.0; net.num_params()];
+    // The same dropout masks on every evaluation: a fresh stream with a fixed seed.
+    net.loss_and_grad(
+        p,
+        &mut state,
+        x,
+        y,
+        &mut ChaCha8Rng::seed_from_u64(99),
+        &mut g,
+    ) as f64
+}
+
+fn check(name: &str, mut net: Network, batch: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut params = vec![0.0; net.num_params()];
+    let mut state = vec![0.0; net.num_state()];
+    net.init(3, &mut params, &mut state);
+    let x: Vec<f32> = (0..batch * net.input().len())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let y: Vec<u8> = (0..batch)
+        .map(|_| rng.gen_range(0..net.classes() as u8))
+        .collect();
+    let mut grad = vec![0.0; net.num_params()];
+    net.loss_and_grad(
+        &params,
+        &mut state,
+        &x,
+        &y,
+        &mut ChaCha8Rng::seed_from_u64(99),
+        &mut grad,
+    );
+    let mut probe = |v: &[f32], eps: f32| {
+        let plus: Vec<f32> = params.iter().zip(v).map(|(p, d)| p + eps * d).collect();
+        let minus: Vec<f32> = params.iter().zip(v).map(|(p, d)| p - eps * d).collect();
+        let numeric =
+            (loss(&mut net, &plus, &x, &y) - loss(&mut net, &minus, &x, &y)) / (2.0 * eps as f64);
+        let analytic: f64 = grad.iter().zip(v).map(|(&g, &d)| g as f64 * d as f64).sum();
+        (numeric, analytic)
+    };
+    let gnorm = grad.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt();
+    let gmax = grad.iter().map(|&g| g.abs() as f64).fold(0.0, f64::max);
+    let v: Vec<f32> = grad.iter().map(|&g| (g as f64 / gnorm) as f32).collect();
+    let (numeric, analytic) = probe(&v, 1e-4);
+    assert!(
+        (numeric - analytic).abs() <= 0.03 * analytic.abs(),
+        "{name}, gradient direction: numeric {numeric}, analytic {analytic}"
+    );
+    let mut order: Vec<usize> = (0..params.len()).collect();
+    order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
+    let random: Vec<usize> = (0..12).map(|_| rng.gen_range(0..params.len())).collect();
+    for &i in order.iter().take(12).chain(&random) {
+        let mut v = vec![0.0; params.len()];
+        v[i] = 1.0;
+        let (numeric, analytic) = probe(&v, 1e-3);
+        assert!(
+            (numeric - analytic).abs() <= 0.03 * analytic.abs() + 5e-3 * gmax,
+            "{name}, coordinate {i}: numeric {numeric}, analytic {analytic}, largest {gmax}"
+        );
+    }
+}
+
+#[test]
+fn convolution_with_padding_relu_pooling_and_linear() {
+    use LayerSpec::*;
+    let net = Network::new(
+        Shape::new(2, 7, 7),
+        &[
+            Conv {
+                out: 3,
+                kernel: 3,
+                padding: 1,
+            },
+            Relu,
+            MaxPool2,
+            Linear { out: 4 },
+        ],
+        4,
+    );
+    check("conv+relu+pool+linear", net, 3);
+}
+
+#[test]
+fn convolution_without_padding_stacked() {
+    use LayerSpec::*;
+    let net = Network::new(
+        Shape::new(1, 9, 9),
+        &[
+            Conv {
+                out: 2,
+                kernel: 3,
+                padding: 0,
+            },
+            Conv {
+                out: 3,
+                kernel: 2,
+                padding: 0,
+            },
+            Linear { out: 5 },
+        ],
+        5,
+    );
+    check("conv+conv+linear", net, 2);
+}
+
+#[test]
+fn batch_norm_in_training_mode() {
+    use LayerSpec::*;
+    let net = Network::new(
+        Shape::new(2, 5, 5),
+        &[
+            Conv {
+                out: 3,
+                kernel: 3,
+                padding: 1,
+            },
+            BatchNorm,
+            Relu,
+            Linear { out: 3 },
+        ],
+        3,
+    );
+    check("conv+batchnorm", net, 4);
+}
+
+#[test]
+fn dropout_with_fixed_masks() {
+    use LayerSpec::*;
+    let net = Network::new(
+        Shape::new(12, 1, 1),
+        &[
+            Linear { out: 16 },
+            Relu,
+            Dropout { p: 0.5 },
+            Linear { out: 3 },
+        ],
+        3,
+    );
+    check("linear+dropout", net, 5);
+}
+
+#[test]
+fn whole_models() {
+    check(
+        "logistic regression",
+        ModelKind::LogisticRegression.build(),
+        3,
+    );
+    check(
+        "mlp",
+        ModelKind::Mlp {
+            hidden: vec![32, 16],
+        }
+        .build(),
+        3,
+    );
+    check("mnist cnn", ModelKind::MnistCnn.build(), 2);
+    check(
+        "cifar10 cnn",
+        ModelKind::Cifar10Cnn { dropout: 0.25 }.build(),
+        2,
+    );
+}
