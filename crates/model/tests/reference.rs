@@ -11,11 +11,11 @@ fn formula_params(net: &Network, specs_bn: &[(usize, usize)]) -> Vec<f32> {
         .map(|i| (0.05 * (0.7 * i as f64 + 0.3).sin()) as f32)
         .collect();
     for &(start, c) in specs_bn {
-        for i in start..start + c {
-            p[i] = (1.0 + 0.1 * (i as f64).sin()) as f32;
+        for (i, v) in p.iter_mut().enumerate().skip(start).take(c) {
+            *v = (1.0 + 0.1 * (i as f64).sin()) as f32;
         }
-        for i in start + c..start + 2 * c {
-            p[i] = (0.1 * (i as f64).cos()) as f32;
+        for (i, v) in p.iter_mut().enumerate().skip(start + c).take(c) {
+            *v = (0.1 * (i as f64).cos()) as f32;
         }
     }
     p
