@@ -22,6 +22,7 @@ pub mod download;
 mod error;
 mod files;
 pub mod partition;
+pub mod sampler;
 pub mod synthetic;
 
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};

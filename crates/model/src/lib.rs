@@ -19,9 +19,11 @@
 
 mod gemm;
 mod network;
+mod step;
 
 pub use network::{Evaluation, LayerSpec, Network, Shape};
 use serde::{Deserialize, Serialize};
+pub use step::GradientPolicy;
 
 /// The models byzadam ships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,99 @@
+//! Mini-batches drawn without replacement within an epoch, from one worker's shard, with the
+//! worker's own seeded stream.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// Yields batches of a shard's sample indices: each epoch is a fresh permutation of the shard,
+/// cut into batches of `batch`; a batch never spans two epochs (the last, short part of an
+/// epoch is dropped when the shard is not a multiple of `batch`, as PyTorch's
+/// `drop_last=True`), so every batch has exactly `batch` samples.
+///
+/// ```
+/// use byzadam_data::sampler::EpochSampler;
+/// let mut s = EpochSampler::new((0..10).collect(), 5, 42);
+/// let (a, b) = (s.next_batch().to_vec(), s.next_batch().to_vec());
+/// let mut epoch: Vec<u32> = a.iter().chain(&b).copied().collect();
+/// epoch.sort();
+/// assert_eq!(epoch, (0..10).collect::<Vec<u32>>()); // one epoch: each sample once
+/// ```
+#[derive(Debug, Clone)]
+pub struct EpochSampler {
+    shard: Vec<u32>,
+    order: Vec<u32>,
+    batch: usize,
+    at: usize,
+    epoch: u64,
+    rng: ChaCha20Rng,
+}
+
+impl EpochSampler {
+    /// A sampler over `shard` (sample indices) with batches of `batch` (at least 1, at most
+    /// the shard's size), seeded by `seed`.
+    pub fn new(shard: Vec<u32>, batch: usize, seed: u64) -> Self {
+        let batch = batch.clamp(1, shard.len().max(1));
+        let order = shard.clone();
+        let mut s = Self {
+            shard,
+            order,
+            batch,
+            at: usize::MAX,
+            epoch: 0,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+        };
+        s.at = s.order.len(); // start a new epoch on the first call
+        s
+    }
+
+    /// The next batch of sample indices.
+    pub fn next_batch(&mut self) -> &[u32] {
+        if self.at + self.batch > self.order.len() {
+            self.order.copy_from_slice(&self.shard);
+            self.order.shuffle(&mut self.rng);
+            self.at = 0;
+            self.epoch += 1;
+        }
+        let b = &self.order[self.at..self.at + self.batch];
+        self.at += self.batch;
+        b
+    }
+
+    /// Epochs started so far.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_epoch_visits_every_sample_once_and_epochs_differ() {
+        let shard: Vec<u32> = (100..160).collect();
+        let mut s = EpochSampler::new(shard.clone(), 7, 1);
+        let mut epochs = Vec::new();
+        for _ in 0..3 {
+            let mut seen = Vec::new();
+            for _ in 0..(60 / 7) {
+                seen.extend_from_slice(s.next_batch());
+            }
+            epochs.push(seen.clone());
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), 56, "8 batches of 7 distinct samples per epoch");
+            assert!(seen.iter().all(|i| shard.contains(i)));
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        assert_eq!(s.epoch(), 3);
+        // Same seed, same batches.
+        let mut t = EpochSampler::new(shard, 7, 1);
+        assert_eq!(t.next_batch(), &epochs[0][..7]);
+    }
+}
