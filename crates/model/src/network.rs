@@ -128,6 +128,15 @@ impl Evaluation {
 }
 
 const BN_EPS: f32 = 1e-5;
+
+/// True when the engine's own loops can run their AVX2 + FMA build. That build and the
+/// baseline one perform the same operations in the same order (Rust never fuses `a*b+c` into
+/// an FMA on its own), so results are bit-identical; only the width of the vectors differs.
+/// This and the two `fast` wrappers are the only `unsafe` in this crate.
+#[cfg(target_arch = "x86_64")]
+fn fast_cpu() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
 const BN_MOMENTUM: f32 = 0.1;
 
 impl Network {
@@ -297,8 +306,77 @@ impl Network {
         ws.grad_b = vec![0.0; widest];
     }
 
-    /// Runs the layers on `batch` samples already in `acts[0]`.
+    /// Runs the layers on `batch` samples already in `acts[0]` (the AVX2 build when the CPU
+    /// has it: see [`fast_cpu`]).
     fn forward(
+        &mut self,
+        params: &[f32],
+        state: &mut [f32],
+        batch: usize,
+        train: bool,
+        rng: &mut dyn RngCore,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if fast_cpu() {
+                #[target_feature(enable = "avx2,fma")]
+                fn fast(
+                    net: &mut Network,
+                    params: &[f32],
+                    state: &mut [f32],
+                    batch: usize,
+                    train: bool,
+                    rng: &mut dyn RngCore,
+                ) {
+                    net.forward_impl(params, state, batch, train, rng)
+                }
+                // SAFETY: `fast_cpu` checked that the CPU has AVX2 and FMA.
+                #[allow(unsafe_code)]
+                unsafe {
+                    fast(self, params, state, batch, train, rng)
+                };
+                return;
+            }
+        }
+        self.forward_impl(params, state, batch, train, rng)
+    }
+
+    /// The backward pass (the AVX2 build when the CPU has it: see [`fast_cpu`]).
+    fn backward(
+        &mut self,
+        params: &[f32],
+        batch: usize,
+        grad: &mut [f32],
+        g: &mut Vec<f32>,
+        g2: &mut Vec<f32>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if fast_cpu() {
+                #[target_feature(enable = "avx2,fma")]
+                fn fast(
+                    net: &mut Network,
+                    params: &[f32],
+                    batch: usize,
+                    grad: &mut [f32],
+                    g: &mut Vec<f32>,
+                    g2: &mut Vec<f32>,
+                ) {
+                    net.backward_impl(params, batch, grad, g, g2)
+                }
+                // SAFETY: `fast_cpu` checked that the CPU has AVX2 and FMA.
+                #[allow(unsafe_code)]
+                unsafe {
+                    fast(self, params, batch, grad, g, g2)
+                };
+                return;
+            }
+        }
+        self.backward_impl(params, batch, grad, g, g2)
+    }
+
+    #[inline(always)]
+    fn forward_impl(
         &mut self,
         params: &[f32],
         state: &mut [f32],
@@ -445,6 +523,22 @@ impl Network {
         let mut g = std::mem::take(&mut self.ws.grad_a);
         let mut g2 = std::mem::take(&mut self.ws.grad_b);
         let (loss, _) = self.cross_entropy(batch, labels, Some(&mut g[..batch * self.classes]));
+        self.backward(params, batch, grad, &mut g, &mut g2);
+        self.ws.grad_a = g;
+        self.ws.grad_b = g2;
+        (loss / batch as f64) as f32
+    }
+
+    /// The backward pass from `d loss / d logits` in `g`; `g2` is the other ping-pong buffer.
+    #[inline(always)]
+    fn backward_impl(
+        &mut self,
+        params: &[f32],
+        batch: usize,
+        grad: &mut [f32],
+        g: &mut Vec<f32>,
+        g2: &mut Vec<f32>,
+    ) {
         for i in (0..self.layers.len()).rev() {
             let l = &self.layers[i];
             let need_dx = i > 0;
@@ -559,11 +653,8 @@ impl Network {
                     }
                 }
             }
-            std::mem::swap(&mut g, &mut g2);
+            std::mem::swap(g, g2);
         }
-        self.ws.grad_a = g;
-        self.ws.grad_b = g2;
-        (loss / batch as f64) as f32
     }
 
     /// Loss and correct predictions on a set of samples in evaluation mode (running
@@ -609,6 +700,7 @@ impl Network {
 }
 
 /// Unfolds one image into columns: row `(c·k + ky)·k + kx`, column `oy·wo + ox`.
+#[inline(always)]
 fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mut [f32]) {
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     let mut row = 0;
@@ -631,7 +723,10 @@ fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mu
                     d[..lo].fill(0.0);
                     d[hi..].fill(0.0);
                     let ix0 = lo + kx - pad;
-                    d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                    // Rows are short (8–32 values): an inline loop beats a call to memcpy.
+                    for (a, &b) in d[lo..hi].iter_mut().zip(&src[ix0..ix0 + (hi - lo)]) {
+                        *a = b;
+                    }
                 }
                 row += 1;
             }
@@ -640,6 +735,7 @@ fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mu
 }
 
 /// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
+#[inline(always)]
 fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     dx.fill(0.0);
@@ -669,6 +765,7 @@ fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &m
     }
 }
 
+#[inline(always)]
 fn maxpool_forward(
     x: &[f32],
     input: Shape,
@@ -681,33 +778,73 @@ fn maxpool_forward(
     for b in 0..batch {
         for c in 0..input.c {
             let plane = &x[b * input.len() + c * h * w..b * input.len() + (c + 1) * h * w];
-            let base = c * h * w;
+            let base = (c * h * w) as u32;
+            let o0 = b * output.len() + c * ho * wo;
+            // A fold, not `any`: no early exit, so it vectorises.
+            let exact = plane.iter().fold(false, |nan, v| nan | v.is_nan());
             for oy in 0..ho {
-                for ox in 0..wo {
-                    let mut best = (0usize, f32::NEG_INFINITY);
-                    let mut first = true;
-                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let j = (2 * oy + dy) * w + 2 * ox + dx;
-                        let v = plane[j];
-                        // As PyTorch: the first maximum wins; NaN propagates.
-                        if first || v > best.1 || v.is_nan() {
-                            best = (j, v);
-                            first = false;
-                            if v.is_nan() {
-                                break;
-                            }
-                        }
-                    }
-                    let o = b * output.len() + c * ho * wo + oy * wo + ox;
-                    y[o] = best.1;
-                    idx[o] = (base + best.0) as u32;
+                let r0 = &plane[2 * oy * w..2 * oy * w + 2 * wo];
+                let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * wo];
+                let yo = &mut y[o0 + oy * wo..o0 + (oy + 1) * wo];
+                let io = &mut idx[o0 + oy * wo..o0 + (oy + 1) * wo];
+                let j0 = base + (2 * oy * w) as u32;
+                if exact {
+                    pool_row_exact(r0, r1, w as u32, j0, yo, io);
+                } else {
+                    pool_row(r0, r1, w as u32, j0, yo, io);
                 }
             }
         }
     }
 }
 
+/// One output row of 2×2 max pooling over input rows `r0`, `r1` (no NaN among them): as
+/// PyTorch, the first maximum in raster order wins (ties are common: ReLU zeros). Each row's
+/// pair first, then the two rows, each step taking the later value only if strictly greater:
+/// branch-free, so it vectorises.
+#[inline(always)]
+fn pool_row(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &mut [u32]) {
+    for (ox, ((p, q), (o, i))) in r0
+        .chunks_exact(2)
+        .zip(r1.chunks_exact(2))
+        .zip(yo.iter_mut().zip(io.iter_mut()))
+        .enumerate()
+    {
+        let (t0, t1) = (p[1] > p[0], q[1] > q[0]);
+        let h0 = if t0 { p[1] } else { p[0] };
+        let h1 = if t1 { q[1] } else { q[0] };
+        let down = h1 > h0;
+        *o = if down { h1 } else { h0 };
+        let off = if down { w + t1 as u32 } else { t0 as u32 };
+        *i = j0 + 2 * ox as u32 + off;
+    }
+}
+
+/// [`pool_row`] for rows holding NaN: a NaN, once taken, is never replaced (NaN propagates,
+/// as in PyTorch).
+#[inline(always)]
+fn pool_row_exact(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &mut [u32]) {
+    for ox in 0..yo.len() {
+        let cand = [
+            (r0[2 * ox], 0u32),
+            (r0[2 * ox + 1], 1),
+            (r1[2 * ox], w),
+            (r1[2 * ox + 1], w + 1),
+        ];
+        let (mut v, mut at) = cand[0];
+        for &(u, off) in &cand[1..] {
+            if u > v || (u.is_nan() && !v.is_nan()) {
+                v = u;
+                at = off;
+            }
+        }
+        yo[ox] = v;
+        io[ox] = j0 + 2 * ox as u32 + at;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn batchnorm_forward(
     x: &[f32],
     shape: Shape,
@@ -759,6 +896,7 @@ fn batchnorm_forward(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn batchnorm_backward(
     dy: &[f32],
     shape: Shape,
@@ -791,5 +929,27 @@ fn batchnorm_backward(
                 dx[j] = k * (n * dy[j] - sd - xhat[j] * sdx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_pooling_takes_the_first_maximum_and_propagates_nan() {
+        let input = Shape::new(1, 2, 4);
+        let output = Shape::new(1, 1, 2);
+        // Window 1: a tie at 0 between positions (0,0) and (1,1): the first wins.
+        // Window 2: a NaN at (1,2) beats the larger 9 before it.
+        let x = [0.0, -1.0, 9.0, 1.0, -2.0, 0.0, f32::NAN, 3.0];
+        let (mut y, mut idx) = ([0.0; 2], [0u32; 2]);
+        maxpool_forward(&x, input, output, 1, &mut y, &mut idx);
+        assert_eq!((y[0], idx[0]), (0.0, 0));
+        assert!(y[1].is_nan() && idx[1] == 6);
+        // Without NaN: a strictly larger value later in raster order wins.
+        let x = [0.0, 2.0, 5.0, 5.0, 3.0, 2.0, 5.0, 1.0];
+        maxpool_forward(&x, input, output, 1, &mut y, &mut idx);
+        assert_eq!((y, idx), ([3.0, 5.0], [4, 2]));
     }
 }
