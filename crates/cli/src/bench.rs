@@ -161,3 +161,74 @@ pub fn bench(args: &BenchArgs, w: &mut dyn Write) -> Result<()> {
     }
     Ok(())
 }
+
+/// Settings of `byzadam bench-engine`.
+#[derive(Debug, Clone)]
+pub struct EngineArgs {
+    /// Workers per round.
+    pub workers: usize,
+    /// Mini-batch per worker.
+    pub batch: usize,
+    /// Timed rounds (median reported).
+    pub repeats: usize,
+    /// Which models: `mnist`, `cifar10`.
+    pub models: Vec<String>,
+}
+
+/// Times one round of `workers` gradients (each worker its own network and buffers, workers in
+/// parallel over the rayon pool), and evaluation throughput, for each model; one line each.
+pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
+    use byzadam_model::ModelKind;
+    use rayon::prelude::*;
+    writeln!(w, "{} workers × batch {}, {} rounds (median), {} threads", args.workers, args.batch, args.repeats, rayon::current_num_threads())?;
+    writeln!(w)?;
+    writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
+    writeln!(w, "| --- | ---: | ---: | ---: |")?;
+    for name in &args.models {
+        let kind = match name.as_str() {
+            "mnist" => ModelKind::MnistCnn,
+            "cifar10" => ModelKind::Cifar10Cnn { dropout: 0.25 },
+            other => bail!("unknown model {other:?}: use mnist or cifar10"),
+        };
+        let net = kind.build();
+        let mut params = vec![0.0; net.num_params()];
+        let mut state = vec![0.0; net.num_state()];
+        net.init(1, &mut params, &mut state);
+        let per = net.input().len();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let x: Vec<f32> = (0..args.batch * per).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let y: Vec<u8> = (0..args.batch).map(|i| (i % 10) as u8).collect();
+        struct Worker {
+            net: byzadam_model::Network,
+            state: Vec<f32>,
+            grad: Vec<f32>,
+            rng: rand_chacha::ChaCha8Rng,
+        }
+        let mut workers: Vec<Worker> = (0..args.workers)
+            .map(|i| Worker { net: net.clone(), state: state.clone(), grad: vec![0.0; net.num_params()], rng: rand_chacha::ChaCha8Rng::seed_from_u64(i as u64) })
+            .collect();
+        let mut round = || {
+            workers.par_iter_mut().for_each(|wk| {
+                wk.net.loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
+            })
+        };
+        round();
+        let mut times: Vec<f64> = (0..args.repeats)
+            .map(|_| {
+                let t = Instant::now();
+                round();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let n_eval = if name == "mnist" { 10_000 } else { 1_000 };
+        let xe: Vec<f32> = (0..n_eval * per).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let ye: Vec<u8> = (0..n_eval).map(|i| (i % 10) as u8).collect();
+        let mut eval_net = net.clone();
+        eval_net.evaluate(&params, &state, &xe[..500 * per], &ye[..500], 500);
+        let t = Instant::now();
+        eval_net.evaluate(&params, &state, &xe, &ye, 500);
+        let ips = n_eval as f64 / t.elapsed().as_secs_f64();
+        writeln!(w, "| {name} | {} | {:.1} | {ips:.0} |", net.num_params(), median(&mut times))?;
+    }
+    Ok(())
+}

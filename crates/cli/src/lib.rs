@@ -3,5 +3,6 @@
 
 pub mod bench;
 pub mod commands;
+pub mod data_cmd;
 pub mod matrix_io;
 pub mod spec;

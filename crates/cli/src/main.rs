@@ -93,6 +93,27 @@ enum Command {
     },
     /// List every aggregation rule, pre-aggregator and attack, with aliases.
     Rules,
+    /// Fetch, verify and inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Time the CPU engine: one round of worker gradients of the thesis's CNNs (workers in
+    /// parallel over RAYON_NUM_THREADS threads) and test-set evaluation throughput, on random
+    /// input. `benchmarks/pytorch_round.py` times PyTorch on the same work; BENCHMARKS.md
+    /// records both.
+    BenchEngine {
+        /// Workers per round.
+        #[arg(long, default_value_t = 15)]
+        workers: usize,
+        /// Mini-batch per worker.
+        #[arg(long, default_value_t = 25)]
+        batch: usize,
+        /// Timed rounds (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Models, comma-separated: mnist, cifar10.
+        #[arg(long, value_delimiter = ',', default_value = "mnist,cifar10")]
+        models: Vec<String>,
+    },
     /// Time the robust kernels on random input: medians of interleaved repetitions, with
     /// ratios to the plain average (coordinate-wise rules) and to the pairwise distance matrix
     /// (distance-based rules) measured in the same run. Set RAYON_NUM_THREADS to fix the
@@ -110,6 +131,40 @@ enum Command {
         /// Timed repetitions of each kernel.
         #[arg(long, default_value_t = 9)]
         repeats: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Download DATASET into the data directory if missing (resumable, from the canonical
+    /// mirrors), verify every file's SHA-256, and print its sizes and class counts.
+    Fetch {
+        /// mnist, fashion-mnist, cifar10 (or synthetic, generated).
+        dataset: String,
+        /// The data directory (default: $BYZADAM_DATA_DIR, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Split DATASET's training set across workers and print each worker's size and label
+    /// histogram.
+    ///
+    /// Example: byzadam data partition mnist --workers 15 --scheme dirichlet:alpha=0.1
+    Partition {
+        /// mnist, fashion-mnist, cifar10 or synthetic.
+        dataset: String,
+        /// Number of workers.
+        #[arg(long, default_value_t = 15)]
+        workers: usize,
+        /// homogeneous[:per_class=N], iid, dirichlet:alpha=A[,min_samples=M],
+        /// gamma_similarity:gamma=G, or extreme.
+        #[arg(long, default_value = "homogeneous")]
+        scheme: String,
+        /// Seed of the partition (and of the synthetic data).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The data directory (default: $BYZADAM_DATA_DIR, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -179,6 +234,21 @@ fn run() -> Result<()> {
                 dims,
                 repeats,
             },
+            &mut stdout,
+        ),
+        Command::BenchEngine { workers, batch, repeats, models } => byzadam_cli::bench::bench_engine(
+            &byzadam_cli::bench::EngineArgs { workers, batch, repeats, models },
+            &mut stdout,
+        ),
+        Command::Data(DataCommand::Fetch { dataset, data_dir }) => {
+            byzadam_cli::data_cmd::fetch(&dataset, &byzadam_data::data_dir(data_dir.as_deref()), &mut stdout)
+        }
+        Command::Data(DataCommand::Partition { dataset, workers, scheme, seed, data_dir }) => byzadam_cli::data_cmd::show_partition(
+            &dataset,
+            &byzadam_data::data_dir(data_dir.as_deref()),
+            workers,
+            &scheme,
+            seed,
             &mut stdout,
         ),
         Command::Rules => {

@@ -34,16 +34,19 @@ pub enum Progress {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io {
+    move |error| DataError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
 fn net(url: &str, e: impl std::fmt::Display) -> DataError {
+    // ureq's messages start with the URL, which the error's path already names.
+    let text = e.to_string();
+    let text = text.strip_prefix(&format!("{url}: ")).unwrap_or(&text).to_string();
     DataError::Io {
         path: PathBuf::from(url),
-        source: std::io::Error::other(e.to_string()),
+        error: std::io::Error::other(text),
     }
 }
 

@@ -12,12 +12,12 @@ pub enum DataError {
         path: PathBuf,
     },
     /// Reading failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Fewer bytes than the format requires.
     #[error("{path}: truncated: {found} bytes, expected {expected}")]
