@@ -180,7 +180,14 @@ pub struct EngineArgs {
 pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     use byzadam_model::ModelKind;
     use rayon::prelude::*;
-    writeln!(w, "{} workers × batch {}, {} rounds (median), {} threads", args.workers, args.batch, args.repeats, rayon::current_num_threads())?;
+    writeln!(
+        w,
+        "{} workers × batch {}, {} rounds (median), {} threads",
+        args.workers,
+        args.batch,
+        args.repeats,
+        rayon::current_num_threads()
+    )?;
     writeln!(w)?;
     writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
     writeln!(w, "| --- | ---: | ---: | ---: |")?;
@@ -196,7 +203,9 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
         net.init(1, &mut params, &mut state);
         let per = net.input().len();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        let x: Vec<f32> = (0..args.batch * per).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let x: Vec<f32> = (0..args.batch * per)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
         let y: Vec<u8> = (0..args.batch).map(|i| (i % 10) as u8).collect();
         struct Worker {
             net: byzadam_model::Network,
@@ -205,11 +214,17 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             rng: rand_chacha::ChaCha8Rng,
         }
         let mut workers: Vec<Worker> = (0..args.workers)
-            .map(|i| Worker { net: net.clone(), state: state.clone(), grad: vec![0.0; net.num_params()], rng: rand_chacha::ChaCha8Rng::seed_from_u64(i as u64) })
+            .map(|i| Worker {
+                net: net.clone(),
+                state: state.clone(),
+                grad: vec![0.0; net.num_params()],
+                rng: rand_chacha::ChaCha8Rng::seed_from_u64(i as u64),
+            })
             .collect();
         let mut round = || {
             workers.par_iter_mut().for_each(|wk| {
-                wk.net.loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
+                wk.net
+                    .loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
             })
         };
         round();
@@ -221,14 +236,21 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             })
             .collect();
         let n_eval = if name == "mnist" { 10_000 } else { 1_000 };
-        let xe: Vec<f32> = (0..n_eval * per).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let xe: Vec<f32> = (0..n_eval * per)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
         let ye: Vec<u8> = (0..n_eval).map(|i| (i % 10) as u8).collect();
         let mut eval_net = net.clone();
         eval_net.evaluate(&params, &state, &xe[..500 * per], &ye[..500], 500);
         let t = Instant::now();
         eval_net.evaluate(&params, &state, &xe, &ye, 500);
         let ips = n_eval as f64 / t.elapsed().as_secs_f64();
-        writeln!(w, "| {name} | {} | {:.1} | {ips:.0} |", net.num_params(), median(&mut times))?;
+        writeln!(
+            w,
+            "| {name} | {} | {:.1} | {ips:.0} |",
+            net.num_params(),
+            median(&mut times)
+        )?;
     }
     Ok(())
 }

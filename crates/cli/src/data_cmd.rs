@@ -9,8 +9,9 @@ use std::path::Path;
 
 /// The dataset called `name` (`mnist`, `fashion-mnist`, `cifar10`, `synthetic`).
 pub fn kind(name: &str) -> Result<DatasetKind> {
-    serde_json::from_value(serde_json::Value::from(name))
-        .map_err(|_| anyhow!("unknown dataset {name:?}: use mnist, fashion-mnist, cifar10 or synthetic"))
+    serde_json::from_value(serde_json::Value::from(name)).map_err(|_| {
+        anyhow!("unknown dataset {name:?}: use mnist, fashion-mnist, cifar10 or synthetic")
+    })
 }
 
 /// Loads `kind` from `dir`, downloading what is missing (synthetic: generated from `seed`).
@@ -18,16 +19,31 @@ pub fn load(kind: DatasetKind, dir: &Path, seed: u64) -> Result<Split> {
     if kind == DatasetKind::Synthetic {
         return Ok(synthetic::generate(seed, 60_000, 10_000));
     }
-    load_or_download(kind, dir, Progress::Bar).with_context(|| format!("loading {} from {}", kind.folder(), dir.display()))
+    load_or_download(kind, dir, Progress::Bar)
+        .with_context(|| format!("loading {} from {}", kind.folder(), dir.display()))
 }
 
 /// Fetches (if needed) and verifies a dataset, then prints its sizes and class counts.
 pub fn fetch(name: &str, dir: &Path, w: &mut dyn Write) -> Result<()> {
     let k = kind(name)?;
     let split = load(k, dir, 0)?;
-    writeln!(w, "{name}: {} training and {} test images of {:?}, every file's SHA-256 verified", split.train.len(), split.test.len(), split.train.shape)?;
-    writeln!(w, "training images per class: {:?}", split.train.class_counts())?;
-    writeln!(w, "test images per class:     {:?}", split.test.class_counts())?;
+    writeln!(
+        w,
+        "{name}: {} training and {} test images of {:?}, every file's SHA-256 verified",
+        split.train.len(),
+        split.test.len(),
+        split.train.shape
+    )?;
+    writeln!(
+        w,
+        "training images per class: {:?}",
+        split.train.class_counts()
+    )?;
+    writeln!(
+        w,
+        "test images per class:     {:?}",
+        split.test.class_counts()
+    )?;
     Ok(())
 }
 
@@ -46,13 +62,30 @@ pub fn scheme(spec: &str) -> Result<Scheme> {
 }
 
 /// Prints the per-worker sizes and label histogram of a partition of a training set.
-pub fn show_partition(name: &str, dir: &Path, workers: usize, spec: &str, seed: u64, w: &mut dyn Write) -> Result<()> {
+pub fn show_partition(
+    name: &str,
+    dir: &Path,
+    workers: usize,
+    spec: &str,
+    seed: u64,
+    w: &mut dyn Write,
+) -> Result<()> {
     let k = kind(name)?;
     let scheme = scheme(spec)?;
     let split = load(k, dir, seed)?;
-    let p = partition(&split.train.labels, split.train.classes, workers, &scheme, seed)?;
+    let p = partition(
+        &split.train.labels,
+        split.train.classes,
+        workers,
+        &scheme,
+        seed,
+    )?;
     let used: usize = p.shards.iter().map(Vec::len).sum();
-    writeln!(w, "{name}, {workers} workers, {spec}, seed {seed}: {used} of {} training samples used", split.train.len())?;
+    writeln!(
+        w,
+        "{name}, {workers} workers, {spec}, seed {seed}: {used} of {} training samples used",
+        split.train.len()
+    )?;
     write!(w, "{}", p.summary(&split.train.labels, split.train.classes))?;
     Ok(())
 }

@@ -236,14 +236,32 @@ fn run() -> Result<()> {
             },
             &mut stdout,
         ),
-        Command::BenchEngine { workers, batch, repeats, models } => byzadam_cli::bench::bench_engine(
-            &byzadam_cli::bench::EngineArgs { workers, batch, repeats, models },
+        Command::BenchEngine {
+            workers,
+            batch,
+            repeats,
+            models,
+        } => byzadam_cli::bench::bench_engine(
+            &byzadam_cli::bench::EngineArgs {
+                workers,
+                batch,
+                repeats,
+                models,
+            },
             &mut stdout,
         ),
-        Command::Data(DataCommand::Fetch { dataset, data_dir }) => {
-            byzadam_cli::data_cmd::fetch(&dataset, &byzadam_data::data_dir(data_dir.as_deref()), &mut stdout)
-        }
-        Command::Data(DataCommand::Partition { dataset, workers, scheme, seed, data_dir }) => byzadam_cli::data_cmd::show_partition(
+        Command::Data(DataCommand::Fetch { dataset, data_dir }) => byzadam_cli::data_cmd::fetch(
+            &dataset,
+            &byzadam_data::data_dir(data_dir.as_deref()),
+            &mut stdout,
+        ),
+        Command::Data(DataCommand::Partition {
+            dataset,
+            workers,
+            scheme,
+            seed,
+            data_dir,
+        }) => byzadam_cli::data_cmd::show_partition(
             &dataset,
             &byzadam_data::data_dir(data_dir.as_deref()),
             workers,

@@ -352,22 +352,45 @@ fn rules_lists_every_registry_entry() {
 }
 
 fn shared_data() -> PathBuf {
-    std::env::var_os("BYZADAM_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-        assert!(shared.join("mnist").exists(), "set BYZADAM_DATA_DIR to the data directory (looked in {})", shared.display());
-        shared
-    })
+    std::env::var_os("BYZADAM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+            assert!(
+                shared.join("mnist").exists(),
+                "set BYZADAM_DATA_DIR to the data directory (looked in {})",
+                shared.display()
+            );
+            shared
+        })
 }
 
 #[test]
 fn data_fetch_verifies_and_partition_prints_every_worker() {
     let dir = shared_data();
     let d = dir.to_str().unwrap();
-    let out = byzadam().args(["data", "fetch", "mnist", "--data-dir", d]).assert().success().get_output().stdout.clone();
-    let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("60000 training and 10000 test images") && text.contains("SHA-256 verified"), "{text}");
     let out = byzadam()
-        .args(["data", "partition", "mnist", "--workers", "15", "--data-dir", d])
+        .args(["data", "fetch", "mnist", "--data-dir", d])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("60000 training and 10000 test images") && text.contains("SHA-256 verified"),
+        "{text}"
+    );
+    let out = byzadam()
+        .args([
+            "data",
+            "partition",
+            "mnist",
+            "--workers",
+            "15",
+            "--data-dir",
+            d,
+        ])
         .assert()
         .success()
         .get_output()
@@ -375,9 +398,24 @@ fn data_fetch_verifies_and_partition_prints_every_worker() {
         .clone();
     let text = String::from_utf8(out).unwrap();
     // The thesis's homogeneous split: 15 workers of 3,610, 361 per digit.
-    assert!(text.contains("54150 of 60000 training samples used"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains(" 3610 |")).count(), 15, "{text}");
-    let err = stderr_of(&["data", "partition", "mnist", "--scheme", "dirichlet", "--data-dir", d]);
+    assert!(
+        text.contains("54150 of 60000 training samples used"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" 3610 |")).count(),
+        15,
+        "{text}"
+    );
+    let err = stderr_of(&[
+        "data",
+        "partition",
+        "mnist",
+        "--scheme",
+        "dirichlet",
+        "--data-dir",
+        d,
+    ]);
     assert!(err.contains("missing field `alpha`"), "{err}");
     let err = stderr_of(&["data", "fetch", "imagenet"]);
     assert!(err.contains("unknown dataset"), "{err}");

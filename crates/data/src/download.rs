@@ -43,7 +43,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
 fn net(url: &str, e: impl std::fmt::Display) -> DataError {
     // ureq's messages start with the URL, which the error's path already names.
     let text = e.to_string();
-    let text = text.strip_prefix(&format!("{url}: ")).unwrap_or(&text).to_string();
+    let text = text
+        .strip_prefix(&format!("{url}: "))
+        .unwrap_or(&text)
+        .to_string();
     DataError::Io {
         path: PathBuf::from(url),
         error: std::io::Error::other(text),
