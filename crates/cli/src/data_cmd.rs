@@ -68,6 +68,7 @@ pub fn show_partition(
     workers: usize,
     spec: &str,
     seed: u64,
+    plot: Option<&Path>,
     w: &mut dyn Write,
 ) -> Result<()> {
     let k = kind(name)?;
@@ -87,5 +88,14 @@ pub fn show_partition(
         split.train.len()
     )?;
     write!(w, "{}", p.summary(&split.train.labels, split.train.classes))?;
+    if let Some(path) = plot {
+        let counts = p.class_counts(&split.train.labels, split.train.classes);
+        crate::plot::partition_svg(
+            path,
+            &format!("{name}: {workers} workers, {spec}, seed {seed}"),
+            &counts,
+        )?;
+        writeln!(w, "plot: {}", path.display())?;
+    }
     Ok(())
 }

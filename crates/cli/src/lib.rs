@@ -5,4 +5,5 @@ pub mod bench;
 pub mod commands;
 pub mod data_cmd;
 pub mod matrix_io;
+pub mod plot;
 pub mod spec;

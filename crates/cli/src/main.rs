@@ -162,6 +162,9 @@ enum DataCommand {
         /// Seed of the partition (and of the synthetic data).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Also draw the per-worker label histogram as a stacked bar chart (SVG).
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
         /// The data directory (default: $BYZADAM_DATA_DIR, else ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -260,6 +263,7 @@ fn run() -> Result<()> {
             workers,
             scheme,
             seed,
+            plot,
             data_dir,
         }) => byzadam_cli::data_cmd::show_partition(
             &dataset,
@@ -267,6 +271,7 @@ fn run() -> Result<()> {
             workers,
             &scheme,
             seed,
+            plot.as_deref(),
             &mut stdout,
         ),
         Command::Rules => {
