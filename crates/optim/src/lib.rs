@@ -1,0 +1,285 @@
+//! # byzadam-optim
+//!
+//! The four optimizers of the thesis (chapter 3), split into what an honest worker sends each
+//! round and how the server steps with the aggregate, on flat `f32` vectors:
+//!
+//! | optimizer | worker sends | server step |
+//! | --- | --- | --- |
+//! | SGD | its gradient `g` | `θ ← θ − α_t F(g₁…gₙ)` |
+//! | RESAM | its momentum `m ← β m + (1−β) g` | `θ ← θ − α_t F(m₁…mₙ)` |
+//! | DRA (Algorithm 19) | its Adam direction `q = m̂ / (√v̂ + ε)` | `θ ← θ − α_t F(q₁…qₙ)` |
+//! | MRA (Algorithm 20) | `m̂` and `v̂` | `θ ← θ − α_t m* / √(v* + ε)`, `m* = F(m̂…)`, `v* = F(v̂…)` |
+//!
+//! `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)` are Adam's bias-corrected moments (Algorithm 10).
+//! This crate never aggregates: the caller applies the robust pipeline between
+//! [`Optimizer::worker_message`] and [`Optimizer::server_step`].
+//!
+//! ```
+//! use byzadam_optim::{Optimizer, Schedule};
+//! let opt = Optimizer::Sgd { lr: Schedule::Constant { value: 0.5 } };
+//! let mut state = opt.worker_state(2);
+//! let mut msg = vec![vec![0.0; 2]; opt.messages()];
+//! opt.worker_message(&mut state, &[2.0, -4.0], &mut msg);
+//! let mut theta = vec![1.0, 1.0];
+//! opt.server_step(1, &mut theta, &[&msg[0]]);
+//! assert_eq!(theta, [0.0, 3.0]);
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// A learning-rate schedule over rounds `t = 1, 2, …`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// `α_t = value`.
+    Constant {
+        /// The learning rate.
+        value: f32,
+    },
+    /// `α_t = initial / (1 + ⌊(t − 1) / every⌋)`: the thesis's heterogeneous runs use
+    /// `0.75 / (1 + ⌊t/50⌋)` (its `t` counts from 0).
+    InverseStep {
+        /// `α` at the first round.
+        initial: f32,
+        /// Rounds between decreases (`k ≥ 1`).
+        every: u64,
+    },
+}
+
+impl Schedule {
+    /// The learning rate at round `t ≥ 1`.
+    ///
+    /// ```
+    /// use byzadam_optim::Schedule;
+    /// let s = Schedule::InverseStep { initial: 0.75, every: 50 };
+    /// assert_eq!((s.at(1), s.at(50), s.at(51), s.at(101)), (0.75, 0.75, 0.375, 0.25));
+    /// ```
+    pub fn at(&self, t: u64) -> f32 {
+        match *self {
+            Self::Constant { value } => value,
+            Self::InverseStep { initial, every } => {
+                initial / (1 + (t.max(1) - 1) / every.max(1)) as f32
+            }
+        }
+    }
+}
+
+/// How MRA's server guards against a negative aggregated second moment `v*`. The thesis's MRA
+/// has none: an attack that makes `v*` negative gives `√(v* + ε) = NaN` and training stops.
+/// Both guards are improvements of this implementation, off unless asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MraGuard {
+    /// `v* ← max(v*, 0)` before the square root: no NaN, but where `v*` was negative the step
+    /// is `α m*/√ε`, which can be very large.
+    ClampSecondMoment,
+    /// `v* ← max(v*, m*²)`: an honest Adam worker always has `v̂ ≥ m̂²` up to the bias
+    /// corrections' ratio (the mean of squares bounds the square of the mean), so this only
+    /// changes what an attack pushed below it, and bounds every coordinate's step by about
+    /// `α`, as in Adam.
+    AdamBound,
+}
+
+/// One of the thesis's optimizers with its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// Workers send gradients.
+    Sgd {
+        /// Learning rate.
+        lr: Schedule,
+    },
+    /// Workers send their momentum (Farhadkhani et al., ICML 2022). The momentum starts at 0,
+    /// as in the paper (the thesis's restatement prints `m₀ = 1`).
+    Resam {
+        /// Learning rate.
+        lr: Schedule,
+        /// Momentum coefficient `β ∈ [0, 1)` (the thesis: 0.99).
+        beta: f32,
+    },
+    /// Descent-direction Resilient Adam (Algorithm 19).
+    Dra {
+        /// Learning rate (the thesis: 0.001).
+        lr: Schedule,
+        /// `β₁` (the thesis: 0.99).
+        beta1: f32,
+        /// `β₂` (the thesis: 0.999).
+        beta2: f32,
+        /// `ε` (PyTorch's Adam default 1e-8).
+        #[serde(default = "default_eps")]
+        eps: f32,
+    },
+    /// Moment Resilient Adam (Algorithm 20).
+    Mra {
+        /// Learning rate (the thesis: 0.001).
+        lr: Schedule,
+        /// `β₁` (the thesis: 0.99).
+        beta1: f32,
+        /// `β₂` (the thesis: 0.999).
+        beta2: f32,
+        /// `ε` (PyTorch's Adam default 1e-8).
+        #[serde(default = "default_eps")]
+        eps: f32,
+        /// Protection against a negative `v*` (none by default, as in the thesis).
+        #[serde(default)]
+        guard: Option<MraGuard>,
+    },
+}
+
+fn default_eps() -> f32 {
+    1e-8
+}
+
+/// A worker's optimizer state: its moments and its step count.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkerState {
+    /// First moment (RESAM's momentum, Adam's `m`); empty for SGD.
+    pub m: Vec<f32>,
+    /// Second moment (Adam's `v`); empty unless DRA or MRA.
+    pub v: Vec<f32>,
+    /// Steps taken.
+    pub t: u64,
+}
+
+impl Optimizer {
+    /// Vectors each worker sends per round: 2 for MRA (`m̂`, `v̂`), else 1.
+    pub fn messages(&self) -> usize {
+        match self {
+            Self::Mra { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The learning-rate schedule.
+    pub fn lr(&self) -> &Schedule {
+        match self {
+            Self::Sgd { lr }
+            | Self::Resam { lr, .. }
+            | Self::Dra { lr, .. }
+            | Self::Mra { lr, .. } => lr,
+        }
+    }
+
+    /// Checks the hyperparameters, naming the one that is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let unit = |name: &str, b: f32| {
+            if (0.0..1.0).contains(&b) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be in [0, 1), got {b}"))
+            }
+        };
+        match *self {
+            Self::Sgd { .. } => Ok(()),
+            Self::Resam { beta, .. } => unit("beta", beta),
+            Self::Dra {
+                beta1, beta2, eps, ..
+            }
+            | Self::Mra {
+                beta1, beta2, eps, ..
+            } => {
+                unit("beta1", beta1)?;
+                unit("beta2", beta2)?;
+                if eps >= 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!("eps must be ≥ 0, got {eps}"))
+                }
+            }
+        }
+    }
+
+    /// A fresh worker state for parameters of dimension `dim`.
+    pub fn worker_state(&self, dim: usize) -> WorkerState {
+        match self {
+            Self::Sgd { .. } => WorkerState::default(),
+            Self::Resam { .. } => WorkerState {
+                m: vec![0.0; dim],
+                v: Vec::new(),
+                t: 0,
+            },
+            Self::Dra { .. } | Self::Mra { .. } => WorkerState {
+                m: vec![0.0; dim],
+                v: vec![0.0; dim],
+                t: 0,
+            },
+        }
+    }
+
+    /// Updates the worker's state with its gradient `g` and writes what it sends into `out`
+    /// ([`Optimizer::messages`] vectors of `g`'s length).
+    pub fn worker_message(&self, state: &mut WorkerState, g: &[f32], out: &mut [Vec<f32>]) {
+        state.t += 1;
+        match *self {
+            Self::Sgd { .. } => out[0].copy_from_slice(g),
+            Self::Resam { beta, .. } => {
+                for ((m, &gi), o) in state.m.iter_mut().zip(g).zip(out[0].iter_mut()) {
+                    *m = beta * *m + (1.0 - beta) * gi;
+                    *o = *m;
+                }
+            }
+            Self::Dra {
+                beta1, beta2, eps, ..
+            } => {
+                let (c1, c2) = bias_corrections(beta1, beta2, state.t);
+                for (((m, v), &gi), o) in state
+                    .m
+                    .iter_mut()
+                    .zip(state.v.iter_mut())
+                    .zip(g)
+                    .zip(out[0].iter_mut())
+                {
+                    *m = beta1 * *m + (1.0 - beta1) * gi;
+                    *v = beta2 * *v + (1.0 - beta2) * gi * gi;
+                    *o = (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+            }
+            Self::Mra { beta1, beta2, .. } => {
+                let (c1, c2) = bias_corrections(beta1, beta2, state.t);
+                let (first, rest) = out.split_at_mut(1);
+                for ((((m, v), &gi), om), ov) in state
+                    .m
+                    .iter_mut()
+                    .zip(state.v.iter_mut())
+                    .zip(g)
+                    .zip(first[0].iter_mut())
+                    .zip(rest[0].iter_mut())
+                {
+                    *m = beta1 * *m + (1.0 - beta1) * gi;
+                    *v = beta2 * *v + (1.0 - beta2) * gi * gi;
+                    *om = *m / c1;
+                    *ov = *v / c2;
+                }
+            }
+        }
+    }
+
+    /// The server's step at round `t ≥ 1` with the aggregated messages (one slice per
+    /// message, in [`Optimizer::worker_message`]'s order).
+    pub fn server_step(&self, t: u64, params: &mut [f32], aggregated: &[&[f32]]) {
+        let lr = self.lr().at(t);
+        match *self {
+            Self::Sgd { .. } | Self::Resam { .. } | Self::Dra { .. } => {
+                for (p, &u) in params.iter_mut().zip(aggregated[0]) {
+                    *p -= lr * u;
+                }
+            }
+            Self::Mra { eps, guard, .. } => {
+                for ((p, &m), &v) in params.iter_mut().zip(aggregated[0]).zip(aggregated[1]) {
+                    let v = match guard {
+                        Some(MraGuard::ClampSecondMoment) => v.max(0.0),
+                        Some(MraGuard::AdamBound) => v.max(m * m),
+                        None => v,
+                    };
+                    *p -= lr * m / (v + eps).sqrt();
+                }
+            }
+        }
+    }
+}
+
+/// `(1 − β₁ᵗ, 1 − β₂ᵗ)`.
+fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
+    let t = t.min(i32::MAX as u64) as i32;
+    (1.0 - beta1.powi(t), 1.0 - beta2.powi(t))
+}
