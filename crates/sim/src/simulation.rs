@@ -1,0 +1,416 @@
+use crate::{ConfigError, RunConfig};
+use byzadam_data::sampler::EpochSampler;
+use byzadam_data::{flip_label, partition::partition, Split};
+use byzadam_model::Network;
+use byzadam_optim::WorkerState;
+use byzadam_robust::attacks::LabelFlip;
+use byzadam_robust::{
+    pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions, ThreatModel,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Test-set loss and accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Fraction of test images classified correctly.
+    pub accuracy: f64,
+    /// Mean cross-entropy.
+    pub loss: f64,
+}
+
+/// What one round recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    /// Round number, from 1.
+    pub round: u64,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Mean training loss of the honest workers' batches.
+    pub train_loss: f64,
+    /// `‖ξ_t‖ = ‖F(messages) − mean of the honest messages‖` (first message).
+    pub xi_norm: f64,
+    /// `max_{i,j ∈ H} ‖q_i − q_j‖` over the honest messages (first message).
+    pub honest_diameter: f64,
+    /// `λ_t = ‖ξ_t‖ / honest diameter`: the empirical resilience coefficient (section 3.2.3);
+    /// `None` when the honest messages coincide.
+    pub lambda: Option<f64>,
+    /// True once the parameters are no longer all finite.
+    pub diverged: bool,
+    /// Test-set evaluation, on evaluation rounds.
+    pub eval: Option<Evaluation>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Rounds run.
+    pub rounds: u64,
+    /// Test accuracy at the last evaluation.
+    pub final_accuracy: f64,
+    /// Best test accuracy seen.
+    pub best_accuracy: f64,
+    /// Test loss at the last evaluation.
+    pub final_loss: f64,
+    /// First round after which the parameters were not all finite.
+    pub diverged_at: Option<u64>,
+    /// Wall-clock seconds of training and evaluation.
+    pub seconds: f64,
+}
+
+/// Receives each round's metrics as the run goes (progress bars, files, tests).
+pub trait Recorder {
+    /// Called after every round.
+    fn round(&mut self, metrics: &RoundMetrics);
+}
+
+impl Recorder for Vec<RoundMetrics> {
+    fn round(&mut self, metrics: &RoundMetrics) {
+        self.push(metrics.clone());
+    }
+}
+
+struct Worker {
+    byzantine: bool,
+    net: Network,
+    bn_state: Vec<f32>,
+    opt: WorkerState,
+    sampler: EpochSampler,
+    rng: ChaCha20Rng,
+    grad: Vec<f32>,
+    msgs: Vec<Vec<f32>>,
+    x: Vec<f32>,
+    y: Vec<u8>,
+    loss: f32,
+}
+
+/// A run in progress.
+pub struct Simulation {
+    config: RunConfig,
+    train_x: Vec<f32>,
+    train_y: Vec<u8>,
+    test_x: Vec<f32>,
+    test_y: Vec<u8>,
+    per_image: usize,
+    workers: Vec<Worker>,
+    params: Vec<f32>,
+    pipelines: Vec<Pipeline>,
+    attack: Option<Box<dyn Attack>>,
+    flip: Option<LabelFlip>,
+    eval_net: Network,
+    round: u64,
+    diverged_at: Option<u64>,
+    // Per-round buffers, reused.
+    honest: Vec<Submissions>,
+    own: Vec<Submissions>,
+    forged: Submissions,
+    all: Submissions,
+    aggregated: Vec<Vec<f32>>,
+}
+
+fn normalize_all(d: &byzadam_data::Dataset) -> Vec<f32> {
+    let norm = d.kind.normalization();
+    let n = d.shape.len();
+    let mut out = vec![0f32; d.len() * n];
+    out.par_chunks_mut(n)
+        .enumerate()
+        .for_each(|(i, o)| d.normalized_into(i, &norm, o));
+    out
+}
+
+impl Simulation {
+    /// Sets a run up on `data`: validates, normalises the images once, partitions the training
+    /// set, initialises the model and every worker.
+    pub fn new(config: RunConfig, data: &Split) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let bad = |key: &str, reason: String| ConfigError {
+            key: key.into(),
+            reason,
+        };
+        let n = config.workers;
+        let shards = partition(
+            &data.train.labels,
+            data.train.classes,
+            n,
+            &config.partition,
+            config.data_seed,
+        )
+        .map_err(|e| bad("partition", e.to_string()))?;
+        if let Some((w, s)) = shards
+            .shards
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() < config.batch)
+        {
+            return Err(bad(
+                "batch",
+                format!(
+                    "worker {w} has {} samples, fewer than batch = {}",
+                    s.len(),
+                    config.batch
+                ),
+            ));
+        }
+        let net = config.model.build();
+        let mut params = vec![0.0; net.num_params()];
+        let mut bn_state = vec![0.0; net.num_state()];
+        net.init(config.seed, &mut params, &mut bn_state);
+        let attack = config.attack.clone().map(|a| a.build());
+        let flip = attack.as_ref().and_then(|a| a.label_flip());
+        let f = if attack.is_some() {
+            config.byzantine
+        } else {
+            0
+        };
+        let dim = params.len();
+        let messages = config.optimizer.messages();
+        let workers = shards
+            .shards
+            .into_iter()
+            .enumerate()
+            .map(|(w, shard)| Worker {
+                byzantine: w >= n - f,
+                net: net.clone(),
+                bn_state: bn_state.clone(),
+                opt: config.optimizer.worker_state(dim),
+                sampler: EpochSampler::new(
+                    shard,
+                    config.batch,
+                    config.seed ^ (0x5A3E_0000 + w as u64),
+                ),
+                rng: ChaCha20Rng::seed_from_u64(
+                    config.seed.wrapping_mul(1_000_003).wrapping_add(w as u64),
+                ),
+                grad: vec![0.0; dim],
+                msgs: vec![vec![0.0; dim]; messages],
+                x: Vec::new(),
+                y: Vec::new(),
+                loss: 0.0,
+            })
+            .collect();
+        let pipelines = (0..messages).map(|_| config.pipeline()).collect();
+        let (mut test_x, mut test_y) = (normalize_all(&data.test), data.test.labels.clone());
+        let per_image = data.train.shape.len();
+        if let Some(k) = config.eval_samples {
+            let k = k.min(test_y.len());
+            test_x.truncate(k * per_image);
+            test_y.truncate(k);
+        }
+        Ok(Self {
+            train_x: normalize_all(&data.train),
+            train_y: data.train.labels.clone(),
+            test_x,
+            test_y,
+            per_image,
+            workers,
+            params,
+            pipelines,
+            attack,
+            flip,
+            eval_net: net,
+            round: 0,
+            diverged_at: None,
+            honest: vec![Submissions::default(); messages],
+            own: vec![Submissions::default(); messages],
+            forged: Submissions::default(),
+            all: Submissions::default(),
+            aggregated: vec![vec![0.0; dim]; messages],
+            config,
+        })
+    }
+
+    /// The model's parameters now.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// Evaluates the current model on the (possibly truncated) test set.
+    pub fn evaluate(&mut self) -> Evaluation {
+        let honest: Vec<&Worker> = self.workers.iter().filter(|w| !w.byzantine).collect();
+        let mut state = vec![0.0; self.eval_net.num_state()];
+        for w in &honest {
+            for (s, &v) in state.iter_mut().zip(&w.bn_state) {
+                *s += v / honest.len() as f32;
+            }
+        }
+        let ev = self
+            .eval_net
+            .evaluate(&self.params, &state, &self.test_x, &self.test_y, 500);
+        Evaluation {
+            accuracy: ev.accuracy(),
+            loss: ev.loss(),
+        }
+    }
+
+    /// Runs one round and returns its metrics. An error here (an attack or a rule refusing its
+    /// input) stops the run; validation rules out every case it can foresee.
+    pub fn step(&mut self) -> Result<RoundMetrics, ConfigError> {
+        self.round += 1;
+        let t = self.round;
+        let threat = self.attack.as_ref().map(|a| a.threat_model());
+        let byzantine_compute = matches!(
+            threat,
+            Some(ThreatModel::OwnGenuine | ThreatModel::DataPoisoning)
+        );
+        let (params, train_x, train_y, per) =
+            (&self.params, &self.train_x, &self.train_y, self.per_image);
+        let (optimizer, policy, flip) = (&self.config.optimizer, &self.config.gradient, self.flip);
+        let classes = 10;
+        self.workers
+            .par_iter_mut()
+            .filter(|w| !w.byzantine || byzantine_compute)
+            .for_each(|w| {
+                let batch = w.sampler.next_batch();
+                w.x.resize(batch.len() * per, 0.0);
+                w.y.clear();
+                for (k, &i) in batch.iter().enumerate() {
+                    let i = i as usize;
+                    w.x[k * per..(k + 1) * per].copy_from_slice(&train_x[i * per..(i + 1) * per]);
+                    let y = train_y[i];
+                    w.y.push(match flip {
+                        Some(_) if w.byzantine => flip_label(y, classes),
+                        _ => y,
+                    });
+                }
+                w.loss = w.net.loss_and_grad(
+                    params,
+                    &mut w.bn_state,
+                    &w.x,
+                    &w.y,
+                    &mut w.rng,
+                    &mut w.grad,
+                );
+                policy.apply(params, &mut w.grad);
+                optimizer.worker_message(&mut w.opt, &w.grad, &mut w.msgs);
+            });
+        let dim = self.params.len();
+        let honest_count = self.workers.iter().filter(|w| !w.byzantine).count();
+        let byz_count = self.workers.len() - honest_count;
+        let mut xi_norm = 0.0;
+        let mut diameter = 0.0;
+        for k in 0..self.pipelines.len() {
+            let (honest, own) = (&mut self.honest[k], &mut self.own[k]);
+            honest.reshape(honest_count, dim);
+            own.reshape(byz_count, dim);
+            let (mut hi, mut bi) = (0, 0);
+            for w in &self.workers {
+                if w.byzantine {
+                    own.row_mut(bi).copy_from_slice(&w.msgs[k]);
+                    bi += 1;
+                } else {
+                    honest.row_mut(hi).copy_from_slice(&w.msgs[k]);
+                    hi += 1;
+                }
+            }
+            self.all.copy_from(honest);
+            if let Some(attack) = self.attack.as_mut() {
+                let ctx = AttackContext {
+                    n: self.workers.len(),
+                    byzantine: byz_count,
+                    dim,
+                    own: byzantine_compute.then_some(&*own),
+                    honest: Some(&*honest),
+                    server: Some(&self.pipelines[k]),
+                };
+                let mut rng = ChaCha20Rng::seed_from_u64(
+                    self.config.seed ^ t.wrapping_mul(0x9E37_79B9) ^ (k as u64) << 56,
+                );
+                attack
+                    .forge(&ctx, &mut rng, &mut self.forged)
+                    .map_err(|e| ConfigError {
+                        key: "attack".into(),
+                        reason: format!("round {t}: {e}"),
+                    })?;
+                self.all.extend(&self.forged).map_err(|e| ConfigError {
+                    key: "attack".into(),
+                    reason: format!("round {t}: {e}"),
+                })?;
+            }
+            let mut rng = ChaCha20Rng::seed_from_u64(
+                self.config.seed ^ t.wrapping_mul(0xA24B_AED4) ^ (k as u64) << 48,
+            );
+            self.pipelines[k]
+                .run_into(&self.all, &mut rng, &mut self.aggregated[k])
+                .map_err(|e| ConfigError {
+                    key: "aggregator".into(),
+                    reason: format!("round {t}: {e}"),
+                })?;
+            if k == 0 {
+                let mut mean = vec![0f64; dim];
+                for row in honest.rows() {
+                    for (m, &v) in mean.iter_mut().zip(row) {
+                        *m += v as f64 / honest_count as f64;
+                    }
+                }
+                xi_norm = self.aggregated[0]
+                    .iter()
+                    .zip(&mean)
+                    .map(|(&a, m)| (a as f64 - m).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let mut d2 = vec![0.0; honest_count * honest_count];
+                if pairwise_squared_distances(honest, &mut d2).is_ok() {
+                    diameter = d2.iter().copied().fold(0.0, f64::max).sqrt();
+                }
+            }
+        }
+        let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
+        self.config
+            .optimizer
+            .server_step(t, &mut self.params, &refs);
+        if self.diverged_at.is_none() && !self.params.iter().all(|p| p.is_finite()) {
+            self.diverged_at = Some(t);
+        }
+        let train_loss = self
+            .workers
+            .iter()
+            .filter(|w| !w.byzantine)
+            .map(|w| w.loss as f64)
+            .sum::<f64>()
+            / honest_count as f64;
+        let eval =
+            (t % self.config.eval_every == 0 || t == self.config.rounds).then(|| self.evaluate());
+        Ok(RoundMetrics {
+            round: t,
+            lr: self.config.optimizer.lr().at(t),
+            train_loss,
+            xi_norm,
+            honest_diameter: diameter,
+            lambda: (diameter > 0.0).then(|| xi_norm / diameter),
+            diverged: self.diverged_at.is_some(),
+            eval,
+        })
+    }
+
+    /// Runs the remaining rounds, reporting each to `recorder`.
+    pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<Summary, ConfigError> {
+        let start = std::time::Instant::now();
+        let (mut last, mut best) = (None::<Evaluation>, 0f64);
+        while self.round < self.config.rounds {
+            let m = self.step()?;
+            if let Some(e) = m.eval {
+                last = Some(e);
+                if e.accuracy > best {
+                    best = e.accuracy;
+                }
+            }
+            recorder.round(&m);
+        }
+        let last = last.unwrap_or_else(|| self.evaluate());
+        Ok(Summary {
+            rounds: self.round,
+            final_accuracy: last.accuracy,
+            best_accuracy: best.max(last.accuracy),
+            final_loss: last.loss,
+            diverged_at: self.diverged_at,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}

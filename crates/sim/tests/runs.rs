@@ -1,0 +1,190 @@
+//! Runs of the simulator: determinism across thread counts on synthetic data, and the thesis's
+//! qualitative findings on real MNIST (data from `BYZADAM_DATA_DIR` or the project's
+//! `../shared/data`; these fail loudly when it is missing).
+
+use byzadam_data::{load, synthetic, DatasetKind, Split, DATA_DIR_ENV};
+use byzadam_model::ModelKind;
+use byzadam_optim::{MraGuard, Optimizer, Schedule};
+use byzadam_robust::aggregators::{Average, TrimmedMean};
+use byzadam_robust::attacks::{PositiveInfinity, SignFlip};
+use byzadam_robust::{AggregatorConfig, AttackConfig};
+use byzadam_sim::{RoundMetrics, RunConfig, Simulation, Summary};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn mnist() -> &'static Split {
+    static DATA: OnceLock<Split> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = std::env::var_os(DATA_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+            });
+        load(DatasetKind::Mnist, &dir)
+            .unwrap_or_else(|e| panic!("these tests need MNIST: set {DATA_DIR_ENV} ({e})"))
+    })
+}
+
+fn run(config: RunConfig, data: &Split) -> (Vec<RoundMetrics>, Summary) {
+    let mut sim = Simulation::new(config, data).expect("valid config");
+    let mut metrics = Vec::new();
+    let summary = sim.run(&mut metrics).expect("run");
+    (metrics, summary)
+}
+
+fn quick(
+    optimizer: Optimizer,
+    aggregator: AggregatorConfig,
+    attack: Option<AttackConfig>,
+    rounds: u64,
+) -> RunConfig {
+    RunConfig {
+        optimizer,
+        aggregator,
+        attack,
+        rounds,
+        eval_every: rounds,
+        eval_samples: Some(2000),
+        ..RunConfig::default()
+    }
+}
+
+fn constant(value: f32) -> Schedule {
+    Schedule::Constant { value }
+}
+
+#[test]
+fn same_config_and_seed_give_the_same_bits_with_one_and_two_threads() {
+    let data = synthetic::generate(4, 3000, 300);
+    let config = RunConfig {
+        dataset: DatasetKind::Synthetic,
+        model: ModelKind::Mlp { hidden: vec![32] },
+        batch: 10,
+        rounds: 12,
+        eval_every: 4,
+        ..RunConfig::default()
+    };
+    let in_pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run(config.clone(), &data).0)
+    };
+    let (one, two) = (in_pool(1), in_pool(2));
+    assert_eq!(
+        serde_json::to_string(&one).unwrap(),
+        serde_json::to_string(&two).unwrap()
+    );
+    assert!(one.iter().any(|m| m.eval.is_some()) && one.iter().all(|m| m.xi_norm.is_finite()));
+}
+
+#[test]
+fn every_optimizer_learns_mnist_without_attack() {
+    let avg = || AggregatorConfig::Average(Average {});
+    for (name, opt, rounds) in [
+        ("sgd", Optimizer::Sgd { lr: constant(0.75) }, 60),
+        (
+            "resam",
+            Optimizer::Resam {
+                lr: constant(0.75),
+                beta: 0.9,
+            },
+            60,
+        ),
+        (
+            "dra",
+            Optimizer::Dra {
+                lr: constant(0.001),
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            60,
+        ),
+        (
+            "mra",
+            Optimizer::Mra {
+                lr: constant(0.001),
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                guard: None,
+            },
+            60,
+        ),
+    ] {
+        let (_, s) = run(quick(opt, avg(), None, rounds), mnist());
+        assert!(
+            s.final_accuracy > 0.7,
+            "{name}: accuracy {} after {rounds} rounds",
+            s.final_accuracy
+        );
+        assert!(s.diverged_at.is_none(), "{name}");
+    }
+}
+
+#[test]
+fn infinity_breaks_averaging_but_not_the_trimmed_mean() {
+    let sgd = || Optimizer::Sgd { lr: constant(0.75) };
+    let inf = || Some(AttackConfig::PositiveInfinity(PositiveInfinity {}));
+    let (_, avg) = run(
+        quick(sgd(), AggregatorConfig::Average(Average {}), inf(), 20),
+        mnist(),
+    );
+    assert_eq!(
+        avg.diverged_at,
+        Some(1),
+        "one +∞ worker makes the average +∞ at once"
+    );
+    assert!(
+        avg.final_accuracy < 0.2,
+        "a diverged model guesses one class: {}",
+        avg.final_accuracy
+    );
+    let (_, tm) = run(
+        quick(
+            sgd(),
+            AggregatorConfig::TrimmedMean(TrimmedMean { f: 5 }),
+            inf(),
+            60,
+        ),
+        mnist(),
+    );
+    // The trimmed mean drops the 5 infinite values per coordinate and the 5 smallest honest
+    // ones; it learns more slowly than the attack-free average, but it learns.
+    assert!(
+        tm.diverged_at.is_none() && tm.final_accuracy > 0.5,
+        "{tm:?}"
+    );
+}
+
+#[test]
+fn mra_collapses_under_sign_flip_with_averaging_and_its_guard_prevents_it() {
+    let mra = |guard| Optimizer::Mra {
+        lr: constant(0.001),
+        beta1: 0.99,
+        beta2: 0.999,
+        eps: 1e-8,
+        guard,
+    };
+    let flip = || Some(AttackConfig::SignFlip(SignFlip::default()));
+    // 5 of 15 workers flip the sign of their m̂ and v̂: the average of v̂ can go negative.
+    let config = |guard| RunConfig {
+        workers: 11,
+        byzantine: 5,
+        ..quick(
+            mra(guard),
+            AggregatorConfig::Average(Average {}),
+            flip(),
+            10,
+        )
+    };
+    let (_, bare) = run(config(None), mnist());
+    assert!(
+        bare.diverged_at.is_some(),
+        "the thesis's NaN collapse: {bare:?}"
+    );
+    let (_, guarded) = run(config(Some(MraGuard::AdamBound)), mnist());
+    assert!(guarded.diverged_at.is_none(), "{guarded:?}");
+}
