@@ -375,8 +375,8 @@ impl Simulation {
             .map(|w| w.loss as f64)
             .sum::<f64>()
             / honest_count as f64;
-        let eval =
-            (t % self.config.eval_every == 0 || t == self.config.rounds).then(|| self.evaluate());
+        let eval = (t.is_multiple_of(self.config.eval_every) || t == self.config.rounds)
+            .then(|| self.evaluate());
         Ok(RoundMetrics {
             round: t,
             lr: self.config.optimizer.lr().at(t),
