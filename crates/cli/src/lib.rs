@@ -6,4 +6,5 @@ pub mod commands;
 pub mod data_cmd;
 pub mod matrix_io;
 pub mod plot;
+pub mod run_cmd;
 pub mod spec;

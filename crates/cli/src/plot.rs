@@ -70,3 +70,36 @@ pub fn partition_svg(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// Test accuracy against round, one line.
+pub fn accuracy_svg(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<()> {
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(err)?;
+    let last = points.last().map_or(1, |p| p.0).max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0u64..last, 0f64..1f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("round")
+        .y_desc("test accuracy")
+        .draw()
+        .map_err(err)?;
+    let finite: Vec<(u64, f64)> = points.iter().copied().filter(|p| p.1.is_finite()).collect();
+    chart
+        .draw_series(LineSeries::new(
+            finite.iter().copied(),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(err)?;
+    chart
+        .draw_series(finite.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

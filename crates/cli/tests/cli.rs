@@ -420,3 +420,154 @@ fn data_fetch_verifies_and_partition_prints_every_worker() {
     let err = stderr_of(&["data", "fetch", "imagenet"]);
     assert!(err.contains("unknown dataset"), "{err}");
 }
+
+#[test]
+fn run_writes_config_metrics_summary_and_plot() {
+    let dir = shared_data();
+    let out = tempfile::tempdir().unwrap();
+    let res = out.path().join("r");
+    byzadam()
+        .args([
+            "run",
+            "--quiet",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            res.to_str().unwrap(),
+        ])
+        .args([
+            "--set",
+            "rounds=6",
+            "--set",
+            "eval_every=3",
+            "--set",
+            "eval_samples=500",
+        ])
+        .assert()
+        .success();
+    let metrics = std::fs::read_to_string(res.join("metrics.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.iter().filter(|r| !r["eval"].is_null()).count(), 2);
+    assert!(rows
+        .iter()
+        .all(|r| r["lambda"].as_f64().is_some_and(|l| l.is_finite())));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rounds"], 6);
+    assert_eq!(summary["dataset"], "mnist");
+    assert!(std::fs::read_to_string(res.join("accuracy.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    // The resolved config reads back as the same config.
+    let written = res.join("config.toml");
+    let again = byzadam_cli::run_cmd::resolve(Some(&written), &[]).unwrap();
+    let direct = byzadam_cli::run_cmd::resolve(
+        None,
+        &[
+            "rounds=6".into(),
+            "eval_every=3".into(),
+            "eval_samples=500".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(again, direct);
+}
+
+#[test]
+fn bad_run_configs_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "workers = 15\nrounds = 10\n[aggregator]\nname = \"trimmed_mean\"\nf = 5\nfoo = 1\n",
+    )
+    .unwrap();
+    let err = stderr_of(&["run", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("aggregator")
+            && err.contains("unknown field `foo`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "rounds = \"many\"\n").unwrap();
+    let err = stderr_of(&["run", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("bad.toml") && err.contains("`rounds`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "wrokers = 3\n").unwrap();
+    assert!(stderr_of(&["run", cfg.to_str().unwrap()]).contains("unknown field `wrokers`"));
+    let err = stderr_of(&["run", "--set", "aggregator.f=8"]);
+    assert!(
+        err.contains("key `aggregator`") && err.contains("n > 2f") && err.contains("workers = 15"),
+        "{err}"
+    );
+    let err = stderr_of(&["run", "--set", "byzantine=15"]);
+    assert!(
+        err.contains("key `byzantine`") && err.contains("less than workers"),
+        "{err}"
+    );
+    let err = stderr_of(&["run", "--set", "byzantine=1", "--set", "aggregator.f=1"]);
+    assert!(
+        err.contains("key `attack`") && err.contains("at least 2 Byzantine"),
+        "{err}"
+    );
+    let err = stderr_of(&["run", "--set", "model={name=\"cifar10_cnn\"}"]);
+    assert!(err.contains("key `model`"), "{err}");
+}
+
+#[test]
+fn only_the_quickstart_falls_back_to_synthetic_digits() {
+    let empty = tempfile::tempdir().unwrap();
+    let res = empty.path().join("r");
+    let d = empty.path().join("no-data");
+    // No config, no data, no network: the quickstart says so and trains on synthetic digits.
+    let out = byzadam()
+        .args([
+            "run",
+            "--quiet",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--out",
+            res.to_str().unwrap(),
+        ])
+        .args([
+            "--set",
+            "rounds=2",
+            "--set",
+            "eval_samples=200",
+            "--set",
+            "model={name=\"logistic_regression\"}",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("synthetic digits instead") && text.contains("on synthetic digits"),
+        "{text}"
+    );
+    let summary = std::fs::read_to_string(res.join("summary.json")).unwrap();
+    assert!(
+        summary.contains("\"dataset\": \"synthetic\"") && summary.contains("synthetic_fallback"),
+        "{summary}"
+    );
+    // A run that names its dataset never falls back.
+    let err = stderr_of(&[
+        "run",
+        "--quiet",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--set",
+        "dataset=\"mnist\"",
+        "--set",
+        "rounds=2",
+    ]);
+    assert!(err.contains("loading mnist"), "{err}");
+}

@@ -10,17 +10,17 @@ use serde::{Deserialize, Serialize};
 pub struct GradientPolicy {
     /// `λ` of the l2 regularisation `λ/2 ‖θ‖²`: `λ θ` is added to the gradient (default 1e-4).
     #[serde(default = "default_l2")]
-    pub l2: f32,
+    pub l2: f64,
     /// Largest L2 norm of the gradient after regularisation; `None` for no clipping
     /// (default 2).
     #[serde(default = "default_clip")]
-    pub clip: Option<f32>,
+    pub clip: Option<f64>,
 }
 
-fn default_l2() -> f32 {
+fn default_l2() -> f64 {
     1e-4
 }
-fn default_clip() -> Option<f32> {
+fn default_clip() -> Option<f64> {
     Some(2.0)
 }
 
@@ -47,8 +47,9 @@ impl GradientPolicy {
     /// ```
     pub fn apply(&self, params: &[f32], grad: &mut [f32]) -> f32 {
         if self.l2 != 0.0 {
+            let l2 = self.l2 as f32;
             for (g, &p) in grad.iter_mut().zip(params) {
-                *g += self.l2 * p;
+                *g += l2 * p;
             }
         }
         let norm = grad
@@ -57,6 +58,7 @@ impl GradientPolicy {
             .sum::<f64>()
             .sqrt() as f32;
         if let Some(c) = self.clip {
+            let c = c as f32;
             if norm.is_finite() && norm > c {
                 let s = c / norm;
                 for g in grad.iter_mut() {

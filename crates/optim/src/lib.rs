@@ -34,13 +34,13 @@ pub enum Schedule {
     /// `α_t = value`.
     Constant {
         /// The learning rate.
-        value: f32,
+        value: f64,
     },
     /// `α_t = initial / (1 + ⌊(t − 1) / every⌋)`: the thesis's heterogeneous runs use
     /// `0.75 / (1 + ⌊t/50⌋)` (its `t` counts from 0).
     InverseStep {
         /// `α` at the first round.
-        initial: f32,
+        initial: f64,
         /// Rounds between decreases (`k ≥ 1`).
         every: u64,
     },
@@ -55,12 +55,13 @@ impl Schedule {
     /// assert_eq!((s.at(1), s.at(50), s.at(51), s.at(101)), (0.75, 0.75, 0.375, 0.25));
     /// ```
     pub fn at(&self, t: u64) -> f32 {
-        match *self {
+        let lr = match *self {
             Self::Constant { value } => value,
             Self::InverseStep { initial, every } => {
-                initial / (1 + (t.max(1) - 1) / every.max(1)) as f32
+                initial / (1 + (t.max(1) - 1) / every.max(1)) as f64
             }
-        }
+        };
+        lr as f32
     }
 }
 
@@ -95,38 +96,38 @@ pub enum Optimizer {
         /// Learning rate.
         lr: Schedule,
         /// Momentum coefficient `β ∈ [0, 1)` (the thesis: 0.99).
-        beta: f32,
+        beta: f64,
     },
     /// Descent-direction Resilient Adam (Algorithm 19).
     Dra {
         /// Learning rate (the thesis: 0.001).
         lr: Schedule,
         /// `β₁` (the thesis: 0.99).
-        beta1: f32,
+        beta1: f64,
         /// `β₂` (the thesis: 0.999).
-        beta2: f32,
+        beta2: f64,
         /// `ε` (PyTorch's Adam default 1e-8).
         #[serde(default = "default_eps")]
-        eps: f32,
+        eps: f64,
     },
     /// Moment Resilient Adam (Algorithm 20).
     Mra {
         /// Learning rate (the thesis: 0.001).
         lr: Schedule,
         /// `β₁` (the thesis: 0.99).
-        beta1: f32,
+        beta1: f64,
         /// `β₂` (the thesis: 0.999).
-        beta2: f32,
+        beta2: f64,
         /// `ε` (PyTorch's Adam default 1e-8).
         #[serde(default = "default_eps")]
-        eps: f32,
+        eps: f64,
         /// Protection against a negative `v*` (none by default, as in the thesis).
         #[serde(default)]
         guard: Option<MraGuard>,
     },
 }
 
-fn default_eps() -> f32 {
+fn default_eps() -> f64 {
     1e-8
 }
 
@@ -162,7 +163,7 @@ impl Optimizer {
 
     /// Checks the hyperparameters, naming the one that is wrong.
     pub fn check(&self) -> Result<(), String> {
-        let unit = |name: &str, b: f32| {
+        let unit = |name: &str, b: f64| {
             if (0.0..1.0).contains(&b) {
                 Ok(())
             } else {
@@ -213,6 +214,7 @@ impl Optimizer {
         match *self {
             Self::Sgd { .. } => out[0].copy_from_slice(g),
             Self::Resam { beta, .. } => {
+                let beta = beta as f32;
                 for ((m, &gi), o) in state.m.iter_mut().zip(g).zip(out[0].iter_mut()) {
                     *m = beta * *m + (1.0 - beta) * gi;
                     *o = *m;
@@ -221,6 +223,7 @@ impl Optimizer {
             Self::Dra {
                 beta1, beta2, eps, ..
             } => {
+                let (beta1, beta2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
                 let (c1, c2) = bias_corrections(beta1, beta2, state.t);
                 for (((m, v), &gi), o) in state
                     .m
@@ -235,6 +238,7 @@ impl Optimizer {
                 }
             }
             Self::Mra { beta1, beta2, .. } => {
+                let (beta1, beta2) = (beta1 as f32, beta2 as f32);
                 let (c1, c2) = bias_corrections(beta1, beta2, state.t);
                 let (first, rest) = out.split_at_mut(1);
                 for ((((m, v), &gi), om), ov) in state
@@ -265,6 +269,7 @@ impl Optimizer {
                 }
             }
             Self::Mra { eps, guard, .. } => {
+                let eps = eps as f32;
                 for ((p, &m), &v) in params.iter_mut().zip(aggregated[0]).zip(aggregated[1]) {
                     let v = match guard {
                         Some(MraGuard::ClampSecondMoment) => v.max(0.0),

@@ -2,7 +2,7 @@
 
 use byzadam_optim::{MraGuard, Optimizer, Schedule};
 
-fn constant(value: f32) -> Schedule {
+fn constant(value: f64) -> Schedule {
     Schedule::Constant { value }
 }
 

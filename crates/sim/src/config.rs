@@ -39,7 +39,9 @@ pub struct RunConfig {
     pub preaggregators: Vec<PreAggregatorConfig>,
     /// The server's aggregation rule (default trimmed mean with f = 5).
     pub aggregator: AggregatorConfig,
-    /// What the Byzantine workers send; `None` for an attack-free run (default Little).
+    /// What the Byzantine workers send (default Little); `attack = "none"` for an attack-free
+    /// run, in which every worker is honest.
+    #[serde(with = "attack_or_none")]
     pub attack: Option<AttackConfig>,
     /// l2 regularisation and clipping of each worker's gradient (default 1e-4 and 2).
     pub gradient: GradientPolicy,
@@ -165,5 +167,33 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `attack = "none"` or an attack table (TOML has no null).
+mod attack_or_none {
+    use byzadam_robust::AttackConfig;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<AttackConfig>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => "none".serialize(s),
+            Some(a) => a.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AttackConfig>, D::Error> {
+        // Decode to a generic value first, so an attack table's own error (an unknown field)
+        // is reported rather than serde's "did not match any variant".
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::String(w) if w == "none" => Ok(None),
+            serde_json::Value::String(w) => Err(serde::de::Error::custom(format!(
+                "expected \"none\" or an attack table, got \"{w}\""
+            ))),
+            other => serde_json::from_value(other)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }

@@ -49,7 +49,7 @@ fn quick(
     }
 }
 
-fn constant(value: f32) -> Schedule {
+fn constant(value: f64) -> Schedule {
     Schedule::Constant { value }
 }
 
