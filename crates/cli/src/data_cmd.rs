@@ -90,7 +90,7 @@ pub fn show_partition(
     write!(w, "{}", p.summary(&split.train.labels, split.train.classes))?;
     if let Some(path) = plot {
         let counts = p.class_counts(&split.train.labels, split.train.classes);
-        crate::plot::partition_svg(
+        crate::plot::partition(
             path,
             &format!("{name}: {workers} workers, {spec}, seed {seed}"),
             &counts,

@@ -22,7 +22,7 @@ enum Command {
     /// Train under attack: one run of the thesis's loop (workers, Byzantine workers, robust
     /// pipeline, optimizer), from a TOML config or, without one, the quickstart (DRA with the
     /// trimmed mean against Little on homogeneous MNIST, 15 workers of which 5 Byzantine,
-    /// 300 rounds). Results (config.toml, metrics.jsonl, summary.json, accuracy.svg) go to
+    /// 300 rounds). Results (config.toml, metrics.jsonl, summary.json, accuracy.svg and .png) go to
     /// --out or results/<time>-<optimizer>-<rule>-<attack>.
     ///
     /// Example: byzadam run --set rounds=100 --set 'attack={name="sign_flip"}'
@@ -187,8 +187,8 @@ enum DataCommand {
         /// Seed of the partition (and of the synthetic data).
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Also draw the per-worker label histogram as a stacked bar chart (SVG).
-        #[arg(long, value_name = "FILE.svg")]
+        /// Also draw the per-worker label histogram as a stacked bar chart (.svg or .png).
+        #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
         /// The data directory (default: $BYZADAM_DATA_DIR, else ./data).
         #[arg(long)]

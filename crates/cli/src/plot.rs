@@ -1,11 +1,63 @@
-//! Figures, drawn with plotters' SVG backend.
+//! Figures, drawn with plotters as SVG or PNG (by the path's extension). Text uses DejaVu Sans,
+//! bundled in `assets/` (Bitstream Vera licence, beside it), so no system fonts are needed.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
+use std::sync::Once;
 
-/// A stacked bar per worker: how many samples of each class it holds.
-pub fn partition_svg(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<()> {
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        for style in [
+            FontStyle::Normal,
+            FontStyle::Bold,
+            FontStyle::Italic,
+            FontStyle::Oblique,
+        ] {
+            // A bundled, valid TrueType file: registration cannot fail.
+            let _ = plotters::style::register_font("sans-serif", style, font);
+        }
+    });
+}
+
+/// Draws with `draw` into an SVG or a PNG of `size` pixels, by `path`'s extension.
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
+    draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            draw(&root)?;
+            root.present()
+                .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+        }
+        Some("png") => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            draw_png(&root)?;
+            root.present()
+                .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+        }
+        _ => bail!("{}: plots are written as .svg or .png", path.display()),
+    }
+}
+
+fn partition_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    counts: &[Vec<usize>],
+    width: u32,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {e:?}");
     let workers = counts.len();
     let classes = counts.first().map_or(0, Vec::len);
     let tallest = counts
@@ -14,9 +66,6 @@ pub fn partition_svg(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<
         .max()
         .unwrap_or(0)
         .max(1);
-    let width = 240 + 36 * workers.max(10) as u32;
-    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing {}: {e}", path.display());
     root.fill(&WHITE).map_err(err)?;
     // The chart on the left, the legend in its own column on the right (never over a bar).
     let (left, right) = root.split_horizontally(width - 100);
@@ -28,7 +77,7 @@ pub fn partition_svg(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<
             .map_err(err)?;
         right
             .draw(&Text::new(
-                format!("class {c}"),
+                format!("label {c}"),
                 (30, y),
                 ("sans-serif", 14),
             ))
@@ -67,17 +116,32 @@ pub fn partition_svg(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<
             .collect();
         chart.draw_series(bars).map_err(err)?;
     }
-    root.present().map_err(err)?;
     Ok(())
 }
 
-/// Test accuracy against round, one line.
-pub fn accuracy_svg(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<()> {
-    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("drawing {}: {e}", path.display());
+/// A stacked bar per worker: how many samples of each class it holds (SVG or PNG).
+pub fn partition(path: &Path, title: &str, counts: &[Vec<usize>]) -> Result<()> {
+    let width = 240 + 36 * counts.len().max(10) as u32;
+    render(
+        path,
+        (width, 480),
+        |r| partition_chart(r, title, counts, width),
+        |r| partition_chart(r, title, counts, width),
+    )
+}
+
+fn accuracy_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    points: &[(u64, f64)],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {e:?}");
     root.fill(&WHITE).map_err(err)?;
     let last = points.last().map_or(1, |p| p.0).max(1);
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
@@ -100,6 +164,15 @@ pub fn accuracy_svg(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<(
     chart
         .draw_series(finite.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
         .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
+}
+
+/// Test accuracy against round, one line (SVG or PNG).
+pub fn accuracy(path: &Path, title: &str, points: &[(u64, f64)]) -> Result<()> {
+    render(
+        path,
+        (720, 440),
+        |r| accuracy_chart(r, title, points),
+        |r| accuracy_chart(r, title, points),
+    )
 }

@@ -132,7 +132,7 @@ fn slug(cfg: &RunConfig) -> String {
     format!("{secs}-{opt}-{}-{attack}", cfg.aggregator.name())
 }
 
-/// Runs, writing `config.toml`, `metrics.jsonl`, `summary.json` and `accuracy.svg` into the
+/// Runs, writing `config.toml`, `metrics.jsonl`, `summary.json`, `accuracy.svg` and `accuracy.png` into the
 /// results directory, and prints a summary to `w`.
 pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     let mut cfg = resolve(args.config.as_deref(), &args.set)?;
@@ -210,13 +210,18 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary_json)?.as_bytes(),
     )?;
+    let optimizer = serde_json::to_value(&cfg.optimizer)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_owned))
+        .unwrap_or_default();
     let title = format!(
-        "{} · {} · {}",
+        "{} · {optimizer} · {} · {}",
         cfg.dataset.folder(),
         cfg.aggregator.name(),
         cfg.attack.as_ref().map_or("no attack", |a| a.name())
     );
-    plot::accuracy_svg(&out.join("accuracy.svg"), &title, &rec.accuracy)?;
+    plot::accuracy(&out.join("accuracy.svg"), &title, &rec.accuracy)?;
+    plot::accuracy(&out.join("accuracy.png"), &title, &rec.accuracy)?;
     writeln!(
         w,
         "done in {:.1} s: test accuracy {:.4} (best {:.4}){}{}",
