@@ -126,6 +126,26 @@ pub fn fetch(url: &str, dest: &Path, progress: Progress) -> Result<(), DataError
     std::fs::rename(&part, dest).map_err(io(dest))
 }
 
+/// Fetches `file` from the first of `mirrors` that serves it; the last mirror's error if none
+/// does (a partial `.part` left by one mirror is resumed from the next).
+fn fetch_first(
+    mirrors: &[&str],
+    file: &str,
+    dest: &Path,
+    progress: Progress,
+) -> Result<(), DataError> {
+    let mut last = DataError::Missing {
+        path: dest.to_path_buf(),
+    };
+    for base in mirrors {
+        match fetch(&format!("{base}{file}"), dest, progress) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Downloads every file of `kind` that `dir/<folder>` lacks, from the first mirror that
 /// serves it, and verifies each against its official SHA-256 (deleting it if wrong).
 pub fn download(
@@ -148,19 +168,7 @@ pub fn download(
                     continue;
                 }
                 let gz = folder.join(format!("{name}.gz"));
-                let mut last = None;
-                for base in mirrors {
-                    match fetch(&format!("{base}{name}.gz"), &gz, progress) {
-                        Ok(()) => {
-                            last = None;
-                            break;
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                if let Some(e) = last {
-                    return Err(e);
-                }
+                fetch_first(mirrors, &format!("{name}.gz"), &gz, progress)?;
                 if let Err(e) = read_checked(&folder, name, digest) {
                     let _ = std::fs::remove_file(&gz);
                     return Err(e);
@@ -176,19 +184,7 @@ pub fn download(
                 return Ok(());
             }
             let archive = folder.join("cifar-10-binary.tar.gz");
-            let mut last = None;
-            for base in mirrors {
-                match fetch(&format!("{base}cifar-10-binary.tar.gz"), &archive, progress) {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            if let Some(e) = last {
-                return Err(e);
-            }
+            fetch_first(mirrors, "cifar-10-binary.tar.gz", &archive, progress)?;
             extract_cifar(&archive, &folder, &checksums::CIFAR10)?;
             std::fs::remove_file(&archive).map_err(io(&archive))
         }

@@ -55,81 +55,79 @@ fn quarter() -> f32 {
 }
 
 impl ModelKind {
-    /// Builds the network.
-    pub fn build(&self) -> Network {
+    /// The input shape.
+    pub fn input(&self) -> Shape {
+        match self {
+            Self::Cifar10Cnn { .. } => Shape::new(3, 32, 32),
+            _ => Shape::new(1, 28, 28),
+        }
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> Vec<LayerSpec> {
         use LayerSpec::*;
         match self {
-            Self::MnistCnn => Network::new(
-                Shape::new(1, 28, 28),
-                &[
-                    Conv {
-                        out: 20,
-                        kernel: 5,
-                        padding: 0,
-                    },
-                    Relu,
-                    MaxPool2,
-                    Conv {
-                        out: 20,
-                        kernel: 5,
-                        padding: 0,
-                    },
-                    Relu,
-                    MaxPool2,
-                    Linear { out: 500 },
-                    Relu,
-                    Linear { out: 10 },
-                ],
-                10,
-            ),
+            Self::MnistCnn => vec![
+                Conv {
+                    out: 20,
+                    kernel: 5,
+                    padding: 0,
+                },
+                Relu,
+                MaxPool2,
+                Conv {
+                    out: 20,
+                    kernel: 5,
+                    padding: 0,
+                },
+                Relu,
+                MaxPool2,
+                Linear { out: 500 },
+                Relu,
+                Linear { out: 10 },
+            ],
             Self::Cifar10Cnn { dropout } => {
                 let p = *dropout;
-                Network::new(
-                    Shape::new(3, 32, 32),
-                    &[
-                        Conv {
-                            out: 64,
-                            kernel: 3,
-                            padding: 1,
-                        },
-                        Relu,
-                        BatchNorm,
-                        Conv {
-                            out: 64,
-                            kernel: 3,
-                            padding: 1,
-                        },
-                        Relu,
-                        BatchNorm,
-                        MaxPool2,
-                        Dropout { p },
-                        Conv {
-                            out: 128,
-                            kernel: 3,
-                            padding: 1,
-                        },
-                        Relu,
-                        BatchNorm,
-                        Conv {
-                            out: 128,
-                            kernel: 3,
-                            padding: 1,
-                        },
-                        Relu,
-                        BatchNorm,
-                        MaxPool2,
-                        Dropout { p },
-                        Linear { out: 128 },
-                        Relu,
-                        Dropout { p },
-                        Linear { out: 10 },
-                    ],
-                    10,
-                )
+                vec![
+                    Conv {
+                        out: 64,
+                        kernel: 3,
+                        padding: 1,
+                    },
+                    Relu,
+                    BatchNorm,
+                    Conv {
+                        out: 64,
+                        kernel: 3,
+                        padding: 1,
+                    },
+                    Relu,
+                    BatchNorm,
+                    MaxPool2,
+                    Dropout { p },
+                    Conv {
+                        out: 128,
+                        kernel: 3,
+                        padding: 1,
+                    },
+                    Relu,
+                    BatchNorm,
+                    Conv {
+                        out: 128,
+                        kernel: 3,
+                        padding: 1,
+                    },
+                    Relu,
+                    BatchNorm,
+                    MaxPool2,
+                    Dropout { p },
+                    Linear { out: 128 },
+                    Relu,
+                    Dropout { p },
+                    Linear { out: 10 },
+                ]
             }
-            Self::LogisticRegression => {
-                Network::new(Shape::new(1, 28, 28), &[Linear { out: 10 }], 10)
-            }
+            Self::LogisticRegression => vec![Linear { out: 10 }],
             Self::Mlp { hidden } => {
                 let mut layers = Vec::new();
                 for &h in hidden {
@@ -137,8 +135,13 @@ impl ModelKind {
                     layers.push(Relu);
                 }
                 layers.push(Linear { out: 10 });
-                Network::new(Shape::new(1, 28, 28), &layers, 10)
+                layers
             }
         }
+    }
+
+    /// Builds the network.
+    pub fn build(&self) -> Network {
+        Network::new(self.input(), &self.layers(), 10)
     }
 }

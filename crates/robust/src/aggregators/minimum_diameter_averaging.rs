@@ -46,6 +46,25 @@ pub(crate) fn default_budget() -> u64 {
     10_000_000
 }
 
+/// `n > 2f` and `C(n, f)` within `budget`: the requirements of the exact subset searches.
+pub(crate) fn check_subsets(
+    rule: &'static str,
+    n: usize,
+    f: usize,
+    budget: u64,
+) -> Result<(), Error> {
+    require(n > 2 * f, rule, "n > 2f", n, f)?;
+    let subsets = binomial(n, f);
+    if subsets > budget as u128 {
+        return Err(Error::SubsetBudgetExceeded {
+            rule,
+            subsets,
+            budget: budget as u128,
+        });
+    }
+    Ok(())
+}
+
 impl MinimumDiameterAveraging {
     /// With the default subset budget.
     pub fn new(f: usize) -> Self {
@@ -132,16 +151,7 @@ impl Aggregator for MinimumDiameterAveraging {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)?;
-        let subsets = binomial(n, self.f);
-        if subsets > self.subset_budget as u128 {
-            return Err(Error::SubsetBudgetExceeded {
-                rule: self.name(),
-                subsets,
-                budget: self.subset_budget as u128,
-            });
-        }
-        Ok(())
+        check_subsets(self.name(), n, self.f, self.subset_budget)
     }
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {

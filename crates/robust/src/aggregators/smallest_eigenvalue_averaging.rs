@@ -1,7 +1,7 @@
-use super::minimum_diameter_averaging::default_budget;
+use super::minimum_diameter_averaging::{check_subsets, default_budget};
 use super::{precheck, Aggregator};
 use crate::kernels::{distances, linalg, rowsum};
-use crate::{binomial, require, Error, Submissions};
+use crate::{Error, Submissions};
 use serde::{Deserialize, Serialize};
 
 /// SMEA, smallest maximum eigenvalue averaging: the average of the subset `S` of `n − f`
@@ -67,16 +67,7 @@ impl Aggregator for SmallestEigenvalueAveraging {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)?;
-        let subsets = binomial(n, self.f);
-        if subsets > self.subset_budget as u128 {
-            return Err(Error::SubsetBudgetExceeded {
-                rule: self.name(),
-                subsets,
-                budget: self.subset_budget as u128,
-            });
-        }
-        Ok(())
+        check_subsets(self.name(), n, self.f, self.subset_budget)
     }
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {
