@@ -143,6 +143,14 @@ impl RunConfig {
             .check(self.workers)
             .map_err(|e| bad(key, format!("{e} (with workers = {})", self.workers)))?;
         if let Some(attack) = &self.attack {
+            if let Some(flip) = attack.clone().build().label_flip() {
+                if flip.classes != 10 {
+                    return Err(bad(
+                        "attack.classes",
+                        format!("every dataset here has 10 classes, got {}", flip.classes),
+                    ));
+                }
+            }
             if self.byzantine == 0 {
                 return Err(bad(
                     "attack",

@@ -1,6 +1,6 @@
 use crate::{ConfigError, RunConfig};
 use byzadam_data::sampler::EpochSampler;
-use byzadam_data::{flip_label, partition::partition, Split};
+use byzadam_data::{partition::partition, Split};
 use byzadam_model::Network;
 use byzadam_optim::WorkerState;
 use byzadam_robust::attacks::LabelFlip;
@@ -262,7 +262,6 @@ impl Simulation {
         let (params, train_x, train_y, per) =
             (&self.params, &self.train_x, &self.train_y, self.per_image);
         let (optimizer, policy, flip) = (&self.config.optimizer, &self.config.gradient, self.flip);
-        let classes = 10;
         self.workers
             .par_iter_mut()
             .filter(|w| !w.byzantine || byzantine_compute)
@@ -275,7 +274,7 @@ impl Simulation {
                     w.x[k * per..(k + 1) * per].copy_from_slice(&train_x[i * per..(i + 1) * per]);
                     let y = train_y[i];
                     w.y.push(match flip {
-                        Some(_) if w.byzantine => flip_label(y, classes),
+                        Some(f) if w.byzantine => f.flip(y as usize) as u8,
                         _ => y,
                     });
                 }

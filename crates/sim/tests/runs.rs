@@ -188,3 +188,39 @@ fn mra_collapses_under_sign_flip_with_averaging_and_its_guard_prevents_it() {
     let (_, guarded) = run(config(Some(MraGuard::AdamBound)), mnist());
     assert!(guarded.diverged_at.is_none(), "{guarded:?}");
 }
+
+#[test]
+fn label_flip_trains_the_byzantine_workers_on_flipped_labels() {
+    use byzadam_robust::attacks::LabelFlip;
+    let data = synthetic::generate(6, 3000, 300);
+    let base = RunConfig {
+        dataset: DatasetKind::Synthetic,
+        model: ModelKind::LogisticRegression,
+        batch: 10,
+        rounds: 3,
+        eval_every: 3,
+        aggregator: AggregatorConfig::Average(Average {}),
+        ..RunConfig::default()
+    };
+    let flipped = RunConfig {
+        attack: Some(AttackConfig::LabelFlip(LabelFlip { classes: 10 })),
+        ..base.clone()
+    };
+    // The honest procedure on 9 − y: Byzantine losses are those of flipped labels, so the
+    // aggregate, hence ξ, differs from a run where the same workers are honest.
+    let (a, _) = run(
+        RunConfig {
+            attack: None,
+            ..base
+        },
+        &data,
+    );
+    let (b, _) = run(flipped.clone(), &data);
+    assert_ne!(a[0].xi_norm, b[0].xi_norm);
+    assert!(b[0].xi_norm > 0.0);
+    let bad = RunConfig {
+        attack: Some(AttackConfig::LabelFlip(LabelFlip { classes: 7 })),
+        ..flipped
+    };
+    assert_eq!(bad.validate().unwrap_err().key, "attack.classes");
+}
