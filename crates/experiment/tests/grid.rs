@@ -1,0 +1,89 @@
+//! Grid expansion: products, exclusions, ids, errors.
+
+use byzadam_experiment::{run_id, Grid};
+use byzadam_sim::RunConfig;
+
+#[test]
+fn the_product_minus_exclusions_with_distinct_stable_ids() {
+    let grid = Grid::parse(
+        r#"
+        [base]
+        rounds = 20
+        [axes]
+        seed = [0, 1, 2]
+        attack = [{ name = "little" }, { name = "sign_flip" }, "none"]
+        [[exclude]]
+        attack = "none"
+        seed = 2
+        "#,
+        "g.toml",
+    )
+    .unwrap();
+    let runs = grid.expand().unwrap();
+    assert_eq!(runs.len(), 3 * 3 - 1);
+    assert!(runs.iter().all(|r| r.config.rounds == 20));
+    assert!(!runs
+        .iter()
+        .any(|r| r.config.seed == 2 && r.config.attack.is_none()));
+    let mut ids: Vec<&String> = runs.iter().map(|r| &r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), runs.len(), "distinct configs, distinct ids");
+    // Ids depend on the config only: the same grid gives the same ids, in the same order.
+    let again = grid.expand().unwrap();
+    assert_eq!(
+        runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        again.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
+    // A key written with its default value and a key left out are the same config: same id.
+    let explicit = Grid::parse("[base]\nrounds = 20\nbatch = 25\n", "a.toml")
+        .unwrap()
+        .expand()
+        .unwrap();
+    let implicit = Grid::parse("[base]\nrounds = 20\n", "b.toml")
+        .unwrap()
+        .expand()
+        .unwrap();
+    assert_eq!(explicit[0].id, implicit[0].id);
+    assert_eq!(
+        explicit[0].id,
+        run_id(&RunConfig {
+            rounds: 20,
+            ..RunConfig::default()
+        })
+    );
+    assert_ne!(explicit[0].id, run_id(&RunConfig::default()));
+}
+
+#[test]
+fn errors_name_the_file_the_run_and_the_key() {
+    let e = Grid::parse("[axes]\nseed = []\n", "g.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("g.toml") && e.contains("axes.seed"), "{e}");
+    let e = Grid::parse("[bases]\nrounds = 1\n", "g.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("g.toml") && e.contains("unknown field `bases`"),
+        "{e}"
+    );
+    let e = Grid::parse(
+        "[axes]\naggregator = [{ name = \"trimmed_mean\", f = 8 }]\n",
+        "g.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("g.toml") && e.contains("key `aggregator`") && e.contains("n > 2f"),
+        "{e}"
+    );
+    let e = Grid::parse("[axes]\nrounds = [10, 10]\n", "g.toml")
+        .unwrap()
+        .expand()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("same config"), "{e}");
+}
