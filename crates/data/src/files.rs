@@ -128,30 +128,21 @@ fn load_idx_pair(
     prefix: &str,
     n: u32,
 ) -> Result<Dataset, DataError> {
-    let img_name = format!("{prefix}-images-idx3-ubyte");
+    let read = |name: &str, dims: &[u32], what: &'static str| {
+        let bytes = read_checked(
+            dir,
+            name,
+            checksums::expected(table, name).expect("in table"),
+        )?;
+        parse_idx(&dir.join(name), bytes, dims, what)
+    };
     let lab_name = format!("{prefix}-labels-idx1-ubyte");
-    let img_bytes = read_checked(
-        dir,
-        &img_name,
-        checksums::expected(table, &img_name).expect("in table"),
-    )?;
-    let images = parse_idx(
-        &dir.join(&img_name),
-        img_bytes,
+    let images = read(
+        &format!("{prefix}-images-idx3-ubyte"),
         &[n, 28, 28],
         "IDX images: unsigned bytes, 3 dimensions",
     )?;
-    let lab_bytes = read_checked(
-        dir,
-        &lab_name,
-        checksums::expected(table, &lab_name).expect("in table"),
-    )?;
-    let labels = parse_idx(
-        &dir.join(&lab_name),
-        lab_bytes,
-        &[n],
-        "IDX labels: unsigned bytes, 1 dimension",
-    )?;
+    let labels = read(&lab_name, &[n], "IDX labels: unsigned bytes, 1 dimension")?;
     check_labels(&dir.join(&lab_name), &labels, 10)?;
     Ok(Dataset {
         kind,
