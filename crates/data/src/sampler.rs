@@ -18,7 +18,7 @@ use rand_chacha::ChaCha20Rng;
 /// epoch.sort();
 /// assert_eq!(epoch, (0..10).collect::<Vec<u32>>()); // one epoch: each sample once
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochSampler {
     shard: Vec<u32>,
     order: Vec<u32>,

@@ -91,4 +91,15 @@ impl Pipeline {
     pub fn reset(&mut self) {
         self.aggregator.reset();
     }
+
+    /// The state the pipeline carries across rounds (the aggregator's; pre-aggregators carry
+    /// none), for checkpoints.
+    pub fn carried(&self) -> Option<Vec<f32>> {
+        self.aggregator.carried()
+    }
+
+    /// Restores what [`Pipeline::carried`] returned.
+    pub fn restore(&mut self, state: Option<Vec<f32>>) {
+        self.aggregator.restore(state);
+    }
 }

@@ -19,4 +19,4 @@ mod config;
 mod simulation;
 
 pub use config::{ConfigError, RunConfig};
-pub use simulation::{Evaluation, Recorder, RoundMetrics, Simulation, Summary};
+pub use simulation::{Checkpoint, Evaluation, Recorder, RoundMetrics, Simulation, Summary};

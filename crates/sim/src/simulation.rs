@@ -72,6 +72,86 @@ impl Recorder for Vec<RoundMetrics> {
     }
 }
 
+impl Summary {
+    /// The summary of a run whose every round is in `metrics` (in order), which took
+    /// `seconds`. `None` when no round was evaluated.
+    pub fn from_metrics(metrics: &[RoundMetrics], seconds: f64) -> Option<Self> {
+        let evals = metrics.iter().filter_map(|m| m.eval);
+        let last = evals.clone().next_back()?;
+        Some(Self {
+            rounds: metrics.last().map_or(0, |m| m.round),
+            final_accuracy: last.accuracy,
+            best_accuracy: evals.map(|e| e.accuracy).fold(last.accuracy, f64::max),
+            final_loss: last.loss,
+            diverged_at: metrics.iter().find(|m| m.diverged).map(|m| m.round),
+            seconds,
+        })
+    }
+}
+
+/// Everything a run carries from one round to the next: restoring it into a fresh
+/// [`Simulation`] of the same config continues the run with the same bits as if it had never
+/// stopped. Serialised with [`Checkpoint::to_bytes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The run's config: a checkpoint restores only into a simulation of the same config.
+    /// (Encoded as JSON inside the binary: its tagged enums need a self-describing format.)
+    #[serde(with = "config_as_json")]
+    pub config: RunConfig,
+    /// Rounds completed.
+    pub round: u64,
+    /// Every round's metrics so far, so that a resumed run reports its whole history.
+    pub metrics: Vec<RoundMetrics>,
+    /// Seconds of training spent up to the checkpoint (as the caller counted them).
+    pub seconds: f64,
+    diverged_at: Option<u64>,
+    params: Vec<f32>,
+    workers: Vec<WorkerCheckpoint>,
+    pipelines: Vec<Option<Vec<f32>>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WorkerCheckpoint {
+    bn_state: Vec<f32>,
+    opt: WorkerState,
+    sampler: EpochSampler,
+    rng: ChaCha20Rng,
+}
+
+mod config_as_json {
+    use crate::RunConfig;
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &RunConfig, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&serde_json::to_string(c).map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+        serde_json::from_str(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"BZCKPT01";
+
+impl Checkpoint {
+    /// A self-describing binary encoding (magic, format version, then bincode).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = CHECKPOINT_MAGIC.to_vec();
+        // Serialising plain data to memory cannot fail.
+        out.extend(bincode::serialize(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes [`Checkpoint::to_bytes`]; an error for anything else (a truncated or foreign
+    /// file, an older format).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let body = bytes
+            .strip_prefix(CHECKPOINT_MAGIC.as_slice())
+            .ok_or("not a byzadam checkpoint (or an older format)")?;
+        bincode::deserialize(body).map_err(|e| format!("corrupt checkpoint: {e}"))
+    }
+}
+
 struct Worker {
     byzantine: bool,
     net: Network,
@@ -229,6 +309,73 @@ impl Simulation {
     /// The configuration.
     pub fn config(&self) -> &RunConfig {
         &self.config
+    }
+
+    /// Rounds completed.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// A snapshot of the run after its last completed round, with `metrics`, the rounds'
+    /// metrics so far (the simulation does not keep them), and `seconds` of training so far.
+    pub fn checkpoint(&self, metrics: &[RoundMetrics], seconds: f64) -> Checkpoint {
+        Checkpoint {
+            config: self.config.clone(),
+            round: self.round,
+            metrics: metrics.to_vec(),
+            seconds,
+            diverged_at: self.diverged_at,
+            params: self.params.clone(),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| WorkerCheckpoint {
+                    bn_state: w.bn_state.clone(),
+                    opt: w.opt.clone(),
+                    sampler: w.sampler.clone(),
+                    rng: w.rng.clone(),
+                })
+                .collect(),
+            pipelines: self.pipelines.iter().map(Pipeline::carried).collect(),
+        }
+    }
+
+    /// Continues from `checkpoint`, which must come from a simulation of the same config
+    /// (checked, with its shapes); returns the metrics of the rounds it had completed.
+    pub fn restore(&mut self, checkpoint: Checkpoint) -> Result<Vec<RoundMetrics>, ConfigError> {
+        let bad = |reason: &str| ConfigError {
+            key: "checkpoint".into(),
+            reason: reason.into(),
+        };
+        if checkpoint.config != self.config {
+            return Err(bad("it belongs to another config"));
+        }
+        let consistent = checkpoint.params.len() == self.params.len()
+            && checkpoint.workers.len() == self.workers.len()
+            && checkpoint.pipelines.len() == self.pipelines.len()
+            && checkpoint.metrics.len() as u64 == checkpoint.round
+            && checkpoint.round <= self.config.rounds
+            && checkpoint
+                .workers
+                .iter()
+                .zip(&self.workers)
+                .all(|(c, w)| c.bn_state.len() == w.bn_state.len());
+        if !consistent {
+            return Err(bad("its shapes do not match the config"));
+        }
+        self.round = checkpoint.round;
+        self.diverged_at = checkpoint.diverged_at;
+        self.params = checkpoint.params;
+        for (w, c) in self.workers.iter_mut().zip(checkpoint.workers) {
+            w.bn_state = c.bn_state;
+            w.opt = c.opt;
+            w.sampler = c.sampler;
+            w.rng = c.rng;
+        }
+        for (p, c) in self.pipelines.iter_mut().zip(checkpoint.pipelines) {
+            p.restore(c);
+        }
+        Ok(checkpoint.metrics)
     }
 
     /// Evaluates the current model on the (possibly truncated) test set.

@@ -130,4 +130,12 @@ impl Aggregator for CenteredClipping {
     fn reset(&mut self) {
         self.center = None;
     }
+
+    fn carried(&self) -> Option<Vec<f32>> {
+        self.center.clone()
+    }
+
+    fn restore(&mut self, state: Option<Vec<f32>>) {
+        self.center = state;
+    }
 }

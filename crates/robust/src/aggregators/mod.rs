@@ -57,6 +57,18 @@ pub trait Aggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
 
     /// Forgets any state carried across rounds. A no-op for stateless rules.
     fn reset(&mut self) {}
+
+    /// The state carried across rounds, for checkpoints: `None` for stateless rules (and for
+    /// a stateful rule that has none yet). [`Aggregator::restore`] puts it back.
+    fn carried(&self) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// Restores state returned by [`Aggregator::carried`] (`None`: as after
+    /// [`Aggregator::reset`]). A no-op for stateless rules.
+    fn restore(&mut self, state: Option<Vec<f32>>) {
+        let _ = state;
+    }
 }
 
 dyn_clone::clone_trait_object!(Aggregator);
