@@ -5,7 +5,7 @@
 //! derived from its complete, canonical config, so two different configs never share an id and
 //! a re-run can tell what is already done. This crate never trains by itself.
 //!
-//! (Groundwork for issue 5: the store, the parallel runner, sharding and reports come next.)
+//! [`runner`] runs a grid's runs in parallel, checkpointing, into a [`store::Store`] (SQLite).
 //!
 //! ```
 //! let grid = byzadam_experiment::Grid::parse(r#"
@@ -21,6 +21,10 @@
 //! let runs = grid.expand().unwrap();
 //! assert_eq!(runs.len(), 3); // 2 × 2 − 1
 //! ```
+
+pub mod report;
+pub mod runner;
+pub mod store;
 
 use byzadam_sim::RunConfig;
 use serde::Deserialize;
@@ -41,6 +45,10 @@ pub struct GridError {
 #[serde(deny_unknown_fields)]
 struct GridFile {
     #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
     base: toml::Table,
     #[serde(default)]
     axes: BTreeMap<String, Vec<toml::Value>>,
@@ -52,6 +60,8 @@ struct GridFile {
 #[derive(Debug, Clone)]
 pub struct Grid {
     file: String,
+    name: String,
+    description: String,
     base: toml::Table,
     axes: BTreeMap<String, Vec<toml::Value>>,
     exclude: Vec<toml::Table>,
@@ -96,12 +106,40 @@ impl Grid {
                 )));
             }
         }
+        let name = match g.name {
+            Some(n) if n.trim().is_empty() => {
+                return Err(err("key `name`: must not be empty".into()))
+            }
+            Some(n) => n,
+            None => std::path::Path::new(file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.to_string()),
+        };
         Ok(Self {
             file: file.to_string(),
+            name,
+            description: g.description.unwrap_or_default(),
             base: g.base,
             axes: g.axes,
             exclude: g.exclude,
         })
+    }
+
+    /// The grid's name (its `name` key, else the file's stem): runs are filed under it in
+    /// the store.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The grid's `description` (empty when none).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The file it came from.
+    pub fn file(&self) -> &str {
+        &self.file
     }
 
     /// Every run: the product of the axes (in the order of the axes' names, then of each
@@ -152,5 +190,44 @@ impl Grid {
             runs.push(Run { id, config });
         }
         Ok(runs)
+    }
+}
+
+/// A deterministic slice of a grid: shard `index` of `count` (from 0), for job arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, from 0.
+    pub index: usize,
+    /// How many slices.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// Parses `I/N` with `0 ≤ I < N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected I/N with 0 <= I < N (for example 0/4), got `{s}`");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    /// The runs of this shard: every `count`-th run of the grid's order, from the `index`-th,
+    /// so that the shards partition the grid and each gets a mix of its settings.
+    pub fn select(&self, runs: Vec<Run>) -> Vec<Run> {
+        runs.into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index)
+            .map(|(_, r)| r)
+            .collect()
     }
 }
