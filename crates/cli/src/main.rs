@@ -6,6 +6,8 @@ use byzadam_cli::spec;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Byzantine-resilient distributed training: robust aggregation rules, pre-aggregation and
 /// attacks, as the thesis "Investigating a Byzantine Resilient Framework for the Adam
@@ -44,6 +46,76 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a grid of experiments into a results store: every combination of the grid file's
+    /// axes (minus its exclusions), in parallel, skipping runs the store already holds.
+    ///
+    /// A grid file is a `[base]` run config (the keys of `byzadam run`'s config), `[axes]`
+    /// (a list of values per key; `seed` and `data_seed` are the training and data-split seed
+    /// axes) and optional `[[exclude]]` tables; see configs/thesis/ and docs/config.md. Each
+    /// run's id is a hash of its complete config. Runs in flight checkpoint every
+    /// --checkpoint-every seconds; after Ctrl-C, kill or power loss, the same command resumes
+    /// them mid-run. Finished runs are never lost: each is one SQLite transaction.
+    ///
+    /// Example: byzadam grid configs/thesis/mnist-homogeneous.toml && byzadam report results/mnist-homogeneous.db
+    Grid {
+        /// The grid file (TOML).
+        file: PathBuf,
+        /// The results store, an SQLite file (default results/<grid name>.db).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Run only slice I of N (I from 0 to N−1; every N-th run), e.g. --shard
+        /// $SLURM_ARRAY_TASK_ID/8; merge the shards' stores with `byzadam store merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<byzadam_experiment::Shard>,
+        /// Runs at once (default: one per core while there are enough runs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Threads per run (default: the cores divided among the runs at once).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds between checkpoints of each run in flight (0: after every round).
+        #[arg(long, default_value_t = 60)]
+        checkpoint_every: u64,
+        /// List the runs still to do, then stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// The data directory (default: $BYZADAM_DATA_DIR, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Tables and figures from a results store, per grid: the thesis's Tables 4.1–4.4 (per
+    /// optimizer and attack, the best aggregator's final test accuracy; best and worst per
+    /// column marked) and the full aggregator × attack table per optimizer, as Markdown,
+    /// LaTeX and CSV; test accuracy per round (a panel per attack and optimizer, a line per
+    /// aggregator, a band of ± one standard deviation over seeds) and aggregator × attack
+    /// heatmaps, as SVG and PNG. With several seeds, cells are mean ± sample standard
+    /// deviation and the best aggregator is chosen on the mean.
+    ///
+    /// Example: byzadam report results/mnist-homogeneous.db
+    Report {
+        /// The results store (written by `byzadam grid`).
+        store: PathBuf,
+        /// Only this grid (default: every grid in the store; `byzadam store list` names them).
+        #[arg(long)]
+        grid: Option<String>,
+        /// Output directory (default: the store's path without .db, plus -report).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Tables only, no figures.
+        #[arg(long)]
+        no_figures: bool,
+        /// A published table to put beside ours, cell by cell: CSV with the header
+        /// optimizer,attack,accuracy,aggregator and the report's labels (SGD, Little, CWTM);
+        /// configs/thesis/tables/ holds the thesis's Tables 4.1–4.4.
+        #[arg(long, value_name = "CSV")]
+        reference: Option<PathBuf>,
+    },
+    /// Inspect, merge and export results stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Combine n vectors (one per row of INPUT) into one with a robust rule.
     ///
     /// INPUT is a 2-D .npy (float32 or float64), a CSV with one vector per line, or a JSON
@@ -160,6 +232,33 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// The grids in STORE and how many of their runs are done.
+    List {
+        /// The store.
+        store: PathBuf,
+    },
+    /// Copy the runs of other stores (for example the shards of a grid run on several
+    /// machines) into OUTPUT, creating it if need be; runs already there are kept.
+    Merge {
+        /// The store to merge into.
+        output: PathBuf,
+        /// The stores to merge from.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Write the tidy per-round table (one row per run and round, with the run's optimizer,
+    /// aggregator, attack, seeds…) as CSV.
+    Export {
+        /// The store.
+        store: PathBuf,
+        /// The CSV file to write.
+        #[arg(long)]
+        csv: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DataCommand {
     /// Download DATASET into the data directory if missing (resumable, from the canonical
     /// mirrors), verify every file's SHA-256, and print its sizes and class counts.
@@ -220,6 +319,69 @@ fn run() -> Result<()> {
             },
             &mut stdout,
         ),
+        Command::Grid {
+            file,
+            store,
+            shard,
+            jobs,
+            threads,
+            checkpoint_every,
+            dry_run,
+            data_dir,
+            quiet,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            // First Ctrl-C: checkpoint the runs in flight and stop; second: quit now.
+            let _ = ctrlc::set_handler(move || {
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "\nstopping: checkpointing the runs in flight (Ctrl-C again to quit at once)"
+                );
+            });
+            byzadam_cli::grid_cmd::grid(
+                &byzadam_cli::grid_cmd::GridArgs {
+                    file,
+                    store,
+                    data_dir: byzadam_data::data_dir(data_dir.as_deref()),
+                    jobs,
+                    threads,
+                    shard,
+                    checkpoint_every,
+                    dry_run,
+                    progress: !quiet,
+                },
+                &stop,
+                &mut stdout,
+            )
+        }
+        Command::Report {
+            store,
+            grid,
+            out,
+            no_figures,
+            reference,
+        } => byzadam_cli::report_cmd::report(
+            &byzadam_cli::report_cmd::ReportArgs {
+                store,
+                grid,
+                out,
+                no_figures,
+                reference,
+            },
+            &mut stdout,
+        ),
+        Command::Store(StoreCommand::List { store }) => {
+            byzadam_cli::grid_cmd::list(&store, &mut stdout)
+        }
+        Command::Store(StoreCommand::Merge { output, inputs }) => {
+            byzadam_cli::grid_cmd::merge(&output, &inputs, &mut stdout)
+        }
+        Command::Store(StoreCommand::Export { store, csv }) => {
+            byzadam_cli::grid_cmd::export(&store, &csv, &mut stdout)
+        }
         Command::Aggregate {
             input,
             rule,
@@ -325,6 +487,15 @@ fn run() -> Result<()> {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
+        // Output piped into `head` and closed: not an error (as in grep or ripgrep).
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

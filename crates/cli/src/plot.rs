@@ -7,7 +7,8 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-fn register_font() {
+/// Registers the bundled font (once) for every figure.
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");

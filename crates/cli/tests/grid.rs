@@ -1,0 +1,254 @@
+//! `byzadam grid`, `report` and `store` end to end: a grid killed with SIGKILL mid-run resumes
+//! from its checkpoints and ends with the same results as a grid never interrupted; the report
+//! writes its tables and figures; errors name the file and the key.
+
+use assert_cmd::Command;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn byzadam() -> Command {
+    Command::cargo_bin("byzadam").unwrap()
+}
+
+/// Two runs of 120 rounds of the MNIST CNN on synthetic digits: long enough to be killed
+/// mid-run, short enough for CI.
+const GRID: &str = r#"
+name = "killme"
+[base]
+dataset = "synthetic"
+workers = 5
+byzantine = 1
+batch = 16
+rounds = 120
+eval_every = 40
+eval_samples = 500
+aggregator = { name = "trimmed_mean", f = 1 }
+optimizer = { name = "resam", lr = { name = "constant", value = 0.1 }, beta = 0.9 }
+[axes]
+attack = [{ name = "sign_flip" }, "none"]
+"#;
+
+fn export(store: &Path, csv: &Path) -> String {
+    byzadam()
+        .args(["store", "export"])
+        .arg(store)
+        .arg("--csv")
+        .arg(csv)
+        .assert()
+        .success();
+    std::fs::read_to_string(csv).unwrap()
+}
+
+#[test]
+fn a_killed_grid_resumes_mid_run_with_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("killme.toml");
+    std::fs::write(&grid, GRID).unwrap();
+    let (killed, straight) = (dir.path().join("killed.db"), dir.path().join("straight.db"));
+
+    // Uninterrupted.
+    byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&straight)
+        .arg("--quiet")
+        .assert()
+        .success();
+
+    // Killed (SIGKILL, no chance to clean up) once a run has checkpointed past round 0.
+    let ckpts = dir.path().join("killed.db.checkpoints");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("byzadam"))
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&killed)
+        .args(["--quiet", "--checkpoint-every", "0", "--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let has_ckpt = std::fs::read_dir(&ckpts)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".ckpt"))
+            })
+            .unwrap_or(false);
+        if has_ckpt {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the grid ended before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Resumed: the checkpointed run continues where it was, and the results are identical.
+    let out = byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&killed)
+        .arg("--quiet")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resumes at round"), "{stderr}");
+    let a = export(&killed, &dir.path().join("a.csv"));
+    let b = export(&straight, &dir.path().join("b.csv"));
+    assert_eq!(a.lines().count(), 1 + 2 * 120);
+    assert_eq!(
+        a, b,
+        "a killed and resumed grid has the same per-round results"
+    );
+    assert_eq!(
+        std::fs::read_dir(&ckpts).unwrap().count(),
+        0,
+        "no checkpoint left"
+    );
+
+    // Running the grid again does nothing.
+    let again = byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&killed)
+        .arg("--quiet")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let again = String::from_utf8_lossy(&again);
+    assert!(
+        again.contains("2 already in") && again.contains("nothing to do"),
+        "{again}"
+    );
+
+    // The report: tables and figures.
+    let report = dir.path().join("report");
+    let out = byzadam()
+        .arg("report")
+        .arg(&killed)
+        .arg("-o")
+        .arg(&report)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("| | No attack | Sign Flip |"), "{out}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("## RESAM: every aggregator"), "{md}");
+    for f in [
+        "killme-best.csv",
+        "killme-best.tex",
+        "killme-full.csv",
+        "killme-full.tex",
+    ] {
+        assert!(report.join(f).is_file(), "{f}");
+    }
+    for f in ["killme-accuracy", "killme-heatmap"] {
+        let svg = std::fs::read_to_string(report.join(format!("{f}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("RESAM"), "{f}.svg");
+        let png = std::fs::read(report.join(format!("{f}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{f}.png");
+    }
+    let best = std::fs::read_to_string(report.join("killme-best.csv")).unwrap();
+    assert_eq!(best.lines().count(), 1 + 2, "{best}");
+
+    // Merging the two stores: every run is already there.
+    let merged = byzadam()
+        .args(["store", "merge"])
+        .arg(&killed)
+        .arg(&straight)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&merged).contains("0 runs added"));
+    let list = byzadam()
+        .args(["store", "list"])
+        .arg(&killed)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&list).contains("grid killme: 2/2 runs done"));
+}
+
+#[test]
+fn grid_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("bad.toml");
+    std::fs::write(&grid, "[base]\nrounds = 10\nroundz = 3\n").unwrap();
+    let err = byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(dir.path().join("s.db"))
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("bad.toml") && err.contains("roundz"), "{err}");
+
+    std::fs::write(&grid, "[axes]\nbyzantine = [5, 15]\n").unwrap();
+    let err = byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(dir.path().join("s.db"))
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("bad.toml") && err.contains("byzantine"),
+        "{err}"
+    );
+
+    let err = byzadam()
+        .args(["grid", "x.toml", "--shard", "2/2"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8_lossy(&err).contains("0 <= I < N"));
+
+    let missing = dir.path().join("none.db");
+    let err = byzadam()
+        .arg("report")
+        .arg(&missing)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("none.db") && err.contains("no such store"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "reading never creates a store");
+}
