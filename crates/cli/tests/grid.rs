@@ -252,3 +252,92 @@ fn grid_errors_name_the_file_and_the_key() {
     );
     assert!(!missing.exists(), "reading never creates a store");
 }
+
+#[test]
+fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("killme.toml");
+    std::fs::write(&grid, GRID).unwrap();
+    let store = dir.path().join("s.db");
+    let ckpts = dir.path().join("s.db.checkpoints");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("byzadam"))
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&store)
+        .args(["--quiet", "--checkpoint-every", "1", "--jobs", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until both runs are under way (each has checkpointed once).
+    let count = || {
+        std::fs::read_dir(&ckpts)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ckpt"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while count() < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the grid ended too soon"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoints appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "an interrupted grid exits with an error"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stopped: 2 runs not finished"), "{stdout}");
+    assert_eq!(count(), 2, "both runs in flight checkpointed");
+    assert_eq!(
+        byzadam_experiment_done(&store),
+        0,
+        "nothing half-done counts as done"
+    );
+    let out = byzadam()
+        .arg("grid")
+        .arg(&grid)
+        .arg("--store")
+        .arg(&store)
+        .arg("--quiet")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("resumes at round").count(), 2, "{stderr}");
+}
+
+/// Finished runs in a store, read with plain SQL through the command line's `store list`.
+fn byzadam_experiment_done(store: &Path) -> usize {
+    let out = byzadam()
+        .args(["store", "list"])
+        .arg(store)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8_lossy(&out);
+    out.split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
+}
