@@ -150,6 +150,21 @@ impl Grid {
             file: self.file.clone(),
             message,
         };
+        let known = serde_json::to_value(RunConfig::default()).unwrap_or_default();
+        for (i, ex) in self.exclude.iter().enumerate() {
+            if ex.is_empty() {
+                return Err(err(format!("exclusion {}: it names no key", i + 1)));
+            }
+            for k in ex.keys() {
+                if known.get(k).is_none() {
+                    return Err(err(format!(
+                        "exclusion {}: key `{k}` is not a run config key",
+                        i + 1
+                    )));
+                }
+            }
+        }
+        let mut used = vec![false; self.exclude.len()];
         let names: Vec<&String> = self.axes.keys().collect();
         let sizes: Vec<usize> = names.iter().map(|n| self.axes[*n].len()).collect();
         let total: usize = sizes.iter().product();
@@ -162,11 +177,13 @@ impl Grid {
                 point.insert((*name).clone(), self.axes[*name][rest % size].clone());
                 rest /= size;
             }
-            if self.exclude.iter().any(|ex| {
+            let matching = self.exclude.iter().position(|ex| {
                 ex.iter().all(|(k, v)| {
                     point.get(k) == Some(v) || self.base.get(k) == Some(v) && !point.contains_key(k)
                 })
-            }) {
+            });
+            if let Some(i) = matching {
+                used[i] = true;
                 continue;
             }
             let mut table = self.base.clone();
@@ -188,6 +205,13 @@ impl Grid {
                 )));
             }
             runs.push(Run { id, config });
+        }
+        // An exclusion that excludes nothing is almost always a typo in a value.
+        if let Some(i) = used.iter().position(|u| !u) {
+            return Err(err(format!(
+                "exclusion {} matches no run: its values must equal an axis's values exactly",
+                i + 1
+            )));
         }
         Ok(runs)
     }

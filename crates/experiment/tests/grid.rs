@@ -86,4 +86,23 @@ fn errors_name_the_file_the_run_and_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("same config"), "{e}");
+    // Exclusions: a key that is not a config key, or one that matches no run, is an error.
+    let e = Grid::parse("[axes]\nseed = [0, 1]\n[[exclude]]\nsede = 1\n", "g.toml")
+        .unwrap()
+        .expand()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("g.toml") && e.contains("exclusion 1") && e.contains("`sede`"),
+        "{e}"
+    );
+    let e = Grid::parse(
+        "[axes]\nseed = [0, 1]\n[[exclude]]\nseed = 0\n[[exclude]]\nseed = 7\n",
+        "g.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("exclusion 2 matches no run"), "{e}");
 }
