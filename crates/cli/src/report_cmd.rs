@@ -90,6 +90,22 @@ where
             .draw(&Text::new(label.clone(), (x + 34, 45), ("sans-serif", 16)))
             .map_err(err)?;
     }
+    let seeds = s
+        .cells
+        .values()
+        .map(|c| c.final_accuracy.n)
+        .max()
+        .unwrap_or(1);
+    if seeds > 1 {
+        let x = 20 + 130 * s.aggregators.len() as i32;
+        header
+            .draw(&Text::new(
+                format!("mean over {seeds} seeds, band ± one standard deviation"),
+                (x, 45),
+                ("sans-serif", 16),
+            ))
+            .map_err(err)?;
+    }
     let rounds = s
         .cells
         .values()

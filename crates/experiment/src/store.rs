@@ -7,7 +7,7 @@
 //!   `seed`, `data_seed`, `workers`, `byzantine`, `rounds`), the summary (`final_accuracy`,
 //!   `best_accuracy`, `final_loss`, `diverged_at`), timings (`setup_seconds`,
 //!   `train_seconds`, `checkpoint_seconds`, `wall_seconds`), `threads`, `host`,
-//!   `byzadam_version`, `finished_at` (Unix seconds).
+//!   `byzadam_version` (version and git commit), `finished_at` (Unix seconds).
 //! - `rounds`: one row per (run, round): `lr`, `train_loss`, `xi_norm`, `honest_diameter`,
 //!   `lambda`, `diverged`, `test_accuracy` and `test_loss` (NULL on rounds without
 //!   evaluation). SQLite has no NaN: a NaN (a diverged run's loss) is stored as NULL.
@@ -33,6 +33,14 @@ pub struct StoreError {
 }
 
 const SCHEMA_VERSION: i64 = 1;
+
+/// What `byzadam_version` records: the crate version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BYZADAM_GIT_COMMIT"),
+    ")"
+);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -257,7 +265,9 @@ impl Store {
         ids
     }
 
-    /// Records that grid `grid` holds `ids` (in order).
+    /// Records that grid `grid` holds exactly `ids` (in order), replacing what it held before
+    /// (an edited grid file drops the runs it no longer names from its report; their results
+    /// stay in the store).
     pub fn register_grid(&mut self, grid: &str, ids: &[&str]) -> Result<(), StoreError> {
         let path = self.path.display().to_string();
         let err = |e: rusqlite::Error| StoreError {
@@ -265,6 +275,8 @@ impl Store {
             message: e.to_string(),
         };
         let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM grid_runs WHERE grid = ?1", [grid])
+            .map_err(err)?;
         {
             let mut stmt = tx
                 .prepare(
@@ -337,7 +349,7 @@ impl Store {
                     timings.wall_seconds,
                     timings.threads as i64,
                     host,
-                    env!("CARGO_PKG_VERSION"),
+                    VERSION,
                     now,
                 ],
             )

@@ -270,3 +270,37 @@ fn a_store_of_another_schema_is_refused_with_its_path() {
     let e = Store::open(&p).err().expect("refused").to_string();
     assert!(e.contains("s.db") && e.contains("99"), "{e}");
 }
+
+#[test]
+fn re_registering_an_edited_grid_replaces_its_membership_but_keeps_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs();
+    let store = Mutex::new(Store::open(&dir.path().join("s.db")).unwrap());
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    store.lock().unwrap().register_grid("small", &ids).unwrap();
+    let o = runner::run_all(
+        &runs,
+        &store,
+        &lookup,
+        &options(2),
+        &AtomicBool::new(false),
+        &|_| {},
+    );
+    assert_eq!(o.finished, 6);
+    let mut store = store.into_inner().unwrap();
+    // The grid now names only its first two runs.
+    store.register_grid("small", &ids[..2]).unwrap();
+    assert_eq!(store.grids().unwrap(), vec![("small".to_string(), 2, 2)]);
+    let in_grid: Vec<String> = store
+        .runs(Some("small"))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(in_grid, ids[..2]);
+    assert_eq!(
+        store.runs(None).unwrap().len(),
+        6,
+        "results are never deleted"
+    );
+}
