@@ -4,7 +4,7 @@
 
 use assert_cmd::Command;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn byzadam() -> Command {
@@ -13,6 +13,48 @@ fn byzadam() -> Command {
 
 /// Two runs of 120 rounds of the MNIST CNN on synthetic digits: long enough to be killed
 /// mid-run, short enough for CI.
+/// Starts `byzadam grid GRID --store STORE --quiet EXTRA…` in the background.
+fn spawn_grid(grid: &Path, store: &Path, extra: &[&str]) -> Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("byzadam"))
+        .arg("grid")
+        .arg(grid)
+        .arg("--store")
+        .arg(store)
+        .arg("--quiet")
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Checkpoint files in `dir`.
+fn checkpoints(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ckpt"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `dir` holds `n` checkpoints while `child` still runs.
+fn wait_for_checkpoints(child: &mut Child, dir: &Path, n: usize) {
+    let start = Instant::now();
+    while checkpoints(dir) < n {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the grid ended before it could be interrupted"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 const GRID: &str = r#"
 name = "killme"
 [base]
@@ -59,37 +101,8 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
 
     // Killed (SIGKILL, no chance to clean up) once a run has checkpointed past round 0.
     let ckpts = dir.path().join("killed.db.checkpoints");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("byzadam"))
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&killed)
-        .args(["--quiet", "--checkpoint-every", "0", "--jobs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        let has_ckpt = std::fs::read_dir(&ckpts)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".ckpt"))
-            })
-            .unwrap_or(false);
-        if has_ckpt {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the grid ended before it could be killed"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = spawn_grid(&grid, &killed, &["--checkpoint-every", "0", "--jobs", "1"]);
+    wait_for_checkpoints(&mut child, &ckpts, 1);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -192,60 +205,48 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
     assert!(String::from_utf8_lossy(&list).contains("grid killme: 2/2 runs done"));
 }
 
+/// Runs byzadam with `args`, expecting failure; returns its stderr.
+fn failure<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = byzadam()
+        .args(args)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[test]
 fn grid_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("bad.toml");
+    let store = dir.path().join("s.db");
+    let run_grid = || {
+        failure([
+            std::ffi::OsStr::new("grid"),
+            grid.as_os_str(),
+            std::ffi::OsStr::new("--store"),
+            store.as_os_str(),
+        ])
+    };
     std::fs::write(&grid, "[base]\nrounds = 10\nroundz = 3\n").unwrap();
-    let err = byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(dir.path().join("s.db"))
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&err);
+    let err = run_grid();
     assert!(err.contains("bad.toml") && err.contains("roundz"), "{err}");
-
     std::fs::write(&grid, "[axes]\nbyzantine = [5, 15]\n").unwrap();
-    let err = byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(dir.path().join("s.db"))
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&err);
+    let err = run_grid();
     assert!(
         err.contains("bad.toml") && err.contains("byzantine"),
         "{err}"
     );
-
-    let err = byzadam()
-        .args(["grid", "x.toml", "--shard", "2/2"])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    assert!(String::from_utf8_lossy(&err).contains("0 <= I < N"));
-
+    let err = failure(["grid", "x.toml", "--shard", "2/2"]);
+    assert!(err.contains("0 <= I < N"), "{err}");
     let missing = dir.path().join("none.db");
-    let err = byzadam()
-        .arg("report")
-        .arg(&missing)
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&err);
+    let err = failure([std::ffi::OsStr::new("report"), missing.as_os_str()]);
     assert!(
         err.contains("none.db") && err.contains("no such store"),
         "{err}"
@@ -260,38 +261,9 @@ fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
     std::fs::write(&grid, GRID).unwrap();
     let store = dir.path().join("s.db");
     let ckpts = dir.path().join("s.db.checkpoints");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("byzadam"))
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&store)
-        .args(["--quiet", "--checkpoint-every", "1", "--jobs", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until both runs are under way (each has checkpointed once).
-    let count = || {
-        std::fs::read_dir(&ckpts)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ckpt"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let start = Instant::now();
-    while count() < 2 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the grid ended too soon"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoints appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = spawn_grid(&grid, &store, &["--checkpoint-every", "1", "--jobs", "2"]);
+    // Both runs under way: each has checkpointed once.
+    wait_for_checkpoints(&mut child, &ckpts, 2);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -304,7 +276,7 @@ fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stopped: 2 runs not finished"), "{stdout}");
-    assert_eq!(count(), 2, "both runs in flight checkpointed");
+    assert_eq!(checkpoints(&ckpts), 2, "both runs in flight checkpointed");
     assert_eq!(
         byzadam_experiment_done(&store),
         0,

@@ -293,6 +293,91 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// How a cell is marked in a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    None,
+    Best,
+    Worst,
+}
+
+fn mark(column: &(Vec<bool>, Vec<bool>), row: usize) -> Mark {
+    if column.0[row] {
+        Mark::Best
+    } else if column.1[row] {
+        Mark::Worst
+    } else {
+        Mark::None
+    }
+}
+
+/// A table row: its label and its cells (text and mark, or empty).
+type Row = (String, Vec<Option<(String, Mark)>>);
+
+/// A table with a labelled row per entry of `rows` and a column per `columns`, each cell a
+/// text and its mark or empty: Markdown (best **bold**, worst _italics_) or LaTeX (best
+/// `\textbf`, worst `\underline`).
+fn grid_table(format: Format, corner: &str, columns: &[String], rows: &[Row]) -> String {
+    let mut out = String::new();
+    let latex = format == Format::Latex;
+    let esc = |t: &str| {
+        if latex {
+            latex_escape(t)
+        } else {
+            t.to_string()
+        }
+    };
+    let (sep, end) = if latex {
+        (" & ", " \\\\")
+    } else {
+        (" | ", " |")
+    };
+    let head: Vec<String> = columns.iter().map(|c| esc(c)).collect();
+    if latex {
+        let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}", "r".repeat(columns.len()));
+        let _ = writeln!(out, "\\hline");
+        let _ = writeln!(out, "{}{sep}{}{end}", esc(corner), head.join(sep));
+        let _ = writeln!(out, "\\hline");
+    } else {
+        let corner = if corner.is_empty() {
+            "|".to_string()
+        } else {
+            format!("| {corner}")
+        };
+        let _ = writeln!(out, "{corner}{sep}{}{end}", head.join(sep));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(columns.len()));
+    }
+    for (label, cells) in rows {
+        let cells: Vec<String> = cells
+            .iter()
+            .map(|c| match c {
+                None if latex => "--".into(),
+                None => "–".into(),
+                Some((text, m)) => {
+                    let text = esc(text);
+                    match (m, latex) {
+                        (Mark::Best, true) => format!("\\textbf{{{text}}}"),
+                        (Mark::Worst, true) => format!("\\underline{{{text}}}"),
+                        (Mark::Best, false) => format!("**{text}**"),
+                        (Mark::Worst, false) => format!("_{text}_"),
+                        (Mark::None, _) => text,
+                    }
+                }
+            })
+            .collect();
+        if latex {
+            let _ = writeln!(out, "{}{sep}{}{end}", esc(label), cells.join(sep));
+        } else {
+            let _ = writeln!(out, "| {}{sep}{}{end}", label, cells.join(sep));
+        }
+    }
+    if latex {
+        let _ = writeln!(out, "\\hline");
+        let _ = writeln!(out, "\\end{{tabular}}");
+    }
+    out
+}
+
 /// Marks for a column of values: (best rows, worst rows) by value (ties all marked); none
 /// when the column has fewer than two values or all are equal.
 fn extremes(values: &[Option<f64>]) -> (Vec<bool>, Vec<bool>) {
@@ -374,67 +459,24 @@ impl Section {
                     }
                 }
             }
-            Format::Markdown => {
-                let _ = writeln!(out, "| | {} |", self.attacks.join(" | "));
-                let _ = writeln!(out, "|---|{}", "---:|".repeat(self.attacks.len()));
-                for (o, row) in rows.iter().enumerate() {
-                    let cells: Vec<String> = row
-                        .iter()
-                        .enumerate()
-                        .map(|(t, c)| match c {
-                            None => "–".into(),
-                            Some((agg, s)) => {
-                                let text = format!("{} {agg}", number(s));
-                                if marks[t].0[o] {
-                                    format!("**{text}**")
-                                } else if marks[t].1[o] {
-                                    format!("_{text}_")
-                                } else {
-                                    text
-                                }
-                            }
-                        })
-                        .collect();
-                    let _ = writeln!(out, "| {} | {} |", self.optimizers[o], cells.join(" | "));
-                }
-            }
-            Format::Latex => {
-                let _ = writeln!(
-                    out,
-                    "\\begin{{tabular}}{{l{}}}",
-                    "r".repeat(self.attacks.len())
-                );
-                let _ = writeln!(out, "\\hline");
-                let head: Vec<String> = self.attacks.iter().map(|a| latex_escape(a)).collect();
-                let _ = writeln!(out, " & {} \\\\", head.join(" & "));
-                let _ = writeln!(out, "\\hline");
-                for (o, row) in rows.iter().enumerate() {
-                    let cells: Vec<String> = row
-                        .iter()
-                        .enumerate()
-                        .map(|(t, c)| match c {
-                            None => "--".into(),
-                            Some((agg, s)) => {
-                                let text = latex_escape(&format!("{} {agg}", number(s)));
-                                if marks[t].0[o] {
-                                    format!("\\textbf{{{text}}}")
-                                } else if marks[t].1[o] {
-                                    format!("\\underline{{{text}}}")
-                                } else {
-                                    text
-                                }
-                            }
-                        })
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "{} & {} \\\\",
-                        latex_escape(&self.optimizers[o]),
-                        cells.join(" & ")
-                    );
-                }
-                let _ = writeln!(out, "\\hline");
-                let _ = writeln!(out, "\\end{{tabular}}");
+            Format::Markdown | Format::Latex => {
+                let body = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(o, row)| {
+                        let cells = row
+                            .iter()
+                            .enumerate()
+                            .map(|(t, c)| {
+                                c.as_ref().map(|(agg, s)| {
+                                    (format!("{} {agg}", number(s)), mark(&marks[t], o))
+                                })
+                            })
+                            .collect();
+                        (self.optimizers[o].clone(), cells)
+                    })
+                    .collect::<Vec<_>>();
+                out = grid_table(format, "", &self.attacks, &body);
             }
         }
         out
@@ -481,59 +523,21 @@ impl Section {
                     }
                 }
             }
-            Format::Markdown => {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} |",
-                    self.optimizers[optimizer],
-                    self.attacks.join(" | ")
-                );
-                let _ = writeln!(out, "|---|{}", "---:|".repeat(self.attacks.len()));
-                for a in 0..self.aggregators.len() {
-                    let cells: Vec<String> = (0..self.attacks.len())
-                        .map(|t| match value(a, t) {
-                            None => "–".into(),
-                            Some(s) if best[t][a] => format!("**{}**", number(&s)),
-                            Some(s) => number(&s),
-                        })
-                        .collect();
-                    let _ = writeln!(out, "| {} | {} |", self.aggregators[a], cells.join(" | "));
-                }
-            }
-            Format::Latex => {
-                let _ = writeln!(
-                    out,
-                    "\\begin{{tabular}}{{l{}}}",
-                    "r".repeat(self.attacks.len())
-                );
-                let _ = writeln!(out, "\\hline");
-                let head: Vec<String> = self.attacks.iter().map(|a| latex_escape(a)).collect();
-                let _ = writeln!(
-                    out,
-                    "{} & {} \\\\",
-                    latex_escape(&self.optimizers[optimizer]),
-                    head.join(" & ")
-                );
-                let _ = writeln!(out, "\\hline");
-                for a in 0..self.aggregators.len() {
-                    let cells: Vec<String> = (0..self.attacks.len())
-                        .map(|t| match value(a, t) {
-                            None => "--".into(),
-                            Some(s) if best[t][a] => {
-                                format!("\\textbf{{{}}}", latex_escape(&number(&s)))
-                            }
-                            Some(s) => latex_escape(&number(&s)),
-                        })
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "{} & {} \\\\",
-                        latex_escape(&self.aggregators[a]),
-                        cells.join(" & ")
-                    );
-                }
-                let _ = writeln!(out, "\\hline");
-                let _ = writeln!(out, "\\end{{tabular}}");
+            Format::Markdown | Format::Latex => {
+                let body = (0..self.aggregators.len())
+                    .map(|a| {
+                        let cells = (0..self.attacks.len())
+                            .map(|t| {
+                                value(a, t).map(|s| {
+                                    let m = if best[t][a] { Mark::Best } else { Mark::None };
+                                    (number(&s), m)
+                                })
+                            })
+                            .collect();
+                        (self.aggregators[a].clone(), cells)
+                    })
+                    .collect::<Vec<_>>();
+                out = grid_table(format, &self.optimizers[optimizer], &self.attacks, &body);
             }
         }
         out
