@@ -54,7 +54,8 @@ enum Command {
     /// axes) and optional `[[exclude]]` tables; see configs/thesis/ and docs/config.md. Each
     /// run's id is a hash of its complete config. Runs in flight checkpoint every
     /// --checkpoint-every seconds; after Ctrl-C, kill or power loss, the same command resumes
-    /// them mid-run. Finished runs are never lost: each is one SQLite transaction.
+    /// them mid-run. Ctrl-C, SIGTERM (a scheduler's time limit) or SIGHUP checkpoint the runs
+    /// in flight before exiting. Finished runs are never lost: each is one SQLite transaction.
     ///
     /// Example: byzadam grid configs/thesis/mnist-homogeneous.toml && byzadam report results/mnist-homogeneous.db
     Grid {
@@ -332,7 +333,8 @@ fn run() -> Result<()> {
         } => {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
-            // First Ctrl-C: checkpoint the runs in flight and stop; second: quit now.
+            // First Ctrl-C (or SIGTERM, SIGHUP): checkpoint the runs in flight and stop;
+            // second: quit now.
             let _ = ctrlc::set_handler(move || {
                 if flag.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);

@@ -255,7 +255,13 @@ fn grid_errors_name_the_file_and_the_key() {
 }
 
 #[test]
-fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
+fn ctrl_c_or_sigterm_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
+    for signal in ["-INT", "-TERM"] {
+        interrupted_by(signal);
+    }
+}
+
+fn interrupted_by(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("killme.toml");
     std::fs::write(&grid, GRID).unwrap();
@@ -265,7 +271,7 @@ fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
     // Both runs under way: each has checkpointed once.
     wait_for_checkpoints(&mut child, &ckpts, 2);
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -275,7 +281,10 @@ fn ctrl_c_checkpoints_the_runs_in_flight_and_the_same_command_resumes() {
         "an interrupted grid exits with an error"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("stopped: 2 runs not finished"), "{stdout}");
+    assert!(
+        stdout.contains("stopped: 2 runs not finished"),
+        "{signal}: {stdout}"
+    );
     assert_eq!(checkpoints(&ckpts), 2, "both runs in flight checkpointed");
     assert_eq!(
         byzadam_experiment_done(&store),
