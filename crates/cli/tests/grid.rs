@@ -126,11 +126,7 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
         a, b,
         "a killed and resumed grid has the same per-round results"
     );
-    assert_eq!(
-        std::fs::read_dir(&ckpts).unwrap().count(),
-        0,
-        "no checkpoint left"
-    );
+    assert_eq!(checkpoints(&ckpts), 0, "no checkpoint left");
 
     // Running the grid again does nothing.
     let again = byzadam()

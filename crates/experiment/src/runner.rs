@@ -119,8 +119,18 @@ pub fn checkpoint_path(dir: &Path, id: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically: a sibling temporary file, synced, renamed over, and
 /// the directory synced, so that `path` is always either the old or the new content.
+/// The temporary name is unique to the process and call, so two writers of the same path (two
+/// grids started on one store by mistake: they compute the same deterministic runs) never
+/// interleave their bytes in one file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = path.with_file_name(name);
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -137,7 +147,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Deletes checkpoints of runs that are already in the store (left by a crash between the
-/// store write and the deletion).
+/// store write and the deletion), and temporary files left by a crash mid-write (their
+/// writing process is gone, or they are over an hour old; others may belong to another grid
+/// writing now).
 pub fn remove_stale_checkpoints(store: &Store) -> std::io::Result<usize> {
     let dir = store.checkpoint_dir();
     let done = store.done().unwrap_or_default();
@@ -145,9 +157,26 @@ pub fn remove_stale_checkpoints(store: &Store) -> std::io::Result<usize> {
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            let old = || {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(3600))
+            };
+            // `<id>.ckpt.<pid>.<n>.tmp`: its writer is gone when no process has that pid
+            // (known where /proc exists), or when the file is old.
+            let writer_gone = || {
+                let pid = name.rsplit('.').nth(2).and_then(|p| p.parse::<u32>().ok());
+                let proc = Path::new("/proc");
+                match pid {
+                    Some(pid) if proc.is_dir() => !proc.join(pid.to_string()).exists(),
+                    _ => false,
+                }
+            };
             let stale = match name.strip_suffix(".ckpt") {
                 Some(id) => done.contains(id),
-                None => name.ends_with(".tmp"),
+                None => name.ends_with(".tmp") && (writer_gone() || old()),
             };
             if stale {
                 std::fs::remove_file(e.path())?;

@@ -304,3 +304,30 @@ fn re_registering_an_edited_grid_replaces_its_membership_but_keeps_results() {
         "results are never deleted"
     );
 }
+
+#[test]
+fn leftovers_of_a_crash_are_cleaned_but_not_a_live_writers_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = runs();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let ckpt = store.checkpoint_dir();
+    std::fs::create_dir_all(&ckpt).unwrap();
+    // A temporary file of a process that no longer exists (pid beyond Linux's maximum), and
+    // one of this live process.
+    let dead = ckpt.join(format!("{}.ckpt.4294967295.0.tmp", runs[0].id));
+    let live = ckpt.join(format!("{}.ckpt.{}.0.tmp", runs[0].id, std::process::id()));
+    let pending = checkpoint_path(&ckpt, &runs[1].id);
+    for p in [&dead, &live, &pending] {
+        std::fs::write(p, b"x").unwrap();
+    }
+    let removed = runner::remove_stale_checkpoints(&store).unwrap();
+    assert_eq!(removed, 1);
+    assert!(
+        !dead.exists() && live.exists(),
+        "only the dead writer's file goes"
+    );
+    assert!(
+        pending.exists(),
+        "a checkpoint of an unfinished run is kept"
+    );
+}
