@@ -10,7 +10,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use byzadam_robust::Submissions;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::path::Path;
 
 /// A file format, chosen by extension.
@@ -247,29 +247,15 @@ pub fn write(
     }
     match path {
         None => stdout.write_all(&buf)?,
-        Some(p) => write_atomically(p, &buf).with_context(|| format!("writing {}", p.display()))?,
+        Some(p) => write_atomically(p, &buf)?,
     }
     Ok(())
 }
 
 /// Writes to a temporary file beside `path`, then renames it over `path`: a crash never
-/// leaves a half-written output.
+/// leaves a half-written output (`byzadam_experiment::runner::write_atomic`, with the path in
+/// the error).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| anyhow!("not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    {
-        let mut f = BufWriter::new(std::fs::File::create(&tmp)?);
-        f.write_all(bytes)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    byzadam_experiment::runner::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

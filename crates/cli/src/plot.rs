@@ -25,7 +25,7 @@ pub fn register_font() {
 }
 
 /// Draws with `draw` into an SVG or a PNG of `size` pixels, by `path`'s extension.
-fn render(
+pub(crate) fn render(
     path: &Path,
     size: (u32, u32),
     draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>,

@@ -253,27 +253,18 @@ where
     Ok(())
 }
 
+/// Draws the same figure as `<stem>.svg` and `<stem>.png`.
 fn draw_both(
     stem: &Path,
     size: (u32, u32),
     svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
     png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
 ) -> Result<Vec<PathBuf>> {
-    crate::plot::register_font();
-    let (s, p) = (stem.with_extension("svg"), stem.with_extension("png"));
-    {
-        let root = SVGBackend::new(&s, size).into_drawing_area();
-        svg(&root)?;
-        root.present()
-            .map_err(|e| anyhow!("writing {}: {e}", s.display()))?;
+    let paths = vec![stem.with_extension("svg"), stem.with_extension("png")];
+    for p in &paths {
+        crate::plot::render(p, size, &svg, &png)?;
     }
-    {
-        let root = BitMapBackend::new(&p, size).into_drawing_area();
-        png(&root)?;
-        root.present()
-            .map_err(|e| anyhow!("writing {}: {e}", p.display()))?;
-    }
-    Ok(vec![s, p])
+    Ok(paths)
 }
 
 /// Writes the report of every grid (or `--grid`) in the store and prints a summary.

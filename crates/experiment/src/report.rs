@@ -7,7 +7,7 @@
 //! accuracy (ties: the first in grid order); per attack column, the best and worst optimizer
 //! rows are marked.
 
-use crate::store::StoredRun;
+use crate::store::{name_of, StoredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -124,14 +124,6 @@ fn index_of(list: &mut Vec<String>, label: String) -> usize {
             list.len() - 1
         }
     }
-}
-
-fn name_of(v: &Value) -> String {
-    v.get("name")
-        .and_then(Value::as_str)
-        .or_else(|| v.as_str())
-        .unwrap_or("none")
-        .to_string()
 }
 
 /// Settings, each with its cells (cell key, runs).

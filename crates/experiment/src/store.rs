@@ -144,7 +144,9 @@ pub struct Labels {
     pub partition: String,
 }
 
-fn name_of(value: &serde_json::Value) -> String {
+/// The `name` of a tagged config value (`{ name = "trimmed_mean", f = 5 }`), or the value
+/// itself when it is a bare string (`"none"`); `none` when neither.
+pub(crate) fn name_of(value: &serde_json::Value) -> String {
     value
         .get("name")
         .and_then(|n| n.as_str())

@@ -538,25 +538,32 @@ impl Simulation {
     /// Runs the remaining rounds, reporting each to `recorder`.
     pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<Summary, ConfigError> {
         let start = std::time::Instant::now();
-        let (mut last, mut best) = (None::<Evaluation>, 0f64);
+        let mut metrics = Vec::new();
         while self.round < self.config.rounds {
             let m = self.step()?;
-            if let Some(e) = m.eval {
-                last = Some(e);
-                if e.accuracy > best {
-                    best = e.accuracy;
+            recorder.round(&m);
+            metrics.push(m);
+        }
+        let summary = match Summary::from_metrics(&metrics, start.elapsed().as_secs_f64()) {
+            Some(s) => s,
+            // No round evaluated (none was left to run): evaluate now.
+            None => {
+                let e = self.evaluate();
+                Summary {
+                    rounds: self.round,
+                    final_accuracy: e.accuracy,
+                    best_accuracy: e.accuracy,
+                    final_loss: e.loss,
+                    diverged_at: self.diverged_at,
+                    seconds: start.elapsed().as_secs_f64(),
                 }
             }
-            recorder.round(&m);
-        }
-        let last = last.unwrap_or_else(|| self.evaluate());
+        };
+        // Rounds and divergence count from the run's start, also when `step` ran before.
         Ok(Summary {
             rounds: self.round,
-            final_accuracy: last.accuracy,
-            best_accuracy: best.max(last.accuracy),
-            final_loss: last.loss,
             diverged_at: self.diverged_at,
-            seconds: start.elapsed().as_secs_f64(),
+            ..summary
         })
     }
 }
