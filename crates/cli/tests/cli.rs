@@ -1,38 +1,22 @@
 //! The `byzadam` binary end to end: formats in and out, and errors that name the file, the
 //! row and what is wrong.
 
-use assert_cmd::Command;
-use byzadam_robust::{aggregators::TrimmedMean, Aggregator, Submissions};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn byzadam() -> Command {
-    Command::cargo_bin("byzadam").unwrap()
-}
+use byzadam_robust::{aggregators::TrimmedMean, Aggregator, Submissions};
+use common::{byzadam, failure, success};
+use std::path::{Path, PathBuf};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/submissions.csv")
 }
 
 fn stdout_json(args: &[&str]) -> serde_json::Value {
-    let out = byzadam()
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
+    serde_json::from_str(&success(byzadam().args(args)).0).unwrap()
 }
 
 fn stderr_of(args: &[&str]) -> String {
-    let out = byzadam()
-        .args(args)
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    String::from_utf8(out).unwrap()
+    failure(byzadam().args(args))
 }
 
 fn write_npy_f64(path: &Path, rows: usize, dim: usize, data: &[f64]) {
@@ -328,14 +312,7 @@ fn attack_forges_the_byzantine_rows() {
 
 #[test]
 fn rules_lists_every_registry_entry() {
-    let out = byzadam()
-        .arg("rules")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let (text, _) = success(byzadam().arg("rules"));
     for name in [
         "trimmed_mean",
         "minimum_diameter_averaging",
@@ -369,34 +346,20 @@ fn shared_data() -> PathBuf {
 fn data_fetch_verifies_and_partition_prints_every_worker() {
     let dir = shared_data();
     let d = dir.to_str().unwrap();
-    let out = byzadam()
-        .args(["data", "fetch", "mnist", "--data-dir", d])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let (text, _) = success(byzadam().args(["data", "fetch", "mnist", "--data-dir", d]));
     assert!(
         text.contains("60000 training and 10000 test images") && text.contains("SHA-256 verified"),
         "{text}"
     );
-    let out = byzadam()
-        .args([
-            "data",
-            "partition",
-            "mnist",
-            "--workers",
-            "15",
-            "--data-dir",
-            d,
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let (text, _) = success(byzadam().args([
+        "data",
+        "partition",
+        "mnist",
+        "--workers",
+        "15",
+        "--data-dir",
+        d,
+    ]));
     // The thesis's homogeneous split: 15 workers of 3,610, 361 per digit.
     assert!(
         text.contains("54150 of 60000 training samples used"),
@@ -526,29 +489,25 @@ fn only_the_quickstart_falls_back_to_synthetic_digits() {
     let res = empty.path().join("r");
     let d = empty.path().join("no-data");
     // No config, no data, no network: the quickstart says so and trains on synthetic digits.
-    let out = byzadam()
-        .args([
-            "run",
-            "--quiet",
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--out",
-            res.to_str().unwrap(),
-        ])
-        .args([
-            "--set",
-            "rounds=2",
-            "--set",
-            "eval_samples=200",
-            "--set",
-            "model={name=\"logistic_regression\"}",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let (text, _) = success(
+        byzadam()
+            .args([
+                "run",
+                "--quiet",
+                "--data-dir",
+                d.to_str().unwrap(),
+                "--out",
+                res.to_str().unwrap(),
+            ])
+            .args([
+                "--set",
+                "rounds=2",
+                "--set",
+                "eval_samples=200",
+                "--set",
+                "model={name=\"logistic_regression\"}",
+            ]),
+    );
     assert!(
         text.contains("synthetic digits instead") && text.contains("on synthetic digits"),
         "{text}"

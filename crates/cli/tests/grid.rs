@@ -2,14 +2,12 @@
 //! from its checkpoints and ends with the same results as a grid never interrupted; the report
 //! writes its tables and figures; errors name the file and the key.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{byzadam, failure, success};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn byzadam() -> Command {
-    Command::cargo_bin("byzadam").unwrap()
-}
 
 /// Two runs of 120 rounds of the MNIST CNN on synthetic digits: long enough to be killed
 /// mid-run, short enough for CI.
@@ -72,14 +70,26 @@ attack = [{ name = "sign_flip" }, "none"]
 "#;
 
 fn export(store: &Path, csv: &Path) -> String {
-    byzadam()
-        .args(["store", "export"])
-        .arg(store)
-        .arg("--csv")
-        .arg(csv)
-        .assert()
-        .success();
+    success(
+        byzadam()
+            .args(["store", "export"])
+            .arg(store)
+            .arg("--csv")
+            .arg(csv),
+    );
     std::fs::read_to_string(csv).unwrap()
+}
+
+/// `byzadam grid GRID --store STORE --quiet`, which must succeed: (stdout, stderr).
+fn run_grid(grid: &Path, store: &Path) -> (String, String) {
+    success(
+        byzadam()
+            .arg("grid")
+            .arg(grid)
+            .arg("--store")
+            .arg(store)
+            .arg("--quiet"),
+    )
 }
 
 #[test]
@@ -90,14 +100,7 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
     let (killed, straight) = (dir.path().join("killed.db"), dir.path().join("straight.db"));
 
     // Uninterrupted.
-    byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&straight)
-        .arg("--quiet")
-        .assert()
-        .success();
+    run_grid(&grid, &straight);
 
     // Killed (SIGKILL, no chance to clean up) once a run has checkpointed past round 0.
     let ckpts = dir.path().join("killed.db.checkpoints");
@@ -107,17 +110,7 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
     child.wait().unwrap();
 
     // Resumed: the checkpointed run continues where it was, and the results are identical.
-    let out = byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&killed)
-        .arg("--quiet")
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = run_grid(&grid, &killed);
     assert!(stderr.contains("resumes at round"), "{stderr}");
     let a = export(&killed, &dir.path().join("a.csv"));
     let b = export(&straight, &dir.path().join("b.csv"));
@@ -129,18 +122,7 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
     assert_eq!(checkpoints(&ckpts), 0, "no checkpoint left");
 
     // Running the grid again does nothing.
-    let again = byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&killed)
-        .arg("--quiet")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let again = String::from_utf8_lossy(&again);
+    let (again, _) = run_grid(&grid, &killed);
     assert!(
         again.contains("2 already in") && again.contains("nothing to do"),
         "{again}"
@@ -148,17 +130,7 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
 
     // The report: tables and figures.
     let report = dir.path().join("report");
-    let out = byzadam()
-        .arg("report")
-        .arg(&killed)
-        .arg("-o")
-        .arg(&report)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8_lossy(&out);
+    let (out, _) = success(byzadam().arg("report").arg(&killed).arg("-o").arg(&report));
     assert!(out.contains("| | No attack | Sign Flip |"), "{out}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("## RESAM: every aggregator"), "{md}");
@@ -180,41 +152,15 @@ fn a_killed_grid_resumes_mid_run_with_the_same_results() {
     assert_eq!(best.lines().count(), 1 + 2, "{best}");
 
     // Merging the two stores: every run is already there.
-    let merged = byzadam()
-        .args(["store", "merge"])
-        .arg(&killed)
-        .arg(&straight)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&merged).contains("0 runs added"));
-    let list = byzadam()
-        .args(["store", "list"])
-        .arg(&killed)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert!(String::from_utf8_lossy(&list).contains("grid killme: 2/2 runs done"));
-}
-
-/// Runs byzadam with `args`, expecting failure; returns its stderr.
-fn failure<I, S>(args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let out = byzadam()
-        .args(args)
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    String::from_utf8_lossy(&out).into_owned()
+    let (merged, _) = success(
+        byzadam()
+            .args(["store", "merge"])
+            .arg(&killed)
+            .arg(&straight),
+    );
+    assert!(merged.contains("0 runs added"), "{merged}");
+    let (list, _) = success(byzadam().args(["store", "list"]).arg(&killed));
+    assert!(list.contains("grid killme: 2/2 runs done"), "{list}");
 }
 
 #[test]
@@ -222,27 +168,20 @@ fn grid_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let grid = dir.path().join("bad.toml");
     let store = dir.path().join("s.db");
-    let run_grid = || {
-        failure([
-            std::ffi::OsStr::new("grid"),
-            grid.as_os_str(),
-            std::ffi::OsStr::new("--store"),
-            store.as_os_str(),
-        ])
-    };
+    let bad_grid = || failure(byzadam().arg("grid").arg(&grid).arg("--store").arg(&store));
     std::fs::write(&grid, "[base]\nrounds = 10\nroundz = 3\n").unwrap();
-    let err = run_grid();
+    let err = bad_grid();
     assert!(err.contains("bad.toml") && err.contains("roundz"), "{err}");
     std::fs::write(&grid, "[axes]\nbyzantine = [5, 15]\n").unwrap();
-    let err = run_grid();
+    let err = bad_grid();
     assert!(
         err.contains("bad.toml") && err.contains("byzantine"),
         "{err}"
     );
-    let err = failure(["grid", "x.toml", "--shard", "2/2"]);
+    let err = failure(byzadam().args(["grid", "x.toml", "--shard", "2/2"]));
     assert!(err.contains("0 <= I < N"), "{err}");
     let missing = dir.path().join("none.db");
-    let err = failure([std::ffi::OsStr::new("report"), missing.as_os_str()]);
+    let err = failure(byzadam().arg("report").arg(&missing));
     assert!(
         err.contains("none.db") && err.contains("no such store"),
         "{err}"
@@ -287,31 +226,13 @@ fn interrupted_by(signal: &str) {
         0,
         "nothing half-done counts as done"
     );
-    let out = byzadam()
-        .arg("grid")
-        .arg(&grid)
-        .arg("--store")
-        .arg(&store)
-        .arg("--quiet")
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = run_grid(&grid, &store);
     assert_eq!(stderr.matches("resumes at round").count(), 2, "{stderr}");
 }
 
-/// Finished runs in a store, read with plain SQL through the command line's `store list`.
+/// Finished runs in a store, as `byzadam store list` counts them.
 fn byzadam_experiment_done(store: &Path) -> usize {
-    let out = byzadam()
-        .args(["store", "list"])
-        .arg(store)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let out = String::from_utf8_lossy(&out);
+    let (out, _) = success(byzadam().args(["store", "list"]).arg(store));
     out.split(": ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
