@@ -278,9 +278,11 @@ pub fn report(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
         }
         None => None,
     };
+    // (name, runs in the grid, finished), read once.
+    let in_store = store.grids()?;
     let grids: Vec<String> = match &args.grid {
         Some(g) => vec![g.clone()],
-        None => store.grids()?.into_iter().map(|g| g.0).collect(),
+        None => in_store.iter().map(|g| g.0.clone()).collect(),
     };
     if grids.is_empty() {
         bail!("{}: no grid in this store", args.store.display());
@@ -295,11 +297,7 @@ pub fn report(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
     let mut written: Vec<PathBuf> = Vec::new();
     for grid in &grids {
         let runs = store.runs(Some(grid))?;
-        let total = store
-            .grids()?
-            .into_iter()
-            .find(|g| g.0 == *grid)
-            .map_or(0, |g| g.1);
+        let total = in_store.iter().find(|g| g.0 == *grid).map_or(0, |g| g.1);
         if total == 0 {
             bail!(
                 "{}: no grid named `{grid}` (byzadam store list {} shows them)",
