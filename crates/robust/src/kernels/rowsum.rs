@@ -90,16 +90,16 @@ pub(crate) fn weighted_mean(s: &Submissions, weights: &[f64], out: &mut [f32]) {
     })
 }
 
-/// Coordinates of every row mixed at once by [`mix_chunk_generic`]: the n input spans and the
-/// n output spans (2 × 15 KiB at n = 15) stay in L1.
-const SPAN: usize = 256;
+/// Coordinates of one output row accumulated at once, in registers (four AVX vectors).
+const GROUP: usize = 32;
 
 /// Nearest-neighbour mixing over one column range: `rows[i] = (Σ_{j ∈ nbrs[i]} x_j) / k`
 /// (`nbrs` holds `k` indices per row, summed in that order). Unlike the averages, this sums in
 /// `f32`: mixing writes `n` vectors and reads `n(n − f)` rows per coordinate, and `f32` halves
 /// the work (8 lanes, no conversions). The error is that of summing `k` floats (below
-/// `k · 2⁻²⁴` relative). Each output span accumulates in place, in L1, one whole input span
-/// at a time, so the inner loop is a plain vector add with no per-element index arithmetic.
+/// `k · 2⁻²⁴` relative). Each output group of [`GROUP`] coordinates is summed in registers
+/// (one load and one add per neighbour and coordinate, one store per output), since the
+/// column range's `n` input spans are in cache whichever row reads them.
 #[inline(always)]
 pub(crate) fn mix_chunk_generic(
     data: &[f32],
@@ -111,24 +111,40 @@ pub(crate) fn mix_chunk_generic(
 ) {
     let width = rows.first().map_or(0, |r| r.len());
     let kf = k as f32;
-    let mut s0 = 0;
-    while s0 < width {
-        let s1 = (s0 + SPAN).min(width);
+    let whole = width - width % GROUP;
+    let mut g0 = 0;
+    while g0 < whole {
         for (i, row) in rows.iter_mut().enumerate() {
-            let out = &mut row[s0..s1];
             let mine = &nbrs[i * k..(i + 1) * k];
-            let first = mine[0] * dim + c0;
-            out.copy_from_slice(&data[first + s0..first + s1]);
+            let first = mine[0] * dim + c0 + g0;
+            let mut acc: [f32; GROUP] = data[first..first + GROUP].try_into().expect("GROUP wide");
             for &j in &mine[1..] {
-                let x = &data[j * dim + c0 + s0..j * dim + c0 + s1];
-                for (o, &v) in out.iter_mut().zip(x) {
-                    *o += v;
+                let x: &[f32; GROUP] = data[j * dim + c0 + g0..j * dim + c0 + g0 + GROUP]
+                    .try_into()
+                    .expect("GROUP wide");
+                for l in 0..GROUP {
+                    acc[l] += x[l];
                 }
             }
-            for o in out.iter_mut() {
-                *o /= kf;
+            let out: &mut [f32; GROUP] = (&mut row[g0..g0 + GROUP]).try_into().expect("GROUP wide");
+            for l in 0..GROUP {
+                out[l] = acc[l] / kf;
             }
         }
-        s0 = s1;
+        g0 += GROUP;
+    }
+    if whole < width {
+        // The tail: the same sums, element by element.
+        for (i, row) in rows.iter_mut().enumerate() {
+            let mine = &nbrs[i * k..(i + 1) * k];
+            for (c, o) in row[whole..].iter_mut().enumerate() {
+                let at = c0 + whole + c;
+                let mut acc = data[mine[0] * dim + at];
+                for &j in &mine[1..] {
+                    acc += data[j * dim + at];
+                }
+                *o = acc / kf;
+            }
+        }
     }
 }
