@@ -1,9 +1,10 @@
 //! The engine of the coordinate-wise rules: sort every coordinate's `n` values (lane-wise
 //! sorting network on total-order keys), then reduce each sorted column.
 
+use super::order::key;
 use super::order::unkey;
 use super::scratch::with_i32;
-use super::sortnet::{load_block, network, sort_block, LANES};
+use super::sortnet::{load_block, network, sort_block, sort_group, GROUP, LANES};
 use super::{simd, CHUNK};
 use crate::Submissions;
 use rayon::prelude::*;
@@ -91,7 +92,26 @@ pub(crate) fn chunk_generic(
     reduce: Reduce,
     block: &mut [i32],
 ) {
-    let mut b0 = 0;
+    // Up to 16 rows, whole groups of coordinates are sorted in registers; the rest (more
+    // rows, or the chunk's last few coordinates) in blocks in L1.
+    let mut b0 = match n {
+        2 => chunk_registers::<2>(rows, dim, c0, out, reduce),
+        3 => chunk_registers::<3>(rows, dim, c0, out, reduce),
+        4 => chunk_registers::<4>(rows, dim, c0, out, reduce),
+        5 => chunk_registers::<5>(rows, dim, c0, out, reduce),
+        6 => chunk_registers::<6>(rows, dim, c0, out, reduce),
+        7 => chunk_registers::<7>(rows, dim, c0, out, reduce),
+        8 => chunk_registers::<8>(rows, dim, c0, out, reduce),
+        9 => chunk_registers::<9>(rows, dim, c0, out, reduce),
+        10 => chunk_registers::<10>(rows, dim, c0, out, reduce),
+        11 => chunk_registers::<11>(rows, dim, c0, out, reduce),
+        12 => chunk_registers::<12>(rows, dim, c0, out, reduce),
+        13 => chunk_registers::<13>(rows, dim, c0, out, reduce),
+        14 => chunk_registers::<14>(rows, dim, c0, out, reduce),
+        15 => chunk_registers::<15>(rows, dim, c0, out, reduce),
+        16 => chunk_registers::<16>(rows, dim, c0, out, reduce),
+        _ => 0,
+    };
     while b0 < out.len() {
         let width = LANES.min(out.len() - b0);
         load_block(rows, n, dim, c0 + b0, width, block);
@@ -103,6 +123,142 @@ pub(crate) fn chunk_generic(
             Reduce::AroundMedian { keep } => around_median(block, n, keep, o),
         }
         b0 += width;
+    }
+}
+
+/// The whole groups of `GROUP` coordinates of one chunk, `N` rows each, sorted in registers
+/// and reduced; returns how many coordinates it wrote (the rest are left to the block path).
+/// The same comparators and the same reductions, in the same order, as the block path: the
+/// results are bit-identical.
+#[inline(always)]
+fn chunk_registers<const N: usize>(
+    rows: &[f32],
+    dim: usize,
+    c0: usize,
+    out: &mut [f32],
+    reduce: Reduce,
+) -> usize {
+    let whole = out.len() - out.len() % GROUP;
+    let (groups, _) = out[..whole].as_chunks_mut::<GROUP>();
+    for (g, o) in groups.iter_mut().enumerate() {
+        let c = c0 + g * GROUP;
+        let mut v = [[0i32; GROUP]; N];
+        for (r, keys) in v.iter_mut().enumerate() {
+            let x: &[f32; GROUP] = rows[r * dim + c..r * dim + c + GROUP]
+                .try_into()
+                .expect("GROUP wide");
+            for l in 0..GROUP {
+                keys[l] = key(x[l]);
+            }
+        }
+        sort_group(&mut v);
+        // Values in a separate array: the reductions index ranks at run time, which keeps
+        // this array (not `v`, sorted in registers) in memory.
+        let mut x = [[0f32; GROUP]; N];
+        for (xr, vr) in x.iter_mut().zip(&v) {
+            for l in 0..GROUP {
+                xr[l] = unkey(vr[l]);
+            }
+        }
+        match reduce {
+            Reduce::Window { lo, hi } => {
+                let mut acc = [-0.0f64; GROUP];
+                for xr in &x[lo..hi] {
+                    for l in 0..GROUP {
+                        acc[l] += xr[l] as f64;
+                    }
+                }
+                let k = (hi - lo) as f64;
+                for l in 0..GROUP {
+                    o[l] = (acc[l] / k) as f32;
+                }
+            }
+            Reduce::Median => {
+                let hi = &x[N / 2];
+                if N % 2 == 1 {
+                    for l in 0..GROUP {
+                        o[l] = (hi[l] as f64) as f32;
+                    }
+                } else {
+                    let lo = &x[N / 2 - 1];
+                    for l in 0..GROUP {
+                        o[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
+                    }
+                }
+            }
+            Reduce::AroundMedian { keep } => around_median_group(N, |r| x[r], keep, o),
+        }
+    }
+    whole
+}
+
+/// Mean around median for one group of `GROUP` coordinates: `rank(r)` gives rank `r`
+/// (`0 ≤ r < n`) of every lane's sorted values. The `keep` values closest to the median are a
+/// window of ranks; the window choice compares distances to the median in f32, the inputs' own
+/// precision (as ByzFL and NumPy do on float32 input), and the chosen values are summed in
+/// f64, in rank order. Every loop is branch-free over the lanes (masks and blends), so it
+/// vectorises.
+#[inline(always)]
+fn around_median_group(
+    n: usize,
+    rank: impl Fn(usize) -> [f32; GROUP],
+    keep: usize,
+    out: &mut [f32; GROUP],
+) {
+    let f = n - keep;
+    let mut med = [0f32; GROUP];
+    if n % 2 == 1 {
+        med = rank(n / 2);
+    } else {
+        let (lo, hi) = (rank(n / 2 - 1), rank(n / 2));
+        for l in 0..GROUP {
+            med[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
+        }
+    }
+    // Every lane operation below is on 32-bit lanes (selects as bit masks, no `&&` or
+    // branches), so the compiler keeps each step one vector instruction.
+    let mut best = [f32::INFINITY; GROUP];
+    let mut start = [0i32; GROUP];
+    for i in 0..=f {
+        let (first, last) = (rank(i), rank(i + keep - 1));
+        for l in 0..GROUP {
+            let below = nan_inf32(med[l] - first[l]);
+            let above = nan_inf32(last[l] - med[l]);
+            let worst = if below > above { below } else { above };
+            // Strictly smaller: among equally good windows the lowest wins. If every window
+            // is infinitely far, window 0 (already in `start`) is as good as any.
+            let better = worst < best[l];
+            let m = (better as i32).wrapping_neg();
+            best[l] = if better { worst } else { best[l] };
+            start[l] = (i as i32 & m) | (start[l] & !m);
+        }
+    }
+    // A rank is in the window iff 0 ≤ rank − start < keep (one unsigned comparison); ranks
+    // f..keep (if any) are in every window. Masked-out ranks add −0.0, the identity, so the
+    // sum runs over the window in rank order.
+    let neg_zero = (-0.0f32).to_bits();
+    let mut acc = [-0.0f64; GROUP];
+    for r in 0..n {
+        let xr = rank(r);
+        if f <= r && r < keep {
+            for l in 0..GROUP {
+                acc[l] += xr[l] as f64;
+            }
+        } else {
+            let mut kept = [0f32; GROUP];
+            for l in 0..GROUP {
+                let inside = ((r as i32).wrapping_sub(start[l]) as u32) < keep as u32;
+                let m = (inside as u32).wrapping_neg();
+                kept[l] = f32::from_bits((xr[l].to_bits() & m) | (neg_zero & !m));
+            }
+            for l in 0..GROUP {
+                acc[l] += kept[l] as f64;
+            }
+        }
+    }
+    let k = keep as f64;
+    for l in 0..GROUP {
+        out[l] = (acc[l] / k) as f32;
     }
 }
 
@@ -156,83 +312,103 @@ fn nan_inf32(d: f32) -> f32 {
     }
 }
 
-/// A row of the block as a fixed-size array (lets the compiler drop bounds checks).
+/// `GROUP` lanes (group `g`) of row `r` of a sorted block, mapped back from keys to values.
 #[inline(always)]
-fn row(block: &[i32], r: usize) -> &[i32; LANES] {
-    block[r * LANES..r * LANES + LANES]
-        .try_into()
-        .expect("LANES wide")
+fn values(rows: &[[i32; LANES]], r: usize, g: usize) -> [f32; GROUP] {
+    let keys: &[i32; GROUP] = &rows[r].as_chunks::<GROUP>().0[g];
+    let mut v = [0f32; GROUP];
+    for l in 0..GROUP {
+        v[l] = unkey(keys[l]);
+    }
+    v
 }
 
 #[inline(always)]
-fn around_median(block: &mut [i32], n: usize, keep: usize, out: &mut [f32]) {
-    // Map the sorted keys back to f32 bit patterns in place, once: every rank is read several
-    // times below. The window choice compares distances to the median in f32, the inputs' own
-    // precision (as ByzFL and NumPy do on float32 input); the chosen values are summed in f64.
-    // Every loop runs over whole rows of lanes with masks and blends, so it vectorises.
-    for k in block.iter_mut() {
-        *k = unkey(*k).to_bits() as i32;
+fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
+    let block = &block.as_chunks::<LANES>().0[..n];
+    for (g, o) in out.chunks_mut(GROUP).enumerate() {
+        let mut mean = [0f32; GROUP];
+        around_median_group(n, |r| values(block, r, g), keep, &mut mean);
+        o.copy_from_slice(&mean[..o.len()]);
     }
-    let block = &*block;
-    let val = |bits: i32| f32::from_bits(bits as u32);
-    let f = n - keep;
-    let mut med = [0f32; LANES];
-    {
-        let hi = row(block, n / 2);
-        if n % 2 == 1 {
-            for l in 0..LANES {
-                med[l] = val(hi[l]);
-            }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The definition, one coordinate at a time: sort (total order), take the median, and of
+    /// the windows of `keep` consecutive ranks the first whose farthest value is nearest the
+    /// median (NaN distances read as +∞); average it in f64, in rank order.
+    fn around_median_twin(column: &[f32], keep: usize) -> f32 {
+        let mut s = column.to_vec();
+        s.sort_by(f32::total_cmp);
+        let n = s.len();
+        let med = if n % 2 == 1 {
+            s[n / 2]
         } else {
-            let lo = row(block, n / 2 - 1);
-            for l in 0..LANES {
-                med[l] = (0.5 * (val(lo[l]) as f64 + val(hi[l]) as f64)) as f32;
+            (0.5 * (s[n / 2 - 1] as f64 + s[n / 2] as f64)) as f32
+        };
+        let inf = |d: f32| if d.is_nan() { f32::INFINITY } else { d };
+        let mut best = (f32::INFINITY, 0);
+        for i in 0..=n - keep {
+            let worst = inf(med - s[i]).max(inf(s[i + keep - 1] - med));
+            if worst < best.0 {
+                best = (worst, i);
             }
         }
+        let sum = s[best.1..best.1 + keep]
+            .iter()
+            .fold(-0.0f64, |a, &v| a + v as f64);
+        (sum / keep as f64) as f32
     }
-    let mut best = [f32::INFINITY; LANES];
-    let mut start = [0i32; LANES];
-    for i in 0..=f {
-        let (first, last) = (row(block, i), row(block, i + keep - 1));
-        for l in 0..LANES {
-            let below = nan_inf32(med[l] - val(first[l]));
-            let above = nan_inf32(val(last[l]) - med[l]);
-            let worst = if below > above { below } else { above };
-            // Strictly smaller: among equally good windows the lowest wins. If every window is
-            // infinitely far, window 0 (already in `start`) is as good as any.
-            let better = worst < best[l];
-            best[l] = if better { worst } else { best[l] };
-            start[l] = if better { i as i32 } else { start[l] };
+
+    /// Every `keep` from 1 to n, including `keep < n − keep` (Bulyan keeps β = θ − 2f of θ,
+    /// fewer than it drops when θ < 6f), on both paths: rows sorted in registers (n ≤ 16,
+    /// whole groups of 8 coordinates) and in blocks (more rows, the last coordinates).
+    #[test]
+    fn mean_around_median_kernel_equals_its_definition_for_every_window_size() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let pick = [
+            -2.0,
+            -1.0,
+            0.0,
+            0.5,
+            1.0,
+            3.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        for n in 1..=20 {
+            for keep in 1..=n {
+                let dim = 21;
+                let rows: Vec<Vec<f32>> = (0..n)
+                    .map(|_| {
+                        (0..dim)
+                            .map(|_| {
+                                if rng.gen_bool(0.5) {
+                                    pick[rng.gen_range(0..pick.len())]
+                                } else {
+                                    rng.gen_range(-4.0f32..4.0)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let s = Submissions::from_rows(&rows).unwrap();
+                let mut out = vec![0f32; dim];
+                coordinatewise(&s, Reduce::AroundMedian { keep }, &mut out);
+                for (c, &o) in out.iter().enumerate() {
+                    let column: Vec<f32> = rows.iter().map(|r| r[c]).collect();
+                    let want = around_median_twin(&column, keep);
+                    assert_eq!(
+                        o.to_bits(),
+                        want.to_bits(),
+                        "n {n} keep {keep} coordinate {c}: {o} vs {want} from {column:?}"
+                    );
+                }
+            }
         }
-    }
-    // Ranks f..keep are in every window; below f a rank is in iff it is ≥ the start, from keep
-    // on iff it is < start + keep. Masked-out ranks add −0.0, the identity.
-    let neg_zero = (-0.0f32).to_bits() as i32;
-    let mut acc = [-0.0f64; LANES];
-    for r in 0..f {
-        let (x, r32) = (row(block, r), r as i32);
-        for l in 0..LANES {
-            acc[l] += val(if r32 >= start[l] { x[l] } else { neg_zero }) as f64;
-        }
-    }
-    for r in f..keep {
-        let x = row(block, r);
-        for l in 0..LANES {
-            acc[l] += val(x[l]) as f64;
-        }
-    }
-    let mut end = [0i32; LANES];
-    for l in 0..LANES {
-        end[l] = start[l] + keep as i32;
-    }
-    for r in keep..n {
-        let (x, r32) = (row(block, r), r as i32);
-        for l in 0..LANES {
-            acc[l] += val(if r32 < end[l] { x[l] } else { neg_zero }) as f64;
-        }
-    }
-    let k = keep as f64;
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o = (a / k) as f32;
     }
 }

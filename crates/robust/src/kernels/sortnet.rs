@@ -1,9 +1,13 @@
-//! Batcher's odd–even merge sorting network, applied lane-wise to blocks of coordinates.
+//! Batcher's odd–even merge sorting network, applied lane-wise to groups of coordinates.
 //!
 //! A coordinate-wise rule sorts the `n` values of every coordinate. Instead of `d` small sorts
-//! with unpredictable branches, we load a block of `LANES` coordinates as `n` rows of keys and
-//! run one fixed network of compare-exchanges over whole rows: branch-free integer min/max that
-//! the compiler turns into SIMD. For `n = 15` the network has 59 comparators.
+//! with unpredictable branches, we load a group of coordinates as `n` rows of keys and run one
+//! fixed network of compare-exchanges over whole rows: branch-free integer min/max that the
+//! compiler turns into SIMD. For `n = 15` the network has 59 comparators. Up to
+//! [`REG_MAX`] rows, the network is a compile-time constant unrolled over [`GROUP`]
+//! coordinates held in registers ([`sort_group`]); beyond, it runs over blocks of `LANES`
+//! coordinates in L1 ([`sort_block`]). Both apply the same comparators, so they agree bit
+//! for bit.
 
 use super::order::key;
 
@@ -41,6 +45,94 @@ pub(crate) fn network(n: usize) -> Vec<(u32, u32)> {
         p *= 2;
     }
     out
+}
+
+/// Largest `n` sorted in registers by [`sort_group`] (Batcher's network for 16 inputs has 63
+/// comparators).
+pub(crate) const REG_MAX: usize = 16;
+
+/// Coordinates sorted at once in registers: one AVX vector of keys per row.
+pub(crate) const GROUP: usize = 8;
+
+const MAX_PAIRS: usize = 64;
+
+/// [`network`] at compile time, for `n ≤ REG_MAX`: the comparators and their count.
+const fn network_const(n: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
+    let mut out = [(0u8, 0u8); MAX_PAIRS];
+    let mut len = 0;
+    if n < 2 {
+        return (out, 0);
+    }
+    let p_total = n.next_power_of_two();
+    let mut p = 1;
+    while p < p_total {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < p_total {
+                let top = if k < p_total - j - k {
+                    k
+                } else {
+                    p_total - j - k
+                };
+                let mut i = 0;
+                while i < top {
+                    if (i + j) / (p * 2) == (i + j + k) / (p * 2) {
+                        let (a, b) = (i + j, i + j + k);
+                        if b < n {
+                            out[len] = (a as u8, b as u8);
+                            len += 1;
+                        }
+                    }
+                    i += 1;
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    (out, len)
+}
+
+/// The network for `N` inputs as a constant, so that [`sort_group`] compiles to a fixed
+/// sequence of register min/max operations.
+struct Net<const N: usize>;
+
+impl<const N: usize> Net<N> {
+    const PAIRS: ([(u8, u8); MAX_PAIRS], usize) = {
+        assert!(N <= REG_MAX);
+        network_const(N)
+    };
+}
+
+/// Applies comparator `$c` of `Net::<$n>` to `$v` for every listed `$c` below the network's
+/// length: unrolled by the macro, so every row index is a constant and `$v` stays in
+/// registers (a loop over the comparators, even of constant length, is not unrolled by LLVM).
+macro_rules! comparators {
+    ($v:ident, $n:ident; $($c:literal)*) => {
+        $(
+            if $c < Net::<$n>::PAIRS.1 {
+                let (i, j) = Net::<$n>::PAIRS.0[$c];
+                let (a, b) = ($v[i as usize], $v[j as usize]);
+                for l in 0..GROUP {
+                    $v[i as usize][l] = a[l].min(b[l]);
+                    $v[j as usize][l] = a[l].max(b[l]);
+                }
+            }
+        )*
+    };
+}
+
+/// Sorts each of the `GROUP` lanes of `v` (`N` rows of keys) ascending: the same comparators
+/// as [`sort_block`], on values the compiler keeps in registers.
+#[inline(always)]
+pub(crate) fn sort_group<const N: usize>(v: &mut [[i32; GROUP]; N]) {
+    const { assert!(MAX_PAIRS == 64) };
+    comparators!(v, N;
+        0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+        32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60
+        61 62 63);
 }
 
 /// Loads coordinates `c0 .. c0 + width` of every row of `rows` (row-major, `dim` wide) into
@@ -101,6 +193,18 @@ mod tests {
                 }
                 assert!(v.windows(2).all(|w| w[0] <= w[1]), "n={n} mask={mask:b}");
             }
+        }
+    }
+
+    #[test]
+    fn the_compile_time_network_is_the_run_time_one() {
+        for n in 0..=REG_MAX {
+            let (pairs, len) = network_const(n);
+            let pairs: Vec<(u32, u32)> = pairs[..len]
+                .iter()
+                .map(|&(a, b)| (a as u32, b as u32))
+                .collect();
+            assert_eq!(pairs, network(n), "n = {n}");
         }
     }
 
