@@ -1,13 +1,85 @@
-//! Matrix products on row-major slices, through `ndarray` and `matrixmultiply`'s packed
-//! SGEMM (no `unsafe` here: `ndarray` checks the shapes).
+//! Matrix products on row-major slices: `C (m×n) = op(A) · op(B) + beta · C`.
+//!
+//! On x86-64 CPUs with AVX2 and FMA (checked at run time) this is our own single-threaded,
+//! BLIS-style packed SGEMM: `op(B)` is packed into panels of [`NR`] columns and `op(A)` into
+//! panels of [`MR`] rows, both in buffers the caller owns ([`Pack`], part of every network's
+//! workspace), so a training round allocates nothing; a 6 × 16 register-tile micro-kernel of
+//! FMAs does the arithmetic. Elsewhere, `ndarray` + `matrixmultiply`'s packed SGEMM (which
+//! allocates its packing buffers on every call).
+//!
+//! Why our own: `matrixmultiply` and `gemm` both allocate per call, and the engine's
+//! steady-state rounds must not; packing into our buffers also lets the kernel pick block
+//! sizes for the engine's shapes (at most a few thousand rows and columns). BENCHMARKS.md
+//! compares it with `matrixmultiply` on the engine's shapes.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// Rows of the register tile (and of a packed A panel).
+pub(crate) const MR: usize = 6;
+/// Columns of the register tile (and of a packed B panel): two AVX vectors.
+pub(crate) const NR: usize = 16;
+/// Depth of one packed block (A panel `MR × KC` in L1 beside a B panel `KC × NR`).
+const KC: usize = 256;
+/// Rows of A packed at once (`MC × KC` floats, 72 KiB: fits L2).
+const MC: usize = 72;
+/// Columns of B packed at once (`KC × NC` floats, 1 MiB).
+const NC: usize = 1024;
+
+/// Packing buffers for [`gemm`], allocated once (fixed sizes, whatever the shapes).
+#[derive(Debug, Clone)]
+pub(crate) struct Pack {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Default for Pack {
+    fn default() -> Self {
+        Self {
+            a: vec![0.0; MC * KC],
+            b: vec![0.0; KC * NC],
+        }
+    }
+}
+
 /// `C (m×n) = op(A) · op(B) + beta · C`, where `op(A)` is `m×k` (`A` stored `k×m` when
-/// `ta`), `op(B)` is `k×n` (`B` stored `n×k` when `tb`).
+/// `ta`), `op(B)` is `k×n` (`B` stored `n×k` when `tb`). With `beta = 0`, `C` is not read
+/// (it may hold anything, NaN included).
+///
+/// Panics if a slice is shorter than its shape.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+    pack: &mut Pack,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            packed(m, n, k, a, ta, b, tb, beta, c, pack);
+            return;
+        }
+    }
+    let _ = pack;
+    library(m, n, k, a, ta, b, tb, beta, c);
+}
+
+/// The same product through `ndarray` / `matrixmultiply` (the portable path, and the
+/// independent twin the tests compare the packed kernel with).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn library(
     m: usize,
     n: usize,
     k: usize,
@@ -36,31 +108,367 @@ pub(crate) fn gemm(
     general_mat_mul(1.0, &a, &b, beta, &mut c);
 }
 
+/// Packs `op(A)[i0..i0+mc, p0..p0+kc]` into panels of `MR` rows: panel `q`, depth `p`, row
+/// `r` at `dst[(q * kc + p) * MR + r]`; rows past `m` are zeros.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pack_a(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    ta: bool,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    for q in 0..mc.div_ceil(MR) {
+        let panel = &mut dst[q * kc * MR..(q + 1) * kc * MR];
+        let rows = MR.min(mc - q * MR);
+        let r0 = i0 + q * MR;
+        if ta {
+            // A stored k×m: for each depth, the panel's rows are contiguous.
+            for p in 0..kc {
+                let src = &a[(p0 + p) * m + r0..(p0 + p) * m + r0 + rows];
+                let d = &mut panel[p * MR..p * MR + MR];
+                d[..rows].copy_from_slice(src);
+                d[rows..].fill(0.0);
+            }
+        } else {
+            for r in 0..MR {
+                if r < rows {
+                    let src = &a[(r0 + r) * k + p0..(r0 + r) * k + p0 + kc];
+                    for (p, &v) in src.iter().enumerate() {
+                        panel[p * MR + r] = v;
+                    }
+                } else {
+                    for p in 0..kc {
+                        panel[p * MR + r] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `op(B)[p0..p0+kc, j0..j0+nc]` into panels of `NR` columns: panel `q`, depth `p`,
+/// column `c` at `dst[(q * kc + p) * NR + c]`; columns past `n` are zeros.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pack_b(
+    b: &[f32],
+    n: usize,
+    k: usize,
+    tb: bool,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    for q in 0..nc.div_ceil(NR) {
+        let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
+        let cols = NR.min(nc - q * NR);
+        let c0 = j0 + q * NR;
+        if tb {
+            // B stored n×k: each column of op(B) is a contiguous row of B.
+            for c in 0..NR {
+                if c < cols {
+                    let src = &b[(c0 + c) * k + p0..(c0 + c) * k + p0 + kc];
+                    for (p, &v) in src.iter().enumerate() {
+                        panel[p * NR + c] = v;
+                    }
+                } else {
+                    for p in 0..kc {
+                        panel[p * NR + c] = 0.0;
+                    }
+                }
+            }
+        } else {
+            for p in 0..kc {
+                let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c0 + cols];
+                let d = &mut panel[p * NR..p * NR + NR];
+                d[..cols].copy_from_slice(src);
+                d[cols..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The packed product (AVX2 + FMA only: see [`gemm`]).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn packed(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+    pack: &mut Pack,
+) {
+    if k == 0 {
+        for v in &mut c[..m * n] {
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+        return;
+    }
+    let mut tile = [0f32; MR * NR];
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            let beta = if p0 == 0 { beta } else { 1.0 };
+            pack_b(b, n, k, tb, p0, kc, j0, nc, &mut pack.b);
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                pack_a(a, m, k, ta, i0, mc, p0, kc, &mut pack.a);
+                for qb in 0..nc.div_ceil(NR) {
+                    let bp = &pack.b[qb * kc * NR..(qb + 1) * kc * NR];
+                    let cols = NR.min(nc - qb * NR);
+                    for qa in 0..mc.div_ceil(MR) {
+                        let ap = &pack.a[qa * kc * MR..(qa + 1) * kc * MR];
+                        let rows = MR.min(mc - qa * MR);
+                        let (i, j) = (i0 + qa * MR, j0 + qb * NR);
+                        if rows == MR && cols == NR {
+                            // A whole tile: the kernel updates C in place.
+                            let cs = &mut c[i * n + j..(i + MR - 1) * n + j + NR];
+                            // SAFETY: `gemm` calls this only when the CPU has AVX2 and FMA;
+                            // the panels are `kc × MR` and `kc × NR` floats (sliced above),
+                            // and `cs` holds MR rows of stride n, NR wide.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                kernel_6x16(kc, ap, bp, beta, cs, n)
+                            };
+                            continue;
+                        }
+                        // An edge tile: computed whole into `tile`, then the valid part added.
+                        tile.fill(0.0);
+                        // SAFETY: as above, with `tile` as an MR × NR matrix of stride NR.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            kernel_6x16(kc, ap, bp, 0.0, &mut tile, NR)
+                        };
+                        for r in 0..rows {
+                            let dst = &mut c[(i + r) * n + j..(i + r) * n + j + cols];
+                            let src = &tile[r * NR..r * NR + cols];
+                            if beta == 0.0 {
+                                dst.copy_from_slice(src);
+                            } else {
+                                for (d, &s) in dst.iter_mut().zip(src) {
+                                    *d = beta * *d + s;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `C (MR × NR, row stride ldc) = Σ_p ap[p] ⊗ bp[p] + beta · C` over `kc` packed depths:
+/// twelve AVX accumulators, one broadcast of A and two loads of B per pair of FMAs. With
+/// `beta = 0`, C is not read.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+unsafe fn kernel_6x16(kc: usize, ap: &[f32], bp: &[f32], beta: f32, c: &mut [f32], ldc: usize) {
+    use std::arch::x86_64::*;
+    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && c.len() >= (MR - 1) * ldc + NR);
+    let (a, b) = (ap.as_ptr(), bp.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the reads stay inside the panels (asserted above).
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(b.add(p * NR)),
+                _mm256_loadu_ps(b.add(p * NR + 8)),
+            )
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let x = unsafe { _mm256_broadcast_ss(&*a.add(p * MR + r)) };
+            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+        }
+    }
+    let cp = c.as_mut_ptr();
+    let bv = _mm256_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row r of C spans c[r * ldc .. r * ldc + NR], inside `c` (asserted above).
+        unsafe {
+            let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
+            if beta == 0.0 {
+                _mm256_storeu_ps(c0, row[0]);
+                _mm256_storeu_ps(c1, row[1]);
+            } else if beta == 1.0 {
+                _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), row[0]));
+                _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), row[1]));
+            } else {
+                _mm256_storeu_ps(c0, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c0), row[0]));
+                _mm256_storeu_ps(c1, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c1), row[1]));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn gemm_matches_the_definition_for_every_transpose() {
-        let (m, n, k) = (3, 4, 5);
-        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i as f32).sin()).collect();
-        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-        let mut want = vec![0f32; m * n];
+    fn definition(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+    ) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
         for i in 0..m {
             for j in 0..n {
-                want[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>() + 1.0;
+                out[i * n + j] = (0..k)
+                    .map(|p| {
+                        let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                        let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                        x as f64 * y as f64
+                    })
+                    .sum();
             }
         }
-        for (aa, ta) in [(&a, false), (&at, true)] {
-            for (bb, tb) in [(&b, false), (&bt, true)] {
-                let mut c = vec![1f32; m * n];
-                gemm(m, n, k, aa, ta, bb, tb, 1.0, &mut c);
-                for (x, y) in c.iter().zip(&want) {
-                    assert!((x - y).abs() < 1e-4, "ta={ta} tb={tb}: {x} vs {y}");
+        out
+    }
+
+    #[test]
+    fn gemm_matches_the_definition_for_every_transpose_shape_and_beta() {
+        // Shapes around every block edge: MR = 6, NR = 16, KC = 256, MC = 72, NC = 1024.
+        let shapes = [
+            (1, 1, 1),
+            (3, 4, 5),
+            (6, 16, 256),
+            (7, 17, 257),
+            (73, 33, 300),
+            (20, 1030, 25),
+            (64, 40, 600),
+            (5, 3, 0),
+        ];
+        let mut pack = Pack::default();
+        for &(m, n, k) in &shapes {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 * 0.02 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53) % 97) as f32 * 0.03 - 1.4)
+                .collect();
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let want = definition(m, n, k, &a, ta, &b, tb);
+                    for beta in [0.0f32, 1.0, 0.5] {
+                        // With beta = 0, C's old contents (NaN here) must not leak in.
+                        let old: Vec<f32> = (0..m * n)
+                            .map(|i| {
+                                if beta == 0.0 {
+                                    f32::NAN
+                                } else {
+                                    i as f32 * 0.1
+                                }
+                            })
+                            .collect();
+                        let mut c = old.clone();
+                        gemm(m, n, k, &a, ta, &b, tb, beta, &mut c, &mut pack);
+                        for i in 0..m * n {
+                            let w = want[i]
+                                + if beta == 0.0 {
+                                    0.0
+                                } else {
+                                    beta as f64 * old[i] as f64
+                                };
+                            let tol = 1e-4 * (k as f64 + 1.0);
+                            assert!(
+                                (c[i] as f64 - w).abs() <= tol,
+                                "m {m} n {n} k {k} ta {ta} tb {tb} beta {beta} at {i}: {} vs {w}",
+                                c[i]
+                            );
+                        }
+                        let mut lib = old.clone();
+                        library(m, n, k, &a, ta, &b, tb, beta, &mut lib);
+                        for (x, y) in c.iter().zip(&lib) {
+                            assert!((x - y).abs() <= 1e-4 * (k as f32 + 1.0));
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The packed product allocates nothing (its buffers are the caller's).
+    #[test]
+    fn the_packing_buffers_have_fixed_sizes() {
+        let pack = Pack::default();
+        let (a, b) = (pack.a.capacity(), pack.b.capacity());
+        let mut pack = pack;
+        let x = vec![1f32; 500 * 700];
+        let mut c = vec![0f32; 500 * 500];
+        gemm(500, 500, 700, &x, false, &x, true, 0.0, &mut c, &mut pack);
+        assert_eq!((pack.a.capacity(), pack.b.capacity()), (a, b));
+        assert_eq!(c[0], 700.0);
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn timing() {
+        let shapes = [
+            (64usize, 1024usize, 576usize, false, false),
+            (128, 256, 1152, false, false),
+            (64, 576, 1024, false, true),
+            (576, 1024, 64, true, false),
+            (128, 1152, 256, false, true),
+            (1152, 256, 128, true, false),
+            (64, 1024, 27, false, false),
+            (20, 576, 25, false, false),
+            (20, 64, 500, false, false),
+            (500, 320, 25, true, false),
+            (20, 25, 576, false, true),
+            (25, 500, 320, false, true),
+            (20, 500, 64, false, true),
+        ];
+        let mut pack = Pack::default();
+        for (m, n, k, ta, tb) in shapes {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+            let mut c = vec![0f32; m * n];
+            let reps = (1e9 / (2.0 * (m * n * k) as f64)) as usize + 1;
+            let (mut t1, mut t2) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    gemm(m, n, k, &a, ta, &b, tb, 0.0, &mut c, &mut pack);
+                }
+                t1 = t1.min(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    library(m, n, k, &a, ta, &b, tb, 0.0, &mut c);
+                }
+                t2 = t2.min(t.elapsed().as_secs_f64());
+            }
+            let fl = 2.0 * (m * n * k * reps) as f64;
+            eprintln!(
+                "{m}x{n}x{k} ta {ta} tb {tb}: ours {:.1} GF/s, matrixmultiply {:.1} GF/s",
+                fl / t1 / 1e9,
+                fl / t2 / 1e9
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A sequential network of the layers the thesis's models use, with its own forward and
 //! backward passes over flat parameter vectors.
 
-use crate::gemm::gemm;
+use crate::gemm::{gemm, Pack};
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,10 @@ struct Workspace {
     dcol: Vec<f32>,
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
+    /// The matrix products' packing buffers (fixed size, allocated with the network).
+    pack: Pack,
+    /// `evaluate`'s copy of the batch-norm running statistics.
+    eval_state: Vec<f32>,
 }
 
 /// A sequential network: layers, their parameter layout, and reusable buffers.
@@ -410,7 +414,18 @@ impl Network {
                             l.output,
                             &mut self.ws.col[..ckk * hw],
                         );
-                        gemm(out, hw, ckk, w, false, &self.ws.col, false, 0.0, yb);
+                        gemm(
+                            out,
+                            hw,
+                            ckk,
+                            w,
+                            false,
+                            &self.ws.col,
+                            false,
+                            0.0,
+                            yb,
+                            &mut self.ws.pack,
+                        );
                         for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
                             for v in plane {
                                 *v += bias;
@@ -455,7 +470,18 @@ impl Network {
                 LayerSpec::Linear { out } => {
                     let n_in = l.input.len();
                     let (w, b) = p.split_at(out * n_in);
-                    gemm(batch, out, n_in, x, false, w, true, 0.0, y);
+                    gemm(
+                        batch,
+                        out,
+                        n_in,
+                        x,
+                        false,
+                        w,
+                        true,
+                        0.0,
+                        y,
+                        &mut self.ws.pack,
+                    );
                     for row in y.chunks_exact_mut(out) {
                         for (v, &bias) in row.iter_mut().zip(b) {
                             *v += bias;
@@ -572,7 +598,18 @@ impl Network {
                             l.output,
                             &mut self.ws.col[..ckk * hw],
                         );
-                        gemm(out, ckk, hw, dyb, false, &self.ws.col, true, 1.0, gw);
+                        gemm(
+                            out,
+                            ckk,
+                            hw,
+                            dyb,
+                            false,
+                            &self.ws.col,
+                            true,
+                            1.0,
+                            gw,
+                            &mut self.ws.pack,
+                        );
                         for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
                             *gbias += plane.iter().sum::<f32>();
                         }
@@ -587,6 +624,7 @@ impl Network {
                                 false,
                                 0.0,
                                 &mut self.ws.dcol[..ckk * hw],
+                                &mut self.ws.pack,
                             );
                             col2im(
                                 &self.ws.dcol[..ckk * hw],
@@ -642,14 +680,36 @@ impl Network {
                     let n_in = l.input.len();
                     let (w, _) = p.split_at(out * n_in);
                     let (gw, gb) = gp.split_at_mut(out * n_in);
-                    gemm(out, n_in, batch, dy, true, x, false, 1.0, gw);
+                    gemm(
+                        out,
+                        n_in,
+                        batch,
+                        dy,
+                        true,
+                        x,
+                        false,
+                        1.0,
+                        gw,
+                        &mut self.ws.pack,
+                    );
                     for row in dy.chunks_exact(out) {
                         for (s, &v) in gb.iter_mut().zip(row) {
                             *s += v;
                         }
                     }
                     if need_dx {
-                        gemm(batch, n_in, out, dy, false, w, false, 0.0, dx);
+                        gemm(
+                            batch,
+                            n_in,
+                            out,
+                            dy,
+                            false,
+                            w,
+                            false,
+                            0.0,
+                            dx,
+                            &mut self.ws.pack,
+                        );
                     }
                 }
             }
@@ -668,7 +728,12 @@ impl Network {
         batch: usize,
     ) -> Evaluation {
         let mut ev = Evaluation::default();
-        let mut state = state.to_vec();
+        // Evaluation mode reads the running statistics but `forward` takes them mutably (it
+        // updates them in training): a reused copy, so evaluating allocates nothing once warm.
+        let mut copy = std::mem::take(&mut self.ws.eval_state);
+        copy.clear();
+        copy.extend_from_slice(state);
+        let mut state = copy;
         let per = self.input.len();
         let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
@@ -680,6 +745,7 @@ impl Network {
             ev.correct += correct;
             ev.count += b;
         }
+        self.ws.eval_state = state;
         ev
     }
 
