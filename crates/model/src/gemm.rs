@@ -10,7 +10,7 @@
 //! Why our own: `matrixmultiply` and `gemm` both allocate per call, and the engine's
 //! steady-state rounds must not; packing into our buffers also lets the kernel pick block
 //! sizes for the engine's shapes (at most a few thousand rows and columns). BENCHMARKS.md
-//! compares it with `matrixmultiply` on the engine's shapes.
+//! compares the engine's rounds with this kernel and with `matrixmultiply`.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -129,7 +129,16 @@ fn pack_a(
         let rows = MR.min(mc - q * MR);
         let r0 = i0 + q * MR;
         if ta {
-            // A stored k×m: for each depth, the panel's rows are contiguous.
+            // A stored k×m: for each depth, the panel's rows are contiguous (copied as a
+            // fixed-size array when whole: a call to memcpy per 6 floats costs more).
+            if rows == MR {
+                for (p, d) in panel.chunks_exact_mut(MR).enumerate() {
+                    let at = (p0 + p) * m + r0;
+                    let src: &[f32; MR] = a[at..at + MR].try_into().expect("MR wide");
+                    d.copy_from_slice(src);
+                }
+                continue;
+            }
             for p in 0..kc {
                 let src = &a[(p0 + p) * m + r0..(p0 + p) * m + r0 + rows];
                 let d = &mut panel[p * MR..p * MR + MR];
@@ -186,6 +195,12 @@ fn pack_b(
                         panel[p * NR + c] = 0.0;
                     }
                 }
+            }
+        } else if cols == NR {
+            for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
+                let at = (p0 + p) * n + c0;
+                let src: &[f32; NR] = b[at..at + NR].try_into().expect("NR wide");
+                d.copy_from_slice(src);
             }
         } else {
             for p in 0..kc {
@@ -244,16 +259,23 @@ fn packed(
                             // and `cs` holds MR rows of stride n, NR wide.
                             #[allow(unsafe_code)]
                             unsafe {
-                                kernel_6x16(kc, ap, bp, beta, cs, n)
+                                kernel::<MR>(kc, ap, bp, beta, cs, n)
                             };
                             continue;
                         }
-                        // An edge tile: computed whole into `tile`, then the valid part added.
-                        tile.fill(0.0);
+                        // An edge tile: its `rows` rows computed into `tile` (fewer rows, fewer
+                        // FMAs: m = 20 or 25 is common here), then the valid part added.
                         // SAFETY: as above, with `tile` as an MR × NR matrix of stride NR.
                         #[allow(unsafe_code)]
                         unsafe {
-                            kernel_6x16(kc, ap, bp, 0.0, &mut tile, NR)
+                            match rows {
+                                1 => kernel::<1>(kc, ap, bp, 0.0, &mut tile, NR),
+                                2 => kernel::<2>(kc, ap, bp, 0.0, &mut tile, NR),
+                                3 => kernel::<3>(kc, ap, bp, 0.0, &mut tile, NR),
+                                4 => kernel::<4>(kc, ap, bp, 0.0, &mut tile, NR),
+                                5 => kernel::<5>(kc, ap, bp, 0.0, &mut tile, NR),
+                                _ => kernel::<MR>(kc, ap, bp, 0.0, &mut tile, NR),
+                            }
                         };
                         for r in 0..rows {
                             let dst = &mut c[(i + r) * n + j..(i + r) * n + j + cols];
@@ -273,9 +295,9 @@ fn packed(
     }
 }
 
-/// `C (MR × NR, row stride ldc) = Σ_p ap[p] ⊗ bp[p] + beta · C` over `kc` packed depths:
-/// twelve AVX accumulators, one broadcast of A and two loads of B per pair of FMAs. With
-/// `beta = 0`, C is not read.
+/// `C (R × NR, row stride ldc) = Σ_p ap[p][..R] ⊗ bp[p] + beta · C` over `kc` packed depths
+/// (`R ≤ MR` rows of an `MR`-row panel): up to twelve AVX accumulators, one broadcast of A
+/// and two loads of B per pair of FMAs. With `beta = 0`, C is not read.
 ///
 /// # Safety
 ///
@@ -283,11 +305,19 @@ fn packed(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(unsafe_code)]
-unsafe fn kernel_6x16(kc: usize, ap: &[f32], bp: &[f32], beta: f32, c: &mut [f32], ldc: usize) {
+unsafe fn kernel<const R: usize>(
+    kc: usize,
+    ap: &[f32],
+    bp: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     use std::arch::x86_64::*;
-    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && c.len() >= (MR - 1) * ldc + NR);
+    const { assert!(R >= 1 && R <= MR) };
+    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && c.len() >= (R - 1) * ldc + NR);
     let (a, b) = (ap.as_ptr(), bp.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for p in 0..kc {
         // SAFETY: p < kc, so the reads stay inside the panels (asserted above).
         let (b0, b1) = unsafe {
@@ -297,7 +327,7 @@ unsafe fn kernel_6x16(kc: usize, ap: &[f32], bp: &[f32], beta: f32, c: &mut [f32
             )
         };
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
+            // SAFETY: as above (r < R ≤ MR).
             let x = unsafe { _mm256_broadcast_ss(&*a.add(p * MR + r)) };
             row[0] = _mm256_fmadd_ps(x, b0, row[0]);
             row[1] = _mm256_fmadd_ps(x, b1, row[1]);
@@ -424,51 +454,5 @@ mod tests {
         gemm(500, 500, 700, &x, false, &x, true, 0.0, &mut c, &mut pack);
         assert_eq!((pack.a.capacity(), pack.b.capacity()), (a, b));
         assert_eq!(c[0], 700.0);
-    }
-
-    #[test]
-    #[ignore = "timing, run by hand"]
-    fn timing() {
-        let shapes = [
-            (64usize, 1024usize, 576usize, false, false),
-            (128, 256, 1152, false, false),
-            (64, 576, 1024, false, true),
-            (576, 1024, 64, true, false),
-            (128, 1152, 256, false, true),
-            (1152, 256, 128, true, false),
-            (64, 1024, 27, false, false),
-            (20, 576, 25, false, false),
-            (20, 64, 500, false, false),
-            (500, 320, 25, true, false),
-            (20, 25, 576, false, true),
-            (25, 500, 320, false, true),
-            (20, 500, 64, false, true),
-        ];
-        let mut pack = Pack::default();
-        for (m, n, k, ta, tb) in shapes {
-            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-            let mut c = vec![0f32; m * n];
-            let reps = (1e9 / (2.0 * (m * n * k) as f64)) as usize + 1;
-            let (mut t1, mut t2) = (f64::MAX, f64::MAX);
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    gemm(m, n, k, &a, ta, &b, tb, 0.0, &mut c, &mut pack);
-                }
-                t1 = t1.min(t.elapsed().as_secs_f64());
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    library(m, n, k, &a, ta, &b, tb, 0.0, &mut c);
-                }
-                t2 = t2.min(t.elapsed().as_secs_f64());
-            }
-            let fl = 2.0 * (m * n * k * reps) as f64;
-            eprintln!(
-                "{m}x{n}x{k} ta {ta} tb {tb}: ours {:.1} GF/s, matrixmultiply {:.1} GF/s",
-                fl / t1 / 1e9,
-                fl / t2 / 1e9
-            );
-        }
     }
 }
