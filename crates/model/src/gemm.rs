@@ -108,106 +108,56 @@ pub(crate) fn library(
     general_mat_mul(1.0, &a, &b, beta, &mut c);
 }
 
-/// Packs `op(A)[i0..i0+mc, p0..p0+kc]` into panels of `MR` rows: panel `q`, depth `p`, row
-/// `r` at `dst[(q * kc + p) * MR + r]`; rows past `m` are zeros.
+/// Packs the `width` lines `x0..x0+width` (rows of op(A), or columns of op(B)) over depths
+/// `p0..p0+kc` into panels of `W` lines: panel `q`, depth `p`, line `l` at
+/// `dst[(q * kc + p) * W + l]`; lines past `width` are zeros. Line `x` at depth `p` is
+/// `src[p * ld + x]` when `depth_major` (op(A) of a transposed A, op(B) of a plain B), else
+/// `src[x * ld + p]`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn pack_a(
-    a: &[f32],
-    m: usize,
-    k: usize,
-    ta: bool,
-    i0: usize,
-    mc: usize,
+fn pack_panels<const W: usize>(
+    src: &[f32],
+    ld: usize,
+    depth_major: bool,
+    x0: usize,
+    width: usize,
     p0: usize,
     kc: usize,
     dst: &mut [f32],
 ) {
-    for q in 0..mc.div_ceil(MR) {
-        let panel = &mut dst[q * kc * MR..(q + 1) * kc * MR];
-        let rows = MR.min(mc - q * MR);
-        let r0 = i0 + q * MR;
-        if ta {
-            // A stored k×m: for each depth, the panel's rows are contiguous (copied as a
-            // fixed-size array when whole: a call to memcpy per 6 floats costs more).
-            if rows == MR {
-                for (p, d) in panel.chunks_exact_mut(MR).enumerate() {
-                    let at = (p0 + p) * m + r0;
-                    let src: &[f32; MR] = a[at..at + MR].try_into().expect("MR wide");
-                    d.copy_from_slice(src);
-                }
-                continue;
+    for q in 0..width.div_ceil(W) {
+        let panel = &mut dst[q * kc * W..(q + 1) * kc * W];
+        let lines = W.min(width - q * W);
+        let l0 = x0 + q * W;
+        if depth_major && lines == W {
+            // For each depth the panel's lines are contiguous: copied as a fixed-size array
+            // (a call to memcpy per 6 or 16 floats costs more than the copy).
+            for (p, d) in panel.chunks_exact_mut(W).enumerate() {
+                let at = (p0 + p) * ld + l0;
+                let line: &[f32; W] = src[at..at + W].try_into().expect("W wide");
+                d.copy_from_slice(line);
             }
+        } else if depth_major {
             for p in 0..kc {
-                let src = &a[(p0 + p) * m + r0..(p0 + p) * m + r0 + rows];
-                let d = &mut panel[p * MR..p * MR + MR];
-                d[..rows].copy_from_slice(src);
-                d[rows..].fill(0.0);
+                let at = (p0 + p) * ld + l0;
+                let d = &mut panel[p * W..p * W + W];
+                d[..lines].copy_from_slice(&src[at..at + lines]);
+                d[lines..].fill(0.0);
             }
         } else {
-            for r in 0..MR {
-                if r < rows {
-                    let src = &a[(r0 + r) * k + p0..(r0 + r) * k + p0 + kc];
-                    for (p, &v) in src.iter().enumerate() {
-                        panel[p * MR + r] = v;
+            // Each line is contiguous over the depths.
+            for l in 0..W {
+                if l < lines {
+                    let at = (l0 + l) * ld + p0;
+                    for (p, &v) in src[at..at + kc].iter().enumerate() {
+                        panel[p * W + l] = v;
                     }
                 } else {
                     for p in 0..kc {
-                        panel[p * MR + r] = 0.0;
+                        panel[p * W + l] = 0.0;
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Packs `op(B)[p0..p0+kc, j0..j0+nc]` into panels of `NR` columns: panel `q`, depth `p`,
-/// column `c` at `dst[(q * kc + p) * NR + c]`; columns past `n` are zeros.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn pack_b(
-    b: &[f32],
-    n: usize,
-    k: usize,
-    tb: bool,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    dst: &mut [f32],
-) {
-    for q in 0..nc.div_ceil(NR) {
-        let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
-        let cols = NR.min(nc - q * NR);
-        let c0 = j0 + q * NR;
-        if tb {
-            // B stored n×k: each column of op(B) is a contiguous row of B.
-            for c in 0..NR {
-                if c < cols {
-                    let src = &b[(c0 + c) * k + p0..(c0 + c) * k + p0 + kc];
-                    for (p, &v) in src.iter().enumerate() {
-                        panel[p * NR + c] = v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        panel[p * NR + c] = 0.0;
-                    }
-                }
-            }
-        } else if cols == NR {
-            for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
-                let at = (p0 + p) * n + c0;
-                let src: &[f32; NR] = b[at..at + NR].try_into().expect("NR wide");
-                d.copy_from_slice(src);
-            }
-        } else {
-            for p in 0..kc {
-                let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c0 + cols];
-                let d = &mut panel[p * NR..p * NR + NR];
-                d[..cols].copy_from_slice(src);
-                d[cols..].fill(0.0);
             }
         }
     }
@@ -240,10 +190,11 @@ fn packed(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let beta = if p0 == 0 { beta } else { 1.0 };
-            pack_b(b, n, k, tb, p0, kc, j0, nc, &mut pack.b);
+            // op(B)[p0.., j0..]: columns of op(B) are rows of a transposed B.
+            pack_panels::<NR>(b, if tb { k } else { n }, !tb, j0, nc, p0, kc, &mut pack.b);
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                pack_a(a, m, k, ta, i0, mc, p0, kc, &mut pack.a);
+                pack_panels::<MR>(a, if ta { m } else { k }, ta, i0, mc, p0, kc, &mut pack.a);
                 for qb in 0..nc.div_ceil(NR) {
                     let bp = &pack.b[qb * kc * NR..(qb + 1) * kc * NR];
                     let cols = NR.min(nc - qb * NR);

@@ -19,49 +19,22 @@ pub(crate) const LANES: usize = 64;
 /// Batcher's network for the next power of two `p ≥ n`, keeping the comparators whose both ends
 /// are `< n`: the dropped inputs act as `+∞` padding that never moves, so the result still sorts.
 pub(crate) fn network(n: usize) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
-    if n < 2 {
-        return out;
-    }
-    let p_total = n.next_power_of_two();
-    let mut p = 1;
-    while p < p_total {
-        let mut k = p;
-        while k >= 1 {
-            let mut j = k % p;
-            while j + k < p_total {
-                for i in 0..k.min(p_total - j - k) {
-                    if (i + j) / (p * 2) == (i + j + k) / (p * 2) {
-                        let (a, b) = (i + j, i + j + k);
-                        if b < n {
-                            out.push((a as u32, b as u32));
-                        }
-                    }
-                }
-                j += 2 * k;
-            }
-            k /= 2;
-        }
-        p *= 2;
-    }
+    // Batcher's network on p = 2^t inputs has (t² − t + 4)·2^(t−2) − 1 ≤ p·t·(t + 1)/4
+    // comparators.
+    let p = n.next_power_of_two();
+    let t = p.trailing_zeros() as usize;
+    let mut out = vec![(0, 0); (p * t * (t + 1) / 4).max(1)];
+    let len = batcher_into(n, &mut out);
+    out.truncate(len);
     out
 }
 
-/// Largest `n` sorted in registers by [`sort_group`] (Batcher's network for 16 inputs has 63
-/// comparators).
-pub(crate) const REG_MAX: usize = 16;
-
-/// Coordinates sorted at once in registers: one AVX vector of keys per row.
-pub(crate) const GROUP: usize = 8;
-
-const MAX_PAIRS: usize = 64;
-
-/// [`network`] at compile time, for `n ≤ REG_MAX`: the comparators and their count.
-const fn network_const(n: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
-    let mut out = [(0u8, 0u8); MAX_PAIRS];
+/// Writes [`network`]`(n)` into `out` and returns its length (a `const fn`, so that the
+/// register path's networks are compile-time constants built by the same code).
+const fn batcher_into(n: usize, out: &mut [(u32, u32)]) -> usize {
     let mut len = 0;
     if n < 2 {
-        return (out, 0);
+        return 0;
     }
     let p_total = n.next_power_of_two();
     let mut p = 1;
@@ -80,7 +53,7 @@ const fn network_const(n: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
                     if (i + j) / (p * 2) == (i + j + k) / (p * 2) {
                         let (a, b) = (i + j, i + j + k);
                         if b < n {
-                            out[len] = (a as u8, b as u8);
+                            out[len] = (a as u32, b as u32);
                             len += 1;
                         }
                     }
@@ -92,6 +65,22 @@ const fn network_const(n: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
         }
         p *= 2;
     }
+    len
+}
+
+/// Largest `n` sorted in registers by [`sort_group`] (Batcher's network for 16 inputs has 63
+/// comparators).
+pub(crate) const REG_MAX: usize = 16;
+
+/// Coordinates sorted at once in registers: one AVX vector of keys per row.
+pub(crate) const GROUP: usize = 8;
+
+const MAX_PAIRS: usize = 64;
+
+/// [`network`] at compile time, for `n ≤ REG_MAX`: the comparators and their count.
+const fn network_const(n: usize) -> ([(u32, u32); MAX_PAIRS], usize) {
+    let mut out = [(0u32, 0u32); MAX_PAIRS];
+    let len = batcher_into(n, &mut out);
     (out, len)
 }
 
@@ -100,7 +89,7 @@ const fn network_const(n: usize) -> ([(u8, u8); MAX_PAIRS], usize) {
 struct Net<const N: usize>;
 
 impl<const N: usize> Net<N> {
-    const PAIRS: ([(u8, u8); MAX_PAIRS], usize) = {
+    const PAIRS: ([(u32, u32); MAX_PAIRS], usize) = {
         assert!(N <= REG_MAX);
         network_const(N)
     };
@@ -200,11 +189,32 @@ mod tests {
     fn the_compile_time_network_is_the_run_time_one() {
         for n in 0..=REG_MAX {
             let (pairs, len) = network_const(n);
-            let pairs: Vec<(u32, u32)> = pairs[..len]
-                .iter()
-                .map(|&(a, b)| (a as u32, b as u32))
-                .collect();
-            assert_eq!(pairs, network(n), "n = {n}");
+            assert_eq!(pairs[..len].to_vec(), network(n), "n = {n}");
+        }
+    }
+
+    /// Past 16 inputs (too many for the 0–1 check), random inputs, up to sizes whose
+    /// comparator count is near the buffer's bound.
+    #[test]
+    fn larger_networks_sort_random_inputs() {
+        let mut x = 12345u64;
+        for n in 17..=130usize {
+            let net = network(n);
+            for _ in 0..20 {
+                let mut v: Vec<u64> = (0..n)
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        x >> 40
+                    })
+                    .collect();
+                for &(i, j) in &net {
+                    let (i, j) = (i as usize, j as usize);
+                    if v[i] > v[j] {
+                        v.swap(i, j);
+                    }
+                }
+                assert!(v.windows(2).all(|w| w[0] <= w[1]), "n={n}");
+            }
         }
     }
 
