@@ -203,7 +203,9 @@ mod tests {
             for _ in 0..20 {
                 let mut v: Vec<u64> = (0..n)
                     .map(|_| {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         x >> 40
                     })
                     .collect();
