@@ -116,11 +116,11 @@ pub(crate) fn chunk_generic(
         let width = LANES.min(out.len() - b0);
         load_block(rows, n, dim, c0 + b0, width, block);
         sort_block(block, net);
-        let o = &mut out[b0..b0 + width];
-        match reduce {
-            Reduce::Window { lo, hi } => window_mean(block, lo, hi, o),
-            Reduce::Median => median(block, n, o),
-            Reduce::AroundMedian { keep } => around_median(block, n, keep, o),
+        let sorted = &block.as_chunks::<LANES>().0[..n];
+        for (g, o) in out[b0..b0 + width].chunks_mut(GROUP).enumerate() {
+            let mut reduced = [0f32; GROUP];
+            reduce_group(n, |r| values(sorted, r, g), reduce, &mut reduced);
+            o.copy_from_slice(&reduced[..o.len()]);
         }
         b0 += width;
     }
@@ -160,36 +160,50 @@ fn chunk_registers<const N: usize>(
                 xr[l] = unkey(vr[l]);
             }
         }
-        match reduce {
-            Reduce::Window { lo, hi } => {
-                let mut acc = [-0.0f64; GROUP];
-                for xr in &x[lo..hi] {
-                    for l in 0..GROUP {
-                        acc[l] += xr[l] as f64;
-                    }
-                }
-                let k = (hi - lo) as f64;
-                for l in 0..GROUP {
-                    o[l] = (acc[l] / k) as f32;
-                }
-            }
-            Reduce::Median => {
-                let hi = &x[N / 2];
-                if N % 2 == 1 {
-                    for l in 0..GROUP {
-                        o[l] = (hi[l] as f64) as f32;
-                    }
-                } else {
-                    let lo = &x[N / 2 - 1];
-                    for l in 0..GROUP {
-                        o[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
-                    }
-                }
-            }
-            Reduce::AroundMedian { keep } => around_median_group(N, |r| x[r], keep, o),
-        }
+        reduce_group(N, |r| x[r], reduce, o);
     }
     whole
+}
+
+/// Applies `reduce` to one group of `GROUP` coordinates whose sorted values `rank(r)` gives
+/// (rank `r`, `0 ≤ r < n`, of every lane): the one implementation of each reduction, used by
+/// the register path and the block path alike.
+#[inline(always)]
+fn reduce_group(
+    n: usize,
+    rank: impl Fn(usize) -> [f32; GROUP],
+    reduce: Reduce,
+    out: &mut [f32; GROUP],
+) {
+    match reduce {
+        Reduce::Window { lo, hi } => {
+            // −0.0 is the identity of addition (+0.0 is not: −0 + +0 = +0), so a column of
+            // −0.0 averages to −0.0, like every other value repeated.
+            let mut acc = [-0.0f64; GROUP];
+            for r in lo..hi {
+                let x = rank(r);
+                for l in 0..GROUP {
+                    acc[l] += x[l] as f64;
+                }
+            }
+            let k = (hi - lo) as f64;
+            for l in 0..GROUP {
+                out[l] = (acc[l] / k) as f32;
+            }
+        }
+        Reduce::Median => {
+            let hi = rank(n / 2);
+            if n % 2 == 1 {
+                *out = hi;
+            } else {
+                let lo = rank(n / 2 - 1);
+                for l in 0..GROUP {
+                    out[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
+                }
+            }
+        }
+        Reduce::AroundMedian { keep } => around_median_group(n, rank, keep, out),
+    }
 }
 
 /// Mean around median for one group of `GROUP` coordinates: `rank(r)` gives rank `r`
@@ -263,47 +277,6 @@ fn around_median_group(
 }
 
 #[inline(always)]
-fn window_mean(block: &[i32], lo: usize, hi: usize, out: &mut [f32]) {
-    // −0.0 is the identity of addition (+0.0 is not: −0 + +0 = +0), so a column of −0.0
-    // averages to −0.0, like every other value repeated.
-    let mut acc = [-0.0f64; LANES];
-    for r in lo..hi {
-        let row = &block[r * LANES..r * LANES + LANES];
-        for l in 0..LANES {
-            acc[l] += unkey(row[l]) as f64;
-        }
-    }
-    let k = (hi - lo) as f64;
-    for (o, a) in out.iter_mut().zip(acc) {
-        *o = (a / k) as f32;
-    }
-}
-
-#[inline(always)]
-fn median_lanes(block: &[i32], n: usize, med: &mut [f64; LANES]) {
-    let hi = &block[(n / 2) * LANES..(n / 2) * LANES + LANES];
-    if n % 2 == 1 {
-        for l in 0..LANES {
-            med[l] = unkey(hi[l]) as f64;
-        }
-    } else {
-        let lo = &block[(n / 2 - 1) * LANES..(n / 2 - 1) * LANES + LANES];
-        for l in 0..LANES {
-            med[l] = 0.5 * (unkey(lo[l]) as f64 + unkey(hi[l]) as f64);
-        }
-    }
-}
-
-#[inline(always)]
-fn median(block: &[i32], n: usize, out: &mut [f32]) {
-    let mut med = [0f64; LANES];
-    median_lanes(block, n, &mut med);
-    for (o, m) in out.iter_mut().zip(med) {
-        *o = m as f32;
-    }
-}
-
-#[inline(always)]
 fn nan_inf32(d: f32) -> f32 {
     if d.is_nan() {
         f32::INFINITY
@@ -321,16 +294,6 @@ fn values(rows: &[[i32; LANES]], r: usize, g: usize) -> [f32; GROUP] {
         v[l] = unkey(keys[l]);
     }
     v
-}
-
-#[inline(always)]
-fn around_median(block: &[i32], n: usize, keep: usize, out: &mut [f32]) {
-    let block = &block.as_chunks::<LANES>().0[..n];
-    for (g, o) in out.chunks_mut(GROUP).enumerate() {
-        let mut mean = [0f32; GROUP];
-        around_median_group(n, |r| values(block, r, g), keep, &mut mean);
-        o.copy_from_slice(&mean[..o.len()]);
-    }
 }
 
 #[cfg(test)]
