@@ -66,8 +66,7 @@ pub(crate) fn gemm(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if crate::network::fast_cpu() {
             packed(m, n, k, a, ta, b, tb, beta, c, pack);
             return;
         }

@@ -136,10 +136,10 @@ const BN_EPS: f32 = 1e-5;
 /// True when the engine's own loops can run their AVX2 + FMA build. That build and the
 /// baseline one perform the same operations in the same order (Rust never fuses `a*b+c` into
 /// an FMA on its own), so results are bit-identical; only the width of the vectors differs.
-/// This, the two `fast` wrappers and the SGEMM micro-kernel (`gemm.rs`) are the only `unsafe` in
-/// this crate.
+/// The same check picks `gemm.rs`'s packed SGEMM. This, the two `fast` wrappers
+/// and the SGEMM micro-kernel (`gemm.rs`) are the only `unsafe` in this crate.
 #[cfg(target_arch = "x86_64")]
-fn fast_cpu() -> bool {
+pub(crate) fn fast_cpu() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 const BN_MOMENTUM: f32 = 0.1;

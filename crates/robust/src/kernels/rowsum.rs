@@ -138,13 +138,19 @@ pub(crate) fn mix_chunk_generic(
         for (i, row) in rows.iter_mut().enumerate() {
             let mine = &nbrs[i * k..(i + 1) * k];
             for (c, o) in row[whole..].iter_mut().enumerate() {
-                let at = c0 + whole + c;
-                let mut acc = data[mine[0] * dim + at];
-                for &j in &mine[1..] {
-                    acc += data[j * dim + at];
-                }
-                *o = acc / kf;
+                *o = mix_one(data, dim, mine, c0 + whole + c);
             }
         }
     }
+}
+
+/// One coordinate (`at`) of one mixed row: the rows `mine` summed in that order, divided by
+/// their count (what [`mix_chunk_generic`] computes for every coordinate).
+#[inline(always)]
+pub(crate) fn mix_one(data: &[f32], dim: usize, mine: &[usize], at: usize) -> f32 {
+    let mut acc = data[mine[0] * dim + at];
+    for &j in &mine[1..] {
+        acc += data[j * dim + at];
+    }
+    acc / mine.len() as f32
 }

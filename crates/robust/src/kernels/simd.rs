@@ -10,7 +10,13 @@
 
 use super::coordinatewise::{chunk_generic, Reduce};
 use super::distances::{pair_partials_generic, point_partials_generic};
-use super::rowsum::{mix_chunk_generic, weighted_chunk_generic};
+use super::rowsum::{mix_chunk_generic, mix_one, weighted_chunk_generic};
+
+/// Whether the CPU has AVX2 and FMA: the condition for every fast path here.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
 
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path) => {
@@ -19,9 +25,7 @@ macro_rules! dispatch {
         pub(crate) fn $name($($a: $t),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                if avx2_fma() {
                     #[target_feature(enable = "avx2,fma")]
                     #[allow(clippy::too_many_arguments)]
                     unsafe fn fast($($a: $t),*) {
@@ -79,8 +83,7 @@ pub(crate) fn mix_chunk(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above; `mix_avx2` has no
             // other precondition (it checks every index it reads and writes).
             unsafe { mix_avx2(data, dim, nbrs, k, c0, rows) };
@@ -117,14 +120,6 @@ unsafe fn mix_avx2(
     let kf = k as f32;
     let kv = _mm256_set1_ps(kf);
     let base = data.as_ptr();
-    // One output coordinate, summed in `nbrs` order (the generic kernel's order).
-    let scalar = |mine: &[usize], c: usize| -> f32 {
-        let mut acc = data[mine[0] * dim + c0 + c];
-        for &j in &mine[1..] {
-            acc += data[j * dim + c0 + c];
-        }
-        acc / kf
-    };
     let mut s0 = 0;
     while s0 < width {
         let s1 = (s0 + MIX_SPAN).min(width);
@@ -142,8 +137,10 @@ unsafe fn mix_avx2(
                 (s1 + head).min(width)
             };
             let mut c = lo;
+            // Heads and tails go through `out` too (one pointer for every write to the row),
+            // computed as the plain kernel computes them.
             while c < hi && c < head {
-                row[c] = scalar(mine, c);
+                *out.add(c) = mix_one(data, dim, mine, c0 + c);
                 c += 1;
             }
             while c + 32 <= hi {
@@ -174,7 +171,7 @@ unsafe fn mix_avx2(
                 c += 8;
             }
             while c < hi {
-                row[c] = scalar(mine, c);
+                *out.add(c) = mix_one(data, dim, mine, c0 + c);
                 c += 1;
             }
         }
