@@ -173,6 +173,8 @@ pub struct EngineArgs {
     pub repeats: usize,
     /// Which models: `mnist`, `cifar10`.
     pub models: Vec<String>,
+    /// Every convolution by im2col + SGEMM (Winograd's algorithm off), for comparison.
+    pub im2col: bool,
 }
 
 /// Times one round of `workers` gradients (each worker its own network and buffers, workers in
@@ -182,11 +184,12 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     use rayon::prelude::*;
     writeln!(
         w,
-        "{} workers × batch {}, {} rounds (median), {} threads",
+        "{} workers × batch {}, {} rounds (median), {} threads, 3 × 3 convolutions by {}",
         args.workers,
         args.batch,
         args.repeats,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        if args.im2col { "im2col" } else { "Winograd" }
     )?;
     writeln!(w)?;
     writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
@@ -197,7 +200,8 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             "cifar10" => ModelKind::Cifar10Cnn { dropout: 0.25 },
             other => bail!("unknown model {other:?}: use mnist or cifar10"),
         };
-        let net = kind.build();
+        let mut net = kind.build();
+        net.set_winograd(!args.im2col);
         let mut params = vec![0.0; net.num_params()];
         let mut state = vec![0.0; net.num_state()];
         net.init(1, &mut params, &mut state);

@@ -211,6 +211,10 @@ enum Command {
         /// Models, comma-separated: mnist, cifar10.
         #[arg(long, value_delimiter = ',', default_value = "mnist,cifar10")]
         models: Vec<String>,
+        /// Compute every convolution by im2col + SGEMM, with Winograd's algorithm for 3 × 3
+        /// convolutions turned off (to measure what it gains).
+        #[arg(long)]
+        im2col: bool,
     },
     /// Time the robust kernels on random input: medians of interleaved repetitions, with
     /// ratios to the plain average (coordinate-wise rules) and to the pairwise distance matrix
@@ -449,12 +453,14 @@ fn run() -> Result<()> {
             batch,
             repeats,
             models,
+            im2col,
         } => byzadam_cli::bench::bench_engine(
             &byzadam_cli::bench::EngineArgs {
                 workers,
                 batch,
                 repeats,
                 models,
+                im2col,
             },
             &mut stdout,
         ),

@@ -2,6 +2,7 @@
 //! backward passes over flat parameter vectors.
 
 use crate::gemm::{gemm, Pack};
+use crate::winograd::{self, Winograd};
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,8 @@ struct Layer {
     params: (usize, usize),
     /// Offset of this layer's state (batch-norm running statistics), and its count.
     state: (usize, usize),
+    /// The convolution's shape when Winograd's algorithm computes it (see [`winograd`]).
+    wino: Option<winograd::Geometry>,
 }
 
 /// Per-batch buffers, grown to the largest batch seen and then reused.
@@ -95,6 +98,8 @@ struct Workspace {
     pack: Pack,
     /// `evaluate`'s copy of the batch-norm running statistics.
     eval_state: Vec<f32>,
+    /// The Winograd convolutions' buffers.
+    wino: Winograd,
 }
 
 /// A sequential network: layers, their parameter layout, and reusable buffers.
@@ -105,6 +110,9 @@ pub struct Network {
     layers: Vec<Layer>,
     num_params: usize,
     num_state: usize,
+    /// Whether the convolutions that can go through Winograd's algorithm do (on by default;
+    /// off only to compare it with im2col in tests and benchmarks).
+    winograd: bool,
     ws: Workspace,
 }
 
@@ -178,6 +186,16 @@ impl Network {
                 output,
                 params: (p, np),
                 state: (s, ns),
+                wino: match *spec {
+                    LayerSpec::Conv {
+                        out,
+                        kernel,
+                        padding,
+                    } if winograd::applies(kernel, padding, shape.c) => {
+                        Some(winograd::Geometry::new(shape.c, out, output.h, output.w))
+                    }
+                    _ => None,
+                },
             });
             p += np;
             s += ns;
@@ -194,8 +212,18 @@ impl Network {
             layers,
             num_params: p,
             num_state: s,
+            winograd: true,
             ws: Workspace::default(),
         }
+    }
+
+    /// Turns Winograd's algorithm for 3 × 3 convolutions off (im2col + SGEMM for every
+    /// convolution) or back on. Both compute the same function up to rounding; the tests and
+    /// `byzadam bench-engine --im2col` compare them.
+    #[doc(hidden)]
+    pub fn set_winograd(&mut self, on: bool) {
+        self.winograd = on;
+        self.ws = Workspace::default();
     }
 
     /// Number of parameters (the length of the flat vector).
@@ -293,9 +321,16 @@ impl Network {
                 ]
             })
             .collect();
+        let on = self.winograd;
+        for l in &self.layers {
+            if let Some(g) = l.wino.filter(|_| on) {
+                ws.wino.reserve(&g, batch);
+            }
+        }
         let col = self
             .layers
             .iter()
+            .filter(|l| l.wino.filter(|_| on).is_none())
             .map(|l| match l.spec {
                 LayerSpec::Conv { kernel, .. } => {
                     l.input.c * kernel * kernel * l.output.h * l.output.w
@@ -403,6 +438,19 @@ impl Network {
                     let (cin, hw) = (l.input.c, l.output.h * l.output.w);
                     let ckk = cin * kernel * kernel;
                     let (w, b) = p.split_at(out * ckk);
+                    if let Some(g) = l.wino.filter(|_| self.winograd) {
+                        winograd::forward(
+                            &g,
+                            batch,
+                            x,
+                            w,
+                            b,
+                            y,
+                            &mut self.ws.wino,
+                            &mut self.ws.pack,
+                        );
+                        continue;
+                    }
                     for (xb, yb) in x
                         .chunks_exact(l.input.len())
                         .zip(y.chunks_exact_mut(l.output.len()))
@@ -586,55 +634,74 @@ impl Network {
                     let ckk = cin * kernel * kernel;
                     let (w, _) = p.split_at(out * ckk);
                     let (gw, gb) = gp.split_at_mut(out * ckk);
-                    for ((xb, dyb), dxb) in x
-                        .chunks_exact(l.input.len())
-                        .zip(dy.chunks_exact(l.output.len()))
-                        .zip(dx.chunks_exact_mut(l.input.len()))
-                    {
-                        im2col(
-                            xb,
-                            l.input,
-                            kernel,
-                            padding,
-                            l.output,
-                            &mut self.ws.col[..ckk * hw],
-                        );
-                        gemm(
-                            out,
-                            ckk,
-                            hw,
-                            dyb,
-                            false,
-                            &self.ws.col,
-                            true,
-                            1.0,
+                    if let Some(geo) = l.wino.filter(|_| self.winograd) {
+                        for dyb in dy.chunks_exact(l.output.len()) {
+                            for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
+                                *gbias += plane.iter().sum::<f32>();
+                            }
+                        }
+                        winograd::backward(
+                            &geo,
+                            batch,
+                            x,
+                            w,
+                            dy,
                             gw,
+                            need_dx.then_some(dx),
+                            &mut self.ws.wino,
                             &mut self.ws.pack,
                         );
-                        for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
-                            *gbias += plane.iter().sum::<f32>();
-                        }
-                        if need_dx {
-                            gemm(
-                                ckk,
-                                hw,
-                                out,
-                                w,
-                                true,
-                                dyb,
-                                false,
-                                0.0,
-                                &mut self.ws.dcol[..ckk * hw],
-                                &mut self.ws.pack,
-                            );
-                            col2im(
-                                &self.ws.dcol[..ckk * hw],
+                    } else {
+                        for ((xb, dyb), dxb) in x
+                            .chunks_exact(l.input.len())
+                            .zip(dy.chunks_exact(l.output.len()))
+                            .zip(dx.chunks_exact_mut(l.input.len()))
+                        {
+                            im2col(
+                                xb,
                                 l.input,
                                 kernel,
                                 padding,
                                 l.output,
-                                dxb,
+                                &mut self.ws.col[..ckk * hw],
                             );
+                            gemm(
+                                out,
+                                ckk,
+                                hw,
+                                dyb,
+                                false,
+                                &self.ws.col,
+                                true,
+                                1.0,
+                                gw,
+                                &mut self.ws.pack,
+                            );
+                            for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
+                                *gbias += plane.iter().sum::<f32>();
+                            }
+                            if need_dx {
+                                gemm(
+                                    ckk,
+                                    hw,
+                                    out,
+                                    w,
+                                    true,
+                                    dyb,
+                                    false,
+                                    0.0,
+                                    &mut self.ws.dcol[..ckk * hw],
+                                    &mut self.ws.pack,
+                                );
+                                col2im(
+                                    &self.ws.dcol[..ckk * hw],
+                                    l.input,
+                                    kernel,
+                                    padding,
+                                    l.output,
+                                    dxb,
+                                );
+                            }
                         }
                     }
                 }

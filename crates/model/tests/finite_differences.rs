@@ -96,6 +96,32 @@ fn convolution_with_padding_relu_pooling_and_linear() {
 }
 
 #[test]
+fn winograd_convolution_on_odd_sides() {
+    // 16 input channels, 3 × 3, padding 1: the convolution goes through Winograd's algorithm
+    // (partial tiles at the odd edges), as the CIFAR-10 CNN's last three do.
+    use LayerSpec::*;
+    let net = Network::new(
+        Shape::new(16, 5, 7),
+        &[
+            Conv {
+                out: 4,
+                kernel: 3,
+                padding: 1,
+            },
+            Relu,
+            Conv {
+                out: 3,
+                kernel: 3,
+                padding: 1,
+            },
+            Linear { out: 4 },
+        ],
+        4,
+    );
+    check("winograd conv+relu+conv+linear", net, 3);
+}
+
+#[test]
 fn convolution_without_padding_stacked() {
     use LayerSpec::*;
     let net = Network::new(
