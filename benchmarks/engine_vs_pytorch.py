@@ -1,5 +1,6 @@
 """byzadam's CPU engine against PyTorch on the same work, interleaved: `--sets` times, run
-`byzadam bench-engine` (and any `--also` builds of byzadam, e.g. an older commit) and then
+`byzadam bench-engine` (and any `--also` builds of byzadam, e.g. an older commit, or the same
+build with other arguments, e.g. `--im2col`) and then
 `benchmarks/pytorch_round.py` for each model, one after the other, so that machine noise hits
 every engine alike; print each set and the medians over the sets with their ratios.
 
@@ -18,7 +19,8 @@ import sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--byzadam", default="target/release/byzadam", help="the build to measure")
-p.add_argument("--also", action="append", default=[], help="more byzadam builds (LABEL=PATH)")
+p.add_argument("--also", action="append", default=[],
+               help="more byzadam builds or settings: LABEL=PATH [ARGS...], e.g. 'im2col=target/release/byzadam --im2col'")
 p.add_argument("--sets", type=int, default=3)
 p.add_argument("--repeats", type=int, default=5)
 p.add_argument("--threads", type=int, default=1)
@@ -33,8 +35,9 @@ env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
 results = {}
 
 
-def byzadam(label, path):
-    out = subprocess.run([path, "bench-engine", "--repeats", str(args.repeats), "--models", ",".join(models)],
+def byzadam(label, command):
+    path, *extra = command.split()
+    out = subprocess.run([path, "bench-engine", "--repeats", str(args.repeats), "--models", ",".join(models)] + extra,
                          env=env, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         m = re.match(r"\| (\w+) \| \d+ \| ([\d.]+) \| ([\d.]+) \|", line)
