@@ -634,12 +634,12 @@ impl Network {
                     let ckk = cin * kernel * kernel;
                     let (w, _) = p.split_at(out * ckk);
                     let (gw, gb) = gp.split_at_mut(out * ckk);
-                    if let Some(geo) = l.wino.filter(|_| self.winograd) {
-                        for dyb in dy.chunks_exact(l.output.len()) {
-                            for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
-                                *gbias += plane.iter().sum::<f32>();
-                            }
+                    for dyb in dy.chunks_exact(l.output.len()) {
+                        for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
+                            *gbias += plane.iter().sum::<f32>();
                         }
+                    }
+                    if let Some(geo) = l.wino.filter(|_| self.winograd) {
                         winograd::backward(
                             &geo,
                             batch,
@@ -677,9 +677,6 @@ impl Network {
                                 gw,
                                 &mut self.ws.pack,
                             );
-                            for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
-                                *gbias += plane.iter().sum::<f32>();
-                            }
                             if need_dx {
                                 gemm(
                                     ckk,
