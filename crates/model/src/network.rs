@@ -346,6 +346,23 @@ impl Network {
         ws.grad_b = vec![0.0; widest];
     }
 
+    /// Whether layer `i` is a ReLU that the convolution before it computes (in the pass that
+    /// writes the convolution's output), so that its own forward pass is a buffer swap.
+    fn relu_fused(layers: &[Layer], i: usize) -> bool {
+        i > 0
+            && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::Relu)
+            && matches!(layers[i - 1].spec, LayerSpec::Conv { .. })
+    }
+
+    /// Whether layer `i` is a batch norm right after a ReLU: its backward pass then applies
+    /// the ReLU's mask too (its input is the ReLU's output), and the ReLU's backward pass is
+    /// nothing.
+    fn mask_fused(layers: &[Layer], i: usize) -> bool {
+        i > 0
+            && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::BatchNorm)
+            && layers[i - 1].spec == LayerSpec::Relu
+    }
+
     /// Runs the layers on `batch` samples already in `acts[0]` (the AVX2 build when the CPU
     /// has it: see [`fast_cpu`]).
     fn forward(
@@ -425,6 +442,12 @@ impl Network {
         rng: &mut dyn RngCore,
     ) {
         for (i, l) in self.layers.iter().enumerate() {
+            if Self::relu_fused(&self.layers, i) {
+                // The convolution before already wrote max(y, 0): its output buffer becomes
+                // this layer's (the convolution's own output is not needed again).
+                self.ws.acts.swap(i, i + 1);
+                continue;
+            }
             let (before, after) = self.ws.acts.split_at_mut(i + 1);
             let x = &before[i][..l.input.len() * batch];
             let y = &mut after[0][..l.output.len() * batch];
@@ -438,6 +461,7 @@ impl Network {
                     let (cin, hw) = (l.input.c, l.output.h * l.output.w);
                     let ckk = cin * kernel * kernel;
                     let (w, b) = p.split_at(out * ckk);
+                    let relu = Self::relu_fused(&self.layers, i + 1);
                     if let Some(g) = l.wino.filter(|_| self.winograd) {
                         winograd::forward(
                             &g,
@@ -446,6 +470,7 @@ impl Network {
                             w,
                             b,
                             y,
+                            relu,
                             &mut self.ws.wino,
                             &mut self.ws.pack,
                         );
@@ -476,8 +501,14 @@ impl Network {
                             &mut self.ws.pack,
                         );
                         for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
-                            for v in plane {
-                                *v += bias;
+                            if relu {
+                                for v in plane {
+                                    *v = (*v + bias).max(0.0);
+                                }
+                            } else {
+                                for v in plane {
+                                    *v += bias;
+                                }
                             }
                         }
                     }
@@ -615,6 +646,11 @@ impl Network {
         g2: &mut Vec<f32>,
     ) {
         for i in (0..self.layers.len()).rev() {
+            if Self::mask_fused(&self.layers, i + 1) {
+                // The batch norm after this ReLU applied its mask: `g` already holds dx.
+                continue;
+            }
+            let relu_mask = Self::mask_fused(&self.layers, i);
             let l = &self.layers[i];
             let need_dx = i > 0;
             let x = &self.ws.acts[i][..l.input.len() * batch];
@@ -729,6 +765,7 @@ impl Network {
                     p,
                     &self.ws.aux[i],
                     &self.ws.inv_std[i],
+                    relu_mask.then_some(x),
                     gp,
                     dx,
                 ),
@@ -1035,6 +1072,7 @@ fn batchnorm_backward(
     p: &[f32],
     xhat: &[f32],
     inv_std: &[f32],
+    relu_output: Option<&[f32]>,
     gp: &mut [f32],
     dx: &mut [f32],
 ) {
@@ -1058,6 +1096,13 @@ fn batchnorm_backward(
         for o in planes() {
             for j in o..o + hw {
                 dx[j] = k * (n * dy[j] - sd - xhat[j] * sdx);
+            }
+            // The ReLU before, fused: its backward pass, `dx · [y > 0]` with `y` its output
+            // (this layer's input).
+            if let Some(y) = relu_output {
+                for (d, &v) in dx[o..o + hw].iter_mut().zip(&y[o..o + hw]) {
+                    *d = if v > 0.0 { *d } else { 0.0 };
+                }
             }
         }
     }

@@ -117,7 +117,8 @@ impl Winograd {
 }
 
 /// `y = conv(x, w) + b` for `batch` images (`x`: `[batch][c][h][w]`, `w`: `[k][c][3][3]`, `b`:
-/// `[k]`, `y`: `[batch][k][h][w]`).
+/// `[k]`, `y`: `[batch][k][h][w]`), then `max(y, 0)` if `relu` (a ReLU fused into the pass
+/// that writes `y`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -127,6 +128,7 @@ pub(crate) fn forward(
     w: &[f32],
     b: &[f32],
     y: &mut [f32],
+    relu: bool,
     ws: &mut Winograd,
     pack: &mut Pack,
 ) {
@@ -156,6 +158,7 @@ pub(crate) fn forward(
             n,
             &ws.m,
             b,
+            relu,
             &mut y[i0 * k * hw..(i0 + n) * k * hw],
             ws.scratch.as_mut_slice(),
         );
@@ -480,7 +483,15 @@ fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &
 /// `y[k] = Aᵀ M A + b[k]` for every tile (outputs past an odd edge dropped), with
 /// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, so `Aᵀ m = [m0 + m1 + m2, m1 − m2 − m3]`.
 #[inline(always)]
-fn outputs(g: &Geometry, n: usize, m: &[f32], b: &[f32], y: &mut [f32], scratch: &mut [f32]) {
+fn outputs(
+    g: &Geometry,
+    n: usize,
+    m: &[f32],
+    b: &[f32],
+    relu: bool,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (h, w, th, tw) = (g.h, g.w, g.th, g.tw);
     let t_all = n * g.tiles();
     let kt = g.k * t_all;
@@ -510,10 +521,15 @@ fn outputs(g: &Geometry, n: usize, m: &[f32], b: &[f32], y: &mut [f32], scratch:
                     }
                     for (col, dst) in [&mut even[..tw], &mut odd[..tw]].into_iter().enumerate() {
                         let (r0, r1, r2, r3) = (row(col), row(2 + col), row(4 + col), row(6 + col));
-                        if a == 0 {
-                            zip3(dst, r0, r1, r2, |x, y, z| x + y + z + bias);
-                        } else {
-                            zip3(dst, r1, r2, r3, |x, y, z| x - y - z + bias);
+                        match (a, relu) {
+                            (0, false) => zip3(dst, r0, r1, r2, |x, y, z| x + y + z + bias),
+                            (0, true) => {
+                                zip3(dst, r0, r1, r2, |x, y, z| (x + y + z + bias).max(0.0))
+                            }
+                            (_, false) => zip3(dst, r1, r2, r3, |x, y, z| x - y - z + bias),
+                            (_, true) => {
+                                zip3(dst, r1, r2, r3, |x, y, z| (x - y - z + bias).max(0.0))
+                            }
                         }
                     }
                     interleave(even, odd, &mut out[y0 * w..(y0 + 1) * w]);
@@ -663,12 +679,27 @@ mod tests {
             ws.reserve(&g, batch);
             let mut pack = Pack::default();
             let mut y = vec![f32::NAN; y_def.len()];
-            forward(&g, batch, &x, &wt, &bias, &mut y, &mut ws, &mut pack);
+            forward(&g, batch, &x, &wt, &bias, &mut y, false, &mut ws, &mut pack);
             // Sums of 9 c products of values in ±1: rounding grows with their count (the
             // largest error seen is about a quarter of this bound).
             let scale = (9 * c) as f64;
             let at = format!("c={c} k={k} {h}x{w} batch={batch}");
             close(&format!("y ({at})"), &y, &y_def, scale);
+            // With the ReLU fused: exactly max(y, 0) of the same sums.
+            let mut y_relu = vec![f32::NAN; y_def.len()];
+            forward(
+                &g,
+                batch,
+                &x,
+                &wt,
+                &bias,
+                &mut y_relu,
+                true,
+                &mut ws,
+                &mut pack,
+            );
+            let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+            assert_eq!(y_relu, relu, "{at}");
             let mut dx = vec![f32::NAN; dx_def.len()];
             let mut dw = vec![0.5f32; dw_def.len()];
             backward(
