@@ -68,6 +68,14 @@ impl Geometry {
         TARGET_TILES.div_ceil(self.tiles()).max(1)
     }
 
+    /// The groups of a batch: `(first image, images, tiles)`, the last group possibly smaller.
+    fn groups(&self, batch: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        (0..batch).step_by(self.group()).map(move |i0| {
+            let n = self.group().min(batch - i0);
+            (i0, n, n * self.tiles())
+        })
+    }
+
     /// Side lengths of the zero-padded plane every tile reads from or adds into.
     fn padded(&self) -> (usize, usize) {
         (2 * self.th + 2, 2 * self.tw + 2)
@@ -134,10 +142,7 @@ pub(crate) fn forward(
 ) {
     let (c, k, hw) = (g.c, g.k, g.h * g.w);
     weights(w, k, c, &mut ws.u);
-    let mut i0 = 0;
-    while i0 < batch {
-        let n = g.group().min(batch - i0);
-        let t = n * g.tiles();
+    for (i0, n, t) in g.groups(batch) {
         inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, ws);
         for xi in 0..16 {
             gemm(
@@ -160,9 +165,8 @@ pub(crate) fn forward(
             b,
             relu,
             &mut y[i0 * k * hw..(i0 + n) * k * hw],
-            ws.scratch.as_mut_slice(),
+            &mut ws.scratch,
         );
-        i0 += n;
     }
 }
 
@@ -186,10 +190,7 @@ pub(crate) fn backward(
         weights(w, k, c, &mut ws.u);
     }
     ws.du[..16 * k * c].fill(0.0);
-    let mut i0 = 0;
-    while i0 < batch {
-        let n = g.group().min(batch - i0);
-        let t = n * g.tiles();
+    for (i0, n, t) in g.groups(batch) {
         outputs_adjoint(g, n, &dy[i0 * k * hw..(i0 + n) * k * hw], ws);
         inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, ws);
         for xi in 0..16 {
@@ -229,7 +230,6 @@ pub(crate) fn backward(
                 &mut ws.scratch,
             );
         }
-        i0 += n;
     }
     weights_adjoint(&ws.du, k, c, gw);
 }
@@ -239,20 +239,16 @@ pub(crate) fn backward(
 #[inline(always)]
 fn weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
     let kc = k * c;
+    // G v for a 3-vector v.
+    let gv = |[a, b, d]: [f32; 3]| [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
     for (j, g) in w[..9 * kc].chunks_exact(9).enumerate() {
-        // G g: 4 rows of 3.
-        let mut gg = [[0f32; 3]; 4];
-        for col in 0..3 {
-            let (a, b, d) = (g[col], g[3 + col], g[6 + col]);
-            gg[0][col] = a;
-            gg[1][col] = 0.5 * (a + b + d);
-            gg[2][col] = 0.5 * (a - b + d);
-            gg[3][col] = d;
-        }
-        for (r, row) in gg.iter().enumerate() {
-            let [a, b, d] = *row;
-            let out = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
-            for (s, &v) in out.iter().enumerate() {
+        // G g: each column of g to 4 values, then each of the 4 rows of G g.
+        let cols: [[f32; 4]; 3] = std::array::from_fn(|col| gv([g[col], g[3 + col], g[6 + col]]));
+        for r in 0..4 {
+            for (s, v) in gv([cols[0][r], cols[1][r], cols[2][r]])
+                .into_iter()
+                .enumerate()
+            {
                 u[(4 * r + s) * kc + j] = v;
             }
         }
@@ -320,35 +316,6 @@ fn add_into(o: &mut [f32], a: &[f32]) {
     }
 }
 
-/// Splits image row `row` into the padded row's even and odd columns: padded column
-/// `p = col + 1`, so `odd[t] = row[2 t]` and `even[t + 1] = row[2 t + 1]` (the rest stays as
-/// it was: zeros).
-#[inline(always)]
-fn split_row(row: &[f32], even: &mut [f32], odd: &mut [f32]) {
-    let pairs = row.chunks_exact(2);
-    if let [last] = pairs.remainder() {
-        odd[row.len() / 2] = *last;
-    }
-    for ((pair, o), e) in pairs.zip(odd.iter_mut()).zip(even[1..].iter_mut()) {
-        *o = pair[0];
-        *e = pair[1];
-    }
-}
-
-/// The inverse of [`split_row`]: the padded row's columns `1 ..= row.len()` into `row`.
-#[inline(always)]
-fn join_row(even: &[f32], odd: &[f32], row: &mut [f32]) {
-    let n = row.len();
-    let mut pairs = row.chunks_exact_mut(2);
-    for ((pair, &o), &e) in pairs.by_ref().zip(odd).zip(&even[1..]) {
-        pair[0] = o;
-        pair[1] = e;
-    }
-    if let [last] = pairs.into_remainder() {
-        *last = odd[n / 2];
-    }
-}
-
 /// `row[2 t] = a[t]`, `row[2 t + 1] = b[t]` (as far as `row` goes).
 #[inline(always)]
 fn interleave(a: &[f32], b: &[f32], row: &mut [f32]) {
@@ -392,8 +359,9 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
         for ch in 0..g.c {
             let src = &x[(img * g.c + ch) * h * w..(img * g.c + ch + 1) * h * w];
             for (yy, row) in src.chunks_exact(w).enumerate() {
+                // Padded column p = col + 1: odd[t] = row[2 t], even[t + 1] = row[2 t + 1].
                 let (even, odd) = plane[(yy + 1) * pw..(yy + 2) * pw].split_at_mut(half);
-                split_row(row, even, odd);
+                deinterleave(row, odd, &mut even[1..]);
             }
             let at = ch * t_all + img * g.tiles();
             for ty in 0..th {
@@ -473,8 +441,9 @@ fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &
             }
             let dst = &mut dx[(img * g.c + ch) * h * w..(img * g.c + ch + 1) * h * w];
             for (yy, row) in dst.chunks_exact_mut(w).enumerate() {
+                // The padded row's columns 1 ..= w (see `inputs`).
                 let (even, odd) = plane[(yy + 1) * pw..(yy + 2) * pw].split_at(half);
-                join_row(even, odd, row);
+                interleave(odd, &even[1..], row);
             }
         }
     }
@@ -521,14 +490,14 @@ fn outputs(
                     }
                     for (col, dst) in [&mut even[..tw], &mut odd[..tw]].into_iter().enumerate() {
                         let (r0, r1, r2, r3) = (row(col), row(2 + col), row(4 + col), row(6 + col));
-                        match (a, relu) {
-                            (0, false) => zip3(dst, r0, r1, r2, |x, y, z| x + y + z + bias),
-                            (0, true) => {
-                                zip3(dst, r0, r1, r2, |x, y, z| (x + y + z + bias).max(0.0))
-                            }
-                            (_, false) => zip3(dst, r1, r2, r3, |x, y, z| x - y - z + bias),
-                            (_, true) => {
-                                zip3(dst, r1, r2, r3, |x, y, z| (x - y - z + bias).max(0.0))
+                        if a == 0 {
+                            zip3(dst, r0, r1, r2, |x, y, z| x + y + z + bias);
+                        } else {
+                            zip3(dst, r1, r2, r3, |x, y, z| x - y - z + bias);
+                        }
+                        if relu {
+                            for v in dst.iter_mut() {
+                                *v = v.max(0.0);
                             }
                         }
                     }
