@@ -175,6 +175,8 @@ pub struct EngineArgs {
     pub models: Vec<String>,
     /// Every convolution by im2col + SGEMM (Winograd's algorithm off), for comparison.
     pub im2col: bool,
+    /// Evaluation image by image (not sixteen images abreast), for comparison.
+    pub per_image_eval: bool,
 }
 
 /// Times one round of `workers` gradients (each worker its own network and buffers, workers in
@@ -184,12 +186,18 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     use rayon::prelude::*;
     writeln!(
         w,
-        "{} workers × batch {}, {} rounds (median), {} threads, 3 × 3 convolutions by {}",
+        "{} workers × batch {}, {} rounds (median), {} threads, 3 × 3 convolutions by {}, \
+         evaluation {}",
         args.workers,
         args.batch,
         args.repeats,
         rayon::current_num_threads(),
-        if args.im2col { "im2col" } else { "Winograd" }
+        if args.im2col { "im2col" } else { "Winograd" },
+        if args.per_image_eval {
+            "image by image"
+        } else {
+            "sixteen images abreast"
+        }
     )?;
     writeln!(w)?;
     writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
@@ -202,6 +210,7 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
         };
         let mut net = kind.build();
         net.set_winograd(!args.im2col);
+        net.set_lanes(!args.per_image_eval);
         let mut params = vec![0.0; net.num_params()];
         let mut state = vec![0.0; net.num_state()];
         net.init(1, &mut params, &mut state);

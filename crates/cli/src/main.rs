@@ -215,6 +215,10 @@ enum Command {
         /// convolutions turned off (to measure what it gains).
         #[arg(long)]
         im2col: bool,
+        /// Evaluate image by image, as training's forward pass does, instead of sixteen
+        /// images abreast (to measure what that gains; the results are the same bits).
+        #[arg(long)]
+        per_image_eval: bool,
     },
     /// Time the robust kernels on random input: medians of interleaved repetitions, with
     /// ratios to the plain average (coordinate-wise rules) and to the pairwise distance matrix
@@ -454,6 +458,7 @@ fn run() -> Result<()> {
             repeats,
             models,
             im2col,
+            per_image_eval,
         } => byzadam_cli::bench::bench_engine(
             &byzadam_cli::bench::EngineArgs {
                 workers,
@@ -461,6 +466,7 @@ fn run() -> Result<()> {
                 repeats,
                 models,
                 im2col,
+                per_image_eval,
             },
             &mut stdout,
         ),

@@ -303,6 +303,137 @@ unsafe fn kernel<const R: usize>(
     }
 }
 
+/// Whether [`gathered`] can run (it has no portable build: callers take another path).
+pub(crate) fn gathered_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::network::fast_cpu()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One register tile of a product whose B operand is gathered rather than packed:
+/// `rows ≤ MR` rows of [`NR`] values,
+/// `C[r] = act(Σ_p a[p·rows + r] · x[base + offs[p] ..][..NR] + bias[r])`, row `r` of C at
+/// `c[r·ldc..][..NR]`, `act` a ReLU when `relu`. `x` holds [`NR`] values (one per lane) at each
+/// offset, so a convolution over a batch stored lane-innermost reads its input in place, with
+/// no im2col (`lanes.rs`). The depth sum is split into blocks of [`KC`] and the blocks added in
+/// order, exactly as [`gemm`] sums them, so each value has the bits an im2col + [`gemm`] +
+/// bias pass gives.
+///
+/// Panics if a slice is too short for the shapes, if `offs` is not increasing, or if
+/// [`gathered_available`] is false.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gathered(
+    rows: usize,
+    a: &[f32],
+    x: &[f32],
+    base: usize,
+    offs: &[u32],
+    bias: &[f32],
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let k = offs.len();
+    assert!((1..=MR).contains(&rows) && k >= 1);
+    assert!(a.len() >= k * rows && bias.len() >= rows && c.len() >= (rows - 1) * ldc + NR);
+    debug_assert!(offs.windows(2).all(|w| w[0] < w[1]));
+    assert!(offs[0] <= offs[k - 1] && x.len() >= base + offs[k - 1] as usize + NR);
+    assert!(
+        gathered_available(),
+        "the gathered kernel needs AVX2 and FMA"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX2 and FMA (asserted); the offsets increase, so every read of x
+    // is below `base + offs[k − 1] + NR`, inside x (asserted), and the other slices are long
+    // enough for `rows`, `k` and `ldc` (asserted).
+    #[allow(unsafe_code)]
+    unsafe {
+        match rows {
+            1 => gathered_tile::<1>(a, x, base, offs, bias, relu, c, ldc),
+            2 => gathered_tile::<2>(a, x, base, offs, bias, relu, c, ldc),
+            3 => gathered_tile::<3>(a, x, base, offs, bias, relu, c, ldc),
+            4 => gathered_tile::<4>(a, x, base, offs, bias, relu, c, ldc),
+            5 => gathered_tile::<5>(a, x, base, offs, bias, relu, c, ldc),
+            _ => gathered_tile::<MR>(a, x, base, offs, bias, relu, c, ldc),
+        }
+    }
+}
+
+/// [`gathered`] for `R` rows.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA, `offs` must increase, and the slices must be as
+/// [`gathered`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+unsafe fn gathered_tile<const R: usize>(
+    a: &[f32],
+    x: &[f32],
+    base: usize,
+    offs: &[u32],
+    bias: &[f32],
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    let (ap, xp, cp) = (a.as_ptr(), x.as_ptr().wrapping_add(base), c.as_mut_ptr());
+    let k = offs.len();
+    let mut p0 = 0;
+    while p0 < k {
+        let end = (p0 + KC).min(k);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in p0..end {
+            // SAFETY: see `gathered`: p < k = offs.len(), and the lanes at offs[p] are inside
+            // x. (Indexing by hand: an iterator adapter left out of line here spills the
+            // accumulators.)
+            let (b0, b1) = unsafe {
+                let b = xp.add(*offs.get_unchecked(p) as usize);
+                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: p · R + r < k · R ≤ a.len().
+                let v = unsafe { _mm256_broadcast_ss(&*ap.add(p * R + r)) };
+                row[0] = _mm256_fmadd_ps(v, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(v, b1, row[1]);
+            }
+        }
+        let last = end == k;
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: row r of C spans c[r · ldc ..][..NR], inside c (see `gathered`).
+            unsafe {
+                let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if p0 > 0 {
+                    // The earlier blocks' sum plus this one's, as `packed` adds them.
+                    v0 = _mm256_add_ps(_mm256_loadu_ps(c0), v0);
+                    v1 = _mm256_add_ps(_mm256_loadu_ps(c1), v1);
+                }
+                if last {
+                    let b = _mm256_set1_ps(bias[r]);
+                    v0 = _mm256_add_ps(v0, b);
+                    v1 = _mm256_add_ps(v1, b);
+                    if relu {
+                        // max(v, 0) is 0 for a NaN v, as `f32::max(v, 0.0)`.
+                        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+                        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+                    }
+                }
+                _mm256_storeu_ps(c0, v0);
+                _mm256_storeu_ps(c1, v1);
+            }
+        }
+        p0 = end;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

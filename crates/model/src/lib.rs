@@ -18,6 +18,7 @@
 //! evaluation. How a distributed run keeps them is the simulator's decision.
 
 mod gemm;
+mod lanes;
 mod network;
 mod step;
 mod winograd;

@@ -2,6 +2,7 @@
 //! backward passes over flat parameter vectors.
 
 use crate::gemm::{gemm, Pack};
+use crate::lanes::{self, Lanes};
 use crate::winograd::{self, Winograd};
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -67,16 +68,16 @@ pub enum LayerSpec {
 }
 
 #[derive(Debug, Clone)]
-struct Layer {
-    spec: LayerSpec,
-    input: Shape,
-    output: Shape,
+pub(crate) struct Layer {
+    pub(crate) spec: LayerSpec,
+    pub(crate) input: Shape,
+    pub(crate) output: Shape,
     /// Offset of this layer's parameters in the flat vector, and their count.
-    params: (usize, usize),
+    pub(crate) params: (usize, usize),
     /// Offset of this layer's state (batch-norm running statistics), and its count.
-    state: (usize, usize),
+    pub(crate) state: (usize, usize),
     /// The convolution's shape when Winograd's algorithm computes it (see [`winograd`]).
-    wino: Option<winograd::Geometry>,
+    pub(crate) wino: Option<winograd::Geometry>,
 }
 
 /// Per-batch buffers, grown to the largest batch seen and then reused.
@@ -100,6 +101,8 @@ struct Workspace {
     eval_state: Vec<f32>,
     /// The Winograd convolutions' buffers.
     wino: Winograd,
+    /// Evaluation's trunk, sixteen images abreast (see [`lanes`]); planned on first use.
+    lanes: Option<Lanes>,
 }
 
 /// A sequential network: layers, their parameter layout, and reusable buffers.
@@ -113,6 +116,9 @@ pub struct Network {
     /// Whether the convolutions that can go through Winograd's algorithm do (on by default;
     /// off only to compare it with im2col in tests and benchmarks).
     winograd: bool,
+    /// Whether evaluation runs the network's trunk sixteen images abreast (see [`lanes`]; on
+    /// by default, off only to compare it with the per-image path).
+    lanes: bool,
     ws: Workspace,
 }
 
@@ -139,7 +145,7 @@ impl Evaluation {
     }
 }
 
-const BN_EPS: f32 = 1e-5;
+pub(crate) const BN_EPS: f32 = 1e-5;
 
 /// True when the engine's own loops can run their AVX2 + FMA build. That build and the
 /// baseline one perform the same operations in the same order (Rust never fuses `a*b+c` into
@@ -213,6 +219,7 @@ impl Network {
             num_params: p,
             num_state: s,
             winograd: true,
+            lanes: true,
             ws: Workspace::default(),
         }
     }
@@ -223,6 +230,14 @@ impl Network {
     #[doc(hidden)]
     pub fn set_winograd(&mut self, on: bool) {
         self.winograd = on;
+        self.ws = Workspace::default();
+    }
+
+    /// Turns evaluation sixteen images abreast off (every layer image by image, as in
+    /// training) or back on. Both give the same bits; the tests compare them.
+    #[doc(hidden)]
+    pub fn set_lanes(&mut self, on: bool) {
+        self.lanes = on;
         self.ws = Workspace::default();
     }
 
@@ -363,8 +378,8 @@ impl Network {
             && layers[i - 1].spec == LayerSpec::Relu
     }
 
-    /// Runs the layers on `batch` samples already in `acts[0]` (the AVX2 build when the CPU
-    /// has it: see [`fast_cpu`]).
+    /// Runs layers `from..` on `batch` samples whose input to layer `from` is in
+    /// `acts[from]` (the AVX2 build when the CPU has it: see [`fast_cpu`]).
     fn forward(
         &mut self,
         params: &[f32],
@@ -372,6 +387,7 @@ impl Network {
         batch: usize,
         train: bool,
         rng: &mut dyn RngCore,
+        from: usize,
     ) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -384,18 +400,57 @@ impl Network {
                     batch: usize,
                     train: bool,
                     rng: &mut dyn RngCore,
+                    from: usize,
                 ) {
-                    net.forward_impl(params, state, batch, train, rng)
+                    net.forward_impl(params, state, batch, train, rng, from)
                 }
                 // SAFETY: `fast_cpu` checked that the CPU has AVX2 and FMA.
                 #[allow(unsafe_code)]
                 unsafe {
-                    fast(self, params, state, batch, train, rng)
+                    fast(self, params, state, batch, train, rng, from)
                 };
                 return;
             }
         }
-        self.forward_impl(params, state, batch, train, rng)
+        self.forward_impl(params, state, batch, train, rng, from)
+    }
+
+    /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
+    /// when there is one (see [`lanes`]), then the other layers on the whole batch.
+    fn forward_eval(&mut self, params: &[f32], state: &mut [f32], images: &[f32], batch: usize) {
+        self.prepare(batch);
+        let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
+        if self.lanes && self.ws.lanes.is_none() {
+            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd));
+        }
+        let end = self.ws.lanes.as_ref().map_or(0, Lanes::end);
+        if !self.lanes || end == 0 {
+            self.load_input(images, batch);
+            self.forward(params, state, batch, false, &mut no_rng, 0);
+            return;
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn fast(net: &mut Network, params: &[f32], state: &[f32], images: &[f32], end: usize) {
+            let lanes = net.ws.lanes.as_mut().expect("planned");
+            lanes.pack_weights(params);
+            let (per, width) = (net.input.len(), net.layers[end].input.len());
+            let trunk_out = net.ws.acts[end].chunks_mut(lanes::LANES * width);
+            for (xs, ys) in images.chunks(lanes::LANES * per).zip(trunk_out) {
+                lanes.run(params, state, net.input, xs, xs.len() / per, ys);
+            }
+        }
+        // SAFETY: a trunk is planned only when the CPU has AVX2 and FMA (`Lanes::plan`).
+        #[allow(unsafe_code)]
+        unsafe {
+            fast(
+                self,
+                params,
+                state,
+                &images[..batch * self.input.len()],
+                end,
+            )
+        };
+        self.forward(params, state, batch, false, &mut no_rng, end);
     }
 
     /// The backward pass (the AVX2 build when the CPU has it: see [`fast_cpu`]).
@@ -440,8 +495,9 @@ impl Network {
         batch: usize,
         train: bool,
         rng: &mut dyn RngCore,
+        from: usize,
     ) {
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, l) in self.layers.iter().enumerate().skip(from) {
             if Self::relu_fused(&self.layers, i) {
                 // The convolution before already wrote max(y, 0): its output buffer becomes
                 // this layer's (the convolution's own output is not needed again).
@@ -624,7 +680,7 @@ impl Network {
     ) -> f32 {
         let batch = labels.len();
         self.load_input(images, batch);
-        self.forward(params, state, batch, true, rng);
+        self.forward(params, state, batch, true, rng, 0);
         grad.fill(0.0);
         let mut g = std::mem::take(&mut self.ws.grad_a);
         let mut g2 = std::mem::take(&mut self.ws.grad_b);
@@ -837,11 +893,9 @@ impl Network {
         copy.extend_from_slice(state);
         let mut state = copy;
         let per = self.input.len();
-        let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
             let b = ys.len();
-            self.load_input(xs, b);
-            self.forward(params, &mut state, b, false, &mut no_rng);
+            self.forward_eval(params, &mut state, xs, b);
             let (loss, correct) = self.cross_entropy(b, ys, None);
             ev.loss_sum += loss;
             ev.correct += correct;
@@ -860,9 +914,7 @@ impl Network {
         batch: usize,
     ) -> Vec<f32> {
         let mut state = state.to_vec();
-        self.load_input(images, batch);
-        let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
-        self.forward(params, &mut state, batch, false, &mut no_rng);
+        self.forward_eval(params, &mut state, images, batch);
         self.ws.acts[self.layers.len()][..batch * self.classes].to_vec()
     }
 }
