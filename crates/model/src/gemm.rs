@@ -318,7 +318,7 @@ pub(crate) fn gathered_available() -> bool {
 /// One register tile of a product whose B operand is gathered rather than packed:
 /// `rows ≤ MR` rows of [`NR`] values,
 /// `C[r] = act(Σ_p a[p·rows + r] · x[base + offs[p] ..][..NR] + bias[r])`, row `r` of C at
-/// `c[r·ldc..][..NR]`, `act` a ReLU when `relu`. `x` holds [`NR`] values (one per lane) at each
+/// `c[r·ldc..][..NR]`, `act` a ReLU when `relu` (no bias added when `bias` is `None`). `x` holds [`NR`] values (one per lane) at each
 /// offset, so a convolution over a batch stored lane-innermost reads its input in place, with
 /// no im2col (`lanes.rs`). The depth sum is split into blocks of [`KC`] and the blocks added in
 /// order, exactly as [`gemm`] sums them, so each value has the bits an im2col + [`gemm`] +
@@ -333,14 +333,15 @@ pub(crate) fn gathered(
     x: &[f32],
     base: usize,
     offs: &[u32],
-    bias: &[f32],
+    bias: Option<&[f32]>,
     relu: bool,
     c: &mut [f32],
     ldc: usize,
 ) {
     let k = offs.len();
     assert!((1..=MR).contains(&rows) && k >= 1);
-    assert!(a.len() >= k * rows && bias.len() >= rows && c.len() >= (rows - 1) * ldc + NR);
+    assert!(a.len() >= k * rows && c.len() >= (rows - 1) * ldc + NR);
+    assert!(bias.is_none_or(|b| b.len() >= rows));
     debug_assert!(offs.windows(2).all(|w| w[0] < w[1]));
     assert!(offs[0] <= offs[k - 1] && x.len() >= base + offs[k - 1] as usize + NR);
     assert!(
@@ -378,7 +379,7 @@ unsafe fn gathered_tile<const R: usize>(
     x: &[f32],
     base: usize,
     offs: &[u32],
-    bias: &[f32],
+    bias: Option<&[f32]>,
     relu: bool,
     c: &mut [f32],
     ldc: usize,
@@ -417,9 +418,11 @@ unsafe fn gathered_tile<const R: usize>(
                     v1 = _mm256_add_ps(_mm256_loadu_ps(c1), v1);
                 }
                 if last {
-                    let b = _mm256_set1_ps(bias[r]);
-                    v0 = _mm256_add_ps(v0, b);
-                    v1 = _mm256_add_ps(v1, b);
+                    if let Some(bias) = bias {
+                        let b = _mm256_set1_ps(bias[r]);
+                        v0 = _mm256_add_ps(v0, b);
+                        v1 = _mm256_add_ps(v1, b);
+                    }
                     if relu {
                         // max(v, 0) is 0 for a NaN v, as `f32::max(v, 0.0)`.
                         v0 = _mm256_max_ps(v0, _mm256_setzero_ps());

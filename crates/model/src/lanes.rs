@@ -1,22 +1,25 @@
 //! Evaluation sixteen images abreast: the network's leading convolutional layers (its
 //! *trunk*) run on chunks of [`LANES`] images stored lane-innermost, `[c][h][w][lane]`.
 //!
-//! In that layout the 16 values a register tile of the SGEMM needs at one depth (input
-//! channel and kernel offset) and one output position are contiguous in the input itself, so a
-//! convolution reads its input in place ([`gemm::gathered`]): no im2col, no packing of B, and
-//! the weights packed once per call instead of once per image. Pooling, batch norm and ReLU
-//! become plain passes over whole vectors. It is the forward pass of evaluation only (no
-//! arg-max indices, running batch-norm statistics, no dropout), and it performs the same
-//! operations in the same order as the per-image path: logits and losses are bit-identical
-//! (`tests/convolution_paths.rs` checks it), so which path ran never shows in a result.
+//! In that layout the 16 values a register tile of the SGEMM needs at one depth and one
+//! output position are contiguous, so a convolution reads its input in place
+//! ([`gemm::gathered`]): no im2col, no packing of B, and the weights packed once per call
+//! instead of once per image. A Winograd convolution transforms its input tiles, computes its
+//! 16 products and transforms its output tiles on whole vectors of 16 images. Pooling, batch
+//! norm and ReLU become plain passes over whole vectors. It is the forward pass of evaluation
+//! only (no arg-max indices, running batch-norm statistics, no dropout), and it performs the
+//! same operations in the same order as the per-image path: logits and losses are
+//! bit-identical (`tests/evaluation_paths.rs` checks it), so which path ran never shows in a
+//! result.
 //!
-//! The trunk is the longest prefix of layers made of convolutions computed by im2col (a
-//! Winograd convolution ends it), ReLU, max pooling, batch norm and dropout; at its end the
-//! chunk is transposed back into the per-image layout and the remaining layers (the linear
-//! ones, for the thesis's models) run on the whole batch as in training.
+//! The trunk is the longest prefix of layers made of convolutions (im2col or Winograd), ReLU,
+//! max pooling, batch norm and dropout; at its end the chunk is transposed back into the
+//! per-image layout and the remaining layers (the linear ones, for the thesis's models) run on
+//! the whole batch as in training.
 
 use crate::gemm::{self, MR};
 use crate::network::{Layer, LayerSpec, Shape, BN_EPS};
+use crate::winograd;
 
 /// Images per chunk: one per lane of the micro-kernel's two AVX vectors ([`gemm::NR`]).
 pub(crate) const LANES: usize = gemm::NR;
@@ -41,6 +44,23 @@ enum Step {
         /// lanes from an output position's in the padded input.
         offs: Vec<u32>,
     },
+    /// A 3 × 3, padding-1 convolution by Winograd's F(2×2, 3×3), as `winograd.rs` computes
+    /// it image by image (same transforms, same order of operations).
+    Winograd {
+        out: usize,
+        relu: bool,
+        weights: (usize, usize),
+        bias: usize,
+        rows: usize,
+        /// Where the transformed, packed weights start in `Lanes::packed`: for each of the
+        /// 16 positions ξ, `out × c` values in panels of `rows` rows.
+        packed_at: usize,
+        /// Tile rows per block (the transformed tiles of a block stay in cache).
+        block_rows: usize,
+        /// `p · LANES` for each input channel `p` (the transformed input tiles are stored
+        /// `[ξ][tile][channel][lane]`).
+        offs: Vec<u32>,
+    },
     Relu,
     Pool,
     BatchNorm {
@@ -61,6 +81,11 @@ pub(crate) struct Lanes {
     a: Vec<f32>,
     b: Vec<f32>,
     padded: Vec<f32>,
+    /// Winograd's transformed input tiles and products for one block of tile rows, and its
+    /// transformed weights before packing.
+    v: Vec<f32>,
+    m: Vec<f32>,
+    u: Vec<f32>,
     /// Every convolution's weights, packed in panels of `rows` rows: panel `q`, depth `p`,
     /// row `r` at `packed_at + q · rows · k + p · height + r`, `height` the panel's rows.
     packed: Vec<f32>,
@@ -86,18 +111,46 @@ impl Lanes {
         if !gemm::gathered_available() {
             return lanes;
         }
-        let mut packed = 0;
-        let mut widest = 0;
-        let mut padded = 0;
+        let (mut packed, mut widest, mut padded) = (0, 0, 0);
+        let (mut v, mut m, mut u) = (0, 0, 0);
         let mut i = 0;
         while i < layers.len() {
             let l = &layers[i];
+            // A ReLU right after a convolution is applied as the convolution's output is
+            // written: the two layers are one step.
+            let relu = matches!(l.spec, LayerSpec::Conv { .. })
+                && layers.get(i + 1).map(|n| &n.spec) == Some(&LayerSpec::Relu);
             let step = match l.spec {
+                LayerSpec::Conv { out, .. } if winograd && l.wino.is_some() => {
+                    let (c, th, tw) = (l.input.c, l.input.h.div_ceil(2), l.input.w.div_ceil(2));
+                    padded = padded.max(c * (2 * th + 2) * (2 * tw + 2) * LANES);
+                    // About 256 tiles × images per block, as `winograd.rs` groups them.
+                    let block_rows = (256 / (tw * LANES)).clamp(1, th);
+                    let tb = block_rows * tw;
+                    v = v.max(16 * tb * c * LANES);
+                    m = m.max(16 * out * tb * LANES);
+                    u = u.max(16 * out * c);
+                    let offs = (0..c)
+                        .map(|p| u32::try_from(p * LANES).expect("a chunk fits u32 offsets"))
+                        .collect();
+                    let step = Step::Winograd {
+                        out,
+                        relu,
+                        weights: (l.params.0, out * c * 9),
+                        bias: l.params.0 + out * c * 9,
+                        rows: tile_rows(out),
+                        packed_at: packed,
+                        block_rows,
+                        offs,
+                    };
+                    packed += 16 * out * c;
+                    step
+                }
                 LayerSpec::Conv {
                     out,
                     kernel,
                     padding,
-                } if !(winograd && l.wino.is_some()) => {
+                } => {
                     let (hp, wp) = (l.input.h + 2 * padding, l.input.w + 2 * padding);
                     let mut offs = Vec::with_capacity(l.input.c * kernel * kernel);
                     for c in 0..l.input.c {
@@ -111,7 +164,6 @@ impl Lanes {
                     if padding > 0 {
                         padded = padded.max(l.input.c * hp * wp * LANES);
                     }
-                    let relu = layers.get(i + 1).map(|n| &n.spec) == Some(&LayerSpec::Relu);
                     let k = offs.len();
                     let step = Step::Conv {
                         out,
@@ -124,13 +176,6 @@ impl Lanes {
                         offs,
                     };
                     packed += out * k;
-                    if relu {
-                        // The ReLU is part of this step: its output is the trunk's output.
-                        lanes.steps.push((step, l.input, layers[i + 1].output));
-                        widest = widest.max(l.input.len()).max(l.output.len());
-                        i += 2;
-                        continue;
-                    }
                     step
                 }
                 LayerSpec::Relu => Step::Relu,
@@ -144,11 +189,12 @@ impl Lanes {
                     i += 1;
                     continue;
                 }
-                _ => break,
+                LayerSpec::Linear { .. } => break,
             };
-            lanes.steps.push((step, l.input, l.output));
+            let last = if relu { i + 1 } else { i };
+            lanes.steps.push((step, l.input, layers[last].output));
             widest = widest.max(l.input.len()).max(l.output.len());
-            i += 1;
+            i = last + 1;
         }
         if lanes.steps.is_empty() {
             return Lanes::default();
@@ -158,6 +204,9 @@ impl Lanes {
         lanes.b = vec![0.0; widest * LANES];
         lanes.padded = vec![0.0; padded];
         lanes.packed = vec![0.0; packed];
+        lanes.v = vec![0.0; v];
+        lanes.m = vec![0.0; m];
+        lanes.u = vec![0.0; u];
         lanes
     }
 
@@ -169,28 +218,39 @@ impl Lanes {
     /// Packs every convolution's weights from `params` (once per evaluation call).
     pub(crate) fn pack_weights(&mut self, params: &[f32]) {
         for (step, input, _) in &self.steps {
-            if let Step::Conv {
-                out,
-                weights,
-                rows,
-                packed_at,
-                offs,
-                ..
-            } = step
-            {
-                let k = offs.len();
-                debug_assert_eq!(k % input.c, 0);
-                let w = &params[weights.0..weights.0 + weights.1];
-                let dst = &mut self.packed[*packed_at..*packed_at + weights.1];
-                for q0 in (0..*out).step_by(*rows) {
-                    let height = (*rows).min(out - q0);
-                    let panel = &mut dst[q0 * k..(q0 + height) * k];
-                    for r in 0..height {
-                        for (p, &v) in w[(q0 + r) * k..(q0 + r + 1) * k].iter().enumerate() {
-                            panel[p * height + r] = v;
-                        }
+            match step {
+                Step::Conv {
+                    out,
+                    weights,
+                    rows,
+                    packed_at,
+                    ..
+                } => {
+                    let w = &params[weights.0..weights.0 + weights.1];
+                    let dst = &mut self.packed[*packed_at..*packed_at + weights.1];
+                    pack_panels(w, *out, weights.1 / out, *rows, dst);
+                }
+                Step::Winograd {
+                    out,
+                    weights,
+                    rows,
+                    packed_at,
+                    ..
+                } => {
+                    // U_ξ = G g Gᵀ as `winograd.rs` computes it (`[ξ][out][c]`), each ξ's
+                    // `out × c` matrix packed.
+                    let (c, kc) = (input.c, out * input.c);
+                    let w = &params[weights.0..weights.0 + weights.1];
+                    winograd::weights(w, *out, c, &mut self.u);
+                    let dst = &mut self.packed[*packed_at..*packed_at + 16 * kc];
+                    for (u, d) in self.u[..16 * kc]
+                        .chunks_exact(kc)
+                        .zip(dst.chunks_exact_mut(kc))
+                    {
+                        pack_panels(u, *out, c, *rows, d);
                     }
                 }
+                _ => {}
             }
         }
     }
@@ -243,7 +303,8 @@ impl Lanes {
                     weights,
                 } => {
                     let x = if *pad > 0 {
-                        pad_planes(x, *ishape, *pad, &mut self.padded)
+                        let (hp, wp) = (ishape.h + 2 * pad, ishape.w + 2 * pad);
+                        pad_planes(x, *ishape, *pad, (hp, wp), &mut self.padded)
                     } else {
                         x
                     };
@@ -265,7 +326,7 @@ impl Lanes {
                                     x,
                                     (oy * wp + ox) * LANES,
                                     offs,
-                                    &b[q0..q0 + height],
+                                    Some(&b[q0..q0 + height]),
                                     *relu,
                                     &mut y[q0 * plane + at..],
                                     plane,
@@ -274,6 +335,30 @@ impl Lanes {
                         }
                     }
                 }
+                Step::Winograd {
+                    out,
+                    relu,
+                    weights,
+                    bias,
+                    rows,
+                    packed_at,
+                    block_rows,
+                    offs,
+                } => winograd_step(
+                    x,
+                    *ishape,
+                    *out,
+                    *relu,
+                    &params[*bias..*bias + out],
+                    *rows,
+                    &self.packed[*packed_at..*packed_at + 16 * weights.1 / 9],
+                    *block_rows,
+                    offs,
+                    &mut self.padded,
+                    &mut self.v,
+                    &mut self.m,
+                    y,
+                ),
                 Step::Relu => {
                     for (o, &v) in y.iter_mut().zip(x) {
                         *o = v.max(0.0);
@@ -320,12 +405,31 @@ impl Lanes {
     }
 }
 
-/// Copies `x` (`shape`, lane-innermost) into `padded` with `pad` zeros around each plane;
-/// returns the padded input.
+/// Packs the `out × k` row-major matrix `w` in panels of `rows` rows (the last one
+/// possibly shorter): panel `q`, depth `p`, row `r` at `q · rows · k + p · height + r`.
+fn pack_panels(w: &[f32], out: usize, k: usize, rows: usize, dst: &mut [f32]) {
+    for q0 in (0..out).step_by(rows) {
+        let height = rows.min(out - q0);
+        let panel = &mut dst[q0 * k..(q0 + height) * k];
+        for r in 0..height {
+            for (p, &v) in w[(q0 + r) * k..(q0 + r + 1) * k].iter().enumerate() {
+                panel[p * height + r] = v;
+            }
+        }
+    }
+}
+
+/// Copies `x` (`shape`, lane-innermost) into planes of `hp × wp` (`padded`), the image at
+/// row and column `pad` and zeros around it; returns the padded input.
 #[inline(always)]
-fn pad_planes<'a>(x: &[f32], shape: Shape, pad: usize, padded: &'a mut [f32]) -> &'a [f32] {
+fn pad_planes<'a>(
+    x: &[f32],
+    shape: Shape,
+    pad: usize,
+    (hp, wp): (usize, usize),
+    padded: &'a mut [f32],
+) -> &'a [f32] {
     let (h, w) = (shape.h, shape.w);
-    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
     let padded = &mut padded[..shape.c * hp * wp * LANES];
     for (src, dst) in x
         .chunks_exact(h * w * LANES)
@@ -343,6 +447,161 @@ fn pad_planes<'a>(x: &[f32], shape: Shape, pad: usize, padded: &'a mut [f32]) ->
         }
     }
     padded
+}
+
+type Lane = [f32; LANES];
+
+// (Plain loops, not `std::array::from_fn`, whose closures are left out of line here.)
+
+/// `f` lane by lane.
+#[inline(always)]
+fn map2(a: &Lane, b: &Lane, f: impl Fn(f32, f32) -> f32) -> Lane {
+    let mut o = [0.0; LANES];
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
+    }
+    o
+}
+
+/// `f` lane by lane.
+#[inline(always)]
+fn map3(a: &Lane, b: &Lane, c: &Lane, f: impl Fn(f32, f32, f32) -> f32) -> Lane {
+    let mut o = [0.0; LANES];
+    for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
+        *o = f(a, b, c);
+    }
+    o
+}
+
+/// The lanes at `at` (in units of [`LANES`]).
+#[inline(always)]
+fn lane(s: &[f32], at: usize) -> Lane {
+    s[at * LANES..(at + 1) * LANES]
+        .try_into()
+        .expect("LANES wide")
+}
+
+/// A Winograd F(2×2, 3×3) convolution with padding 1 of a chunk (`x`: `[c][h][w][lane]`,
+/// output `[out][h][w][lane]`), block of tile rows by block: the input tiles transformed
+/// (`[ξ][tile][channel][lane]`), 16 products through the gathered kernel, the output tiles
+/// transformed back with bias and ReLU. Every value is computed with the operations, in the
+/// order, of `winograd.rs`'s `inputs`, SGEMM and `outputs`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn winograd_step(
+    x: &[f32],
+    shape: Shape,
+    out: usize,
+    relu: bool,
+    bias: &[f32],
+    rows: usize,
+    packed: &[f32],
+    block_rows: usize,
+    offs: &[u32],
+    padded: &mut [f32],
+    v: &mut [f32],
+    m: &mut [f32],
+    y: &mut [f32],
+) {
+    let (c, h, w) = (shape.c, shape.h, shape.w);
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
+    let x = pad_planes(x, shape, 1, (ph, pw), padded);
+    let tb = block_rows * tw;
+    for ty0 in (0..th).step_by(block_rows) {
+        let nt = block_rows.min(th - ty0) * tw;
+        // V_ξ = Bᵀ d B for every tile of the block: along the block's rows, then down its
+        // columns, as `winograd::inputs`.
+        for ch in 0..c {
+            let plane = &x[ch * ph * pw * LANES..(ch + 1) * ph * pw * LANES];
+            for t in 0..nt {
+                let (ty, tx) = (ty0 + t / tw, t % tw);
+                let mut rows_t = [[[0.0; LANES]; 4]; 4];
+                for (r, row) in rows_t.iter_mut().enumerate() {
+                    let d = |j: usize| lane(plane, (2 * ty + r) * pw + 2 * tx + j);
+                    let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+                    *row = [
+                        map2(&d0, &d2, |a, b| a - b),
+                        map2(&d1, &d2, |a, b| a + b),
+                        map2(&d2, &d1, |a, b| a - b),
+                        map2(&d1, &d3, |a, b| a - b),
+                    ];
+                }
+                let [r0, r1, r2, r3] = &rows_t;
+                for (j, (((r0, r1), r2), r3)) in r0.iter().zip(r1).zip(r2).zip(r3).enumerate() {
+                    let r = |i: usize| [r0, r1, r2, r3][i];
+                    let cols = [
+                        map2(r(0), r(2), |a, b| a - b),
+                        map2(r(1), r(2), |a, b| a + b),
+                        map2(r(2), r(1), |a, b| a - b),
+                        map2(r(1), r(3), |a, b| a - b),
+                    ];
+                    for (i, col) in cols.iter().enumerate() {
+                        let at = (((4 * i + j) * tb + t) * c + ch) * LANES;
+                        v[at..at + LANES].copy_from_slice(col);
+                    }
+                }
+            }
+        }
+        // M_ξ (out × tiles) = U_ξ (out × c) · V_ξ (c × tiles), no bias.
+        for xi in 0..16 {
+            let u = &packed[xi * out * c..(xi + 1) * out * c];
+            for q0 in (0..out).step_by(rows) {
+                let height = rows.min(out - q0);
+                for t in 0..nt {
+                    gemm::gathered(
+                        height,
+                        &u[q0 * c..(q0 + height) * c],
+                        v,
+                        (xi * tb + t) * c * LANES,
+                        offs,
+                        None,
+                        false,
+                        &mut m[((xi * out + q0) * tb + t) * LANES..],
+                        tb * LANES,
+                    );
+                }
+            }
+        }
+        // Y = Aᵀ M A + bias (then ReLU), as `winograd::outputs`.
+        for (o, &bo) in bias.iter().enumerate() {
+            for t in 0..nt {
+                let (ty, tx) = (ty0 + t / tw, t % tw);
+                let mm = |xi: usize| lane(m, (xi * out + o) * tb + t);
+                let mut s = [[0.0; LANES]; 8];
+                for (i, pair) in s.chunks_exact_mut(2).enumerate() {
+                    let (a, b, cc, d) = (mm(4 * i), mm(4 * i + 1), mm(4 * i + 2), mm(4 * i + 3));
+                    pair[0] = map3(&a, &b, &cc, |a, b, c| a + b + c);
+                    pair[1] = map3(&b, &cc, &d, |b, c, d| b - c - d);
+                }
+                for a in 0..2 {
+                    let y0 = 2 * ty + a;
+                    if y0 >= h {
+                        break;
+                    }
+                    for col in 0..2 {
+                        let x0 = 2 * tx + col;
+                        if x0 >= w {
+                            break;
+                        }
+                        let (r0, r1, r2, r3) = (&s[col], &s[2 + col], &s[4 + col], &s[6 + col]);
+                        let mut val = if a == 0 {
+                            map3(r0, r1, r2, |x, y, z| x + y + z + bo)
+                        } else {
+                            map3(r1, r2, r3, |x, y, z| x - y - z + bo)
+                        };
+                        if relu {
+                            for v in &mut val {
+                                *v = v.max(0.0);
+                            }
+                        }
+                        let at = ((o * h + y0) * w + x0) * LANES;
+                        y[at..at + LANES].copy_from_slice(&val);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// 2×2 max pooling, stride 2, lane-innermost: as the per-image pooling, the first maximum in

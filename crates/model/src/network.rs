@@ -150,8 +150,9 @@ pub(crate) const BN_EPS: f32 = 1e-5;
 /// True when the engine's own loops can run their AVX2 + FMA build. That build and the
 /// baseline one perform the same operations in the same order (Rust never fuses `a*b+c` into
 /// an FMA on its own), so results are bit-identical; only the width of the vectors differs.
-/// The same check picks `gemm.rs`'s packed SGEMM. This, the two `fast` wrappers
-/// and the SGEMM micro-kernel (`gemm.rs`) are the only `unsafe` in this crate.
+/// The same check picks `gemm.rs`'s packed SGEMM and allows evaluation sixteen images
+/// abreast (`lanes.rs`). The three `fast` wrappers (forward, evaluation's trunk, backward) and
+/// the two SGEMM micro-kernels (`gemm.rs`) are the only `unsafe` in this crate.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn fast_cpu() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

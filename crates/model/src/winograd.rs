@@ -237,7 +237,7 @@ pub(crate) fn backward(
 /// `U_ξ[k][c] = (G g G ᵀ)_ξ` for every 3 × 3 kernel `g = w[k][c]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
 #[inline(always)]
-fn weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
+pub(crate) fn weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
     let kc = k * c;
     // G v for a 3-vector v.
     let gv = |[a, b, d]: [f32; 3]| [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];

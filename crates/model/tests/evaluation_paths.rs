@@ -231,3 +231,41 @@ fn pooling_lets_a_nan_win_wherever_it_is_in_the_window() {
         assert_eq!(row[0].is_nan(), has_nan, "image {i}: logits {row:?}");
     }
 }
+
+#[test]
+fn winograd_convolutions_on_odd_sides_evaluate_to_the_same_bits() {
+    use LayerSpec::*;
+    // 13 × 5 images: 7 × 3 tiles, the last tile row and column half outside the image;
+    // blocks of 5 tile rows (5 · 3 tiles × 16 images ≈ 256), the second block partial.
+    let net = Network::new(
+        Shape::new(16, 13, 5),
+        &[
+            // 16 input channels: Winograd; 17 outputs (tiles of 6, 6, 5), no ReLU.
+            Conv {
+                out: 17,
+                kernel: 3,
+                padding: 1,
+            },
+            BatchNorm,
+            Relu,
+            // 17 input channels, 10 outputs (tiles of 5), its ReLU fused.
+            Conv {
+                out: 10,
+                kernel: 3,
+                padding: 1,
+            },
+            Relu,
+            MaxPool2,
+            Linear { out: 3 },
+        ],
+        3,
+    );
+    let s = setup(&net, 21, 7);
+    informative(
+        "odd winograd",
+        &compare("odd winograd", net.clone(), &s, 21),
+    );
+    let mut im2col = net;
+    im2col.set_winograd(false);
+    compare("odd winograd by im2col", im2col, &s, 21);
+}
