@@ -303,6 +303,27 @@ unsafe fn kernel<const R: usize>(
     }
 }
 
+/// The offsets [`gathered`] reads B at, with their largest one (found once, so that each call
+/// checks its reads with one comparison).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Offsets {
+    offs: Vec<u32>,
+    max: usize,
+}
+
+impl Offsets {
+    /// Panics if `offs` is empty.
+    pub(crate) fn new(offs: Vec<u32>) -> Self {
+        let max = *offs.iter().max().expect("at least one depth") as usize;
+        Self { offs, max }
+    }
+
+    /// The depth of the product.
+    pub(crate) fn len(&self) -> usize {
+        self.offs.len()
+    }
+}
+
 /// Whether [`gathered`] can run (it has no portable build: callers take another path).
 pub(crate) fn gathered_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -324,15 +345,14 @@ pub(crate) fn gathered_available() -> bool {
 /// order, exactly as [`gemm`] sums them, so each value has the bits an im2col + [`gemm`] +
 /// bias pass gives.
 ///
-/// Panics if a slice is too short for the shapes, if `offs` is not increasing, or if
-/// [`gathered_available`] is false.
+/// Panics if a slice is too short for the shapes or if [`gathered_available`] is false.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gathered(
     rows: usize,
     a: &[f32],
     x: &[f32],
     base: usize,
-    offs: &[u32],
+    offs: &Offsets,
     bias: Option<&[f32]>,
     relu: bool,
     c: &mut [f32],
@@ -342,16 +362,16 @@ pub(crate) fn gathered(
     assert!((1..=MR).contains(&rows) && k >= 1);
     assert!(a.len() >= k * rows && c.len() >= (rows - 1) * ldc + NR);
     assert!(bias.is_none_or(|b| b.len() >= rows));
-    debug_assert!(offs.windows(2).all(|w| w[0] < w[1]));
-    assert!(offs[0] <= offs[k - 1] && x.len() >= base + offs[k - 1] as usize + NR);
+    assert!(x.len() >= base + offs.max + NR);
+    let offs = &offs.offs[..];
     assert!(
         gathered_available(),
         "the gathered kernel needs AVX2 and FMA"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX2 and FMA (asserted); the offsets increase, so every read of x
-    // is below `base + offs[k − 1] + NR`, inside x (asserted), and the other slices are long
-    // enough for `rows`, `k` and `ldc` (asserted).
+    // SAFETY: the CPU has AVX2 and FMA (asserted); every read of x is below
+    // `base + max(offs) + NR`, inside x (asserted), and the other slices are long enough for
+    // `rows`, `k` and `ldc` (asserted).
     #[allow(unsafe_code)]
     unsafe {
         match rows {
@@ -369,8 +389,7 @@ pub(crate) fn gathered(
 ///
 /// # Safety
 ///
-/// The CPU must support AVX2 and FMA, `offs` must increase, and the slices must be as
-/// [`gathered`] asserts.
+/// The CPU must support AVX2 and FMA, and the slices must be as [`gathered`] asserts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
@@ -520,6 +539,59 @@ mod tests {
                         library(m, n, k, &a, ta, &b, tb, beta, &mut lib);
                         for (x, y) in c.iter().zip(&lib) {
                             assert!((x - y).abs() <= 1e-4 * (k as f32 + 1.0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gathered tile against its definition, summed in f64: every row count, depths
+    /// below, at and above one block of [`KC`], offsets in any order, with and without bias
+    /// and ReLU.
+    #[test]
+    fn gathered_matches_its_definition() {
+        if !gathered_available() {
+            eprintln!("no AVX2 + FMA: the gathered kernel is not used on this CPU");
+            return;
+        }
+        for k in [1, 7, KC, KC + 45] {
+            // Depth p reads the lanes at a scrambled offset (a permutation of 0..k, × NR).
+            let offs: Vec<u32> = (0..k).map(|p| ((p * 37) % k * NR) as u32).collect();
+            let offsets = Offsets::new(offs.clone());
+            let base = 3;
+            let x: Vec<f32> = (0..base + k * NR)
+                .map(|i| ((i * 53) % 97) as f32 * 0.03 - 1.4)
+                .collect();
+            for rows in 1..=MR {
+                let a: Vec<f32> = (0..k * rows)
+                    .map(|i| ((i * 29) % 89) as f32 * 0.02 - 0.9)
+                    .collect();
+                let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.5 - 1.0).collect();
+                for (with_bias, relu) in [(false, false), (true, false), (true, true)] {
+                    let ldc = NR + 5;
+                    let mut c = vec![f32::NAN; (rows - 1) * ldc + NR];
+                    let b = with_bias.then_some(&bias[..]);
+                    gathered(rows, &a, &x, base, &offsets, b, relu, &mut c, ldc);
+                    for r in 0..rows {
+                        for l in 0..NR {
+                            let mut want: f64 = (0..k)
+                                .map(|p| {
+                                    a[p * rows + r] as f64 * x[base + offs[p] as usize + l] as f64
+                                })
+                                .sum();
+                            if with_bias {
+                                want += bias[r] as f64;
+                            }
+                            if relu {
+                                want = want.max(0.0);
+                            }
+                            let got = c[r * ldc + l] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (k as f64 + 1.0),
+                                "k {k} rows {rows} bias {with_bias} relu {relu} ({r}, {l}): \
+                                 {got} vs {want}"
+                            );
                         }
                     }
                 }

@@ -17,7 +17,7 @@
 //! per-image layout and the remaining layers (the linear ones, for the thesis's models) run on
 //! the whole batch as in training.
 
-use crate::gemm::{self, MR};
+use crate::gemm::{self, Offsets, MR};
 use crate::network::{Layer, LayerSpec, Shape, BN_EPS};
 use crate::winograd;
 
@@ -42,7 +42,7 @@ enum Step {
         packed_at: usize,
         /// For each depth (input channel, kernel row, kernel column), the offset of its
         /// lanes from an output position's in the padded input.
-        offs: Vec<u32>,
+        offs: Offsets,
     },
     /// A 3 × 3, padding-1 convolution by Winograd's F(2×2, 3×3), as `winograd.rs` computes
     /// it image by image (same transforms, same order of operations).
@@ -59,7 +59,7 @@ enum Step {
         block_rows: usize,
         /// `p · LANES` for each input channel `p` (the transformed input tiles are stored
         /// `[ξ][tile][channel][lane]`).
-        offs: Vec<u32>,
+        offs: Offsets,
     },
     Relu,
     Pool,
@@ -130,9 +130,11 @@ impl Lanes {
                     v = v.max(16 * tb * c * LANES);
                     m = m.max(16 * out * tb * LANES);
                     u = u.max(16 * out * c);
-                    let offs = (0..c)
-                        .map(|p| u32::try_from(p * LANES).expect("a chunk fits u32 offsets"))
-                        .collect();
+                    let offs = Offsets::new(
+                        (0..c)
+                            .map(|p| u32::try_from(p * LANES).expect("a chunk fits u32 offsets"))
+                            .collect(),
+                    );
                     let step = Step::Winograd {
                         out,
                         relu,
@@ -165,6 +167,7 @@ impl Lanes {
                         padded = padded.max(l.input.c * hp * wp * LANES);
                     }
                     let k = offs.len();
+                    let offs = Offsets::new(offs);
                     let step = Step::Conv {
                         out,
                         pad: padding,
@@ -497,7 +500,7 @@ fn winograd_step(
     rows: usize,
     packed: &[f32],
     block_rows: usize,
-    offs: &[u32],
+    offs: &Offsets,
     padded: &mut [f32],
     v: &mut [f32],
     m: &mut [f32],
