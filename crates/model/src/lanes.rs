@@ -77,18 +77,25 @@ pub(crate) struct Lanes {
     steps: Vec<(Step, Shape, Shape)>,
     /// The first layer not in the trunk (0: no trunk).
     end: usize,
-    /// Two buffers for a chunk's activations, and one for a padded convolution input.
-    a: Vec<f32>,
-    b: Vec<f32>,
-    padded: Vec<f32>,
-    /// Winograd's transformed input tiles and products for one block of tile rows, and its
-    /// transformed weights before packing.
-    v: Vec<f32>,
-    m: Vec<f32>,
+    /// Winograd's transformed weights before packing.
     u: Vec<f32>,
     /// Every convolution's weights, packed in panels of `rows` rows: panel `q`, depth `p`,
     /// row `r` at `packed_at + q · rows · k + p · height + r`, `height` the panel's rows.
     packed: Vec<f32>,
+    /// One set of chunk buffers per thread that runs the trunk (see [`Lanes::run`]).
+    pub(crate) scratch: Vec<Scratch>,
+}
+
+/// The buffers one thread needs to run the trunk on a chunk.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    /// Two buffers for a chunk's activations, and one for a padded convolution input.
+    a: Vec<f32>,
+    b: Vec<f32>,
+    padded: Vec<f32>,
+    /// Winograd's transformed input tiles and products for one block of tile rows.
+    v: Vec<f32>,
+    m: Vec<f32>,
 }
 
 /// Rows per register tile for `out` output channels: as many as the kernel has (6), unless
@@ -104,9 +111,10 @@ fn tile_rows(out: usize) -> usize {
 
 impl Lanes {
     /// Plans the trunk of `layers` (`winograd`: whether Winograd's algorithm computes the
-    /// convolutions it applies to). The plan is empty when the CPU lacks what the gathered
-    /// kernel needs or when the first layer cannot be in a trunk.
-    pub(crate) fn plan(layers: &[Layer], winograd: bool) -> Self {
+    /// convolutions it applies to), with buffers for `threads` threads. The plan is empty when
+    /// the CPU lacks what the gathered kernel needs or when the first layer cannot be in a
+    /// trunk.
+    pub(crate) fn plan(layers: &[Layer], winograd: bool, threads: usize) -> Self {
         let mut lanes = Lanes::default();
         if !gemm::gathered_available() {
             return lanes;
@@ -203,12 +211,15 @@ impl Lanes {
             return Lanes::default();
         }
         lanes.end = i;
-        lanes.a = vec![0.0; widest * LANES];
-        lanes.b = vec![0.0; widest * LANES];
-        lanes.padded = vec![0.0; padded];
+        let scratch = Scratch {
+            a: vec![0.0; widest * LANES],
+            b: vec![0.0; widest * LANES],
+            padded: vec![0.0; padded],
+            v: vec![0.0; v],
+            m: vec![0.0; m],
+        };
+        lanes.scratch = vec![scratch; threads.max(1)];
         lanes.packed = vec![0.0; packed];
-        lanes.v = vec![0.0; v];
-        lanes.m = vec![0.0; m];
         lanes.u = vec![0.0; u];
         lanes
     }
@@ -259,11 +270,14 @@ impl Lanes {
     }
 
     /// Runs the trunk on `images` (`count ≤ LANES` images of `input.len()` values each, one
-    /// after the other) and writes its output, image by image, into `out` (`count` rows of the
-    /// trunk's output length). Needs [`Lanes::pack_weights`] first.
+    /// after the other) in the buffers `s` and writes its output, image by image, into `out`
+    /// (`count` rows of the trunk's output length). Needs [`Lanes::pack_weights`] first.
+    /// Chunks are independent: threads may run them at once, each with its own `s`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn run(
-        &mut self,
+        &self,
+        s: &mut Scratch,
         params: &[f32],
         state: &[f32],
         input: Shape,
@@ -274,7 +288,7 @@ impl Lanes {
         assert!(count <= LANES && !self.steps.is_empty());
         let per = input.len();
         // Into lanes: value j of image b at j · LANES + b; missing images are zeros.
-        let (mut src, mut dst) = (&mut self.a, &mut self.b);
+        let (mut src, mut dst) = (&mut s.a, &mut s.b);
         if count < LANES {
             src[..per * LANES].fill(0.0);
         }
@@ -307,7 +321,7 @@ impl Lanes {
                 } => {
                     let x = if *pad > 0 {
                         let (hp, wp) = (ishape.h + 2 * pad, ishape.w + 2 * pad);
-                        pad_planes(x, *ishape, *pad, (hp, wp), &mut self.padded)
+                        pad_planes(x, *ishape, *pad, (hp, wp), &mut s.padded)
                     } else {
                         x
                     };
@@ -357,9 +371,9 @@ impl Lanes {
                     &self.packed[*packed_at..*packed_at + 16 * weights.1 / 9],
                     *block_rows,
                     offs,
-                    &mut self.padded,
-                    &mut self.v,
-                    &mut self.m,
+                    &mut s.padded,
+                    &mut s.v,
+                    &mut s.m,
                     y,
                 ),
                 Step::Relu => {

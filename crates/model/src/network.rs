@@ -417,12 +417,16 @@ impl Network {
     }
 
     /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
-    /// when there is one (see [`lanes`]), then the other layers on the whole batch.
+    /// when there is one (see [`lanes`]), its chunks shared out over the rayon pool's threads
+    /// (each chunk's result is the same whichever thread computes it), then the other layers
+    /// on the whole batch.
     fn forward_eval(&mut self, params: &[f32], state: &mut [f32], images: &[f32], batch: usize) {
+        use rayon::prelude::*;
         self.prepare(batch);
         let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         if self.lanes && self.ws.lanes.is_none() {
-            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd));
+            let threads = rayon::current_num_threads();
+            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd, threads));
         }
         let end = self.ws.lanes.as_ref().map_or(0, Lanes::end);
         if !self.lanes || end == 0 {
@@ -430,27 +434,45 @@ impl Network {
             self.forward(params, state, batch, false, &mut no_rng, 0);
             return;
         }
+        /// Runs the trunk on consecutive chunks of `images`, writing `out`.
         #[target_feature(enable = "avx2,fma")]
-        fn fast(net: &mut Network, params: &[f32], state: &[f32], images: &[f32], end: usize) {
-            let lanes = net.ws.lanes.as_mut().expect("planned");
-            lanes.pack_weights(params);
-            let (per, width) = (net.input.len(), net.layers[end].input.len());
-            let trunk_out = net.ws.acts[end].chunks_mut(lanes::LANES * width);
-            for (xs, ys) in images.chunks(lanes::LANES * per).zip(trunk_out) {
-                lanes.run(params, state, net.input, xs, xs.len() / per, ys);
+        #[allow(clippy::too_many_arguments)]
+        fn chunks(
+            lanes: &Lanes,
+            s: &mut lanes::Scratch,
+            params: &[f32],
+            state: &[f32],
+            input: Shape,
+            images: &[f32],
+            width: usize,
+            out: &mut [f32],
+        ) {
+            let per = input.len();
+            let outs = out.chunks_mut(lanes::LANES * width);
+            for (xs, ys) in images.chunks(lanes::LANES * per).zip(outs) {
+                lanes.run(s, params, state, input, xs, xs.len() / per, ys);
             }
         }
-        // SAFETY: a trunk is planned only when the CPU has AVX2 and FMA (`Lanes::plan`).
-        #[allow(unsafe_code)]
-        unsafe {
-            fast(
-                self,
-                params,
-                state,
-                &images[..batch * self.input.len()],
-                end,
-            )
-        };
+        let (input, width) = (self.input, self.layers[end].input.len());
+        let lanes = self.ws.lanes.as_mut().expect("planned");
+        lanes.pack_weights(params);
+        // Each thread's share: whole chunks, as even as they divide.
+        let mut scratch = std::mem::take(&mut lanes.scratch);
+        let share = batch.div_ceil(lanes::LANES).div_ceil(scratch.len()) * lanes::LANES;
+        let lanes = &*lanes;
+        scratch
+            .par_iter_mut()
+            .zip(images[..batch * input.len()].par_chunks(share * input.len()))
+            .zip(self.ws.acts[end][..batch * width].par_chunks_mut(share * width))
+            .for_each(|((s, xs), ys)| {
+                // SAFETY: a trunk is planned only when the CPU has AVX2 and FMA
+                // (`Lanes::plan`).
+                #[allow(unsafe_code)]
+                unsafe {
+                    chunks(lanes, s, params, state, input, xs, width, ys)
+                }
+            });
+        self.ws.lanes.as_mut().expect("planned").scratch = scratch;
         self.forward(params, state, batch, false, &mut no_rng, end);
     }
 

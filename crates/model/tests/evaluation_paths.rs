@@ -269,3 +269,25 @@ fn winograd_convolutions_on_odd_sides_evaluate_to_the_same_bits() {
     im2col.set_winograd(false);
     compare("odd winograd by im2col", im2col, &s, 21);
 }
+
+#[test]
+fn evaluation_is_the_same_whatever_the_thread_count() {
+    // The trunk's chunks are shared out over the rayon pool's threads; each chunk's result
+    // must not depend on which thread, or how many, computed it.
+    let net = ModelKind::Cifar10Cnn { dropout: 0.25 }.build();
+    let s = setup(&net, 53, 8);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| outcome(net.clone(), true, &s, 53))
+    };
+    let (l1, e1) = on(1);
+    for threads in [2, 3] {
+        let (l, e) = on(threads);
+        same(&format!("{threads} threads"), &l, &l1);
+        assert_eq!(e.loss_sum.to_bits(), e1.loss_sum.to_bits());
+        assert_eq!((e.correct, e.count), (e1.correct, e1.count));
+    }
+}
