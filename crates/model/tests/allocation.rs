@@ -45,6 +45,9 @@ fn warm_networks_allocate_nothing_per_step_or_evaluation() {
         eprintln!("no AVX2 + FMA: the portable SGEMM allocates per product; nothing to count");
         return;
     }
+    // Evaluation shares its chunks out over the rayon pool: start every thread of the pool
+    // (each allocates its own state as it starts) before counting.
+    rayon::broadcast(|_| ());
     for kind in [
         ModelKind::MnistCnn,
         ModelKind::Cifar10Cnn { dropout: 0.25 },
