@@ -18,8 +18,9 @@
 //! the whole batch as in training.
 
 use crate::gemm::{self, Offsets, MR};
-use crate::network::{Layer, LayerSpec, Shape, BN_EPS};
+use crate::network::{pool_takes, Layer, LayerSpec, Network, Shape, BN_EPS};
 use crate::winograd;
+use std::ops::Range;
 
 /// Images per chunk: one per lane of the micro-kernel's two AVX vectors ([`gemm::NR`]).
 pub(crate) const LANES: usize = gemm::NR;
@@ -38,8 +39,8 @@ enum Step {
         bias: usize,
         /// Rows per register tile (the weights are packed in panels of this many).
         rows: usize,
-        /// Where the packed weights start in `Lanes::packed`.
-        packed_at: usize,
+        /// Where the packed weights lie in `Lanes::packed`.
+        panels: Range<usize>,
         /// For each depth (input channel, kernel row, kernel column), the offset of its
         /// lanes from an output position's in the padded input.
         offs: Offsets,
@@ -52,9 +53,9 @@ enum Step {
         weights: (usize, usize),
         bias: usize,
         rows: usize,
-        /// Where the transformed, packed weights start in `Lanes::packed`: for each of the
-        /// 16 positions ξ, `out × c` values in panels of `rows` rows.
-        packed_at: usize,
+        /// Where the transformed, packed weights lie in `Lanes::packed`: for each of the 16
+        /// positions ξ, `out × c` values in panels of `rows` rows.
+        panels: Range<usize>,
         /// Tile rows per block (the transformed tiles of a block stay in cache).
         block_rows: usize,
         /// `p · LANES` for each input channel `p` (the transformed input tiles are stored
@@ -80,7 +81,8 @@ pub(crate) struct Lanes {
     /// Winograd's transformed weights before packing.
     u: Vec<f32>,
     /// Every convolution's weights, packed in panels of `rows` rows: panel `q`, depth `p`,
-    /// row `r` at `packed_at + q · rows · k + p · height + r`, `height` the panel's rows.
+    /// row `r` at `q · rows · k + p · height + r` from the start of the step's `panels`,
+    /// `height` the panel's rows.
     packed: Vec<f32>,
     /// One set of chunk buffers per thread that runs the trunk (see [`Lanes::run`]).
     pub(crate) scratch: Vec<Scratch>,
@@ -126,8 +128,7 @@ impl Lanes {
             let l = &layers[i];
             // A ReLU right after a convolution is applied as the convolution's output is
             // written: the two layers are one step.
-            let relu = matches!(l.spec, LayerSpec::Conv { .. })
-                && layers.get(i + 1).map(|n| &n.spec) == Some(&LayerSpec::Relu);
+            let relu = Network::relu_fused(layers, i + 1);
             let step = match l.spec {
                 LayerSpec::Conv { out, .. } if winograd && l.wino.is_some() => {
                     let (c, th, tw) = (l.input.c, l.input.h.div_ceil(2), l.input.w.div_ceil(2));
@@ -149,7 +150,7 @@ impl Lanes {
                         weights: (l.params.0, out * c * 9),
                         bias: l.params.0 + out * c * 9,
                         rows: tile_rows(out),
-                        packed_at: packed,
+                        panels: packed..packed + 16 * out * c,
                         block_rows,
                         offs,
                     };
@@ -183,7 +184,7 @@ impl Lanes {
                         weights: (l.params.0, out * k),
                         bias: l.params.0 + out * k,
                         rows: tile_rows(out),
-                        packed_at: packed,
+                        panels: packed..packed + out * k,
                         offs,
                     };
                     packed += out * k;
@@ -237,18 +238,19 @@ impl Lanes {
                     out,
                     weights,
                     rows,
-                    packed_at,
+                    panels,
+                    offs,
                     ..
                 } => {
                     let w = &params[weights.0..weights.0 + weights.1];
-                    let dst = &mut self.packed[*packed_at..*packed_at + weights.1];
-                    pack_panels(w, *out, weights.1 / out, *rows, dst);
+                    let dst = &mut self.packed[panels.clone()];
+                    pack_panels(w, *out, offs.len(), *rows, dst);
                 }
                 Step::Winograd {
                     out,
                     weights,
                     rows,
-                    packed_at,
+                    panels,
                     ..
                 } => {
                     // U_ξ = G g Gᵀ as `winograd.rs` computes it (`[ξ][out][c]`), each ξ's
@@ -256,7 +258,7 @@ impl Lanes {
                     let (c, kc) = (input.c, out * input.c);
                     let w = &params[weights.0..weights.0 + weights.1];
                     winograd::weights(w, *out, c, &mut self.u);
-                    let dst = &mut self.packed[*packed_at..*packed_at + 16 * kc];
+                    let dst = &mut self.packed[panels.clone()];
                     for (u, d) in self.u[..16 * kc]
                         .chunks_exact(kc)
                         .zip(dst.chunks_exact_mut(kc))
@@ -315,9 +317,9 @@ impl Lanes {
                     relu,
                     bias,
                     rows,
-                    packed_at,
+                    panels,
                     offs,
-                    weights,
+                    ..
                 } => {
                     let x = if *pad > 0 {
                         let (hp, wp) = (ishape.h + 2 * pad, ishape.w + 2 * pad);
@@ -328,7 +330,7 @@ impl Lanes {
                     let k = offs.len();
                     let (ho, wo) = (oshape.h, oshape.w);
                     let wp = ishape.w + 2 * pad;
-                    let packed = &self.packed[*packed_at..*packed_at + weights.1];
+                    let packed = &self.packed[panels.clone()];
                     let b = &params[*bias..*bias + out];
                     let plane = ho * wo * LANES;
                     for q0 in (0..*out).step_by(*rows) {
@@ -355,12 +357,12 @@ impl Lanes {
                 Step::Winograd {
                     out,
                     relu,
-                    weights,
                     bias,
                     rows,
-                    packed_at,
+                    panels,
                     block_rows,
                     offs,
+                    ..
                 } => winograd_step(
                     x,
                     *ishape,
@@ -368,7 +370,7 @@ impl Lanes {
                     *relu,
                     &params[*bias..*bias + out],
                     *rows,
-                    &self.packed[*packed_at..*packed_at + 16 * weights.1 / 9],
+                    &self.packed[panels.clone()],
                     *block_rows,
                     offs,
                     &mut s.padded,
@@ -622,15 +624,10 @@ fn winograd_step(
 }
 
 /// 2×2 max pooling, stride 2, lane-innermost: as the per-image pooling, the first maximum in
-/// raster order wins and a NaN, once taken, is never replaced.
+/// raster order wins and a NaN, once taken, is never replaced ([`pool_takes`]).
 #[inline(always)]
 fn pool(x: &[f32], input: Shape, output: Shape, y: &mut [f32]) {
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
-    let lanes = |s: &[f32], at: usize| -> [f32; LANES] {
-        s[at * LANES..(at + 1) * LANES]
-            .try_into()
-            .expect("LANES wide")
-    };
     for (xs, ys) in x
         .chunks_exact(h * w * LANES)
         .zip(y.chunks_exact_mut(ho * wo * LANES))
@@ -638,13 +635,12 @@ fn pool(x: &[f32], input: Shape, output: Shape, y: &mut [f32]) {
         for (oy, row) in ys.chunks_exact_mut(wo * LANES).enumerate() {
             for (ox, o) in row.chunks_exact_mut(LANES).enumerate() {
                 let at = 2 * oy * w + 2 * ox;
-                let mut m = lanes(xs, at);
-                for u in [lanes(xs, at + 1), lanes(xs, at + w), lanes(xs, at + w + 1)] {
+                let mut m = lane(xs, at);
+                for u in [lane(xs, at + 1), lane(xs, at + w), lane(xs, at + w + 1)] {
                     // Branch-free on fixed-size arrays, so it compiles to vector compares
                     // and blends.
                     for (m, u) in m.iter_mut().zip(u) {
-                        let take = (u > *m) | (u.is_nan() & !m.is_nan());
-                        *m = if take { u } else { *m };
+                        *m = if pool_takes(u, *m) { u } else { *m };
                     }
                 }
                 o.copy_from_slice(&m);

@@ -364,7 +364,7 @@ impl Network {
 
     /// Whether layer `i` is a ReLU that the convolution before it computes (in the pass that
     /// writes the convolution's output), so that its own forward pass is a buffer swap.
-    fn relu_fused(layers: &[Layer], i: usize) -> bool {
+    pub(crate) fn relu_fused(layers: &[Layer], i: usize) -> bool {
         i > 0
             && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::Relu)
             && matches!(layers[i - 1].spec, LayerSpec::Conv { .. })
@@ -1063,6 +1063,15 @@ fn pool_row(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &mut [u
     }
 }
 
+/// Max pooling's rule for replacing the running maximum `m` by a later value `u` of the
+/// window: strictly greater (the first maximum in raster order wins, as in PyTorch), or a NaN
+/// over a number (NaN propagates). Non-short-circuit operators, so that loops over it
+/// vectorise (`lanes.rs` pools with it too).
+#[inline(always)]
+pub(crate) fn pool_takes(u: f32, m: f32) -> bool {
+    (u > m) | (u.is_nan() & !m.is_nan())
+}
+
 /// [`pool_row`] for rows holding NaN: a NaN, once taken, is never replaced (NaN propagates,
 /// as in PyTorch).
 #[inline(always)]
@@ -1076,7 +1085,7 @@ fn pool_row_exact(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &
         ];
         let (mut v, mut at) = cand[0];
         for &(u, off) in &cand[1..] {
-            if u > v || (u.is_nan() && !v.is_nan()) {
+            if pool_takes(u, v) {
                 v = u;
                 at = off;
             }
