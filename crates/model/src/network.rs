@@ -617,10 +617,9 @@ impl Network {
                 LayerSpec::Dropout { p: drop } => {
                     if train && drop > 0.0 {
                         let mask = &mut self.ws.aux[i][..y.len()];
-                        let keep = 1.0 / (1.0 - drop);
-                        for ((o, &v), m) in y.iter_mut().zip(x).zip(mask.iter_mut()) {
-                            *m = if rng.gen::<f32>() < drop { 0.0 } else { keep };
-                            *o = v * *m;
+                        dropout_mask(rng, drop, mask);
+                        for ((o, &v), &m) in y.iter_mut().zip(x).zip(mask.iter()) {
+                            *o = v * m;
                         }
                     } else {
                         y.copy_from_slice(x);
@@ -749,10 +748,12 @@ impl Network {
                     let ckk = cin * kernel * kernel;
                     let (w, _) = p.split_at(out * ckk);
                     let (gw, gb) = gp.split_at_mut(out * ckk);
-                    for dyb in dy.chunks_exact(l.output.len()) {
-                        for (plane, gbias) in dyb.chunks_exact(hw).zip(gb.iter_mut()) {
-                            *gbias += plane.iter().sum::<f32>();
+                    for (c, gbias) in gb.iter_mut().enumerate() {
+                        let mut acc = Lanes64::default();
+                        for dyb in dy.chunks_exact(l.output.len()) {
+                            acc.add(&dyb[c * hw..(c + 1) * hw], |g| g as f64);
                         }
+                        *gbias += acc.total() as f32;
                     }
                     if let Some(geo) = l.wino.filter(|_| self.winograd) {
                         winograd::backward(
@@ -1095,6 +1096,25 @@ fn pool_row_exact(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &
     }
 }
 
+/// Dropout's mask: `0` with probability `drop`, else `1 / (1 − drop)`, one uniform draw of
+/// `rng` per value as `rng.gen::<f32>()` makes it (the top 24 bits of a `u32`, times 2⁻²⁴),
+/// the `u32`s taken 256 at a time with `fill_bytes` (for block generators such as ChaCha the
+/// same stream as one `next_u32` per value, without a virtual call per value).
+#[inline(always)]
+fn dropout_mask(rng: &mut dyn RngCore, drop: f32, mask: &mut [f32]) {
+    let keep = 1.0 / (1.0 - drop);
+    let mut bytes = [0u8; 1024];
+    for chunk in mask.chunks_mut(256) {
+        let bytes = &mut bytes[..4 * chunk.len()];
+        rng.fill_bytes(bytes);
+        for (m, b) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
+            let u = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let uniform = (1.0 / (1u32 << 24) as f32) * (u >> 8) as f32;
+            *m = if uniform < drop { 0.0 } else { keep };
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn batchnorm_forward(
@@ -1115,19 +1135,16 @@ fn batchnorm_forward(
     for c in 0..c_n {
         let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
         let (mean, var) = if train {
-            let mut s = 0f64;
+            let mut acc = Lanes64::default();
             for o in planes() {
-                s += x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>();
+                acc.add(&x[o..o + hw], |v| v as f64);
             }
-            let mean = s / n;
-            let mut s2 = 0f64;
+            let mean = acc.total() / n;
+            let mut acc = Lanes64::default();
             for o in planes() {
-                s2 += x[o..o + hw]
-                    .iter()
-                    .map(|&v| (v as f64 - mean).powi(2))
-                    .sum::<f64>();
+                acc.add(&x[o..o + hw], |v| (v as f64 - mean).powi(2));
             }
-            let var = s2 / n;
+            let var = acc.total() / n;
             running_mean[c] = (1.0 - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * mean as f32;
             let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
             running_var[c] = (1.0 - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * unbiased as f32;
@@ -1137,11 +1154,15 @@ fn batchnorm_forward(
         };
         let inv = 1.0 / (var + BN_EPS).sqrt();
         inv_std[c] = inv;
+        let (ga, be) = (gamma[c], beta[c]);
         for o in planes() {
-            for j in o..o + hw {
-                let h = (x[j] - mean) * inv;
-                xhat[j] = h;
-                y[j] = gamma[c] * h + beta[c];
+            for ((h, o), &v) in xhat[o..o + hw]
+                .iter_mut()
+                .zip(&mut y[o..o + hw])
+                .zip(&x[o..o + hw])
+            {
+                *h = (v - mean) * inv;
+                *o = ga * *h + be;
             }
         }
     }
@@ -1166,29 +1187,90 @@ fn batchnorm_backward(
     let (ggamma, gbeta) = gp.split_at_mut(c_n);
     for c in 0..c_n {
         let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
-        let (mut sum_dy, mut sum_dy_xhat) = (0f64, 0f64);
+        let (mut sum_dy, mut sum_dy_xhat) = (Lanes64::default(), Lanes64::default());
         for o in planes() {
-            for j in o..o + hw {
-                sum_dy += dy[j] as f64;
-                sum_dy_xhat += (dy[j] * xhat[j]) as f64;
-            }
+            sum_dy.add(&dy[o..o + hw], |g| g as f64);
+            sum_dy_xhat.add2(&dy[o..o + hw], &xhat[o..o + hw], |g, h| (g * h) as f64);
         }
+        let (sum_dy, sum_dy_xhat) = (sum_dy.total(), sum_dy_xhat.total());
         ggamma[c] += sum_dy_xhat as f32;
         gbeta[c] += sum_dy as f32;
         let (sd, sdx) = (sum_dy as f32, sum_dy_xhat as f32);
         let k = gamma[c] * inv_std[c] / n;
         for o in planes() {
-            for j in o..o + hw {
-                dx[j] = k * (n * dy[j] - sd - xhat[j] * sdx);
-            }
+            let terms = dx[o..o + hw]
+                .iter_mut()
+                .zip(&dy[o..o + hw])
+                .zip(&xhat[o..o + hw]);
             // The ReLU before, fused: its backward pass, `dx · [y > 0]` with `y` its output
             // (this layer's input).
             if let Some(y) = relu_output {
-                for (d, &v) in dx[o..o + hw].iter_mut().zip(&y[o..o + hw]) {
-                    *d = if v > 0.0 { *d } else { 0.0 };
+                for (((d, &g), &h), &v) in terms.zip(&y[o..o + hw]) {
+                    *d = if v > 0.0 {
+                        k * (n * g - sd - h * sdx)
+                    } else {
+                        0.0
+                    };
+                }
+            } else {
+                for ((d, &g), &h) in terms {
+                    *d = k * (n * g - sd - h * sdx);
                 }
             }
         }
+    }
+}
+
+/// A sum of `f64` terms in 16 running sums (term `i` into sum `i mod 16` of its slice, the
+/// sums added pairwise at the end): a fixed order, so the same terms always give the same
+/// bits, and 16 independent additions that the compiler vectorises, where one running sum
+/// waits on every addition before it.
+#[derive(Default)]
+pub(crate) struct Lanes64([f64; 16]);
+
+impl Lanes64 {
+    /// Adds `f(x)` for every `x` in `xs`.
+    #[inline(always)]
+    pub(crate) fn add(&mut self, xs: &[f32], f: impl Fn(f32) -> f64) {
+        let chunks = xs.chunks_exact(16);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (s, &x) in self.0.iter_mut().zip(c) {
+                *s += f(x);
+            }
+        }
+        for (s, &x) in self.0.iter_mut().zip(rest) {
+            *s += f(x);
+        }
+    }
+
+    /// Adds `f(a, b)` for every pair of `as` and `bs` (of one length).
+    #[inline(always)]
+    fn add2(&mut self, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) {
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (ca, cb) in ca.zip(cb) {
+            for ((s, &x), &y) in self.0.iter_mut().zip(ca).zip(cb) {
+                *s += f(x, y);
+            }
+        }
+        for ((s, &x), &y) in self.0.iter_mut().zip(ra).zip(rb) {
+            *s += f(x, y);
+        }
+    }
+
+    /// The sum of every term added.
+    #[inline(always)]
+    pub(crate) fn total(&self) -> f64 {
+        let mut s = self.0;
+        let mut width = 16;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                s[i] += s[i + width];
+            }
+        }
+        s[0]
     }
 }
 
@@ -1211,5 +1293,55 @@ mod tests {
         let x = [0.0, 2.0, 5.0, 5.0, 3.0, 2.0, 5.0, 1.0];
         maxpool_forward(&x, input, output, 1, &mut y, &mut idx);
         assert_eq!((y, idx), ([3.0, 5.0], [4, 2]));
+    }
+
+    #[test]
+    fn dropout_mask_is_one_uniform_draw_per_value() {
+        // The definition: one `rng.gen::<f32>()` per value, in order. Lengths across the
+        // 256-value blocks of `fill_bytes`, and a stream already started mid-block.
+        for len in [0, 1, 7, 255, 256, 257, 1000] {
+            for drop in [0.1f32, 0.25, 0.5, 0.9] {
+                let mut fast = rand_chacha::ChaCha8Rng::seed_from_u64(len as u64);
+                let mut slow = fast.clone();
+                fast.next_u32();
+                slow.next_u32();
+                let mut mask = vec![f32::NAN; len];
+                dropout_mask(&mut fast, drop, &mut mask);
+                let keep = 1.0 / (1.0 - drop);
+                let expected: Vec<f32> = (0..len)
+                    .map(|_| if slow.gen::<f32>() < drop { 0.0 } else { keep })
+                    .collect();
+                assert_eq!(mask, expected, "len {len}, drop {drop}");
+                // The streams stay in step after the mask.
+                assert_eq!(fast.next_u32(), slow.next_u32());
+            }
+        }
+    }
+
+    #[test]
+    fn lane_sums_are_exact_where_the_sum_is() {
+        // Integers up to 2^20, at most 2^12 of them: every partial sum is exact in f64, so
+        // any order must give the plain sum; and the order is fixed, so a slice split in two
+        // calls (at a multiple of 16) gives the same bits as one call.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for len in [0, 1, 15, 16, 17, 33, 1000, 4096] {
+            let xs: Vec<f32> = (0..len)
+                .map(|_| rng.gen_range(-(1 << 20)..(1 << 20)) as f32)
+                .collect();
+            let mut acc = Lanes64::default();
+            acc.add(&xs, |x| x as f64);
+            let plain: f64 = xs.iter().map(|&x| x as f64).sum();
+            assert_eq!(acc.total(), plain, "len {len}");
+            let mut sq = Lanes64::default();
+            sq.add2(&xs, &xs, |a, b| a as f64 * b as f64 / 1024.0);
+            let plain: f64 = xs.iter().map(|&x| x as f64 * x as f64 / 1024.0).sum();
+            assert_eq!(sq.total(), plain, "len {len}");
+        }
+        let xs: Vec<f32> = (0..100).map(|i| 1.0 / (i as f32 + 1.0)).collect();
+        let (mut one, mut two) = (Lanes64::default(), Lanes64::default());
+        one.add(&xs, |x| x as f64);
+        two.add(&xs[..48], |x| x as f64);
+        two.add(&xs[48..], |x| x as f64);
+        assert_eq!(one.total().to_bits(), two.total().to_bits());
     }
 }

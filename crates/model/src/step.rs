@@ -2,6 +2,7 @@
 //! gradient of the cross-entropy, plus l2 regularisation, clipped to an L2 norm (the thesis:
 //! λ = 1e-4, clipping at 2).
 
+use crate::network::Lanes64;
 use serde::{Deserialize, Serialize};
 
 /// Gradient post-processing of the thesis's workers.
@@ -52,11 +53,9 @@ impl GradientPolicy {
                 *g += l2 * p;
             }
         }
-        let norm = grad
-            .iter()
-            .map(|&g| (g as f64) * (g as f64))
-            .sum::<f64>()
-            .sqrt() as f32;
+        let mut squares = Lanes64::default();
+        squares.add(grad, |g| (g as f64) * (g as f64));
+        let norm = squares.total().sqrt() as f32;
         if let Some(c) = self.clip {
             let c = c as f32;
             if norm.is_finite() && norm > c {
