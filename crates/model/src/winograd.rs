@@ -104,6 +104,9 @@ pub(crate) struct Winograd {
     v: Vec<f32>,
     m: Vec<f32>,
     scratch: Vec<f32>,
+    /// Transform every tile by runs of whole tile rows, without the eight-tile register
+    /// blocks: the twin the tests compare the blocks with (the same bits).
+    by_runs: bool,
 }
 
 impl Winograd {
@@ -166,6 +169,7 @@ pub(crate) fn forward(
             relu,
             &mut y[i0 * k * hw..(i0 + n) * k * hw],
             &mut ws.scratch,
+            ws.by_runs,
         );
     }
 }
@@ -228,6 +232,7 @@ pub(crate) fn backward(
                 &ws.v,
                 &mut dx[i0 * c * hw..(i0 + n) * c * hw],
                 &mut ws.scratch,
+                ws.by_runs,
             );
         }
     }
@@ -284,7 +289,11 @@ fn weights_adjoint(du: &[f32], k: usize, c: usize, gw: &mut [f32]) {
 // in its own contiguous run of `tw` floats, so every loop is a plain element-wise pass that
 // the compiler vectorises. Padded image rows are stored split into their even and odd
 // columns (`[even: tw + 1][odd: tw + 1]`), so the 4 columns `2 tx .. 2 tx + 4` of tile `tx`
-// are `even[tx], odd[tx], even[tx + 1], odd[tx + 1]`: contiguous runs again.
+// are `even[tx], odd[tx], even[tx + 1], odd[tx + 1]`: contiguous runs again. Each transform
+// takes eight tiles at a time in registers (`*_tiles8`: the whole 4 × 4 transform of eight
+// tiles as 8-float vectors, no scratch rows, no per-run loop overhead), and the runs only for
+// the tiles past the last multiple of eight; both compute the same sums in the same order
+// (tested bit for bit).
 
 /// `buf[at..at + n]`.
 #[inline(always)]
@@ -365,41 +374,97 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
             }
             let at = ch * t_all + img * g.tiles();
             for ty in 0..th {
+                let t0 = at + ty * tw;
+                let band = &plane[2 * ty * pw..(2 * ty + 4) * pw];
+                // Eight tiles at a time in registers, the rest (tw mod 8) by runs.
+                let full = if ws.by_runs { 0 } else { tw - tw % 8 };
+                for tx in (0..full).step_by(8) {
+                    for (xi, v) in input_tiles8(band, pw, half, tx).iter().enumerate() {
+                        ws.v[xi * ct + t0 + tx..xi * ct + t0 + tx + 8].copy_from_slice(v);
+                    }
+                }
+                let rest = tw - full;
+                if rest == 0 {
+                    continue;
+                }
                 // Along each of the block's 4 rows r: rows[4 r + j] = (Bᵀ d_r)_j.
                 for r in 0..4 {
-                    let (even, odd) =
-                        plane[(2 * ty + r) * pw..(2 * ty + r + 1) * pw].split_at(half);
-                    let (d0, d1, d2, d3) = (&even[..tw], &odd[..tw], &even[1..], &odd[1..]);
-                    let out = &mut rows[4 * r * tw..4 * (r + 1) * tw];
-                    let (o0, rest) = out.split_at_mut(tw);
-                    let (o1, rest) = rest.split_at_mut(tw);
-                    let (o2, o3) = rest.split_at_mut(tw);
+                    let (even, odd) = band[r * pw..(r + 1) * pw].split_at(half);
+                    let (d0, d1) = (&even[full..tw], &odd[full..tw]);
+                    let (d2, d3) = (&even[full + 1..], &odd[full + 1..]);
+                    let out = &mut rows[4 * r * rest..4 * (r + 1) * rest];
+                    let (o0, more) = out.split_at_mut(rest);
+                    let (o1, more) = more.split_at_mut(rest);
+                    let (o2, o3) = more.split_at_mut(rest);
                     zip2(o0, d0, d2, |a, b| a - b);
                     zip2(o1, d1, d2, |a, b| a + b);
                     zip2(o2, d2, d1, |a, b| a - b);
                     zip2(o3, d1, d3, |a, b| a - b);
                 }
                 // Down the columns, into the 16 planes of V.
-                let t0 = at + ty * tw;
+                let t0 = t0 + full;
                 for j in 0..4 {
-                    let r = |i: usize| &rows[(4 * i + j) * tw..(4 * i + j + 1) * tw];
+                    let r = |i: usize| &rows[(4 * i + j) * rest..(4 * i + j + 1) * rest];
                     let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
                     let o = |i: usize| (4 * i + j) * ct + t0;
-                    zip2(run(&mut ws.v, o(0), tw), r0, r2, |a, b| a - b);
-                    zip2(run(&mut ws.v, o(1), tw), r1, r2, |a, b| a + b);
-                    zip2(run(&mut ws.v, o(2), tw), r2, r1, |a, b| a - b);
-                    zip2(run(&mut ws.v, o(3), tw), r1, r3, |a, b| a - b);
+                    zip2(run(&mut ws.v, o(0), rest), r0, r2, |a, b| a - b);
+                    zip2(run(&mut ws.v, o(1), rest), r1, r2, |a, b| a + b);
+                    zip2(run(&mut ws.v, o(2), rest), r2, r1, |a, b| a - b);
+                    zip2(run(&mut ws.v, o(3), rest), r1, r3, |a, b| a - b);
                 }
             }
         }
     }
 }
 
+/// Eight tiles' `Bᵀ d B` (the 16 values ξ of tiles `tx .. tx + 8` of one tile row, each an
+/// 8-float vector), from `band`, the 4 padded rows of their blocks (each split into its
+/// even and odd columns, as in [`inputs`]): the same sums in the same order as the runs of
+/// [`inputs`], held in registers instead of scratch rows.
+#[inline(always)]
+fn input_tiles8(band: &[f32], pw: usize, half: usize, tx: usize) -> [[f32; 8]; 16] {
+    let vec8 = |s: &[f32], at: usize| -> [f32; 8] { s[at..at + 8].try_into().expect("8 wide") };
+    let mut t = [[0f32; 8]; 16];
+    for r in 0..4 {
+        let (even, odd) = band[r * pw..(r + 1) * pw].split_at(half);
+        let (d0, d1, d2, d3) = (
+            vec8(even, tx),
+            vec8(odd, tx),
+            vec8(even, tx + 1),
+            vec8(odd, tx + 1),
+        );
+        for l in 0..8 {
+            t[4 * r][l] = d0[l] - d2[l];
+            t[4 * r + 1][l] = d1[l] + d2[l];
+            t[4 * r + 2][l] = d2[l] - d1[l];
+            t[4 * r + 3][l] = d1[l] - d3[l];
+        }
+    }
+    let mut v = [[0f32; 8]; 16];
+    for j in 0..4 {
+        for l in 0..8 {
+            let (r0, r1, r2, r3) = (t[j][l], t[4 + j][l], t[8 + j][l], t[12 + j][l]);
+            v[j][l] = r0 - r2;
+            v[4 + j][l] = r1 + r2;
+            v[8 + j][l] = r2 - r1;
+            v[12 + j][l] = r1 - r3;
+        }
+    }
+    v
+}
+
 /// `dx = Σ B dV Bᵀ` over every tile's 4 × 4 input block (the adjoint of [`inputs`]: the
 /// blocks overlap, so their contributions add up), with
 /// `B v = [v0, v1 − v2 + v3, v1 + v2 − v0, −v3]`.
 #[inline(always)]
-fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
+fn inputs_adjoint(
+    g: &Geometry,
+    n: usize,
+    dv: &[f32],
+    dx: &mut [f32],
+    scratch: &mut [f32],
+    by_runs: bool,
+) {
     let (h, w, th, tw) = (g.h, g.w, g.th, g.tw);
     let (ph, pw) = g.padded();
     let half = tw + 1;
@@ -412,31 +477,54 @@ fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &
             let at = ch * t_all + img * g.tiles();
             for ty in 0..th {
                 let t0 = at + ty * tw;
-                // Down the columns: rows[4 i + j] = (B dV)_{i j}.
-                for j in 0..4 {
-                    let d = |i: usize| &dv[(4 * i + j) * ct + t0..(4 * i + j) * ct + t0 + tw];
-                    let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-                    let o = |i: usize| (4 * i + j) * tw;
-                    run(rows, o(0), tw).copy_from_slice(d0);
-                    zip3(run(rows, o(1), tw), d1, d2, d3, |a, b, c| a - b + c);
-                    zip3(run(rows, o(2), tw), d1, d2, d0, |a, b, c| a + b - c);
-                    zip2(run(rows, o(3), tw), d3, d3, |a, _| -a);
+                let band = &mut plane[2 * ty * pw..(2 * ty + 4) * pw];
+                // The tiles past the last multiple of 8 by runs, then eight tiles at a time in
+                // registers from right to left: every plane value receives its terms in the
+                // order of one pass over the whole tile row (a tile's own terms before those
+                // of the tile on its left).
+                let full = if by_runs { 0 } else { tw - tw % 8 };
+                let rest = tw - full;
+                if rest > 0 {
+                    let t0 = t0 + full;
+                    // Down the columns: rows[4 i + j] = (B dV)_{i j}.
+                    for j in 0..4 {
+                        let d = |i: usize| &dv[(4 * i + j) * ct + t0..(4 * i + j) * ct + t0 + rest];
+                        let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+                        let o = |i: usize| (4 * i + j) * rest;
+                        run(rows, o(0), rest).copy_from_slice(d0);
+                        zip3(run(rows, o(1), rest), d1, d2, d3, |a, b, c| a - b + c);
+                        zip3(run(rows, o(2), rest), d1, d2, d0, |a, b, c| a + b - c);
+                        zip2(run(rows, o(3), rest), d3, d3, |a, _| -a);
+                    }
+                    // Along the rows, added into the plane's row 2 ty + i at columns 2 tx + j.
+                    let (z, tmp) = rows.split_at_mut(16 * rest);
+                    let tmp = &mut tmp[..rest];
+                    for i in 0..4 {
+                        let q = |j: usize| &z[(4 * i + j) * rest..(4 * i + j + 1) * rest];
+                        let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
+                        let (even, odd) = band[i * pw..(i + 1) * pw].split_at_mut(half);
+                        add_into(&mut even[full..tw], q0);
+                        zip3(tmp, q1, q2, q3, |a, b, c| a - b + c);
+                        add_into(&mut odd[full..tw], tmp);
+                        zip3(tmp, q1, q2, q0, |a, b, c| a + b - c);
+                        add_into(&mut even[full + 1..], tmp);
+                        zip2(tmp, q3, q3, |a, _| -a);
+                        add_into(&mut odd[full + 1..], tmp);
+                    }
                 }
-                // Along the rows, added into the plane's row 2 ty + i at columns 2 tx + j.
-                let (z, tmp) = rows.split_at_mut(16 * tw);
-                let tmp = &mut tmp[..tw];
-                for i in 0..4 {
-                    let q = |j: usize| &z[(4 * i + j) * tw..(4 * i + j + 1) * tw];
-                    let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
-                    let (even, odd) =
-                        plane[(2 * ty + i) * pw..(2 * ty + i + 1) * pw].split_at_mut(half);
-                    add_into(&mut even[..tw], q0);
-                    zip3(tmp, q1, q2, q3, |a, b, c| a - b + c);
-                    add_into(&mut odd[..tw], tmp);
-                    zip3(tmp, q1, q2, q0, |a, b, c| a + b - c);
-                    add_into(&mut even[1..], tmp);
-                    zip2(tmp, q3, q3, |a, _| -a);
-                    add_into(&mut odd[1..], tmp);
+                for tx in (0..full).step_by(8).rev() {
+                    let dv8: [[f32; 8]; 16] = std::array::from_fn(|xi| {
+                        dv[xi * ct + t0 + tx..xi * ct + t0 + tx + 8]
+                            .try_into()
+                            .expect("8 wide")
+                    });
+                    for (i, [q0, t1, t2, t3]) in input_adjoint_tiles8(&dv8).iter().enumerate() {
+                        let (even, odd) = band[i * pw..(i + 1) * pw].split_at_mut(half);
+                        add_into(&mut even[tx..tx + 8], q0);
+                        add_into(&mut odd[tx..tx + 8], t1);
+                        add_into(&mut even[tx + 1..tx + 9], t2);
+                        add_into(&mut odd[tx + 1..tx + 9], t3);
+                    }
                 }
             }
             let dst = &mut dx[(img * g.c + ch) * h * w..(img * g.c + ch + 1) * h * w];
@@ -449,8 +537,43 @@ fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &
     }
 }
 
+/// Eight tiles' terms of [`inputs_adjoint`] from their `dV` (16 vectors of 8 tiles): for
+/// each row `i` of the 4 × 4 block, the four vectors added at even columns `tx`, odd
+/// columns `tx`, even columns `tx + 1` and odd columns `tx + 1`; the same sums in the same
+/// order as the runs of [`inputs_adjoint`].
+#[inline(always)]
+fn input_adjoint_tiles8(dv: &[[f32; 8]; 16]) -> [[[f32; 8]; 4]; 4] {
+    let mut z = [[0f32; 8]; 16];
+    for j in 0..4 {
+        for l in 0..8 {
+            let (d0, d1, d2, d3) = (dv[j][l], dv[4 + j][l], dv[8 + j][l], dv[12 + j][l]);
+            z[j][l] = d0;
+            z[4 + j][l] = d1 - d2 + d3;
+            z[8 + j][l] = d1 + d2 - d0;
+            z[12 + j][l] = -d3;
+        }
+    }
+    let mut out = [[[0f32; 8]; 4]; 4];
+    for (i, o) in out.iter_mut().enumerate() {
+        for l in 0..8 {
+            let (q0, q1, q2, q3) = (
+                z[4 * i][l],
+                z[4 * i + 1][l],
+                z[4 * i + 2][l],
+                z[4 * i + 3][l],
+            );
+            o[0][l] = q0;
+            o[1][l] = q1 - q2 + q3;
+            o[2][l] = q1 + q2 - q0;
+            o[3][l] = -q3;
+        }
+    }
+    out
+}
+
 /// `y[k] = Aᵀ M A + b[k]` for every tile (outputs past an odd edge dropped), with
 /// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, so `Aᵀ m = [m0 + m1 + m2, m1 − m2 − m3]`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn outputs(
     g: &Geometry,
@@ -460,6 +583,7 @@ fn outputs(
     relu: bool,
     y: &mut [f32],
     scratch: &mut [f32],
+    by_runs: bool,
 ) {
     let (h, w, th, tw) = (g.h, g.w, g.th, g.tw);
     let t_all = n * g.tiles();
@@ -473,22 +597,49 @@ fn outputs(
             let out = &mut y[(img * g.k + kk) * h * w..(img * g.k + kk + 1) * h * w];
             for ty in 0..th {
                 let t0 = at + ty * tw;
-                let p = |xi: usize| &m[xi * kt + t0..xi * kt + t0 + tw];
+                // Eight tiles at a time in registers while both their columns are inside the
+                // image, the rest by runs.
+                let full = if by_runs { 0 } else { w / 2 - (w / 2) % 8 };
+                for tx in (0..full).step_by(8) {
+                    let mv: [[f32; 8]; 16] = std::array::from_fn(|xi| {
+                        m[xi * kt + t0 + tx..xi * kt + t0 + tx + 8]
+                            .try_into()
+                            .expect("8 wide")
+                    });
+                    let rows = 2.min(h - 2 * ty);
+                    for (a, pair) in output_tiles8(&mv, bias, relu).iter().enumerate().take(rows) {
+                        let y0 = 2 * ty + a;
+                        let o = &mut out[y0 * w + 2 * tx..y0 * w + 2 * tx + 16];
+                        for (l, d) in o.chunks_exact_mut(2).enumerate() {
+                            d[0] = pair[0][l];
+                            d[1] = pair[1][l];
+                        }
+                    }
+                }
+                let rest = tw - full;
+                if rest == 0 {
+                    continue;
+                }
+                let t0 = t0 + full;
+                let p = |xi: usize| &m[xi * kt + t0..xi * kt + t0 + rest];
                 // Along each row i of the block: s[2 i + col] = (Aᵀ m_i)_col.
                 for i in 0..4 {
                     let (a, bb, c, d) = (p(4 * i), p(4 * i + 1), p(4 * i + 2), p(4 * i + 3));
-                    let (s0, s1) = s[2 * i * tw..(2 * i + 2) * tw].split_at_mut(tw);
+                    let (s0, s1) = s[2 * i * rest..(2 * i + 2) * rest].split_at_mut(rest);
                     zip3(s0, a, bb, c, |a, b, c| a + b + c);
                     zip3(s1, bb, c, d, |b, c, d| b - c - d);
                 }
-                let row = |r: usize| &s[r * tw..(r + 1) * tw];
+                let row = |r: usize| &s[r * rest..(r + 1) * rest];
                 // Down the columns: output row 2 ty + a, column 2 tx + col.
                 for a in 0..2 {
                     let y0 = 2 * ty + a;
                     if y0 >= h {
                         break;
                     }
-                    for (col, dst) in [&mut even[..tw], &mut odd[..tw]].into_iter().enumerate() {
+                    for (col, dst) in [&mut even[..rest], &mut odd[..rest]]
+                        .into_iter()
+                        .enumerate()
+                    {
                         let (r0, r1, r2, r3) = (row(col), row(2 + col), row(4 + col), row(6 + col));
                         if a == 0 {
                             zip3(dst, r0, r1, r2, |x, y, z| x + y + z + bias);
@@ -501,11 +652,48 @@ fn outputs(
                             }
                         }
                     }
-                    interleave(even, odd, &mut out[y0 * w..(y0 + 1) * w]);
+                    interleave(
+                        &even[..rest],
+                        &odd[..rest],
+                        &mut out[y0 * w + 2 * full..(y0 + 1) * w],
+                    );
                 }
             }
         }
     }
+}
+
+/// Eight tiles' `Aᵀ M A + bias` (then ReLU) from their 16 products `mv[ξ]` (8-float vectors):
+/// `[row][column]` of the 2 × 2 outputs, each an 8-float vector over the tiles; the same sums
+/// in the same order as the runs of [`outputs`].
+#[inline(always)]
+fn output_tiles8(mv: &[[f32; 8]; 16], bias: f32, relu: bool) -> [[[f32; 8]; 2]; 2] {
+    let mut s = [[0f32; 8]; 8];
+    for i in 0..4 {
+        for l in 0..8 {
+            let (a, b, c, d) = (
+                mv[4 * i][l],
+                mv[4 * i + 1][l],
+                mv[4 * i + 2][l],
+                mv[4 * i + 3][l],
+            );
+            s[2 * i][l] = a + b + c;
+            s[2 * i + 1][l] = b - c - d;
+        }
+    }
+    let mut y = [[[0f32; 8]; 2]; 2];
+    for col in 0..2 {
+        for l in 0..8 {
+            let (r0, r1, r2, r3) = (s[col][l], s[2 + col][l], s[4 + col][l], s[6 + col][l]);
+            y[0][col][l] = r0 + r1 + r2 + bias;
+            y[1][col][l] = r1 - r2 - r3 + bias;
+            if relu {
+                y[0][col][l] = y[0][col][l].max(0.0);
+                y[1][col][l] = y[1][col][l].max(0.0);
+            }
+        }
+    }
+    y
 }
 
 /// `dM = A dY Aᵀ` for every tile's 2 × 2 block of `dy` (zeros past an odd edge), the adjoint
@@ -522,35 +710,90 @@ fn outputs_adjoint(g: &Geometry, n: usize, dy: &[f32], ws: &mut Winograd) {
             let src = &dy[(img * g.k + kk) * h * w..(img * g.k + kk + 1) * h * w];
             for ty in 0..th {
                 let t0 = at + ty * tw;
+                // Eight tiles at a time in registers while both their columns are inside the
+                // image, the rest by runs.
+                let full = if ws.by_runs { 0 } else { w / 2 - (w / 2) % 8 };
+                for tx in (0..full).step_by(8) {
+                    let line = |r: usize| {
+                        let y0 = 2 * ty + r;
+                        (y0 < h).then(|| &src[y0 * w + 2 * tx..y0 * w + 2 * tx + 16])
+                    };
+                    for (xi, v) in output_adjoint_tiles8([line(0), line(1)]).iter().enumerate() {
+                        ws.m[xi * kt + t0 + tx..xi * kt + t0 + tx + 8].copy_from_slice(v);
+                    }
+                }
+                let rest = tw - full;
+                if rest == 0 {
+                    continue;
+                }
+                let t0 = t0 + full;
+                let (ab, pq) = (&mut ab[..4 * rest], &mut pq[..8 * rest]);
                 // The block's two rows split into even (a) and odd (b) columns, then
                 // pq[4 r + j] = (A y_r)_j along each row r.
                 ab.fill(0.0);
                 for r in 0..2 {
                     let y0 = 2 * ty + r;
                     if y0 < h {
-                        let line = &src[y0 * w..(y0 + 1) * w];
-                        let (a, b) = ab[2 * r * tw..(2 * r + 2) * tw].split_at_mut(tw);
+                        let line = &src[y0 * w + 2 * full..(y0 + 1) * w];
+                        let (a, b) = ab[2 * r * rest..(2 * r + 2) * rest].split_at_mut(rest);
                         deinterleave(line, a, b);
                     }
-                    let (a, b) = ab[2 * r * tw..(2 * r + 2) * tw].split_at(tw);
-                    let o = |j: usize| (4 * r + j) * tw;
-                    run(pq, o(0), tw).copy_from_slice(a);
-                    zip2(run(pq, o(1), tw), a, b, |a, b| a + b);
-                    zip2(run(pq, o(2), tw), a, b, |a, b| a - b);
-                    zip2(run(pq, o(3), tw), b, b, |b, _| -b);
+                    let (a, b) = ab[2 * r * rest..(2 * r + 2) * rest].split_at(rest);
+                    let o = |j: usize| (4 * r + j) * rest;
+                    run(pq, o(0), rest).copy_from_slice(a);
+                    zip2(run(pq, o(1), rest), a, b, |a, b| a + b);
+                    zip2(run(pq, o(2), rest), a, b, |a, b| a - b);
+                    zip2(run(pq, o(3), rest), b, b, |b, _| -b);
                 }
                 // Down the columns, into the 16 planes of dM.
                 for j in 0..4 {
-                    let (p, q) = (&pq[j * tw..(j + 1) * tw], &pq[(4 + j) * tw..(5 + j) * tw]);
+                    let (p, q) = (
+                        &pq[j * rest..(j + 1) * rest],
+                        &pq[(4 + j) * rest..(5 + j) * rest],
+                    );
                     let o = |i: usize| (4 * i + j) * kt + t0;
-                    run(&mut ws.m, o(0), tw).copy_from_slice(p);
-                    zip2(run(&mut ws.m, o(1), tw), p, q, |a, b| a + b);
-                    zip2(run(&mut ws.m, o(2), tw), p, q, |a, b| a - b);
-                    zip2(run(&mut ws.m, o(3), tw), q, q, |b, _| -b);
+                    run(&mut ws.m, o(0), rest).copy_from_slice(p);
+                    zip2(run(&mut ws.m, o(1), rest), p, q, |a, b| a + b);
+                    zip2(run(&mut ws.m, o(2), rest), p, q, |a, b| a - b);
+                    zip2(run(&mut ws.m, o(3), rest), q, q, |b, _| -b);
                 }
             }
         }
     }
+}
+
+/// Eight tiles' `A dY Aᵀ` (16 vectors of 8 tiles) from the two output rows of their blocks
+/// (16 values each; `None` past the image's last row, zeros); the same sums in the same order
+/// as the runs of [`outputs_adjoint`].
+#[inline(always)]
+fn output_adjoint_tiles8(lines: [Option<&[f32]>; 2]) -> [[f32; 8]; 16] {
+    let mut pq = [[0f32; 8]; 8];
+    for (r, line) in lines.into_iter().enumerate() {
+        let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+        if let Some(line) = line {
+            for (l, pair) in line.chunks_exact(2).enumerate() {
+                a[l] = pair[0];
+                b[l] = pair[1];
+            }
+        }
+        for l in 0..8 {
+            pq[4 * r][l] = a[l];
+            pq[4 * r + 1][l] = a[l] + b[l];
+            pq[4 * r + 2][l] = a[l] - b[l];
+            pq[4 * r + 3][l] = -b[l];
+        }
+    }
+    let mut m = [[0f32; 8]; 16];
+    for j in 0..4 {
+        for l in 0..8 {
+            let (p, q) = (pq[j][l], pq[4 + j][l]);
+            m[j][l] = p;
+            m[4 + j][l] = p + q;
+            m[8 + j][l] = p - q;
+            m[12 + j][l] = -q;
+        }
+    }
+    m
 }
 
 #[cfg(test)]
@@ -618,6 +861,65 @@ mod tests {
                 (a as f64 - b).abs() <= 1e-7 * scale,
                 "{name}[{i}]: {a} against the definition's {b}"
             );
+        }
+    }
+
+    #[test]
+    fn eight_tile_blocks_give_the_bits_of_whole_runs() {
+        // The register blocks against the runs of whole tile rows (every transform: inputs,
+        // outputs with and without the ReLU, and both adjoints), bit for bit: sides with one
+        // block and none, blocks plus a tail, odd sides (a dropped column or row), groups of
+        // one image and of several.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for &(c, k, h, w, batch) in &[
+            (3, 2, 16, 16, 2),
+            (2, 3, 17, 17, 2),
+            (2, 2, 5, 18, 3),
+            (3, 2, 3, 19, 2),
+            (2, 2, 2, 33, 4),
+            (2, 3, 9, 34, 2),
+            (3, 2, 7, 48, 2),
+            (2, 2, 4, 14, 2),
+        ] {
+            let g = Geometry::new(c, k, h, w);
+            let mut r =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+            let (x, wt, bias, dy) = (
+                r(batch * c * h * w),
+                r(k * c * 9),
+                r(k),
+                r(batch * k * h * w),
+            );
+            let run = |by_runs: bool, relu: bool| {
+                let mut ws = Winograd {
+                    by_runs,
+                    ..Winograd::default()
+                };
+                ws.reserve(&g, batch);
+                let mut pack = Pack::default();
+                let mut y = vec![f32::NAN; batch * k * h * w];
+                forward(&g, batch, &x, &wt, &bias, &mut y, relu, &mut ws, &mut pack);
+                let (mut dx, mut dw) = (vec![f32::NAN; x.len()], vec![0.25f32; wt.len()]);
+                backward(
+                    &g,
+                    batch,
+                    &x,
+                    &wt,
+                    &dy,
+                    &mut dw,
+                    Some(&mut dx),
+                    &mut ws,
+                    &mut pack,
+                );
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                (bits(&y), bits(&dx), bits(&dw))
+            };
+            for relu in [false, true] {
+                assert!(
+                    run(false, relu) == run(true, relu),
+                    "c={c} k={k} {h}x{w} batch={batch} relu={relu}"
+                );
+            }
         }
     }
 
