@@ -864,6 +864,21 @@ mod tests {
         }
     }
 
+    /// Uniform(−1, 1) input, weights, bias and output gradient for `batch` images of `g`.
+    fn random_case(
+        rng: &mut impl Rng,
+        g: &Geometry,
+        batch: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut r = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+        (
+            r(batch * g.c * g.h * g.w),
+            r(g.k * g.c * 9),
+            r(g.k),
+            r(batch * g.k * g.h * g.w),
+        )
+    }
+
     #[test]
     fn eight_tile_blocks_give_the_bits_of_whole_runs() {
         // The register blocks against the runs of whole tile rows (every transform: inputs,
@@ -882,14 +897,7 @@ mod tests {
             (2, 2, 4, 14, 2),
         ] {
             let g = Geometry::new(c, k, h, w);
-            let mut r =
-                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
-            let (x, wt, bias, dy) = (
-                r(batch * c * h * w),
-                r(k * c * 9),
-                r(k),
-                r(batch * k * h * w),
-            );
+            let (x, wt, bias, dy) = random_case(&mut rng, &g, batch);
             let run = |by_runs: bool, relu: bool| {
                 let mut ws = Winograd {
                     by_runs,
@@ -937,14 +945,7 @@ mod tests {
             (16, 8, 16, 16, 9),
         ] {
             let g = Geometry::new(c, k, h, w);
-            let mut r =
-                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
-            let (x, wt, bias, dy) = (
-                r(batch * c * h * w),
-                r(k * c * 9),
-                r(k),
-                r(batch * k * h * w),
-            );
+            let (x, wt, bias, dy) = random_case(&mut rng, &g, batch);
             let (y_def, dx_def, dw_def) = direct(&g, batch, &x, &wt, &bias, &dy);
             let mut ws = Winograd::default();
             ws.reserve(&g, batch);
