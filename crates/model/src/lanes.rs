@@ -470,28 +470,6 @@ fn pad_planes<'a>(
 
 type Lane = [f32; LANES];
 
-// (Plain loops, not `std::array::from_fn`, whose closures are left out of line here.)
-
-/// `f` lane by lane.
-#[inline(always)]
-fn map2(a: &Lane, b: &Lane, f: impl Fn(f32, f32) -> f32) -> Lane {
-    let mut o = [0.0; LANES];
-    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-        *o = f(a, b);
-    }
-    o
-}
-
-/// `f` lane by lane.
-#[inline(always)]
-fn map3(a: &Lane, b: &Lane, c: &Lane, f: impl Fn(f32, f32, f32) -> f32) -> Lane {
-    let mut o = [0.0; LANES];
-    for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
-        *o = f(a, b, c);
-    }
-    o
-}
-
 /// The lanes at `at` (in units of [`LANES`]).
 #[inline(always)]
 fn lane(s: &[f32], at: usize) -> Lane {
@@ -503,8 +481,9 @@ fn lane(s: &[f32], at: usize) -> Lane {
 /// A Winograd F(2×2, 3×3) convolution with padding 1 of a chunk (`x`: `[c][h][w][lane]`,
 /// output `[out][h][w][lane]`), block of tile rows by block: the input tiles transformed
 /// (`[ξ][tile][channel][lane]`), 16 products through the gathered kernel, the output tiles
-/// transformed back with bias and ReLU. Every value is computed with the operations, in the
-/// order, of `winograd.rs`'s `inputs`, SGEMM and `outputs`.
+/// transformed back with bias and ReLU. The transforms are `winograd.rs`'s own
+/// (`input_block`, `output_block`, on vectors of 16 images), and the products sum in the
+/// SGEMM's order, so every value is the per-image path's.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn winograd_step(
@@ -530,35 +509,20 @@ fn winograd_step(
     for ty0 in (0..th).step_by(block_rows) {
         let nt = block_rows.min(th - ty0) * tw;
         // V_ξ = Bᵀ d B for every tile of the block: along the block's rows, then down its
-        // columns, as `winograd::inputs`.
+        // columns (`winograd::input_block`).
         for ch in 0..c {
             let plane = &x[ch * ph * pw * LANES..(ch + 1) * ph * pw * LANES];
             for t in 0..nt {
                 let (ty, tx) = (ty0 + t / tw, t % tw);
-                let mut rows_t = [[[0.0; LANES]; 4]; 4];
-                for (r, row) in rows_t.iter_mut().enumerate() {
-                    let d = |j: usize| lane(plane, (2 * ty + r) * pw + 2 * tx + j);
-                    let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-                    *row = [
-                        map2(&d0, &d2, |a, b| a - b),
-                        map2(&d1, &d2, |a, b| a + b),
-                        map2(&d2, &d1, |a, b| a - b),
-                        map2(&d1, &d3, |a, b| a - b),
-                    ];
-                }
-                let [r0, r1, r2, r3] = &rows_t;
-                for (j, (((r0, r1), r2), r3)) in r0.iter().zip(r1).zip(r2).zip(r3).enumerate() {
-                    let r = |i: usize| [r0, r1, r2, r3][i];
-                    let cols = [
-                        map2(r(0), r(2), |a, b| a - b),
-                        map2(r(1), r(2), |a, b| a + b),
-                        map2(r(2), r(1), |a, b| a - b),
-                        map2(r(1), r(3), |a, b| a - b),
-                    ];
-                    for (i, col) in cols.iter().enumerate() {
-                        let at = (((4 * i + j) * tb + t) * c + ch) * LANES;
-                        v[at..at + LANES].copy_from_slice(col);
+                let mut d = [[[0.0; LANES]; 4]; 4];
+                for (r, row) in d.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = lane(plane, (2 * ty + r) * pw + 2 * tx + j);
                     }
+                }
+                for (xi, col) in winograd::input_block(&d).iter().enumerate() {
+                    let at = ((xi * tb + t) * c + ch) * LANES;
+                    v[at..at + LANES].copy_from_slice(col);
                 }
             }
         }
@@ -582,40 +546,27 @@ fn winograd_step(
                 }
             }
         }
-        // Y = Aᵀ M A + bias (then ReLU), as `winograd::outputs`.
+        // Y = Aᵀ M A + bias (then ReLU) (`winograd::output_block`).
         for (o, &bo) in bias.iter().enumerate() {
             for t in 0..nt {
                 let (ty, tx) = (ty0 + t / tw, t % tw);
-                let mm = |xi: usize| lane(m, (xi * out + o) * tb + t);
-                let mut s = [[0.0; LANES]; 8];
-                for (i, pair) in s.chunks_exact_mut(2).enumerate() {
-                    let (a, b, cc, d) = (mm(4 * i), mm(4 * i + 1), mm(4 * i + 2), mm(4 * i + 3));
-                    pair[0] = map3(&a, &b, &cc, |a, b, c| a + b + c);
-                    pair[1] = map3(&b, &cc, &d, |b, c, d| b - c - d);
+                let mut mv = [[0.0; LANES]; 16];
+                for (xi, v) in mv.iter_mut().enumerate() {
+                    *v = lane(m, (xi * out + o) * tb + t);
                 }
-                for a in 0..2 {
+                let block = winograd::output_block(&mv, bo, relu);
+                for (a, pair) in block.iter().enumerate() {
                     let y0 = 2 * ty + a;
                     if y0 >= h {
                         break;
                     }
-                    for col in 0..2 {
+                    for (col, val) in pair.iter().enumerate() {
                         let x0 = 2 * tx + col;
                         if x0 >= w {
                             break;
                         }
-                        let (r0, r1, r2, r3) = (&s[col], &s[2 + col], &s[4 + col], &s[6 + col]);
-                        let mut val = if a == 0 {
-                            map3(r0, r1, r2, |x, y, z| x + y + z + bo)
-                        } else {
-                            map3(r1, r2, r3, |x, y, z| x - y - z + bo)
-                        };
-                        if relu {
-                            for v in &mut val {
-                                *v = v.max(0.0);
-                            }
-                        }
                         let at = ((o * h + y0) * w + x0) * LANES;
-                        y[at..at + LANES].copy_from_slice(&val);
+                        y[at..at + LANES].copy_from_slice(val);
                     }
                 }
             }

@@ -290,8 +290,8 @@ fn weights_adjoint(du: &[f32], k: usize, c: usize, gw: &mut [f32]) {
 // the compiler vectorises. Padded image rows are stored split into their even and odd
 // columns (`[even: tw + 1][odd: tw + 1]`), so the 4 columns `2 tx .. 2 tx + 4` of tile `tx`
 // are `even[tx], odd[tx], even[tx + 1], odd[tx + 1]`: contiguous runs again. Each transform
-// takes eight tiles at a time in registers (`*_tiles8`: the whole 4 × 4 transform of eight
-// tiles as 8-float vectors, no scratch rows, no per-run loop overhead), and the runs only for
+// takes eight tiles at a time in registers (`*_tiles8`, `input_block`, `output_block`: the
+// whole 4 × 4 transform of eight tiles as 8-float vectors, no scratch rows, no per-run loop overhead), and the runs only for
 // the tiles past the last multiple of eight; both compute the same sums in the same order
 // (tested bit for bit).
 
@@ -379,9 +379,7 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
                 // Eight tiles at a time in registers, the rest (tw mod 8) by runs.
                 let full = if ws.by_runs { 0 } else { tw - tw % 8 };
                 for tx in (0..full).step_by(8) {
-                    for (xi, v) in input_tiles8(band, pw, half, tx).iter().enumerate() {
-                        ws.v[xi * ct + t0 + tx..xi * ct + t0 + tx + 8].copy_from_slice(v);
-                    }
+                    set_planes8(&mut ws.v, ct, t0 + tx, &input_tiles8(band, pw, half, tx));
                 }
                 let rest = tw - full;
                 if rest == 0 {
@@ -419,31 +417,67 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
 
 /// Eight tiles' `Bᵀ d B` (the 16 values ξ of tiles `tx .. tx + 8` of one tile row, each an
 /// 8-float vector), from `band`, the 4 padded rows of their blocks (each split into its
-/// even and odd columns, as in [`inputs`]): the same sums in the same order as the runs of
-/// [`inputs`], held in registers instead of scratch rows.
+/// even and odd columns, as in [`inputs`]).
 #[inline(always)]
 fn input_tiles8(band: &[f32], pw: usize, half: usize, tx: usize) -> [[f32; 8]; 16] {
-    let vec8 = |s: &[f32], at: usize| -> [f32; 8] { s[at..at + 8].try_into().expect("8 wide") };
-    let mut t = [[0f32; 8]; 16];
-    for r in 0..4 {
+    let mut d = [[[0f32; 8]; 4]; 4];
+    for (r, d) in d.iter_mut().enumerate() {
         let (even, odd) = band[r * pw..(r + 1) * pw].split_at(half);
-        let (d0, d1, d2, d3) = (
+        *d = [
             vec8(even, tx),
             vec8(odd, tx),
             vec8(even, tx + 1),
             vec8(odd, tx + 1),
-        );
-        for l in 0..8 {
-            t[4 * r][l] = d0[l] - d2[l];
-            t[4 * r + 1][l] = d1[l] + d2[l];
-            t[4 * r + 2][l] = d2[l] - d1[l];
-            t[4 * r + 3][l] = d1[l] - d3[l];
+        ];
+    }
+    input_block(&d)
+}
+
+/// `s[at..at + 8]`.
+#[inline(always)]
+fn vec8(s: &[f32], at: usize) -> [f32; 8] {
+    s[at..at + 8].try_into().expect("8 wide")
+}
+
+/// The 16 vectors `buf[ξ · stride + at ..][..8]`, ξ = 0..16 (eight tiles' values in the 16
+/// planes of V or M). (Plain loops here, not `std::array::from_fn`, whose closures can be
+/// left out of line.)
+#[inline(always)]
+fn planes8(buf: &[f32], stride: usize, at: usize) -> [[f32; 8]; 16] {
+    let mut v = [[0f32; 8]; 16];
+    for (xi, v) in v.iter_mut().enumerate() {
+        *v = vec8(buf, xi * stride + at);
+    }
+    v
+}
+
+/// Writes vector ξ of `v` at `buf[ξ · stride + at ..]` (the inverse of [`planes8`]).
+#[inline(always)]
+fn set_planes8(buf: &mut [f32], stride: usize, at: usize, v: &[[f32; 8]; 16]) {
+    for (xi, v) in v.iter().enumerate() {
+        buf[xi * stride + at..xi * stride + at + 8].copy_from_slice(v);
+    }
+}
+
+/// `Bᵀ d B` of a 4 × 4 input block whose values `d[r][j]` are vectors of `N` (eight tiles
+/// here, sixteen images in `lanes.rs`): value ξ = 4 i + j at `[ξ]`, with the sums and their
+/// order of the runs of [`inputs`] (along the rows, then down the columns).
+#[inline(always)]
+pub(crate) fn input_block<const N: usize>(d: &[[[f32; N]; 4]; 4]) -> [[f32; N]; 16] {
+    let mut t = [[[0f32; N]; 4]; 4];
+    for (t, d) in t.iter_mut().zip(d) {
+        for l in 0..N {
+            let (d0, d1, d2, d3) = (d[0][l], d[1][l], d[2][l], d[3][l]);
+            t[0][l] = d0 - d2;
+            t[1][l] = d1 + d2;
+            t[2][l] = d2 - d1;
+            t[3][l] = d1 - d3;
         }
     }
-    let mut v = [[0f32; 8]; 16];
+    let mut v = [[0f32; N]; 16];
     for j in 0..4 {
-        for l in 0..8 {
-            let (r0, r1, r2, r3) = (t[j][l], t[4 + j][l], t[8 + j][l], t[12 + j][l]);
+        for l in 0..N {
+            let (r0, r1, r2, r3) = (t[0][j][l], t[1][j][l], t[2][j][l], t[3][j][l]);
             v[j][l] = r0 - r2;
             v[4 + j][l] = r1 + r2;
             v[8 + j][l] = r2 - r1;
@@ -513,11 +547,7 @@ fn inputs_adjoint(
                     }
                 }
                 for tx in (0..full).step_by(8).rev() {
-                    let dv8: [[f32; 8]; 16] = std::array::from_fn(|xi| {
-                        dv[xi * ct + t0 + tx..xi * ct + t0 + tx + 8]
-                            .try_into()
-                            .expect("8 wide")
-                    });
+                    let dv8 = planes8(dv, ct, t0 + tx);
                     for (i, [q0, t1, t2, t3]) in input_adjoint_tiles8(&dv8).iter().enumerate() {
                         let (even, odd) = band[i * pw..(i + 1) * pw].split_at_mut(half);
                         add_into(&mut even[tx..tx + 8], q0);
@@ -601,13 +631,9 @@ fn outputs(
                 // image, the rest by runs.
                 let full = if by_runs { 0 } else { w / 2 - (w / 2) % 8 };
                 for tx in (0..full).step_by(8) {
-                    let mv: [[f32; 8]; 16] = std::array::from_fn(|xi| {
-                        m[xi * kt + t0 + tx..xi * kt + t0 + tx + 8]
-                            .try_into()
-                            .expect("8 wide")
-                    });
+                    let mv = planes8(m, kt, t0 + tx);
                     let rows = 2.min(h - 2 * ty);
-                    for (a, pair) in output_tiles8(&mv, bias, relu).iter().enumerate().take(rows) {
+                    for (a, pair) in output_block(&mv, bias, relu).iter().enumerate().take(rows) {
                         let y0 = 2 * ty + a;
                         let o = &mut out[y0 * w + 2 * tx..y0 * w + 2 * tx + 16];
                         for (l, d) in o.chunks_exact_mut(2).enumerate() {
@@ -663,14 +689,18 @@ fn outputs(
     }
 }
 
-/// Eight tiles' `Aᵀ M A + bias` (then ReLU) from their 16 products `mv[ξ]` (8-float vectors):
-/// `[row][column]` of the 2 × 2 outputs, each an 8-float vector over the tiles; the same sums
-/// in the same order as the runs of [`outputs`].
+/// `Aᵀ M A + bias` (then ReLU) of one block whose 16 products `mv[ξ]` are vectors of `N`
+/// (eight tiles here, sixteen images in `lanes.rs`): `[row][column]` of the 2 × 2 outputs,
+/// with the sums and their order of the runs of [`outputs`].
 #[inline(always)]
-fn output_tiles8(mv: &[[f32; 8]; 16], bias: f32, relu: bool) -> [[[f32; 8]; 2]; 2] {
-    let mut s = [[0f32; 8]; 8];
+pub(crate) fn output_block<const N: usize>(
+    mv: &[[f32; N]; 16],
+    bias: f32,
+    relu: bool,
+) -> [[[f32; N]; 2]; 2] {
+    let mut s = [[0f32; N]; 8];
     for i in 0..4 {
-        for l in 0..8 {
+        for l in 0..N {
             let (a, b, c, d) = (
                 mv[4 * i][l],
                 mv[4 * i + 1][l],
@@ -681,9 +711,9 @@ fn output_tiles8(mv: &[[f32; 8]; 16], bias: f32, relu: bool) -> [[[f32; 8]; 2]; 
             s[2 * i + 1][l] = b - c - d;
         }
     }
-    let mut y = [[[0f32; 8]; 2]; 2];
+    let mut y = [[[0f32; N]; 2]; 2];
     for col in 0..2 {
-        for l in 0..8 {
+        for l in 0..N {
             let (r0, r1, r2, r3) = (s[col][l], s[2 + col][l], s[4 + col][l], s[6 + col][l]);
             y[0][col][l] = r0 + r1 + r2 + bias;
             y[1][col][l] = r1 - r2 - r3 + bias;
@@ -718,9 +748,8 @@ fn outputs_adjoint(g: &Geometry, n: usize, dy: &[f32], ws: &mut Winograd) {
                         let y0 = 2 * ty + r;
                         (y0 < h).then(|| &src[y0 * w + 2 * tx..y0 * w + 2 * tx + 16])
                     };
-                    for (xi, v) in output_adjoint_tiles8([line(0), line(1)]).iter().enumerate() {
-                        ws.m[xi * kt + t0 + tx..xi * kt + t0 + tx + 8].copy_from_slice(v);
-                    }
+                    let dm = output_adjoint_tiles8([line(0), line(1)]);
+                    set_planes8(&mut ws.m, kt, t0 + tx, &dm);
                 }
                 let rest = tw - full;
                 if rest == 0 {
