@@ -112,7 +112,7 @@ pub fn bench(args: &BenchArgs, w: &mut dyn Write) -> Result<()> {
         args.f,
         args.repeats,
         rayon::current_num_threads(),
-        if cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx2") {
+        if byzadam_robust::fast_paths() {
             "on"
         } else {
             "off"
@@ -213,7 +213,11 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
         net.set_lanes(!args.per_image_eval);
         let mut params = vec![0.0; net.num_params()];
         let mut state = vec![0.0; net.num_state()];
-        net.init(1, &mut params, &mut state);
+        net.init(
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
+            &mut params,
+            &mut state,
+        );
         let per = net.input().len();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         let x: Vec<f32> = (0..args.batch * per)

@@ -12,6 +12,9 @@
 //! sizes for the engine's shapes (at most a few thousand rows and columns). BENCHMARKS.md
 //! compares the engine's rounds with this kernel and with `matrixmultiply`.
 
+#[cfg(byzadam_x86)]
+mod x86;
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -26,8 +29,10 @@ const MC: usize = 72;
 /// Columns of B packed at once (`KC × NC` floats, 1 MiB).
 const NC: usize = 1024;
 
-/// Packing buffers for [`gemm`], allocated once (fixed sizes, whatever the shapes).
+/// Packing buffers for [`gemm`], allocated once (fixed sizes, whatever the shapes); empty
+/// where the packed product cannot run (it is the x86-64 fast path's).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(byzadam_x86), allow(dead_code))]
 pub(crate) struct Pack {
     a: Vec<f32>,
     b: Vec<f32>,
@@ -35,9 +40,10 @@ pub(crate) struct Pack {
 
 impl Default for Pack {
     fn default() -> Self {
+        let fast = crate::cpu::fast();
         Self {
-            a: vec![0.0; MC * KC],
-            b: vec![0.0; KC * NC],
+            a: vec![0.0; if fast { MC * KC } else { 0 }],
+            b: vec![0.0; if fast { KC * NC } else { 0 }],
         }
     }
 }
@@ -64,9 +70,9 @@ pub(crate) fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(byzadam_x86)]
     {
-        if crate::network::fast_cpu() {
+        if crate::cpu::fast() {
             packed(m, n, k, a, ta, b, tb, beta, c, pack);
             return;
         }
@@ -112,7 +118,7 @@ pub(crate) fn library(
 /// `dst[(q * kc + p) * W + l]`; lines past `width` are zeros. Line `x` at depth `p` is
 /// `src[p * ld + x]` when `depth_major` (op(A) of a transposed A, op(B) of a plain B), else
 /// `src[x * ld + p]`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(byzadam_x86)]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pack_panels<const W: usize>(
@@ -163,7 +169,7 @@ fn pack_panels<const W: usize>(
 }
 
 /// The packed product (AVX2 + FMA only: see [`gemm`]).
-#[cfg(target_arch = "x86_64")]
+#[cfg(byzadam_x86)]
 #[allow(clippy::too_many_arguments)]
 fn packed(
     m: usize,
@@ -209,7 +215,7 @@ fn packed(
                             // and `cs` holds MR rows of stride n, NR wide.
                             #[allow(unsafe_code)]
                             unsafe {
-                                kernel::<MR>(kc, ap, bp, beta, cs, n)
+                                x86::kernel::<MR>(kc, ap, bp, beta, cs, n)
                             };
                             continue;
                         }
@@ -219,12 +225,12 @@ fn packed(
                         #[allow(unsafe_code)]
                         unsafe {
                             match rows {
-                                1 => kernel::<1>(kc, ap, bp, 0.0, &mut tile, NR),
-                                2 => kernel::<2>(kc, ap, bp, 0.0, &mut tile, NR),
-                                3 => kernel::<3>(kc, ap, bp, 0.0, &mut tile, NR),
-                                4 => kernel::<4>(kc, ap, bp, 0.0, &mut tile, NR),
-                                5 => kernel::<5>(kc, ap, bp, 0.0, &mut tile, NR),
-                                _ => kernel::<MR>(kc, ap, bp, 0.0, &mut tile, NR),
+                                1 => x86::kernel::<1>(kc, ap, bp, 0.0, &mut tile, NR),
+                                2 => x86::kernel::<2>(kc, ap, bp, 0.0, &mut tile, NR),
+                                3 => x86::kernel::<3>(kc, ap, bp, 0.0, &mut tile, NR),
+                                4 => x86::kernel::<4>(kc, ap, bp, 0.0, &mut tile, NR),
+                                5 => x86::kernel::<5>(kc, ap, bp, 0.0, &mut tile, NR),
+                                _ => x86::kernel::<MR>(kc, ap, bp, 0.0, &mut tile, NR),
                             }
                         };
                         for r in 0..rows {
@@ -240,64 +246,6 @@ fn packed(
                         }
                     }
                 }
-            }
-        }
-    }
-}
-
-/// `C (R × NR, row stride ldc) = Σ_p ap[p][..R] ⊗ bp[p] + beta · C` over `kc` packed depths
-/// (`R ≤ MR` rows of an `MR`-row panel): up to twelve AVX accumulators, one broadcast of A
-/// and two loads of B per pair of FMAs. With `beta = 0`, C is not read.
-///
-/// # Safety
-///
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(unsafe_code)]
-unsafe fn kernel<const R: usize>(
-    kc: usize,
-    ap: &[f32],
-    bp: &[f32],
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    use std::arch::x86_64::*;
-    const { assert!(R >= 1 && R <= MR) };
-    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && c.len() >= (R - 1) * ldc + NR);
-    let (a, b) = (ap.as_ptr(), bp.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    for p in 0..kc {
-        // SAFETY: p < kc, so the reads stay inside the panels (asserted above).
-        let (b0, b1) = unsafe {
-            (
-                _mm256_loadu_ps(b.add(p * NR)),
-                _mm256_loadu_ps(b.add(p * NR + 8)),
-            )
-        };
-        for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: as above (r < R ≤ MR).
-            let x = unsafe { _mm256_broadcast_ss(&*a.add(p * MR + r)) };
-            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
-        }
-    }
-    let cp = c.as_mut_ptr();
-    let bv = _mm256_set1_ps(beta);
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row r of C spans c[r * ldc .. r * ldc + NR], inside `c` (asserted above).
-        unsafe {
-            let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
-            if beta == 0.0 {
-                _mm256_storeu_ps(c0, row[0]);
-                _mm256_storeu_ps(c1, row[1]);
-            } else if beta == 1.0 {
-                _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), row[0]));
-                _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), row[1]));
-            } else {
-                _mm256_storeu_ps(c0, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c0), row[0]));
-                _mm256_storeu_ps(c1, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c1), row[1]));
             }
         }
     }
@@ -326,11 +274,11 @@ impl Offsets {
 
 /// Whether [`gathered`] can run (it has no portable build: callers take another path).
 pub(crate) fn gathered_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(byzadam_x86)]
     {
-        crate::network::fast_cpu()
+        crate::cpu::fast()
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(byzadam_x86))]
     {
         false
     }
@@ -368,92 +316,23 @@ pub(crate) fn gathered(
         gathered_available(),
         "the gathered kernel needs AVX2 and FMA"
     );
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(byzadam_x86)]
     // SAFETY: the CPU has AVX2 and FMA (asserted); every read of x is below
     // `base + max(offs) + NR`, inside x (asserted), and the other slices are long enough for
     // `rows`, `k` and `ldc` (asserted).
     #[allow(unsafe_code)]
     unsafe {
         match rows {
-            1 => gathered_tile::<1>(a, x, base, offs, bias, relu, c, ldc),
-            2 => gathered_tile::<2>(a, x, base, offs, bias, relu, c, ldc),
-            3 => gathered_tile::<3>(a, x, base, offs, bias, relu, c, ldc),
-            4 => gathered_tile::<4>(a, x, base, offs, bias, relu, c, ldc),
-            5 => gathered_tile::<5>(a, x, base, offs, bias, relu, c, ldc),
-            _ => gathered_tile::<MR>(a, x, base, offs, bias, relu, c, ldc),
+            1 => x86::gathered_tile::<1>(a, x, base, offs, bias, relu, c, ldc),
+            2 => x86::gathered_tile::<2>(a, x, base, offs, bias, relu, c, ldc),
+            3 => x86::gathered_tile::<3>(a, x, base, offs, bias, relu, c, ldc),
+            4 => x86::gathered_tile::<4>(a, x, base, offs, bias, relu, c, ldc),
+            5 => x86::gathered_tile::<5>(a, x, base, offs, bias, relu, c, ldc),
+            _ => x86::gathered_tile::<MR>(a, x, base, offs, bias, relu, c, ldc),
         }
-    }
-}
-
-/// [`gathered`] for `R` rows.
-///
-/// # Safety
-///
-/// The CPU must support AVX2 and FMA, and the slices must be as [`gathered`] asserts.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-unsafe fn gathered_tile<const R: usize>(
-    a: &[f32],
-    x: &[f32],
-    base: usize,
-    offs: &[u32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    use std::arch::x86_64::*;
-    let (ap, xp, cp) = (a.as_ptr(), x.as_ptr().wrapping_add(base), c.as_mut_ptr());
-    let k = offs.len();
-    let mut p0 = 0;
-    while p0 < k {
-        let end = (p0 + KC).min(k);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for p in p0..end {
-            // SAFETY: see `gathered`: p < k = offs.len(), and the lanes at offs[p] are inside
-            // x. (Indexing by hand: an iterator adapter left out of line here spills the
-            // accumulators.)
-            let (b0, b1) = unsafe {
-                let b = xp.add(*offs.get_unchecked(p) as usize);
-                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
-            };
-            for (r, row) in acc.iter_mut().enumerate() {
-                // SAFETY: p · R + r < k · R ≤ a.len().
-                let v = unsafe { _mm256_broadcast_ss(&*ap.add(p * R + r)) };
-                row[0] = _mm256_fmadd_ps(v, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(v, b1, row[1]);
-            }
-        }
-        let last = end == k;
-        for (r, row) in acc.iter().enumerate() {
-            // SAFETY: row r of C spans c[r · ldc ..][..NR], inside c (see `gathered`).
-            unsafe {
-                let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
-                let (mut v0, mut v1) = (row[0], row[1]);
-                if p0 > 0 {
-                    // The earlier blocks' sum plus this one's, as `packed` adds them.
-                    v0 = _mm256_add_ps(_mm256_loadu_ps(c0), v0);
-                    v1 = _mm256_add_ps(_mm256_loadu_ps(c1), v1);
-                }
-                if last {
-                    if let Some(bias) = bias {
-                        let b = _mm256_set1_ps(bias[r]);
-                        v0 = _mm256_add_ps(v0, b);
-                        v1 = _mm256_add_ps(v1, b);
-                    }
-                    if relu {
-                        // max(v, 0) is 0 for a NaN v, as `f32::max(v, 0.0)`.
-                        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
-                        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
-                    }
-                }
-                _mm256_storeu_ps(c0, v0);
-                _mm256_storeu_ps(c1, v1);
-            }
-        }
-        p0 = end;
-    }
+    } // Without the x86 build `gathered_available` is false and the assert above stops here.
+    #[cfg(not(byzadam_x86))]
+    let _ = (offs, relu);
 }
 
 #[cfg(test)]

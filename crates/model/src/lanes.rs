@@ -599,3 +599,24 @@ fn pool(x: &[f32], input: Shape, output: Shape, y: &mut [f32]) {
         }
     }
 }
+
+/// Runs the trunk on consecutive chunks of `images`, writing `out` (`width` values per image):
+/// one thread's share of an evaluation (the body of [`crate::cpu::eval_chunks`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_chunks(
+    lanes: &Lanes,
+    s: &mut Scratch,
+    params: &[f32],
+    state: &[f32],
+    input: Shape,
+    images: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    let per = input.len();
+    let outs = out.chunks_mut(LANES * width);
+    for (xs, ys) in images.chunks(LANES * per).zip(outs) {
+        lanes.run(s, params, state, input, xs, xs.len() / per, ys);
+    }
+}

@@ -1,10 +1,11 @@
 //! A sequential network of the layers the thesis's models use, with its own forward and
 //! backward passes over flat parameter vectors.
 
+use crate::cpu;
 use crate::gemm::{gemm, Pack};
 use crate::lanes::{self, Lanes};
 use crate::winograd::{self, Winograd};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
 /// Channels × height × width of one sample's activation (a vector is `c × 1 × 1`).
@@ -147,16 +148,6 @@ impl Evaluation {
 
 pub(crate) const BN_EPS: f32 = 1e-5;
 
-/// True when the engine's own loops can run their AVX2 + FMA build. That build and the
-/// baseline one perform the same operations in the same order (Rust never fuses `a*b+c` into
-/// an FMA on its own), so results are bit-identical; only the width of the vectors differs.
-/// The same check picks `gemm.rs`'s packed SGEMM and allows evaluation sixteen images
-/// abreast (`lanes.rs`). The three `fast` wrappers (forward, evaluation's trunk, backward) and
-/// the two SGEMM micro-kernels (`gemm.rs`) are the only `unsafe` in this crate.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn fast_cpu() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
 const BN_MOMENTUM: f32 = 0.1;
 
 impl Network {
@@ -262,11 +253,10 @@ impl Network {
         self.classes
     }
 
-    /// PyTorch's default initialisation, from `seed`: convolution and linear weights and
+    /// PyTorch's default initialisation, drawn from `rng`: convolution and linear weights and
     /// biases uniform in `±1/√fan_in` (Kaiming-uniform with `a = √5`), batch-norm weight 1 and
     /// bias 0, running mean 0 and variance 1.
-    pub fn init(&self, seed: u64, params: &mut [f32], state: &mut [f32]) {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    pub fn init(&self, rng: &mut dyn RngCore, params: &mut [f32], state: &mut [f32]) {
         for l in &self.layers {
             let (p0, np) = l.params;
             let p = &mut params[p0..p0 + np];
@@ -380,7 +370,7 @@ impl Network {
     }
 
     /// Runs layers `from..` on `batch` samples whose input to layer `from` is in
-    /// `acts[from]` (the AVX2 build when the CPU has it: see [`fast_cpu`]).
+    /// `acts[from]` (the AVX2 build when the CPU has it: see [`cpu`]).
     fn forward(
         &mut self,
         params: &[f32],
@@ -390,30 +380,7 @@ impl Network {
         rng: &mut dyn RngCore,
         from: usize,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if fast_cpu() {
-                #[target_feature(enable = "avx2,fma")]
-                fn fast(
-                    net: &mut Network,
-                    params: &[f32],
-                    state: &mut [f32],
-                    batch: usize,
-                    train: bool,
-                    rng: &mut dyn RngCore,
-                    from: usize,
-                ) {
-                    net.forward_impl(params, state, batch, train, rng, from)
-                }
-                // SAFETY: `fast_cpu` checked that the CPU has AVX2 and FMA.
-                #[allow(unsafe_code)]
-                unsafe {
-                    fast(self, params, state, batch, train, rng, from)
-                };
-                return;
-            }
-        }
-        self.forward_impl(params, state, batch, train, rng, from)
+        cpu::forward(self, params, state, batch, train, rng, from)
     }
 
     /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
@@ -434,25 +401,6 @@ impl Network {
             self.forward(params, state, batch, false, &mut no_rng, 0);
             return;
         }
-        /// Runs the trunk on consecutive chunks of `images`, writing `out`.
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        fn chunks(
-            lanes: &Lanes,
-            s: &mut lanes::Scratch,
-            params: &[f32],
-            state: &[f32],
-            input: Shape,
-            images: &[f32],
-            width: usize,
-            out: &mut [f32],
-        ) {
-            let per = input.len();
-            let outs = out.chunks_mut(lanes::LANES * width);
-            for (xs, ys) in images.chunks(lanes::LANES * per).zip(outs) {
-                lanes.run(s, params, state, input, xs, xs.len() / per, ys);
-            }
-        }
         let (input, width) = (self.input, self.layers[end].input.len());
         let lanes = self.ws.lanes.as_mut().expect("planned");
         lanes.pack_weights(params);
@@ -465,18 +413,13 @@ impl Network {
             .zip(images[..batch * input.len()].par_chunks(share * input.len()))
             .zip(self.ws.acts[end][..batch * width].par_chunks_mut(share * width))
             .for_each(|((s, xs), ys)| {
-                // SAFETY: a trunk is planned only when the CPU has AVX2 and FMA
-                // (`Lanes::plan`).
-                #[allow(unsafe_code)]
-                unsafe {
-                    chunks(lanes, s, params, state, input, xs, width, ys)
-                }
+                cpu::eval_chunks(lanes, s, params, state, input, xs, width, ys)
             });
         self.ws.lanes.as_mut().expect("planned").scratch = scratch;
         self.forward(params, state, batch, false, &mut no_rng, end);
     }
 
-    /// The backward pass (the AVX2 build when the CPU has it: see [`fast_cpu`]).
+    /// The backward pass (the AVX2 build when the CPU has it: see [`cpu`]).
     fn backward(
         &mut self,
         params: &[f32],
@@ -485,33 +428,11 @@ impl Network {
         g: &mut Vec<f32>,
         g2: &mut Vec<f32>,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if fast_cpu() {
-                #[target_feature(enable = "avx2,fma")]
-                fn fast(
-                    net: &mut Network,
-                    params: &[f32],
-                    batch: usize,
-                    grad: &mut [f32],
-                    g: &mut Vec<f32>,
-                    g2: &mut Vec<f32>,
-                ) {
-                    net.backward_impl(params, batch, grad, g, g2)
-                }
-                // SAFETY: `fast_cpu` checked that the CPU has AVX2 and FMA.
-                #[allow(unsafe_code)]
-                unsafe {
-                    fast(self, params, batch, grad, g, g2)
-                };
-                return;
-            }
-        }
-        self.backward_impl(params, batch, grad, g, g2)
+        cpu::backward(self, params, batch, grad, g, g2)
     }
 
     #[inline(always)]
-    fn forward_impl(
+    pub(crate) fn forward_impl(
         &mut self,
         params: &[f32],
         state: &mut [f32],
@@ -715,7 +636,7 @@ impl Network {
 
     /// The backward pass from `d loss / d logits` in `g`; `g2` is the other ping-pong buffer.
     #[inline(always)]
-    fn backward_impl(
+    pub(crate) fn backward_impl(
         &mut self,
         params: &[f32],
         batch: usize,
@@ -1277,6 +1198,7 @@ impl Lanes64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn max_pooling_takes_the_first_maximum_and_propagates_nan() {

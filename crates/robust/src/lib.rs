@@ -47,6 +47,7 @@ pub use aggregators::Aggregator;
 pub use attacks::{Attack, AttackContext, ThreatModel};
 pub use config::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
 pub use error::Error;
+pub use kernels::simd::fast_paths;
 pub use pipeline::Pipeline;
 pub use preaggregators::PreAggregator;
 pub use submissions::Submissions;

@@ -10,12 +10,27 @@
 
 use super::coordinatewise::{chunk_generic, Reduce};
 use super::distances::{pair_partials_generic, point_partials_generic};
-use super::rowsum::{mix_chunk_generic, mix_one, weighted_chunk_generic};
+#[cfg(byzadam_x86)]
+use super::rowsum::mix_one;
+use super::rowsum::{mix_chunk_generic, weighted_chunk_generic};
 
 /// Whether the CPU has AVX2 and FMA: the condition for every fast path here.
-#[cfg(target_arch = "x86_64")]
+#[cfg(byzadam_x86)]
 fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether this build and CPU run the AVX2 + FMA kernels: compiled for x86-64 without the
+/// `portable` feature (`build.rs`), and the CPU has both. Results are the same bits either way.
+pub fn fast_paths() -> bool {
+    #[cfg(byzadam_x86)]
+    {
+        avx2_fma()
+    }
+    #[cfg(not(byzadam_x86))]
+    {
+        false
+    }
 }
 
 macro_rules! dispatch {
@@ -23,7 +38,7 @@ macro_rules! dispatch {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $name($($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(byzadam_x86)]
             {
                 if avx2_fma() {
                     #[target_feature(enable = "avx2,fma")]
@@ -81,7 +96,7 @@ pub(crate) fn mix_chunk(
     c0: usize,
     rows: &mut [&mut [f32]],
 ) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(byzadam_x86)]
     {
         if avx2_fma() {
             // SAFETY: the CPU supports AVX2 and FMA, checked just above; `mix_avx2` has no
@@ -95,10 +110,10 @@ pub(crate) fn mix_chunk(
 
 /// Coordinates mixed per span: the `n` input spans (30 KiB at n = 15) stay in L1 while every
 /// output row is written.
-#[cfg(target_arch = "x86_64")]
+#[cfg(byzadam_x86)]
 const MIX_SPAN: usize = 512;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(byzadam_x86)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn mix_avx2(
     data: &[f32],

@@ -1,0 +1,51 @@
+//! The engine's loops compiled a second time with AVX2 + FMA enabled (x86-64 only; see
+//! [`super`]). Each function is the portable one, inlined into a `#[target_feature]` body.
+
+use crate::lanes::{self, Lanes};
+use crate::network::{Network, Shape};
+use rand::RngCore;
+
+/// Whether the CPU has AVX2 and FMA.
+pub(super) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn forward(
+    net: &mut Network,
+    params: &[f32],
+    state: &mut [f32],
+    batch: usize,
+    train: bool,
+    rng: &mut dyn RngCore,
+    from: usize,
+) {
+    net.forward_impl(params, state, batch, train, rng, from)
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn backward(
+    net: &mut Network,
+    params: &[f32],
+    batch: usize,
+    grad: &mut [f32],
+    g: &mut Vec<f32>,
+    g2: &mut Vec<f32>,
+) {
+    net.backward_impl(params, batch, grad, g, g2)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn eval_chunks(
+    lanes: &Lanes,
+    s: &mut lanes::Scratch,
+    params: &[f32],
+    state: &[f32],
+    input: Shape,
+    images: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    lanes::run_chunks(lanes, s, params, state, input, images, width, out)
+}

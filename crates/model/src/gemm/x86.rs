@@ -1,0 +1,131 @@
+//! The SGEMM micro-kernels, written with AVX2 + FMA intrinsics (x86-64 only: see
+//! `crate::cpu`). Their callers in `gemm` check the CPU's features and every slice bound.
+
+use super::{KC, MR, NR};
+
+/// `C (R × NR, row stride ldc) = Σ_p ap[p][..R] ⊗ bp[p] + beta · C` over `kc` packed depths
+/// (`R ≤ MR` rows of an `MR`-row panel): up to twelve AVX accumulators, one broadcast of A
+/// and two loads of B per pair of FMAs. With `beta = 0`, C is not read.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn kernel<const R: usize>(
+    kc: usize,
+    ap: &[f32],
+    bp: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    const { assert!(R >= 1 && R <= MR) };
+    assert!(ap.len() >= kc * MR && bp.len() >= kc * NR && c.len() >= (R - 1) * ldc + NR);
+    let (a, b) = (ap.as_ptr(), bp.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the reads stay inside the panels (asserted above).
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(b.add(p * NR)),
+                _mm256_loadu_ps(b.add(p * NR + 8)),
+            )
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: as above (r < R ≤ MR).
+            let x = unsafe { _mm256_broadcast_ss(&*a.add(p * MR + r)) };
+            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+        }
+    }
+    let cp = c.as_mut_ptr();
+    let bv = _mm256_set1_ps(beta);
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row r of C spans c[r * ldc .. r * ldc + NR], inside `c` (asserted above).
+        unsafe {
+            let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
+            if beta == 0.0 {
+                _mm256_storeu_ps(c0, row[0]);
+                _mm256_storeu_ps(c1, row[1]);
+            } else if beta == 1.0 {
+                _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), row[0]));
+                _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), row[1]));
+            } else {
+                _mm256_storeu_ps(c0, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c0), row[0]));
+                _mm256_storeu_ps(c1, _mm256_fmadd_ps(bv, _mm256_loadu_ps(c1), row[1]));
+            }
+        }
+    }
+}
+
+/// [`gathered`] for `R` rows.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA, and the slices must be as [`gathered`] asserts.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub(super) unsafe fn gathered_tile<const R: usize>(
+    a: &[f32],
+    x: &[f32],
+    base: usize,
+    offs: &[u32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    let (ap, xp, cp) = (a.as_ptr(), x.as_ptr().wrapping_add(base), c.as_mut_ptr());
+    let k = offs.len();
+    let mut p0 = 0;
+    while p0 < k {
+        let end = (p0 + KC).min(k);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in p0..end {
+            // SAFETY: see `gathered`: p < k = offs.len(), and the lanes at offs[p] are inside
+            // x. (Indexing by hand: an iterator adapter left out of line here spills the
+            // accumulators.)
+            let (b0, b1) = unsafe {
+                let b = xp.add(*offs.get_unchecked(p) as usize);
+                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: p · R + r < k · R ≤ a.len().
+                let v = unsafe { _mm256_broadcast_ss(&*ap.add(p * R + r)) };
+                row[0] = _mm256_fmadd_ps(v, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(v, b1, row[1]);
+            }
+        }
+        let last = end == k;
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: row r of C spans c[r · ldc ..][..NR], inside c (see `gathered`).
+            unsafe {
+                let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 8));
+                let (mut v0, mut v1) = (row[0], row[1]);
+                if p0 > 0 {
+                    // The earlier blocks' sum plus this one's, as `packed` adds them.
+                    v0 = _mm256_add_ps(_mm256_loadu_ps(c0), v0);
+                    v1 = _mm256_add_ps(_mm256_loadu_ps(c1), v1);
+                }
+                if last {
+                    if let Some(bias) = bias {
+                        let b = _mm256_set1_ps(bias[r]);
+                        v0 = _mm256_add_ps(v0, b);
+                        v1 = _mm256_add_ps(v1, b);
+                    }
+                    if relu {
+                        // max(v, 0) is 0 for a NaN v, as `f32::max(v, 0.0)`.
+                        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+                        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+                    }
+                }
+                _mm256_storeu_ps(c0, v0);
+                _mm256_storeu_ps(c1, v1);
+            }
+        }
+        p0 = end;
+    }
+}
