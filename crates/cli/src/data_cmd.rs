@@ -79,7 +79,8 @@ pub fn show_partition(
         split.train.classes,
         workers,
         &scheme,
-        seed,
+        // The stream a run with `data_seed = seed` splits its training set with.
+        &mut byzadam_sim::seeds::rng(seed, byzadam_sim::seeds::Stream::Partition),
     )?;
     let used: usize = p.shards.iter().map(Vec::len).sum();
     writeln!(

@@ -338,6 +338,12 @@ pub fn list(store: &Path, w: &mut dyn Write) -> Result<()> {
     for (g, total, done) in store.grids()? {
         writeln!(w, "  grid {g}: {done}/{total} runs done")?;
     }
+    for (v, n) in store.results_versions()? {
+        writeln!(w, "  results version {v}: {n} runs")?;
+    }
+    if let Some(warning) = store.mixed_versions_warning()? {
+        writeln!(w, "warning: {warning}")?;
+    }
     Ok(())
 }
 

@@ -270,6 +270,9 @@ fn draw_both(
 /// Writes the report of every grid (or `--grid`) in the store and prints a summary.
 pub fn report(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.store)?;
+    if let Some(warning) = store.mixed_versions_warning()? {
+        writeln!(w, "warning: {warning}")?;
+    }
     let reference = match &args.reference {
         Some(p) => {
             let text =

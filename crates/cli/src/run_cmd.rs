@@ -165,7 +165,7 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
         .unwrap_or_else(|| Path::new("results").join(slug(&cfg)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     write_atomically(&out.join("config.toml"), toml::to_string(&cfg)?.as_bytes())?;
-    let mut sim = Simulation::new(cfg.clone(), &data)
+    let mut sim = Simulation::shared(cfg.clone(), std::sync::Arc::new(data))
         .map_err(|e| anyhow!("key `{}`: {}", e.key, e.reason))?;
     let bar = if args.progress {
         indicatif::ProgressBar::new(cfg.rounds)

@@ -3,7 +3,8 @@
 
 mod common;
 
-use byzadam_robust::{aggregators::TrimmedMean, Aggregator, Submissions};
+use byzadam_robust::{aggregators::TrimmedMean, Aggregator};
+use byzadam_robust::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
 use common::{byzadam, failure, success};
 use std::path::{Path, PathBuf};
 
@@ -312,20 +313,70 @@ fn attack_forges_the_byzantine_rows() {
 
 #[test]
 fn rules_lists_every_registry_entry() {
+    // Every name and alias of the three registries (issue 13: this listed 8 by hand).
     let (text, _) = success(byzadam().arg("rules"));
-    for name in [
-        "trimmed_mean",
-        "minimum_diameter_averaging",
-        "bulyan",
-        "covariance_filter",
-        "nearest_neighbor_mixing",
-        "adaptive_robust_clipping",
-        "optimal_alie",
-        "label_flip",
-    ] {
-        assert!(text.contains(name), "{name} missing");
+    let all = [
+        AggregatorConfig::NAMES,
+        PreAggregatorConfig::NAMES,
+        AttackConfig::NAMES,
+    ];
+    let mut count = 0;
+    for (name, aliases) in all.iter().flat_map(|r| r.iter()) {
+        assert!(text.contains(name), "{name} missing from `byzadam rules`");
+        for alias in *aliases {
+            assert!(text.contains(alias), "alias {alias} of {name} missing");
+        }
+        count += 1;
     }
-    let _ = Submissions::default();
+    assert_eq!(
+        count,
+        13 + 4 + 12,
+        "the README's 13 rules, 4 pre-aggregators, 12 attacks"
+    );
+}
+
+/// The first of a few parameter sets that makes `{ name, ... }` a valid registry entry.
+fn entry<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let candidates = [
+        serde_json::json!({}),
+        serde_json::json!({ "f": 1 }),
+        serde_json::json!({ "f": 1, "m": 2 }),
+        serde_json::json!({ "tau": 1.0 }),
+        serde_json::json!({ "threshold": 1.0 }),
+        serde_json::json!({ "classes": 10 }),
+        serde_json::json!({ "s": 2 }),
+    ];
+    let mut last = String::new();
+    for mut c in candidates {
+        c["name"] = name.into();
+        match serde_json::from_value(c) {
+            Ok(v) => return v,
+            Err(e) => last = e.to_string(),
+        }
+    }
+    panic!("{name}: no candidate parameter set parses (last: {last}); add one here");
+}
+
+#[test]
+fn every_registry_name_is_its_built_rules_name() {
+    for (name, aliases) in AggregatorConfig::NAMES {
+        for n in std::iter::once(name).chain(aliases.iter()) {
+            let c: AggregatorConfig = entry(n);
+            assert_eq!((c.name(), c.build().name()), (*name, *name), "{n}");
+        }
+    }
+    for (name, aliases) in PreAggregatorConfig::NAMES {
+        for n in std::iter::once(name).chain(aliases.iter()) {
+            let c: PreAggregatorConfig = entry(n);
+            assert_eq!((c.name(), c.build().name()), (*name, *name), "{n}");
+        }
+    }
+    for (name, aliases) in AttackConfig::NAMES {
+        for n in std::iter::once(name).chain(aliases.iter()) {
+            let c: AttackConfig = entry(n);
+            assert_eq!((c.name(), c.build().name()), (*name, *name), "{n}");
+        }
+    }
 }
 
 fn shared_data() -> PathBuf {

@@ -2,7 +2,6 @@
 
 use crate::DataError;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, Gamma};
 use serde::{Deserialize, Serialize};
@@ -46,6 +45,27 @@ pub enum Scheme {
 
 fn one() -> usize {
     1
+}
+
+impl Scheme {
+    /// Checks the scheme's parameters, before any data is seen: `per_class ≥ 1` when given,
+    /// Dirichlet `α` finite and `> 0`, `γ` in `[0, 1]`. The error is (the field, what is
+    /// wrong).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        match *self {
+            Self::Homogeneous { per_class: Some(0) } => Err((
+                "per_class",
+                "must be at least 1 (or absent for the largest even split)".into(),
+            )),
+            Self::Dirichlet { alpha, .. } if !(alpha.is_finite() && alpha > 0.0) => {
+                Err(("alpha", format!("must be finite and > 0, got {alpha}")))
+            }
+            Self::GammaSimilarity { gamma } if !(0.0..=1.0).contains(&gamma) => {
+                Err(("gamma", format!("must be in [0, 1], got {gamma}")))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Sample indices per worker.
@@ -111,12 +131,15 @@ fn deal_contiguous(items: &[u32], workers: usize, shards: &mut [Vec<u32>]) {
     }
 }
 
-/// Splits the samples with labels `labels` (in `0..classes`) across `workers` workers.
+/// Splits the samples with labels `labels` (in `0..classes`) across `workers` workers, drawing
+/// from `rng` (the simulator's is derived from `data_seed` by `byzadam_sim::seeds`).
 ///
 /// ```
 /// use byzadam_data::partition::{partition, Scheme};
 /// let labels: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
-/// let p = partition(&labels, 10, 5, &Scheme::Homogeneous { per_class: None }, 0)?;
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+/// let p = partition(&labels, 10, 5, &Scheme::Homogeneous { per_class: None }, &mut rng)?;
 /// assert!(p.shards.iter().all(|s| s.len() == 20)); // 2 of each class per worker
 /// # Ok::<(), byzadam_data::DataError>(())
 /// ```
@@ -125,7 +148,7 @@ pub fn partition(
     classes: usize,
     workers: usize,
     scheme: &Scheme,
-    seed: u64,
+    rng: &mut ChaCha20Rng,
 ) -> Result<Partition, DataError> {
     let bad = |m: String| Err(DataError::Partition(m));
     if workers == 0 {
@@ -137,11 +160,10 @@ pub fn partition(
             labels[i]
         ));
     }
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut shards = vec![Vec::new(); workers];
     match *scheme {
         Scheme::Homogeneous { per_class } => {
-            let per = by_class(labels, classes, &mut rng);
+            let per = by_class(labels, classes, rng);
             let smallest = per.iter().map(Vec::len).min().unwrap_or(0);
             let k = per_class.unwrap_or(smallest / workers);
             if k == 0 {
@@ -162,11 +184,11 @@ pub fn partition(
         }
         Scheme::Iid => {
             let mut all: Vec<u32> = (0..labels.len() as u32).collect();
-            all.shuffle(&mut rng);
+            all.shuffle(rng);
             deal_contiguous(&all, workers, &mut shards);
         }
         Scheme::Extreme => {
-            let per = by_class(labels, classes, &mut rng);
+            let per = by_class(labels, classes, rng);
             let sorted: Vec<u32> = per.concat();
             deal_contiguous(&sorted, workers, &mut shards);
         }
@@ -177,7 +199,7 @@ pub fn partition(
                 ));
             }
             let mut all: Vec<u32> = (0..labels.len() as u32).collect();
-            all.shuffle(&mut rng);
+            all.shuffle(rng);
             let cut = (gamma * all.len() as f64).round() as usize;
             let (iid, rest) = all.split_at(cut);
             deal_contiguous(iid, workers, &mut shards);
@@ -194,7 +216,7 @@ pub fn partition(
             if min_samples * workers > labels.len() {
                 return bad(format!("dirichlet: {workers} workers × min_samples {min_samples} exceeds the {} samples", labels.len()));
             }
-            let per = by_class(labels, classes, &mut rng);
+            let per = by_class(labels, classes, rng);
             let gamma = Gamma::new(alpha, 1.0)
                 .map_err(|e| DataError::Partition(format!("dirichlet: {e}")))?;
             let mut attempt = 0;
@@ -206,7 +228,7 @@ pub fn partition(
                     // Dirichlet(α…α) as normalised Gamma(α, 1) draws; an all-zero draw (possible
                     // in floating point for tiny α) is drawn again.
                     let props = loop {
-                        let g: Vec<f64> = (0..workers).map(|_| gamma.sample(&mut rng)).collect();
+                        let g: Vec<f64> = (0..workers).map(|_| gamma.sample(rng)).collect();
                         let total: f64 = g.iter().sum();
                         if total > 0.0 && total.is_finite() {
                             break g.into_iter().map(|x| x / total).collect::<Vec<f64>>();

@@ -2,7 +2,6 @@
 //! worker's own seeded stream.
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 /// Yields batches of a shard's sample indices: each epoch is a fresh permutation of the shard,
@@ -12,7 +11,9 @@ use rand_chacha::ChaCha20Rng;
 ///
 /// ```
 /// use byzadam_data::sampler::EpochSampler;
-/// let mut s = EpochSampler::new((0..10).collect(), 5, 42);
+/// use rand::SeedableRng;
+/// let rng = rand_chacha::ChaCha20Rng::seed_from_u64(42);
+/// let mut s = EpochSampler::new((0..10).collect(), 5, rng);
 /// let (a, b) = (s.next_batch().to_vec(), s.next_batch().to_vec());
 /// let mut epoch: Vec<u32> = a.iter().chain(&b).copied().collect();
 /// epoch.sort();
@@ -30,8 +31,9 @@ pub struct EpochSampler {
 
 impl EpochSampler {
     /// A sampler over `shard` (sample indices) with batches of `batch` (at least 1, at most
-    /// the shard's size), seeded by `seed`.
-    pub fn new(shard: Vec<u32>, batch: usize, seed: u64) -> Self {
+    /// the shard's size), shuffling with `rng` (the simulator's is derived by
+    /// `byzadam_sim::seeds`).
+    pub fn new(shard: Vec<u32>, batch: usize, rng: ChaCha20Rng) -> Self {
         let batch = batch.clamp(1, shard.len().max(1));
         let order = shard.clone();
         let mut s = Self {
@@ -40,7 +42,7 @@ impl EpochSampler {
             batch,
             at: usize::MAX,
             epoch: 0,
-            rng: ChaCha20Rng::seed_from_u64(seed),
+            rng,
         };
         s.at = s.order.len(); // start a new epoch on the first call
         s
@@ -73,11 +75,12 @@ impl EpochSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn each_epoch_visits_every_sample_once_and_epochs_differ() {
         let shard: Vec<u32> = (100..160).collect();
-        let mut s = EpochSampler::new(shard.clone(), 7, 1);
+        let mut s = EpochSampler::new(shard.clone(), 7, ChaCha20Rng::seed_from_u64(1));
         let mut epochs = Vec::new();
         for _ in 0..3 {
             let mut seen = Vec::new();
@@ -93,7 +96,7 @@ mod tests {
         assert_ne!(epochs[0], epochs[1]);
         assert_eq!(s.epoch(), 3);
         // Same seed, same batches.
-        let mut t = EpochSampler::new(shard, 7, 1);
+        let mut t = EpochSampler::new(shard, 7, ChaCha20Rng::seed_from_u64(1));
         assert_eq!(t.next_batch(), &epochs[0][..7]);
     }
 }

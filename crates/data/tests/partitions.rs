@@ -2,6 +2,7 @@
 
 use byzadam_data::partition::{partition, Scheme};
 use proptest::prelude::*;
+use rand::SeedableRng;
 
 fn schemes() -> Vec<Scheme> {
     vec![
@@ -33,7 +34,7 @@ proptest! {
     fn every_scheme_uses_each_sample_at_most_once(n in 200usize..2000, workers in 1usize..20, seed in any::<u64>()) {
         let y = labels(n, 10, seed);
         for scheme in schemes() {
-            let p = match partition(&y, 10, workers, &scheme, seed) {
+            let p = match partition(&y, 10, workers, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(seed)) {
                 Ok(p) => p,
                 // Only these two can be impossible (a class too small for every worker, or no
                 // Dirichlet draw giving every worker a sample); the others always succeed.
@@ -51,7 +52,7 @@ proptest! {
                 }
             }
             // Same seed, same partition.
-            prop_assert_eq!(&p, &partition(&y, 10, workers, &scheme, seed).unwrap());
+            prop_assert_eq!(&p, &partition(&y, 10, workers, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(seed)).unwrap());
             match scheme {
                 // Iid, γ-similarity and extreme deal every sample, sizes within one of each other.
                 Scheme::Iid | Scheme::Extreme | Scheme::GammaSimilarity { .. } => {
@@ -76,8 +77,22 @@ proptest! {
 fn different_seeds_give_different_partitions() {
     let y = labels(1000, 10, 3);
     for scheme in schemes() {
-        let a = partition(&y, 10, 5, &scheme, 1).unwrap();
-        let b = partition(&y, 10, 5, &scheme, 2).unwrap();
+        let a = partition(
+            &y,
+            10,
+            5,
+            &scheme,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        let b = partition(
+            &y,
+            10,
+            5,
+            &scheme,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(2),
+        )
+        .unwrap();
         assert_ne!(a, b, "{scheme:?}");
     }
 }
@@ -95,7 +110,7 @@ fn dirichlet_concentration_controls_heterogeneity() {
                 alpha,
                 min_samples: 1,
             },
-            7,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(7),
         )
         .unwrap();
         let c = p.class_counts(&y, 10);
@@ -118,7 +133,14 @@ fn dirichlet_concentration_controls_heterogeneity() {
 #[test]
 fn extreme_gives_each_worker_one_or_two_classes() {
     let y = labels(5000, 10, 5);
-    let p = partition(&y, 10, 10, &Scheme::Extreme, 0).unwrap();
+    let p = partition(
+        &y,
+        10,
+        10,
+        &Scheme::Extreme,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
+    )
+    .unwrap();
     for c in p.class_counts(&y, 10) {
         assert!(c.iter().filter(|&&v| v > 0).count() <= 2, "{c:?}");
     }
@@ -127,9 +149,15 @@ fn extreme_gives_each_worker_one_or_two_classes() {
 #[test]
 fn impossible_requests_are_errors_that_say_why() {
     let y = labels(100, 10, 6);
-    let e = partition(&y, 10, 0, &Scheme::Iid, 0)
-        .unwrap_err()
-        .to_string();
+    let e = partition(
+        &y,
+        10,
+        0,
+        &Scheme::Iid,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("at least one worker"), "{e}");
     let e = partition(
         &y,
@@ -138,7 +166,7 @@ fn impossible_requests_are_errors_that_say_why() {
         &Scheme::Homogeneous {
             per_class: Some(50),
         },
-        0,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
     )
     .unwrap_err()
     .to_string();
@@ -151,7 +179,7 @@ fn impossible_requests_are_errors_that_say_why() {
             alpha: 0.1,
             min_samples: 1,
         },
-        0,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
     )
     .unwrap_err()
     .to_string();
@@ -164,11 +192,25 @@ fn impossible_requests_are_errors_that_say_why() {
             alpha: 0.01,
             min_samples: 2,
         },
-        0,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
     )
     .unwrap_err()
     .to_string();
     assert!(e.contains("use a larger alpha"), "{e}");
-    assert!(partition(&y, 10, 5, &Scheme::GammaSimilarity { gamma: 1.5 }, 0).is_err());
-    assert!(partition(&[3, 12], 10, 1, &Scheme::Iid, 0).is_err());
+    assert!(partition(
+        &y,
+        10,
+        5,
+        &Scheme::GammaSimilarity { gamma: 1.5 },
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)
+    )
+    .is_err());
+    assert!(partition(
+        &[3, 12],
+        10,
+        1,
+        &Scheme::Iid,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)
+    )
+    .is_err());
 }

@@ -4,6 +4,7 @@
 
 use byzadam_data::partition::{partition, Scheme};
 use byzadam_data::{load, DatasetKind, DATA_DIR_ENV};
+use rand::SeedableRng;
 use std::path::PathBuf;
 
 /// `$BYZADAM_DATA_DIR`, else the project's shared data beside the checkout.
@@ -64,7 +65,7 @@ fn mnist_loads_with_the_official_counts_and_normalisation() {
         10,
         15,
         &Scheme::Homogeneous { per_class: None },
-        1,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
     )
     .unwrap();
     for counts in p.class_counts(&data.train.labels, 10) {
@@ -100,7 +101,7 @@ fn cifar10_loads_in_the_official_order_with_its_normalisation() {
         &Scheme::Homogeneous {
             per_class: Some(330),
         },
-        1,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
     )
     .unwrap();
     assert!(p.shards.iter().all(|s| s.len() == 3_300));

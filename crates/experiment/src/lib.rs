@@ -77,10 +77,16 @@ pub struct Run {
 }
 
 /// The id of a config: 16 hex digits of the SHA-256 of its canonical JSON (every field,
-/// defaults included, keys sorted).
+/// defaults included, keys sorted) together with [`byzadam_sim::RESULTS_VERSION`], so that a
+/// build that computes other numbers for the same config gives its runs other ids: a store
+/// filled across such builds never holds two results under one id, and a grid re-run after
+/// such a change runs again (issue 13).
 pub fn run_id(config: &RunConfig) -> String {
     let canonical = serde_json::to_value(config)
-        .map(|v| v.to_string())
+        .map(|v| {
+            serde_json::json!({ "config": v, "results_version": byzadam_sim::RESULTS_VERSION })
+                .to_string()
+        })
         .unwrap_or_default();
     Sha256::digest(canonical.as_bytes())
         .iter()

@@ -282,8 +282,8 @@ fn execute(
 ) -> Result<Option<(Summary, Timings, f64)>, String> {
     let wall = Instant::now();
     let split = data(&run.config)?;
-    let mut sim = Simulation::new(run.config.clone(), &split).map_err(|e| e.to_string())?;
-    drop(split);
+    // The run reads the grid's shared bytes; it holds no normalised copy of the training set.
+    let mut sim = Simulation::shared(run.config.clone(), split).map_err(|e| e.to_string())?;
     let path = checkpoint_path(dir, &run.id);
     let mut metrics = Vec::with_capacity(run.config.rounds as usize);
     let mut seconds_before = 0.0;
@@ -319,9 +319,13 @@ fn execute(
     let mut last_checkpoint = Instant::now();
     let mut save = |sim: &Simulation, metrics: &[RoundMetrics], trained: f64| {
         let t = Instant::now();
-        let bytes = sim.checkpoint(metrics, seconds_before + trained).to_bytes();
-        let r = write_atomic(&path, &bytes)
-            .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()));
+        let r = sim
+            .checkpoint(metrics, seconds_before + trained)
+            .to_bytes()
+            .and_then(|bytes| {
+                write_atomic(&path, &bytes)
+                    .map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
+            });
         checkpoint_seconds += t.elapsed().as_secs_f64();
         r
     };

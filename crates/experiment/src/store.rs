@@ -7,7 +7,8 @@
 //!   `seed`, `data_seed`, `workers`, `byzantine`, `rounds`), the summary (`final_accuracy`,
 //!   `best_accuracy`, `final_loss`, `diverged_at`), timings (`setup_seconds`,
 //!   `train_seconds`, `checkpoint_seconds`, `wall_seconds`), `threads`, `host`,
-//!   `byzadam_version` (version and git commit), `finished_at` (Unix seconds).
+//!   `byzadam_version` (version and git commit), `finished_at` (Unix seconds), `results_version`
+//!   (`byzadam_sim::RESULTS_VERSION` of the build that computed it; 0 before it was recorded).
 //! - `rounds`: one row per (run, round): `lr`, `train_loss`, `xi_norm`, `honest_diameter`,
 //!   `lambda`, `diverged`, `test_accuracy` and `test_loss` (NULL on rounds without
 //!   evaluation). SQLite has no NaN: a NaN (a diverged run's loss) is stored as NULL.
@@ -32,7 +33,8 @@ pub struct StoreError {
     pub message: String,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `runs.results_version` (runs of stores of version 1 read as results version 0).
+const SCHEMA_VERSION: i64 = 2;
 
 /// What `byzadam_version` records: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS runs (
     threads INTEGER NOT NULL,
     host TEXT NOT NULL,
     byzadam_version TEXT NOT NULL,
-    finished_at INTEGER NOT NULL
+    finished_at INTEGER NOT NULL,
+    results_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL,
@@ -220,6 +223,16 @@ impl Store {
                 .map_err(err)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            // Version 1 lacked the results version: its runs predate them (version 0).
+            Some(v) if v == "1" => {
+                conn.execute_batch(&format!(
+                    "BEGIN;
+                     ALTER TABLE runs ADD COLUMN results_version INTEGER NOT NULL DEFAULT 0;
+                     UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
+                     COMMIT;"
+                ))
+                .map_err(err)?;
+            }
             Some(v) => {
                 return Err(StoreError {
                     path: path.display().to_string(),
@@ -324,9 +337,9 @@ impl Store {
                  preaggregators, attack, seed, data_seed, workers, byzantine, rounds,
                  final_accuracy, best_accuracy, final_loss, diverged_at, setup_seconds,
                  train_seconds, checkpoint_seconds, wall_seconds, threads, host,
-                 byzadam_version, finished_at)
+                 byzadam_version, finished_at, results_version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
                 params![
                     id,
                     json,
@@ -353,6 +366,7 @@ impl Store {
                     host,
                     VERSION,
                     now,
+                    byzadam_sim::RESULTS_VERSION,
                 ],
             )
             .map_err(err)?;
@@ -425,6 +439,49 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The results versions of the store's runs, with how many runs each, in increasing order.
+    /// More than one means that some runs were computed by builds whose numbers differ for
+    /// the same config (see [`byzadam_sim::RESULTS_VERSION`]); version 0 is a run stored before
+    /// versions were recorded.
+    pub fn results_versions(&self) -> Result<Vec<(u32, usize)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT results_version, COUNT(*) FROM runs
+                 GROUP BY results_version ORDER BY results_version",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as usize))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// A warning when the store holds runs of more than one results version: which versions,
+    /// how many runs each, and which one this build writes. `None` when there is one or none.
+    pub fn mixed_versions_warning(&self) -> Result<Option<String>, StoreError> {
+        let versions = self.results_versions()?;
+        if versions.len() < 2 {
+            return Ok(None);
+        }
+        let list: Vec<String> = versions
+            .iter()
+            .map(|(v, n)| format!("version {v}: {n} runs"))
+            .collect();
+        Ok(Some(format!(
+            "{} holds runs of {} results versions ({}); this build writes version {}. Runs of \
+             different versions were computed by builds that give other numbers for the same \
+             config: compare them with care, or re-run the older ones",
+            self.path.display(),
+            versions.len(),
+            list.join(", "),
+            byzadam_sim::RESULTS_VERSION
+        )))
     }
 
     /// Names of the grids in the store, with their number of runs and of finished runs.

@@ -106,3 +106,42 @@ fn errors_name_the_file_the_run_and_the_key() {
     .to_string();
     assert!(e.contains("exclusion 2 matches no run"), "{e}");
 }
+
+#[test]
+fn an_invalid_value_on_an_axis_names_the_file_the_run_and_the_key() {
+    // Issue 13: `clip = -2` used to run, scaling every honest gradient by −2/‖g‖.
+    let grid = Grid::parse(
+        "[base]\nrounds = 20\n[axes]\ngradient = [{ clip = 2.0 }, { clip = -2.0 }]\n",
+        "clips.toml",
+    )
+    .unwrap();
+    let e = grid.expand().unwrap_err().to_string();
+    assert!(
+        e.contains("clips.toml") && e.contains("clip = -2") && e.contains("gradient.clip"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_run_id_hashes_the_results_version_with_the_config() {
+    use sha2::{Digest, Sha256};
+    let config = RunConfig::default();
+    let hex = |text: String| -> String {
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let value = serde_json::to_value(&config).unwrap();
+    let versioned = serde_json::json!({
+        "config": value,
+        "results_version": byzadam_sim::RESULTS_VERSION,
+    });
+    assert_eq!(run_id(&config), hex(versioned.to_string()));
+    assert_ne!(
+        run_id(&config),
+        hex(value.to_string()),
+        "not the config alone"
+    );
+}

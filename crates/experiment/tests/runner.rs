@@ -331,3 +331,51 @@ fn leftovers_of_a_crash_are_cleaned_but_not_a_live_writers_files() {
         "a checkpoint of an unfinished run is kept"
     );
 }
+
+#[test]
+fn a_store_of_schema_1_gains_results_versions_and_mixed_versions_are_reported() {
+    // Issue 13: a store filled across builds that compute other numbers must say so.
+    use byzadam_experiment::store::Timings;
+    use byzadam_sim::Summary;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.db");
+    let runs = runs();
+    let (first, second) = (&runs[0], &runs[1]);
+    let store_one = |store: &mut Store, run: &Run| {
+        let m = alone(&run.config);
+        let summary = Summary::from_metrics(&m, 0.0).unwrap();
+        store
+            .insert_run(&run.id, &run.config, &m, &summary, &Timings::default())
+            .unwrap();
+    };
+    {
+        let mut store = Store::open(&p).unwrap();
+        store_one(&mut store, first);
+        assert_eq!(
+            store.results_versions().unwrap(),
+            [(byzadam_sim::RESULTS_VERSION, 1)]
+        );
+        assert_eq!(store.mixed_versions_warning().unwrap(), None);
+    }
+    // Make it a store as schema 1 wrote it: no results_version column.
+    let conn = rusqlite::Connection::open(&p).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN results_version;
+         UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = Store::open(&p).unwrap();
+    assert_eq!(store.results_versions().unwrap(), [(0, 1)], "old runs: 0");
+    store_one(&mut store, second);
+    assert_eq!(
+        store.results_versions().unwrap(),
+        [(0, 1), (byzadam_sim::RESULTS_VERSION, 1)]
+    );
+    let warning = store.mixed_versions_warning().unwrap().expect("mixed");
+    assert!(
+        warning.contains("s.db") && warning.contains("version 0: 1 runs"),
+        "{warning}"
+    );
+    assert_eq!(store.runs(None).unwrap().len(), 2, "both runs still read");
+}

@@ -18,7 +18,11 @@ fn bench(c: &mut Criterion) {
         let mut net = kind.build();
         let mut params = vec![0.0; net.num_params()];
         let mut state = vec![0.0; net.num_state()];
-        net.init(1, &mut params, &mut state);
+        net.init(
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
+            &mut params,
+            &mut state,
+        );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let per = net.input().len();
         let x: Vec<f32> = (0..500 * per).map(|_| rng.gen_range(-1.0..1.0)).collect();

@@ -17,12 +17,14 @@
 //! vector, updated by every training forward pass as PyTorch updates them, and used only in
 //! evaluation. How a distributed run keeps them is the simulator's decision.
 
+mod cpu;
 mod gemm;
 mod lanes;
 mod network;
 mod step;
 mod winograd;
 
+pub use cpu::fast_paths;
 pub use network::{Evaluation, LayerSpec, Network, Shape};
 use serde::{Deserialize, Serialize};
 pub use step::GradientPolicy;
@@ -57,6 +59,21 @@ fn quarter() -> f32 {
 }
 
 impl ModelKind {
+    /// Checks the model's parameters: dropout in `[0, 1)`, hidden widths `≥ 1`; the error
+    /// is (the field, what is wrong).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            Self::Cifar10Cnn { dropout } if !(0.0..1.0).contains(dropout) => {
+                Err(("dropout", format!("must be in [0, 1), got {dropout}")))
+            }
+            Self::Mlp { hidden } if hidden.contains(&0) => Err((
+                "hidden",
+                format!("widths must be at least 1, got {hidden:?}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The input shape.
     pub fn input(&self) -> Shape {
         match self {

@@ -35,6 +35,21 @@ impl Default for GradientPolicy {
 }
 
 impl GradientPolicy {
+    /// Checks the policy: `l2` finite and `≥ 0`, `clip` finite and `> 0`; the error is (the
+    /// field. (A negative clip would scale every gradient by `clip/‖g‖ < 0`: training uphill.)
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(("l2", format!("must be finite and ≥ 0, got {}", self.l2)));
+        }
+        match self.clip {
+            Some(c) if !(c.is_finite() && c > 0.0) => Err((
+                "clip",
+                format!("must be finite and > 0 (or absent for no clipping), got {c}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Adds `λ θ` to `grad`, then scales it to norm at most `clip`. Returns the norm before
     /// clipping. A non-finite norm (a diverged model) leaves the gradient as it is: clipping
     /// cannot give it a direction.

@@ -20,7 +20,11 @@ fn run(mut net: Network, winograd: bool, batch: usize) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
-    net.init(11, &mut params, &mut state);
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(11),
+        &mut params,
+        &mut state,
+    );
     let x: Vec<f32> = (0..batch * net.input().len())
         .map(|_| rng.gen_range(-1.0..1.0))
         .collect();

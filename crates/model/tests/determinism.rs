@@ -11,7 +11,11 @@ fn same_seeds_give_the_same_bits() {
             let mut net = kind.build();
             let mut p = vec![0.0; net.num_params()];
             let mut s = vec![0.0; net.num_state()];
-            net.init(11, &mut p, &mut s);
+            net.init(
+                &mut rand_chacha::ChaCha20Rng::seed_from_u64(11),
+                &mut p,
+                &mut s,
+            );
             let mut data = ChaCha8Rng::seed_from_u64(5);
             let x: Vec<f32> = (0..3 * net.input().len())
                 .map(|_| data.gen_range(-1.0..1.0))
@@ -48,7 +52,11 @@ fn same_seeds_give_the_same_bits() {
         let other = {
             let net = kind.build();
             let mut p = vec![0.0; net.num_params()];
-            net.init(12, &mut p, &mut vec![0.0; net.num_state()]);
+            net.init(
+                &mut rand_chacha::ChaCha20Rng::seed_from_u64(12),
+                &mut p,
+                &mut vec![0.0; net.num_state()],
+            );
             p
         };
         assert_ne!(a.0, other, "another seed, other parameters");

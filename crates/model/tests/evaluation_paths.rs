@@ -23,7 +23,11 @@ fn setup(net: &Network, count: usize, seed: u64) -> Setup {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
-    net.init(seed, &mut params, &mut state);
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(seed),
+        &mut params,
+        &mut state,
+    );
     for v in &mut params {
         *v = *v * rng.gen_range(0.5..1.5) + rng.gen_range(-0.05..0.05);
     }

@@ -29,7 +29,11 @@ fn check(name: &str, mut net: Network, batch: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
-    net.init(3, &mut params, &mut state);
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(3),
+        &mut params,
+        &mut state,
+    );
     let x: Vec<f32> = (0..batch * net.input().len())
         .map(|_| rng.gen_range(-1.0..1.0))
         .collect();

@@ -42,8 +42,16 @@ fn train(
 ) -> f64 {
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
-    net.init(1, &mut params, &mut state);
-    let mut sampler = EpochSampler::new((0..train.len() as u32).collect(), 25, 2);
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
+        &mut params,
+        &mut state,
+    );
+    let mut sampler = EpochSampler::new(
+        (0..train.len() as u32).collect(),
+        25,
+        rand_chacha::ChaCha20Rng::seed_from_u64(2),
+    );
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
     let (mut x, mut grad) = (Vec::new(), vec![0.0; net.num_params()]);
     let policy = GradientPolicy::default();

@@ -65,7 +65,11 @@ fn check(kind: ModelKind, case: &Value) {
     assert_eq!(net.num_params() as u64, case["params"].as_u64().unwrap());
     let params = formula_params(&net, &bn_layout(input, &specs));
     let mut state = vec![0.0; net.num_state()];
-    net.init(0, &mut vec![0.0; net.num_params()], &mut state); // running mean 0, variance 1
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
+        &mut vec![0.0; net.num_params()],
+        &mut state,
+    ); // running mean 0, variance 1
     let x: Vec<f32> = (0..batch * input.len())
         .map(|j| (0.13 * j as f64).sin() as f32)
         .collect();
@@ -87,12 +91,19 @@ fn check(kind: ModelKind, case: &Value) {
         case["model"]
     );
     let scale = want_norm / (grad.len() as f64).sqrt();
-    for (i, v) in case["grad_index"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(case["grad_value"].as_array().unwrap())
-    {
+    let (indices, values) = (
+        case["grad_index"].as_array().unwrap(),
+        case["grad_value"].as_array().unwrap(),
+    );
+    // A zip stops at the shorter side: check the lengths first (issue 13).
+    assert!(
+        !indices.is_empty() && indices.len() == values.len(),
+        "{}: {} gradient indices, {} values",
+        case["model"],
+        indices.len(),
+        values.len()
+    );
+    for (i, v) in indices.iter().zip(values) {
         let (i, v) = (i.as_u64().unwrap() as usize, v.as_f64().unwrap());
         assert!(
             (grad[i] as f64 - v).abs() < 1e-4 * v.abs() + 1e-3 * scale,
@@ -103,10 +114,15 @@ fn check(kind: ModelKind, case: &Value) {
     }
     // Evaluation after that training pass uses the running statistics it updated.
     let logits = net.logits(&params, &state, &x, batch);
-    for (a, b) in logits
-        .iter()
-        .zip(case["eval_logits_after_one_train_pass"].as_array().unwrap())
-    {
+    let want_logits = case["eval_logits_after_one_train_pass"].as_array().unwrap();
+    assert_eq!(
+        logits.len(),
+        want_logits.len(),
+        "{}: {batch} images × 10 logits",
+        case["model"]
+    );
+    assert_eq!(logits.len(), batch * 10);
+    for (a, b) in logits.iter().zip(want_logits) {
         let b = b.as_f64().unwrap();
         assert!(
             (*a as f64 - b).abs() < 1e-4 * b.abs().max(1.0),

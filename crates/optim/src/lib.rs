@@ -27,6 +27,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A hyperparameter that cannot be used: (its field, e.g. `lr.value`; what is wrong and what
+/// would be valid).
+pub type Invalid = (&'static str, String);
+
 /// A learning-rate schedule over rounds `t = 1, 2, …`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
@@ -47,6 +51,28 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Checks the schedule: rates finite and `> 0`, `every ≥ 1`. The error is (the field,
+    /// what is wrong).
+    pub fn check(&self) -> Result<(), Invalid> {
+        let positive = |name: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err((name, format!("must be finite and > 0, got {v}")))
+            }
+        };
+        match *self {
+            Self::Constant { value } => positive("lr.value", value),
+            Self::InverseStep { initial, every } => {
+                positive("lr.initial", initial)?;
+                if every == 0 {
+                    return Err(("lr.every", "must be at least 1, got 0".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The learning rate at round `t ≥ 1`.
     ///
     /// ```
@@ -87,24 +113,30 @@ pub enum MraGuard {
 pub enum Optimizer {
     /// Workers send gradients.
     Sgd {
-        /// Learning rate.
+        /// Learning rate (default 0.75, the thesis's homogeneous MNIST runs).
+        #[serde(default = "lr_sgd")]
         lr: Schedule,
     },
     /// Workers send their momentum (Farhadkhani et al., ICML 2022). The momentum starts at 0,
     /// as in the paper (the thesis's restatement prints `m₀ = 1`).
     Resam {
-        /// Learning rate.
+        /// Learning rate (default 0.75, the thesis's homogeneous MNIST runs).
+        #[serde(default = "lr_sgd")]
         lr: Schedule,
-        /// Momentum coefficient `β ∈ [0, 1)` (the thesis: 0.99).
+        /// Momentum coefficient `β ∈ [0, 1)` (default 0.99, the thesis's).
+        #[serde(default = "default_beta1")]
         beta: f64,
     },
     /// Descent-direction Resilient Adam (Algorithm 19).
     Dra {
-        /// Learning rate (the thesis: 0.001).
+        /// Learning rate (default 0.001, the thesis's).
+        #[serde(default = "lr_adam")]
         lr: Schedule,
-        /// `β₁` (the thesis: 0.99).
+        /// `β₁` (default 0.99, the thesis's).
+        #[serde(default = "default_beta1")]
         beta1: f64,
-        /// `β₂` (the thesis: 0.999).
+        /// `β₂` (default 0.999, the thesis's).
+        #[serde(default = "default_beta2")]
         beta2: f64,
         /// `ε` (PyTorch's Adam default 1e-8).
         #[serde(default = "default_eps")]
@@ -112,11 +144,14 @@ pub enum Optimizer {
     },
     /// Moment Resilient Adam (Algorithm 20).
     Mra {
-        /// Learning rate (the thesis: 0.001).
+        /// Learning rate (default 0.001, the thesis's).
+        #[serde(default = "lr_adam")]
         lr: Schedule,
-        /// `β₁` (the thesis: 0.99).
+        /// `β₁` (default 0.99, the thesis's).
+        #[serde(default = "default_beta1")]
         beta1: f64,
-        /// `β₂` (the thesis: 0.999).
+        /// `β₂` (default 0.999, the thesis's).
+        #[serde(default = "default_beta2")]
         beta2: f64,
         /// `ε` (PyTorch's Adam default 1e-8).
         #[serde(default = "default_eps")]
@@ -129,6 +164,18 @@ pub enum Optimizer {
 
 fn default_eps() -> f64 {
     1e-8
+}
+fn default_beta1() -> f64 {
+    0.99
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn lr_sgd() -> Schedule {
+    Schedule::Constant { value: 0.75 }
+}
+fn lr_adam() -> Schedule {
+    Schedule::Constant { value: 0.001 }
 }
 
 /// A worker's optimizer state: its moments and its step count.
@@ -161,15 +208,17 @@ impl Optimizer {
         }
     }
 
-    /// Checks the hyperparameters, naming the one that is wrong.
-    pub fn check(&self) -> Result<(), String> {
-        let unit = |name: &str, b: f64| {
+    /// Checks the hyperparameters (learning rates finite and `> 0`, β's in `[0, 1)`, ε finite
+    /// and `≥ 0`). The error is (the field, what is wrong).
+    pub fn check(&self) -> Result<(), Invalid> {
+        let unit = |name: &'static str, b: f64| {
             if (0.0..1.0).contains(&b) {
                 Ok(())
             } else {
-                Err(format!("{name} must be in [0, 1), got {b}"))
+                Err((name, format!("must be in [0, 1), got {b}")))
             }
         };
+        self.lr().check()?;
         match *self {
             Self::Sgd { .. } => Ok(()),
             Self::Resam { beta, .. } => unit("beta", beta),
@@ -181,10 +230,10 @@ impl Optimizer {
             } => {
                 unit("beta1", beta1)?;
                 unit("beta2", beta2)?;
-                if eps >= 0.0 {
+                if eps.is_finite() && eps >= 0.0 {
                     Ok(())
                 } else {
-                    Err(format!("eps must be ≥ 0, got {eps}"))
+                    Err(("eps", format!("must be finite and ≥ 0, got {eps}")))
                 }
             }
         }

@@ -132,7 +132,19 @@ impl RunConfig {
         if self.eval_every == 0 {
             return Err(bad("eval_every", "must be at least 1"));
         }
-        self.optimizer.check().map_err(|e| bad("optimizer", e))?;
+        if self.eval_samples == Some(0) {
+            return Err(bad(
+                "eval_samples",
+                "must be at least 1 (or absent for the whole test set)",
+            ));
+        }
+        // Each part names its own field: the key is `part.field` (`optimizer.lr.value`).
+        let within =
+            |part: &str, (field, reason): (&str, String)| bad(&format!("{part}.{field}"), reason);
+        self.optimizer.check().map_err(|e| within("optimizer", e))?;
+        self.gradient.check().map_err(|e| within("gradient", e))?;
+        self.model.check().map_err(|e| within("model", e))?;
+        self.partition.check().map_err(|e| within("partition", e))?;
         let pipeline = self.pipeline();
         let key = if self.preaggregators.is_empty() {
             "aggregator"

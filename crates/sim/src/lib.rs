@@ -16,7 +16,19 @@
 //! have to aggregate them robustly, which is left open).
 
 mod config;
+pub mod seeds;
 mod simulation;
 
 pub use config::{ConfigError, RunConfig};
+
+/// The version of the numbers a config produces. Part of every run's id (`byzadam-experiment`),
+/// so a store never mixes runs of one config that different builds computed differently.
+///
+/// Bump it in the commit that makes any config give other numbers than before: a kernel's
+/// summation order, a seed derivation ([`seeds`]), a default's meaning, a fixed bug. Keep the
+/// list below in step.
+///
+/// - 0: runs recorded before results versions existed (the store's value for them).
+/// - 1: independent seed streams ([`seeds`], issue 13).
+pub const RESULTS_VERSION: u32 = 1;
 pub use simulation::{Checkpoint, Evaluation, Recorder, RoundMetrics, Simulation, Summary};

@@ -1,16 +1,17 @@
+use crate::seeds::{self, Stream};
 use crate::{ConfigError, RunConfig};
 use byzadam_data::sampler::EpochSampler;
-use byzadam_data::{partition::partition, Split};
+use byzadam_data::{partition::partition, Normalization, Split};
 use byzadam_model::Network;
 use byzadam_optim::WorkerState;
 use byzadam_robust::attacks::LabelFlip;
 use byzadam_robust::{
     pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions, ThreatModel,
 };
-use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Test-set loss and accuracy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -134,12 +135,10 @@ mod config_as_json {
 const CHECKPOINT_MAGIC: &[u8; 8] = b"BZCKPT01";
 
 impl Checkpoint {
-    /// A self-describing binary encoding (magic, format version, then bincode).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = CHECKPOINT_MAGIC.to_vec();
-        // Serialising plain data to memory cannot fail.
-        out.extend(bincode::serialize(self).unwrap_or_default());
-        out
+    /// A self-describing binary encoding (magic, format version, then bincode). An encoding
+    /// failure is an error, never a file holding only the magic number (issue 13).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        framed(bincode::serialize(self))
     }
 
     /// Decodes [`Checkpoint::to_bytes`]; an error for anything else (a truncated or foreign
@@ -150,6 +149,15 @@ impl Checkpoint {
             .ok_or("not a byzadam checkpoint (or an older format)")?;
         bincode::deserialize(body).map_err(|e| format!("corrupt checkpoint: {e}"))
     }
+}
+
+/// The magic number followed by the encoded `body`, or why there is none.
+fn framed(body: bincode::Result<Vec<u8>>) -> Result<Vec<u8>, String> {
+    let body = body.map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
+    let mut out = Vec::with_capacity(CHECKPOINT_MAGIC.len() + body.len());
+    out.extend_from_slice(CHECKPOINT_MAGIC);
+    out.extend(body);
+    Ok(out)
 }
 
 struct Worker {
@@ -169,8 +177,10 @@ struct Worker {
 /// A run in progress.
 pub struct Simulation {
     config: RunConfig,
-    train_x: Vec<f32>,
-    train_y: Vec<u8>,
+    /// The data, shared (a grid's runs hold one copy of the bytes); training images are
+    /// normalised batch by batch as they are drawn, so a run holds no `f32` training set.
+    data: Arc<Split>,
+    norm: Normalization,
     test_x: Vec<f32>,
     test_y: Vec<u8>,
     per_image: usize,
@@ -190,10 +200,11 @@ pub struct Simulation {
     aggregated: Vec<Vec<f32>>,
 }
 
-fn normalize_all(d: &byzadam_data::Dataset) -> Vec<f32> {
+/// The first `count` images of `d`, normalised.
+fn normalize_all(d: &byzadam_data::Dataset, count: usize) -> Vec<f32> {
     let norm = d.kind.normalization();
     let n = d.shape.len();
-    let mut out = vec![0f32; d.len() * n];
+    let mut out = vec![0f32; count * n];
     out.par_chunks_mut(n)
         .enumerate()
         .for_each(|(i, o)| d.normalized_into(i, &norm, o));
@@ -201,21 +212,33 @@ fn normalize_all(d: &byzadam_data::Dataset) -> Vec<f32> {
 }
 
 impl Simulation {
-    /// Sets a run up on `data`: validates, normalises the images once, partitions the training
-    /// set, initialises the model and every worker.
+    /// Sets a run up on a copy of `data` (see [`Simulation::shared`] to share one).
     pub fn new(config: RunConfig, data: &Split) -> Result<Self, ConfigError> {
+        Self::shared(config, Arc::new(data.clone()))
+    }
+
+    /// Sets a run up on `data`, shared with other runs: validates, partitions the training
+    /// set, initialises the model and every worker, and normalises the (possibly truncated)
+    /// test set once; training batches are normalised as they are drawn.
+    pub fn shared(config: RunConfig, data: Arc<Split>) -> Result<Self, ConfigError> {
         config.validate()?;
         let bad = |key: &str, reason: String| ConfigError {
             key: key.into(),
             reason,
         };
+        if let Some(k) = config.eval_samples.filter(|&k| k > data.test.len()) {
+            return Err(bad(
+                "eval_samples",
+                format!("the test set has {} images, got {k}", data.test.len()),
+            ));
+        }
         let n = config.workers;
         let shards = partition(
             &data.train.labels,
             data.train.classes,
             n,
             &config.partition,
-            config.data_seed,
+            &mut seeds::rng(config.data_seed, Stream::Partition),
         )
         .map_err(|e| bad("partition", e.to_string()))?;
         if let Some((w, s)) = shards
@@ -236,7 +259,11 @@ impl Simulation {
         let net = config.model.build();
         let mut params = vec![0.0; net.num_params()];
         let mut bn_state = vec![0.0; net.num_state()];
-        net.init(config.seed, &mut params, &mut bn_state);
+        net.init(
+            &mut seeds::rng(config.seed, Stream::Init),
+            &mut params,
+            &mut bn_state,
+        );
         let attack = config.attack.clone().map(|a| a.build());
         let flip = attack.as_ref().and_then(|a| a.label_flip());
         let f = if attack.is_some() {
@@ -258,11 +285,9 @@ impl Simulation {
                 sampler: EpochSampler::new(
                     shard,
                     config.batch,
-                    config.seed ^ (0x5A3E_0000 + w as u64),
+                    seeds::rng(config.seed, Stream::Sampler { worker: w }),
                 ),
-                rng: ChaCha20Rng::seed_from_u64(
-                    config.seed.wrapping_mul(1_000_003).wrapping_add(w as u64),
-                ),
+                rng: seeds::rng(config.seed, Stream::Worker { worker: w }),
                 grad: vec![0.0; dim],
                 msgs: vec![vec![0.0; dim]; messages],
                 x: Vec::new(),
@@ -271,16 +296,15 @@ impl Simulation {
             })
             .collect();
         let pipelines = (0..messages).map(|_| config.pipeline()).collect();
-        let (mut test_x, mut test_y) = (normalize_all(&data.test), data.test.labels.clone());
+        let test_len = config.eval_samples.unwrap_or(data.test.len());
+        let (test_x, test_y) = (
+            normalize_all(&data.test, test_len),
+            data.test.labels[..test_len].to_vec(),
+        );
         let per_image = data.train.shape.len();
-        if let Some(k) = config.eval_samples {
-            let k = k.min(test_y.len());
-            test_x.truncate(k * per_image);
-            test_y.truncate(k);
-        }
         Ok(Self {
-            train_x: normalize_all(&data.train),
-            train_y: data.train.labels.clone(),
+            norm: data.train.kind.normalization(),
+            data,
             test_x,
             test_y,
             per_image,
@@ -304,6 +328,12 @@ impl Simulation {
     /// The model's parameters now.
     pub fn params(&self) -> &[f32] {
         &self.params
+    }
+
+    /// Worker `worker`'s epoch sampler as it stands (a clone draws the batches it will
+    /// train on next); `None` past the last worker.
+    pub fn sampler(&self, worker: usize) -> Option<&EpochSampler> {
+        self.workers.get(worker).map(|w| &w.sampler)
     }
 
     /// The configuration.
@@ -406,8 +436,8 @@ impl Simulation {
             threat,
             Some(ThreatModel::OwnGenuine | ThreatModel::DataPoisoning)
         );
-        let (params, train_x, train_y, per) =
-            (&self.params, &self.train_x, &self.train_y, self.per_image);
+        let (params, train, norm, per) =
+            (&self.params, &self.data.train, &self.norm, self.per_image);
         let (optimizer, policy, flip) = (&self.config.optimizer, &self.config.gradient, self.flip);
         self.workers
             .par_iter_mut()
@@ -418,8 +448,8 @@ impl Simulation {
                 w.y.clear();
                 for (k, &i) in batch.iter().enumerate() {
                     let i = i as usize;
-                    w.x[k * per..(k + 1) * per].copy_from_slice(&train_x[i * per..(i + 1) * per]);
-                    let y = train_y[i];
+                    train.normalized_into(i, norm, &mut w.x[k * per..(k + 1) * per]);
+                    let y = train.labels[i];
                     w.y.push(match flip {
                         Some(f) if w.byzantine => f.flip(y as usize) as u8,
                         _ => y,
@@ -465,8 +495,12 @@ impl Simulation {
                     honest: Some(&*honest),
                     server: Some(&self.pipelines[k]),
                 };
-                let mut rng = ChaCha20Rng::seed_from_u64(
-                    self.config.seed ^ t.wrapping_mul(0x9E37_79B9) ^ (k as u64) << 56,
+                let mut rng = seeds::rng(
+                    self.config.seed,
+                    Stream::Attack {
+                        round: t,
+                        message: k,
+                    },
                 );
                 attack
                     .forge(&ctx, &mut rng, &mut self.forged)
@@ -479,8 +513,12 @@ impl Simulation {
                     reason: format!("round {t}: {e}"),
                 })?;
             }
-            let mut rng = ChaCha20Rng::seed_from_u64(
-                self.config.seed ^ t.wrapping_mul(0xA24B_AED4) ^ (k as u64) << 48,
+            let mut rng = seeds::rng(
+                self.config.seed,
+                Stream::Pipeline {
+                    round: t,
+                    message: k,
+                },
             );
             self.pipelines[k]
                 .run_into(&self.all, &mut rng, &mut self.aggregated[k])
@@ -565,5 +603,19 @@ impl Simulation {
             diverged_at: self.diverged_at,
             ..summary
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_that_cannot_be_encoded_is_an_error_not_a_bare_magic_number() {
+        let failed = framed(Err(Box::new(bincode::ErrorKind::SizeLimit)));
+        assert!(failed.is_err_and(|e| e.contains("cannot encode")));
+        let ok = framed(Ok(vec![7, 8])).expect("encodes");
+        assert_eq!(&ok[..8], CHECKPOINT_MAGIC);
+        assert_eq!(&ok[8..], [7, 8]);
     }
 }

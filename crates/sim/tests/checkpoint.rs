@@ -56,7 +56,7 @@ fn a_restored_run_continues_bit_for_bit() {
         for _ in 0..stop_after {
             metrics.push(first.step().unwrap());
         }
-        let bytes = first.checkpoint(&metrics, 1.5).to_bytes();
+        let bytes = first.checkpoint(&metrics, 1.5).to_bytes().expect("encodes");
         drop(first);
         let checkpoint = Checkpoint::from_bytes(&bytes).unwrap();
         assert_eq!(checkpoint.round, stop_after);
@@ -116,7 +116,7 @@ fn foreign_or_truncated_bytes_are_errors_not_panics() {
     let data = data();
     let mut sim = Simulation::new(config(), &data).unwrap();
     let m = vec![sim.step().unwrap()];
-    let bytes = sim.checkpoint(&m, 0.0).to_bytes();
+    let bytes = sim.checkpoint(&m, 0.0).to_bytes().expect("encodes");
     assert!(Checkpoint::from_bytes(b"hello").is_err());
     assert!(Checkpoint::from_bytes(&bytes[..bytes.len() / 2]).is_err());
     assert!(Checkpoint::from_bytes(&bytes[8..]).is_err());

@@ -200,27 +200,113 @@ fn label_flip_trains_the_byzantine_workers_on_flipped_labels() {
         rounds: 3,
         eval_every: 3,
         aggregator: AggregatorConfig::Average(Average {}),
+        // A split that ignores labels, so relabelling by hand below keeps every shard.
+        partition: byzadam_data::partition::Scheme::Iid,
         ..RunConfig::default()
     };
     let flipped = RunConfig {
         attack: Some(AttackConfig::LabelFlip(LabelFlip { classes: 10 })),
         ..base.clone()
     };
-    // The honest procedure on 9 − y: Byzantine losses are those of flipped labels, so the
-    // aggregate, hence ξ, differs from a run where the same workers are honest.
-    let (a, _) = run(
-        RunConfig {
-            attack: None,
-            ..base
-        },
-        &data,
+    // Without the attack the same 15 workers draw the same batches and the average sees the
+    // same rows in the same order (the Byzantine workers are the last five), so a label flip
+    // that flipped nothing would give bit-identical parameters after round 1 (issue 13).
+    let round_one = |config: RunConfig| {
+        let mut sim = Simulation::new(config, &data).expect("valid config");
+        sim.step().expect("round 1");
+        sim.params().to_vec()
+    };
+    let clean = round_one(RunConfig {
+        attack: None,
+        ..base.clone()
+    });
+    let attacked = round_one(flipped.clone());
+    assert!(
+        clean != attacked,
+        "the flipped labels must change the update"
     );
-    let (b, _) = run(flipped.clone(), &data);
-    assert_ne!(a[0].xi_norm, b[0].xi_norm);
-    assert!(b[0].xi_norm > 0.0);
+    // And the difference is that of training on 9 − y: flipping, in a copy of the data, the
+    // labels of the Byzantine workers' first batches and running everyone honestly gives the
+    // same bits (the shards are disjoint, so no honest batch changes).
+    let probe = Simulation::new(flipped.clone(), &data).expect("valid config");
+    let mut by_hand_data = data.clone();
+    for w in 10..15 {
+        for &i in probe.sampler(w).expect("worker").clone().next_batch() {
+            by_hand_data.train.labels[i as usize] = 9 - data.train.labels[i as usize];
+        }
+    }
+    let by_hand = {
+        let mut sim = Simulation::new(
+            RunConfig {
+                attack: None,
+                ..flipped.clone()
+            },
+            &by_hand_data,
+        )
+        .expect("valid config");
+        sim.step().expect("round 1");
+        sim.params().to_vec()
+    };
+    assert!(by_hand == attacked, "Byzantine workers train on 9 − y");
     let bad = RunConfig {
         attack: Some(AttackConfig::LabelFlip(LabelFlip { classes: 7 })),
         ..flipped
     };
     assert_eq!(bad.validate().unwrap_err().key, "attack.classes");
+}
+
+#[test]
+fn no_two_workers_of_seeds_0_to_3_shuffle_their_shards_alike() {
+    // Issue 13: with `seed ^ (c + w)`, seed 1's worker 0 drew seed 0's worker 1's stream, so
+    // across a seed axis the "independent" seeds shuffled the same positions of their shards
+    // in the same order. Compare the positions (ranks within each shard) of every first batch.
+    use byzadam_data::partition::partition;
+    use byzadam_sim::seeds::{self, Stream};
+    let data = synthetic::generate(6, 3000, 300);
+    let config = |seed| RunConfig {
+        dataset: DatasetKind::Synthetic,
+        model: ModelKind::LogisticRegression,
+        seed,
+        ..RunConfig::default()
+    };
+    let c = config(0);
+    let shards = partition(
+        &data.train.labels,
+        10,
+        c.workers,
+        &c.partition,
+        &mut seeds::rng(c.data_seed, Stream::Partition),
+    )
+    .expect("partition")
+    .shards;
+    let mut seen = std::collections::HashMap::new();
+    for seed in 0..4 {
+        let sim = Simulation::new(config(seed), &data).expect("valid config");
+        for (w, shard) in shards.iter().enumerate() {
+            let batch = sim
+                .sampler(w)
+                .expect("worker")
+                .clone()
+                .next_batch()
+                .to_vec();
+            let positions: Vec<usize> = batch
+                .iter()
+                .map(|i| {
+                    shard
+                        .binary_search(i)
+                        .expect("a batch comes from its shard")
+                })
+                .collect();
+            if let Some((s, v)) = seen.insert(positions, (seed, w)) {
+                panic!("seed {seed} worker {w} shuffles as seed {s} worker {v}");
+            }
+        }
+    }
+    let again = Simulation::new(config(0), &data).expect("valid config");
+    let first = |s: &Simulation| s.sampler(3).expect("worker").clone().next_batch().to_vec();
+    assert_eq!(
+        first(&again),
+        first(&Simulation::new(config(0), &data).expect("valid config")),
+        "the same seed draws the same batches"
+    );
 }

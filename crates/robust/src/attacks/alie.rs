@@ -121,6 +121,17 @@ impl Attack for ALittleIsEnough {
         ThreatModel::Omniscient
     }
 
+    fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        match self.z {
+            Some(z) if !z.is_finite() => Err(Error::InvalidParameter {
+                rule: self.name(),
+                name: "z",
+                reason: format!("must be finite, got {z}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn forge(
         &mut self,
         ctx: &AttackContext<'_>,

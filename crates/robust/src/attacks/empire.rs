@@ -81,6 +81,18 @@ impl Attack for Empire {
         }
     }
 
+    fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        if self.epsilon.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameter {
+                rule: self.name(),
+                name: "epsilon",
+                reason: format!("must be finite, got {}", self.epsilon),
+            })
+        }
+    }
+
     fn forge(
         &mut self,
         ctx: &AttackContext<'_>,
