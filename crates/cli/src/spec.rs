@@ -5,7 +5,18 @@ use anyhow::{anyhow, bail, Result};
 use byzadam_robust::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
 use serde_json::{Map, Value};
 
-/// A `KEY=VALUE` setting; the value is read as an integer, a number, a boolean, or else text.
+/// A TOML value as `--set` reads it, in `byzadam run` and every other command: the text as a
+/// TOML value (`7`, `1.5e-3`, `inf`, `true`, `"text"`, `[1, 2]`, `{ name = "cwtm", f = 5 }`),
+/// else the text itself as a string (`honest_mean`).
+pub fn toml_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+/// A `KEY=VALUE` setting of a rule, pre-aggregator or attack, its value read by
+/// [`toml_value`] (the grammar of `byzadam run --set`).
 pub fn parse_setting(s: &str) -> Result<(String, Value)> {
     let (k, v) = s
         .split_once('=')
@@ -14,20 +25,14 @@ pub fn parse_setting(s: &str) -> Result<(String, Value)> {
     if k.is_empty() {
         bail!("{s:?}: empty key");
     }
-    let value = if let Ok(i) = v.parse::<u64>() {
-        Value::from(i)
-    } else if let Ok(i) = v.parse::<i64>() {
-        Value::from(i)
-    } else if let Ok(x) = v.parse::<f64>() {
-        Value::from(x)
-    } else if let Ok(b) = v.parse::<bool>() {
-        Value::from(b)
-    } else if v == "none" || v == "null" {
-        Value::Null
-    } else {
-        Value::from(v)
-    };
+    let value = serde_json::to_value(toml_value(v))
+        .map_err(|e| anyhow!("{s:?}: {e} (a number that JSON cannot hold?)"))?;
     Ok((k.to_string(), value))
+}
+
+/// [`parse_setting`] as clap's value parser.
+pub fn setting(s: &str) -> std::result::Result<(String, Value), String> {
+    parse_setting(s).map_err(|e| e.to_string())
 }
 
 fn names(list: &[(&str, &[&str])]) -> String {

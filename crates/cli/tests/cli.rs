@@ -478,8 +478,8 @@ fn run_writes_config_metrics_summary_and_plot() {
         .starts_with("<svg"));
     // The resolved config reads back as the same config.
     let written = res.join("config.toml");
-    let again = byzadam_cli::run_cmd::resolve(Some(&written), &[]).unwrap();
-    let direct = byzadam_cli::run_cmd::resolve(
+    let again = byzadam_cli::commands::run::resolve(Some(&written), &[]).unwrap();
+    let direct = byzadam_cli::commands::run::resolve(
         None,
         &[
             "rounds=6".into(),
@@ -580,4 +580,54 @@ fn only_the_quickstart_falls_back_to_synthetic_digits() {
         "rounds=2",
     ]);
     assert!(err.contains("loading mnist"), "{err}");
+}
+
+#[test]
+fn settings_take_toml_values_as_run_set_does() {
+    // Issue 13: `aggregate`/`attack --set` read TOML values, as `byzadam run --set` does (they
+    // read JSON scalars before): a quoted string and a bare word are the same setting, and a
+    // TOML-only number (with an underscore) is a number.
+    let dir = tempfile::tempdir().unwrap();
+    let honest = dir.path().join("h.csv");
+    std::fs::write(&honest, "0,10\n2,20\n4,30\n").unwrap();
+    let h = honest.to_str().unwrap();
+    let empire = |base: &str| {
+        stdout_json(&[
+            "attack",
+            h,
+            "--attack",
+            "empire",
+            "--byzantine",
+            "1",
+            "--set",
+            base,
+            "--set",
+            "epsilon=1_0.0",
+        ])
+    };
+    // −ε × the honest mean (2, 20).
+    let want = serde_json::json!([[-20.0, -200.0]]);
+    assert_eq!(empire("base=honest_mean"), want);
+    assert_eq!(empire("base=\"honest_mean\""), want);
+}
+
+#[test]
+fn run_bench_and_bench_engine_take_threads() {
+    for command in ["run", "bench", "bench-engine", "grid"] {
+        let (help, _) = success(byzadam().args([command, "--help"]));
+        assert!(help.contains("--threads"), "{command} --help lacks --threads");
+        assert!(help.contains("same bits"), "{command}: {help}");
+    }
+    let e = failure(byzadam().args(["bench", "--threads", "0", "--dims", "8"]));
+    assert!(e.contains("--threads must be at least 1"), "{e}");
+    let (out, _) = success(byzadam().args([
+        "bench",
+        "--threads",
+        "1",
+        "--dims",
+        "64",
+        "--repeats",
+        "1",
+    ]));
+    assert!(out.contains("1 threads"), "{out}");
 }

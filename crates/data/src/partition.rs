@@ -48,6 +48,18 @@ fn one() -> usize {
 }
 
 impl Scheme {
+    /// The scheme's name in configs: `homogeneous`, `iid`, `dirichlet`, `gamma_similarity` or
+    /// `extreme`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Homogeneous { .. } => "homogeneous",
+            Self::Iid => "iid",
+            Self::Dirichlet { .. } => "dirichlet",
+            Self::GammaSimilarity { .. } => "gamma_similarity",
+            Self::Extreme => "extreme",
+        }
+    }
+
     /// Checks the scheme's parameters, before any data is seen: `per_class ≥ 1` when given,
     /// Dirichlet `α` finite and `> 0`, `γ` in `[0, 1]`. The error is (the field, what is
     /// wrong).

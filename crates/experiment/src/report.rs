@@ -7,7 +7,7 @@
 //! accuracy (ties: the first in grid order); per attack column, the best and worst optimizer
 //! rows are marked.
 
-use crate::store::{name_of, StoredRun};
+use crate::store::StoredRun;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -127,6 +127,18 @@ fn index_of(list: &mut Vec<String>, label: String) -> usize {
 }
 
 /// Settings, each with its cells (cell key, runs).
+/// The `name` of a tagged config value (`{ name = "trimmed_mean", f = 5 }`), or the value
+/// itself when it is a bare string (`"none"`); `none` when neither. (Cells are grouped by the
+/// configs' JSON, so their labels are read from it.)
+fn name_of(value: &Value) -> String {
+    value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .or_else(|| value.as_str())
+        .unwrap_or("none")
+        .to_string()
+}
+
 type Grouped<'a> = Vec<(Value, Vec<(Value, Vec<&'a StoredRun>)>)>;
 
 /// Groups `runs` into sections and cells; `curve` gives a run's (round, accuracy) points.

@@ -147,36 +147,21 @@ pub struct Labels {
     pub partition: String,
 }
 
-/// The `name` of a tagged config value (`{ name = "trimmed_mean", f = 5 }`), or the value
-/// itself when it is a bare string (`"none"`); `none` when neither.
-pub(crate) fn name_of(value: &serde_json::Value) -> String {
-    value
-        .get("name")
-        .and_then(|n| n.as_str())
-        .or_else(|| value.as_str())
-        .unwrap_or("none")
-        .to_string()
-}
-
 impl Labels {
-    /// The labels of `config`.
+    /// The labels of `config`, each read by the config type's own `name()`.
     pub fn of(config: &RunConfig) -> Self {
-        let v = serde_json::to_value(config).unwrap_or_default();
-        let pre = v["preaggregators"]
-            .as_array()
-            .map(|a| a.iter().map(name_of).collect::<Vec<_>>().join("+"))
-            .unwrap_or_default();
         Self {
-            optimizer: name_of(&v["optimizer"]),
-            aggregator: name_of(&v["aggregator"]),
-            preaggregators: pre,
-            attack: if config.attack.is_none() {
-                "none".into()
-            } else {
-                name_of(&v["attack"])
-            },
-            dataset: name_of(&v["dataset"]),
-            partition: name_of(&v["partition"]),
+            optimizer: config.optimizer.name().into(),
+            aggregator: config.aggregator.name().into(),
+            preaggregators: config
+                .preaggregators
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+            attack: config.attack.as_ref().map_or("none", |a| a.name()).into(),
+            dataset: config.dataset.folder().into(),
+            partition: config.partition.name().into(),
         }
     }
 }

@@ -190,6 +190,16 @@ pub struct WorkerState {
 }
 
 impl Optimizer {
+    /// The optimizer's name in configs: `sgd`, `resam`, `dra` or `mra`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd { .. } => "sgd",
+            Self::Resam { .. } => "resam",
+            Self::Dra { .. } => "dra",
+            Self::Mra { .. } => "mra",
+        }
+    }
+
     /// Vectors each worker sends per round: 2 for MRA (`m̂`, `v̂`), else 1.
     pub fn messages(&self) -> usize {
         match self {

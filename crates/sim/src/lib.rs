@@ -31,4 +31,6 @@ pub use config::{ConfigError, RunConfig};
 /// - 0: runs recorded before results versions existed (the store's value for them).
 /// - 1: independent seed streams ([`seeds`], issue 13).
 pub const RESULTS_VERSION: u32 = 1;
-pub use simulation::{Checkpoint, Evaluation, Recorder, RoundMetrics, Simulation, Summary};
+pub use simulation::{
+    Checkpoint, Evaluation, Recorder, RoundError, RoundMetrics, Simulation, Summary,
+};

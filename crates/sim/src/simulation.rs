@@ -61,6 +61,34 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+/// A round that could not complete: the attack or the server's pipeline refused what it was
+/// given. Validation rules out every case it can foresee, so this is rare (an attack whose
+/// forged vectors have the wrong shape, a rule's requirement broken by the data).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoundError {
+    /// The attack failed to forge the Byzantine workers' message.
+    #[error("round {round}, message {message}: the attack failed: {source}")]
+    Attack {
+        /// The round, from 1.
+        round: u64,
+        /// The message (MRA sends two).
+        message: usize,
+        /// What the attack said.
+        source: byzadam_robust::Error,
+    },
+    /// The server's pipeline (pre-aggregators and rule) refused the round's messages.
+    #[error("round {round}, message {message}: the server's pipeline failed: {source}")]
+    Pipeline {
+        /// The round, from 1.
+        round: u64,
+        /// The message (MRA sends two).
+        message: usize,
+        /// What the rule said.
+        source: byzadam_robust::Error,
+    },
+}
+
 /// Receives each round's metrics as the run goes (progress bars, files, tests).
 pub trait Recorder {
     /// Called after every round.
@@ -428,7 +456,7 @@ impl Simulation {
 
     /// Runs one round and returns its metrics. An error here (an attack or a rule refusing its
     /// input) stops the run; validation rules out every case it can foresee.
-    pub fn step(&mut self) -> Result<RoundMetrics, ConfigError> {
+    pub fn step(&mut self) -> Result<RoundMetrics, RoundError> {
         self.round += 1;
         let t = self.round;
         let threat = self.attack.as_ref().map(|a| a.threat_model());
@@ -502,16 +530,15 @@ impl Simulation {
                         message: k,
                     },
                 );
+                let failed = |source| RoundError::Attack {
+                    round: t,
+                    message: k,
+                    source,
+                };
                 attack
                     .forge(&ctx, &mut rng, &mut self.forged)
-                    .map_err(|e| ConfigError {
-                        key: "attack".into(),
-                        reason: format!("round {t}: {e}"),
-                    })?;
-                self.all.extend(&self.forged).map_err(|e| ConfigError {
-                    key: "attack".into(),
-                    reason: format!("round {t}: {e}"),
-                })?;
+                    .map_err(failed)?;
+                self.all.extend(&self.forged).map_err(failed)?;
             }
             let mut rng = seeds::rng(
                 self.config.seed,
@@ -522,9 +549,10 @@ impl Simulation {
             );
             self.pipelines[k]
                 .run_into(&self.all, &mut rng, &mut self.aggregated[k])
-                .map_err(|e| ConfigError {
-                    key: "aggregator".into(),
-                    reason: format!("round {t}: {e}"),
+                .map_err(|source| RoundError::Pipeline {
+                    round: t,
+                    message: k,
+                    source,
                 })?;
             if k == 0 {
                 let mut mean = vec![0f64; dim];
@@ -574,7 +602,7 @@ impl Simulation {
     }
 
     /// Runs the remaining rounds, reporting each to `recorder`.
-    pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<Summary, ConfigError> {
+    pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<Summary, RoundError> {
         let start = std::time::Instant::now();
         let mut metrics = Vec::new();
         while self.round < self.config.rounds {

@@ -1,7 +1,8 @@
 //! `byzadam grid`: expands a grid file, skips what the store already holds, runs the rest in
-//! parallel with checkpoints, one progress display; and `byzadam store` (merge, export, list).
+//! parallel with checkpoints, one progress display.
 
-use crate::data_cmd;
+use super::data;
+use crate::options::{DataDir, Progress, Threads};
 use anyhow::{anyhow, bail, Context, Result};
 use byzadam_data::{DatasetKind, Split};
 use byzadam_experiment::runner::{self, Event, Options};
@@ -10,31 +11,54 @@ use byzadam_experiment::{Grid, Run, Shard};
 use byzadam_sim::RunConfig;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Arguments of `byzadam grid`.
-#[derive(Debug, Clone)]
+/// What `byzadam grid` takes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct GridArgs {
-    /// The grid file.
+    /// The grid file (TOML).
     pub file: PathBuf,
-    /// The store (default `results/<grid name>.db`).
+    /// The results store, an SQLite file (default results/<grid name>.db).
+    #[arg(long)]
     pub store: Option<PathBuf>,
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// Runs at once (default: one per core).
-    pub jobs: Option<usize>,
-    /// Threads per run (default: the cores shared among the runs).
-    pub threads: Option<usize>,
-    /// Only this slice of the grid.
+    /// Run only slice I of N (I from 0 to N−1; every N-th run), e.g. --shard
+    /// $SLURM_ARRAY_TASK_ID/8; merge the shards' stores with `byzadam store merge`.
+    #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
-    /// Seconds between checkpoints of a run in flight.
+    /// Runs at once (default: one per core while there are enough runs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub threads: Threads,
+    /// Seconds between checkpoints of each run in flight (0: after every round).
+    #[arg(long, default_value_t = 60)]
     pub checkpoint_every: u64,
-    /// List the runs to do and stop.
+    /// List the runs still to do, then stop.
+    #[arg(long)]
     pub dry_run: bool,
-    /// Show a progress bar.
-    pub progress: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataDir,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub progress: Progress,
+}
+
+/// Runs the grid; the first Ctrl-C, SIGTERM or SIGHUP checkpoints the runs in flight and
+/// stops, a second quits at once.
+pub fn run(args: &GridArgs, w: &mut dyn Write) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: checkpointing the runs in flight (Ctrl-C again to quit at once)");
+    });
+    grid(args, &stop, w)
 }
 
 /// A short label for a run: optimizer·aggregator·attack (pre-aggregators and seeds when set).
@@ -102,7 +126,7 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
         options.jobs = j;
         options.threads = (cores / j).max(1);
     }
-    if let Some(t) = args.threads {
+    if let Some(t) = args.threads.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
         }
@@ -153,7 +177,7 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
     for r in &pending {
         let key = data_key(&r.config);
         if !data.iter().any(|(k, _)| *k == key) {
-            let split = data_cmd::load(key.0, &args.data_dir, key.1)?;
+            let split = data::load(key.0, &args.data.resolve(), key.1)?;
             data.push((key, Arc::new(split)));
         }
     }
@@ -166,7 +190,7 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
             .ok_or_else(|| "dataset not loaded".to_string())
     };
     let total_rounds: u64 = pending.iter().map(|r| r.config.rounds).sum();
-    let bar = if args.progress {
+    let bar = if args.progress.shown() {
         indicatif::ProgressBar::new(total_rounds)
     } else {
         indicatif::ProgressBar::hidden()
@@ -200,7 +224,7 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
     // Lines from the runner's threads go to stderr (stdout is the caller's, locked), above
     // the progress bar when there is one.
     let say = |line: String| {
-        if args.progress {
+        if args.progress.shown() {
             bar.println(line);
         } else {
             eprintln!("{line}");
@@ -293,67 +317,4 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
     }
     writeln!(w, "next: byzadam report {}", store_path.display())?;
     Ok(())
-}
-
-/// `byzadam store merge`: copies the runs of `inputs` into `output`.
-pub fn merge(output: &Path, inputs: &[PathBuf], w: &mut dyn Write) -> Result<()> {
-    if inputs.is_empty() {
-        bail!("name at least one store to merge into {}", output.display());
-    }
-    for i in inputs {
-        if !i.exists() {
-            bail!("{}: no such store", i.display());
-        }
-    }
-    let mut store = Store::open(output)?;
-    let (added, present) = store.merge(inputs)?;
-    writeln!(
-        w,
-        "{added} runs added to {}, {present} already there",
-        output.display()
-    )?;
-    Ok(())
-}
-
-/// `byzadam store export`: the tidy per-round table as CSV.
-pub fn export(store: &Path, csv: &Path, w: &mut dyn Write) -> Result<()> {
-    let store = open_existing(store)?;
-    let mut buf = Vec::new();
-    let rows = store.export_csv(&mut buf)?;
-    crate::matrix_io::write_atomically(csv, &buf)?;
-    writeln!(w, "{rows} rows written to {}", csv.display())?;
-    Ok(())
-}
-
-/// `byzadam store list`: the grids and how far each is.
-pub fn list(store: &Path, w: &mut dyn Write) -> Result<()> {
-    let store = open_existing(store)?;
-    let runs = store.runs(None)?;
-    writeln!(
-        w,
-        "{}: {} finished runs",
-        store.path().display(),
-        runs.len()
-    )?;
-    for (g, total, done) in store.grids()? {
-        writeln!(w, "  grid {g}: {done}/{total} runs done")?;
-    }
-    for (v, n) in store.results_versions()? {
-        writeln!(w, "  results version {v}: {n} runs")?;
-    }
-    if let Some(warning) = store.mixed_versions_warning()? {
-        writeln!(w, "warning: {warning}")?;
-    }
-    Ok(())
-}
-
-/// Opens a store that must exist (reading never creates one).
-pub fn open_existing(path: &Path) -> Result<Store> {
-    if !path.is_file() {
-        bail!(
-            "{}: no such store (byzadam grid writes one)",
-            path.display()
-        );
-    }
-    Ok(Store::open(path)?)
 }

@@ -1,82 +1,47 @@
-//! The `aggregate` and `attack` commands as library functions.
+//! `byzadam attack`: the vectors an attack forges from honest ones.
 
+use super::aggregate::pipeline;
 use crate::{matrix_io, spec};
 use anyhow::{bail, Context, Result};
-use byzadam_robust::{AttackContext, Pipeline, Submissions, ThreatModel};
+use byzadam_robust::{AttackContext, Submissions, ThreatModel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// What `byzadam aggregate` needs.
-#[derive(Debug, Clone)]
-pub struct AggregateArgs {
-    /// The input matrix, one vector per row.
-    pub input: PathBuf,
-    /// Rule name or alias.
-    pub rule: String,
-    /// Byzantine inputs tolerated.
-    pub f: Option<usize>,
-    /// The rule's other settings.
-    pub settings: Vec<(String, Value)>,
-    /// Pre-aggregator specs, applied in order.
-    pub pre: Vec<String>,
-    /// Where to write; JSON to stdout when `None`.
-    pub output: Option<PathBuf>,
-    /// Seed for randomised pre-aggregators (bucketing).
-    pub seed: u64,
-}
-
-/// Builds the server pipeline from a rule and pre-aggregator specs.
-pub fn pipeline(
-    rule: &str,
-    f: Option<usize>,
-    settings: &[(String, Value)],
-    pre: &[String],
-) -> Result<Pipeline> {
-    let aggregator = spec::aggregator(rule, f, settings)?.build();
-    let pre = pre
-        .iter()
-        .map(|p| spec::preaggregator(p).map(|c| c.build()))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Pipeline::new(pre, aggregator))
-}
-
-/// Reads the input, runs the pipeline, writes the aggregate.
-pub fn aggregate(args: &AggregateArgs, stdout: &mut dyn Write) -> Result<()> {
-    let mut server = pipeline(&args.rule, args.f, &args.settings, &args.pre)?;
-    let s = matrix_io::read(&args.input)?;
-    server
-        .check(s.n())
-        .with_context(|| format!("{} holds {} vectors", args.input.display(), s.n()))?;
-    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
-    let out = server.run(&s, &mut rng)?;
-    matrix_io::write(args.output.as_deref(), &out, s.dim(), true, stdout)
-}
-
-/// What `byzadam attack` needs.
-#[derive(Debug, Clone)]
+/// What `byzadam attack` takes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct AttackArgs {
-    /// The honest vectors, one per row.
+    /// The honest vectors, one per row (.npy, .csv or .json).
     pub input: PathBuf,
-    /// Attack name or alias.
+    /// The attack, by name or alias (`byzadam rules` lists them).
+    #[arg(long)]
     pub attack: String,
     /// Number of Byzantine vectors to forge.
+    #[arg(long)]
     pub byzantine: usize,
-    /// The attack's settings.
+    /// A setting of the attack, KEY=VALUE with a TOML value (repeatable), e.g. --set z=1.5
+    /// or --set base=honest_mean.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = spec::setting)]
     pub settings: Vec<(String, Value)>,
-    /// The Byzantine workers' genuine vectors (for attacks that start from them).
+    /// The Byzantine workers' genuine vectors, one per row.
+    #[arg(long)]
     pub own: Option<PathBuf>,
-    /// The server's rule, for adaptive attacks.
+    /// The server's aggregation rule (adaptive attacks).
+    #[arg(long)]
     pub server_rule: Option<String>,
-    /// The server rule's `f`.
+    /// The server rule's f.
+    #[arg(long)]
     pub server_f: Option<usize>,
-    /// The server's pre-aggregators.
+    /// A server pre-aggregator NAME[:KEY=VALUE,...] (repeatable).
+    #[arg(long = "server-pre", value_name = "SPEC")]
     pub server_pre: Vec<String>,
-    /// Where to write; JSON to stdout when `None`.
+    /// Output file (.npy, .csv or .json); JSON on stdout when absent.
+    #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Seed of the attack's random stream.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
@@ -93,7 +58,7 @@ fn read_with_dim(path: &Path, dim: usize, what: &str) -> Result<Submissions> {
 }
 
 /// Reads the honest vectors, forges the Byzantine ones, writes them.
-pub fn attack(args: &AttackArgs, stdout: &mut dyn Write) -> Result<()> {
+pub fn run(args: &AttackArgs, stdout: &mut dyn Write) -> Result<()> {
     let cfg = spec::attack(&args.attack, &args.settings)?;
     let name = cfg.name();
     let mut attack = cfg.build();

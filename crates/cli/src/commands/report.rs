@@ -1,7 +1,7 @@
 //! `byzadam report STORE`: the thesis's tables (Markdown, LaTeX, CSV) and figures (accuracy
 //! per round per attack and optimizer; aggregator × attack heatmaps), per grid in the store.
 
-use crate::grid_cmd::open_existing;
+use super::store::open_existing;
 use crate::matrix_io::write_atomically;
 use anyhow::{anyhow, bail, Context, Result};
 use byzadam_experiment::report::{parse_reference, sections, Format, Section};
@@ -10,18 +10,24 @@ use plotters::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Arguments of `byzadam report`.
-#[derive(Debug, Clone)]
+/// What `byzadam report` takes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
-    /// The store.
+    /// The results store (written by `byzadam grid`).
     pub store: PathBuf,
-    /// Only this grid (default: every grid in the store).
+    /// Only this grid (default: every grid in the store; `byzadam store list` names them).
+    #[arg(long)]
     pub grid: Option<String>,
-    /// Output directory (default: the store's path without `.db`, plus `-report`).
+    /// Output directory (default: the store's path without .db, plus -report).
+    #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Skip the figures.
+    /// Tables only, no figures.
+    #[arg(long)]
     pub no_figures: bool,
-    /// A published table to compare with (CSV: optimizer,attack,accuracy,aggregator).
+    /// A published table to put beside ours, cell by cell: CSV with the header
+    /// optimizer,attack,accuracy,aggregator and the report's labels (SGD, Little, CWTM);
+    /// configs/thesis/tables/ holds the thesis's Tables 4.1–4.4.
+    #[arg(long, value_name = "CSV")]
     pub reference: Option<PathBuf>,
 }
 
@@ -268,7 +274,7 @@ fn draw_both(
 }
 
 /// Writes the report of every grid (or `--grid`) in the store and prints a summary.
-pub fn report(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
+pub fn run(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
     let store = open_existing(&args.store)?;
     if let Some(warning) = store.mixed_versions_warning()? {
         writeln!(w, "warning: {warning}")?;

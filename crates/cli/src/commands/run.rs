@@ -1,26 +1,37 @@
 //! `byzadam run`: one training run from a TOML config (or the quickstart), with a progress
 //! bar, a results directory written as the run goes, and a final summary.
 
-use crate::{data_cmd, matrix_io::write_atomically, plot};
+use super::data;
+use crate::options::{DataDir, Progress, Threads};
+use crate::{matrix_io::write_atomically, plot};
 use anyhow::{anyhow, bail, Context, Result};
 use byzadam_data::{synthetic, DatasetKind};
 use byzadam_sim::{Recorder, RoundMetrics, RunConfig, Simulation};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// What `byzadam run` needs.
-#[derive(Debug, Clone, Default)]
+/// What `byzadam run` takes.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
-    /// The TOML config; `None` runs the quickstart.
+    /// A TOML run config (every key documented in docs/config.md); none runs the quickstart.
     pub config: Option<PathBuf>,
-    /// `KEY=VALUE` overrides (dotted keys, TOML values).
+    /// Override a key, KEY=VALUE with a dotted key and a TOML value (repeatable), e.g.
+    /// --set aggregator.f=3, --set 'optimizer={name="sgd", lr={name="constant", value=0.75}}',
+    /// --set attack=none.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// Where results go; default `results/<time>-<optimizer>-<rule>-<attack>`.
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataDir,
+    /// The results directory (default: results/<time>-<optimizer>-<rule>-<attack>).
+    #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Show a progress bar.
-    pub progress: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub progress: Progress,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub threads: Threads,
 }
 
 /// Applies `key.path=value` to a TOML table (the value parsed as TOML, else taken as text).
@@ -28,10 +39,7 @@ pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<()> {
     let (key, value) = spec
         .split_once('=')
         .ok_or_else(|| anyhow!("--set {spec:?}: expected KEY=VALUE"))?;
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let value = crate::spec::toml_value(value);
     let parts: Vec<&str> = key.trim().split('.').collect();
     let mut cur = table;
     for (i, part) in parts.iter().enumerate() {
@@ -120,10 +128,7 @@ impl Recorder for Files {
 }
 
 fn slug(cfg: &RunConfig) -> String {
-    let opt = serde_json::to_value(&cfg.optimizer)
-        .ok()
-        .and_then(|v| v["name"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let opt = cfg.optimizer.name();
     let attack = cfg.attack.as_ref().map_or("none", |a| a.name());
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,6 +140,8 @@ fn slug(cfg: &RunConfig) -> String {
 /// Runs, writing `config.toml`, `metrics.jsonl`, `summary.json`, `accuracy.svg` and `accuracy.png` into the
 /// results directory, and prints a summary to `w`.
 pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
+    // Workers run on a pool of --threads threads: the same bits whatever the number.
+    args.threads.set_global()?;
     let mut cfg = resolve(args.config.as_deref(), &args.set)?;
     // The quickstart (no config, no dataset override) falls back to synthetic digits when
     // MNIST cannot be had; a config that names a dataset never falls back.
@@ -147,7 +154,7 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     let data = if cfg.dataset == DatasetKind::Synthetic {
         synthetic::generate(cfg.data_seed, 60_000, 10_000)
     } else {
-        match data_cmd::load(cfg.dataset, &args.data_dir, cfg.data_seed) {
+        match data::load(cfg.dataset, &args.data.resolve(), cfg.data_seed) {
             Ok(d) => d,
             Err(e) if quickstart => {
                 let why = format!("{e:#}");
@@ -167,7 +174,7 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     write_atomically(&out.join("config.toml"), toml::to_string(&cfg)?.as_bytes())?;
     let mut sim = Simulation::shared(cfg.clone(), std::sync::Arc::new(data))
         .map_err(|e| anyhow!("key `{}`: {}", e.key, e.reason))?;
-    let bar = if args.progress {
+    let bar = if args.progress.shown() {
         indicatif::ProgressBar::new(cfg.rounds)
     } else {
         indicatif::ProgressBar::hidden()
@@ -197,9 +204,7 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
         cfg.rounds,
         out.display()
     )?;
-    let summary = sim
-        .run(&mut rec)
-        .map_err(|e| anyhow!("key `{}`: {}", e.key, e.reason))?;
+    let summary = sim.run(&mut rec).map_err(|e| anyhow!("{e}"))?;
     rec.bar.finish_and_clear();
     let mut summary_json = serde_json::to_value(&summary)?;
     summary_json["dataset"] = serde_json::Value::from(cfg.dataset.folder());
@@ -210,13 +215,10 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary_json)?.as_bytes(),
     )?;
-    let optimizer = serde_json::to_value(&cfg.optimizer)
-        .ok()
-        .and_then(|v| v["name"].as_str().map(str::to_owned))
-        .unwrap_or_default();
     let title = format!(
-        "{} · {optimizer} · {} · {}",
+        "{} · {} · {} · {}",
         cfg.dataset.folder(),
+        cfg.optimizer.name(),
         cfg.aggregator.name(),
         cfg.attack.as_ref().map_or("no attack", |a| a.name())
     );

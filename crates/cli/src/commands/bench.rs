@@ -2,6 +2,7 @@
 //! baselines measured in the same run (the plain average for coordinate-wise rules, the
 //! pairwise distance matrix for distance-based ones).
 
+use crate::options::Threads;
 use anyhow::{bail, Result};
 use byzadam_robust::aggregators::*;
 use byzadam_robust::preaggregators::NearestNeighborMixing;
@@ -10,17 +11,24 @@ use rand::{Rng, SeedableRng};
 use std::io::Write;
 use std::time::Instant;
 
-/// Settings of a benchmark run.
-#[derive(Debug, Clone)]
+/// What `byzadam bench` takes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Number of vectors.
+    #[arg(long, default_value_t = 15)]
     pub n: usize,
     /// Byzantine vectors tolerated.
+    #[arg(long, default_value_t = 5)]
     pub f: usize,
-    /// Dimensions to run.
+    /// Dimensions, comma-separated (the thesis's MNIST CNN, CIFAR-10 CNN, ResNet-18 scale).
+    #[arg(long, value_delimiter = ',', default_value = "176050,1310922,11000000")]
     pub dims: Vec<usize>,
     /// Timed repetitions of each kernel (the median is reported).
+    #[arg(long, default_value_t = 9)]
     pub repeats: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub threads: Threads,
 }
 
 /// What a kernel is compared with.
@@ -95,6 +103,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs the benchmark and writes a Markdown table to `w`.
 pub fn bench(args: &BenchArgs, w: &mut dyn Write) -> Result<()> {
+    args.threads.set_global()?;
     if args.n <= 2 * args.f + 2 {
         bail!(
             "--n must exceed 2f + 2 (Krum's requirement), got n = {}, f = {}",
@@ -162,26 +171,38 @@ pub fn bench(args: &BenchArgs, w: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Settings of `byzadam bench-engine`.
-#[derive(Debug, Clone)]
+/// What `byzadam bench-engine` takes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
     /// Workers per round.
+    #[arg(long, default_value_t = 15)]
     pub workers: usize,
     /// Mini-batch per worker.
+    #[arg(long, default_value_t = 25)]
     pub batch: usize,
-    /// Timed rounds (median reported).
+    /// Timed rounds (the median is reported).
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
-    /// Which models: `mnist`, `cifar10`.
+    /// Models, comma-separated: mnist, cifar10.
+    #[arg(long, value_delimiter = ',', default_value = "mnist,cifar10")]
     pub models: Vec<String>,
-    /// Every convolution by im2col + SGEMM (Winograd's algorithm off), for comparison.
+    /// Compute every convolution by im2col + SGEMM, with Winograd's algorithm for 3 × 3
+    /// convolutions turned off (to measure what it gains).
+    #[arg(long)]
     pub im2col: bool,
-    /// Evaluation image by image (not sixteen images abreast), for comparison.
+    /// Evaluate image by image, as training's forward pass does, instead of sixteen
+    /// images abreast (to measure what that gains; the results are the same bits).
+    #[arg(long)]
     pub per_image_eval: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub threads: Threads,
 }
 
 /// Times one round of `workers` gradients (each worker its own network and buffers, workers in
 /// parallel over the rayon pool), and evaluation throughput, for each model; one line each.
 pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
+    args.threads.set_global()?;
     use byzadam_model::ModelKind;
     use rayon::prelude::*;
     writeln!(

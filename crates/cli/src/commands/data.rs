@@ -1,11 +1,73 @@
 //! `byzadam data`: fetch and check datasets, and show how a partition splits one.
 
+use crate::options::DataDir;
 use anyhow::{anyhow, Context, Result};
 use byzadam_data::download::{load_or_download, Progress};
 use byzadam_data::partition::{partition, Scheme};
 use byzadam_data::{synthetic, DatasetKind, Split};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The `data` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DataCommand {
+    /// Download DATASET into the data directory if missing (resumable, from the canonical
+    /// mirrors), verify every file's SHA-256, and print its sizes and class counts.
+    Fetch {
+        /// mnist, fashion-mnist, cifar10 (or synthetic, generated).
+        dataset: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        data: DataDir,
+    },
+    /// Split DATASET's training set across workers and print each worker's size and label
+    /// histogram: the split a run with `data_seed = SEED` trains on.
+    ///
+    /// Example: byzadam data partition mnist --workers 15 --scheme dirichlet:alpha=0.1
+    Partition {
+        /// mnist, fashion-mnist, cifar10 or synthetic.
+        dataset: String,
+        /// Number of workers.
+        #[arg(long, default_value_t = 15)]
+        workers: usize,
+        /// homogeneous[:per_class=N], iid, dirichlet:alpha=A[,min_samples=M],
+        /// gamma_similarity:gamma=G, or extreme.
+        #[arg(long, default_value = "homogeneous")]
+        scheme: String,
+        /// The data seed: of the partition (and of the synthetic data).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also draw the per-worker label histogram as a stacked bar chart (.svg or .png).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        data: DataDir,
+    },
+}
+
+/// Runs a `data` subcommand.
+pub fn run(command: &DataCommand, w: &mut dyn Write) -> Result<()> {
+    match command {
+        DataCommand::Fetch { dataset, data } => fetch(dataset, &data.resolve(), w),
+        DataCommand::Partition {
+            dataset,
+            workers,
+            scheme,
+            seed,
+            plot,
+            data,
+        } => show_partition(
+            dataset,
+            &data.resolve(),
+            *workers,
+            scheme,
+            *seed,
+            plot.as_deref(),
+            w,
+        ),
+    }
+}
 
 /// The dataset called `name` (`mnist`, `fashion-mnist`, `cifar10`, `synthetic`).
 pub fn kind(name: &str) -> Result<DatasetKind> {
