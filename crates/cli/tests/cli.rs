@@ -615,19 +615,15 @@ fn settings_take_toml_values_as_run_set_does() {
 fn run_bench_and_bench_engine_take_threads() {
     for command in ["run", "bench", "bench-engine", "grid"] {
         let (help, _) = success(byzadam().args([command, "--help"]));
-        assert!(help.contains("--threads"), "{command} --help lacks --threads");
+        assert!(
+            help.contains("--threads"),
+            "{command} --help lacks --threads"
+        );
         assert!(help.contains("same bits"), "{command}: {help}");
     }
     let e = failure(byzadam().args(["bench", "--threads", "0", "--dims", "8"]));
     assert!(e.contains("--threads must be at least 1"), "{e}");
-    let (out, _) = success(byzadam().args([
-        "bench",
-        "--threads",
-        "1",
-        "--dims",
-        "64",
-        "--repeats",
-        "1",
-    ]));
+    let (out, _) =
+        success(byzadam().args(["bench", "--threads", "1", "--dims", "64", "--repeats", "1"]));
     assert!(out.contains("1 threads"), "{out}");
 }

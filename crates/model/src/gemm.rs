@@ -289,7 +289,7 @@ pub(crate) fn gathered_available() -> bool {
 /// `C[r] = act(Σ_p a[p·rows + r] · x[base + offs[p] ..][..NR] + bias[r])`, row `r` of C at
 /// `c[r·ldc..][..NR]`, `act` a ReLU when `relu` (no bias added when `bias` is `None`). `x` holds [`NR`] values (one per lane) at each
 /// offset, so a convolution over a batch stored lane-innermost reads its input in place, with
-/// no im2col (`lanes.rs`). The depth sum is split into blocks of [`KC`] and the blocks added in
+/// no im2col (`trunk.rs`). The depth sum is split into blocks of [`KC`] and the blocks added in
 /// order, exactly as [`gemm`] sums them, so each value has the bits an im2col + [`gemm`] +
 /// bias pass gives.
 ///

@@ -19,15 +19,18 @@
 
 mod cpu;
 mod gemm;
-mod lanes;
+mod gradient_policy;
+mod layers;
 mod network;
-mod step;
+mod sums;
+mod trunk;
 mod winograd;
 
 pub use cpu::fast_paths;
-pub use network::{Evaluation, LayerSpec, Network, Shape};
+pub use gradient_policy::GradientPolicy;
+pub use layers::{LayerSpec, Shape};
+pub use network::{Evaluation, Network};
 use serde::{Deserialize, Serialize};
-pub use step::GradientPolicy;
 
 /// The models byzadam ships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

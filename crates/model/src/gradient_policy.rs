@@ -2,7 +2,7 @@
 //! gradient of the cross-entropy, plus l2 regularisation, clipped to an L2 norm (the thesis:
 //! λ = 1e-4, clipping at 2).
 
-use crate::network::Lanes64;
+use crate::sums::Lanes64;
 use serde::{Deserialize, Serialize};
 
 /// Gradient post-processing of the thesis's workers.

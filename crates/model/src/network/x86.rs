@@ -1,14 +1,10 @@
-//! The engine's loops compiled a second time with AVX2 + FMA enabled (x86-64 only; see
-//! [`super`]). Each function is the portable one, inlined into a `#[target_feature]` body.
+//! The network's passes compiled a second time with AVX2 + FMA enabled (x86-64 only: see
+//! `crate::cpu`). Each function is the portable one, inlined into a `#[target_feature]` body.
 
-use crate::lanes::{self, Lanes};
-use crate::network::{Network, Shape};
+use super::Network;
+use crate::layers::Shape;
+use crate::trunk::{self, Lanes};
 use rand::RngCore;
-
-/// Whether the CPU has AVX2 and FMA.
-pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
 
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn forward(
@@ -39,7 +35,7 @@ pub(super) fn backward(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn eval_chunks(
     lanes: &Lanes,
-    s: &mut lanes::Scratch,
+    s: &mut trunk::Scratch,
     params: &[f32],
     state: &[f32],
     input: Shape,
@@ -47,5 +43,5 @@ pub(super) fn eval_chunks(
     width: usize,
     out: &mut [f32],
 ) {
-    lanes::run_chunks(lanes, s, params, state, input, images, width, out)
+    trunk::run_chunks(lanes, s, params, state, input, images, width, out)
 }

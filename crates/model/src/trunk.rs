@@ -18,7 +18,9 @@
 //! the whole batch as in training.
 
 use crate::gemm::{self, Offsets, MR};
-use crate::network::{pool_takes, Layer, LayerSpec, Network, Shape, BN_EPS};
+use crate::layers::batch_norm::BN_EPS;
+use crate::layers::pool::pool_takes;
+use crate::layers::{relu_fused, Layer, LayerSpec, Shape};
 use crate::winograd;
 use std::ops::Range;
 
@@ -128,7 +130,7 @@ impl Lanes {
             let l = &layers[i];
             // A ReLU right after a convolution is applied as the convolution's output is
             // written: the two layers are one step.
-            let relu = Network::relu_fused(layers, i + 1);
+            let relu = relu_fused(layers, i + 1);
             let step = match l.spec {
                 LayerSpec::Conv { out, .. } if winograd && l.wino.is_some() => {
                     let (c, th, tw) = (l.input.c, l.input.h.div_ceil(2), l.input.w.div_ceil(2));
@@ -601,7 +603,7 @@ fn pool(x: &[f32], input: Shape, output: Shape, y: &mut [f32]) {
 }
 
 /// Runs the trunk on consecutive chunks of `images`, writing `out` (`width` values per image):
-/// one thread's share of an evaluation (the body of [`crate::cpu::eval_chunks`]).
+/// one thread's share of an evaluation.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_chunks(

@@ -1,0 +1,128 @@
+//! Batch normalisation over channels (`LayerSpec::BatchNorm`; ε = 1e-5, momentum 0.1, as
+//! PyTorch): weight `[c]` then bias `[c]`; the running mean and variance are state, not
+//! parameters, updated by every training pass and used in evaluation. Its sums run in fixed
+//! order (`crate::sums`).
+
+use super::spec::Shape;
+use crate::sums::Lanes64;
+
+/// ε added to the variance.
+pub(crate) const BN_EPS: f32 = 1e-5;
+const BN_MOMENTUM: f32 = 0.1;
+
+/// The output shape (the input's), the parameter count (γ and β) and the state count (the
+/// running mean and variance) of a batch norm on `input`.
+pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {
+    (input, 2 * input.c, 2 * input.c)
+}
+
+/// `y = γ x̂ + β`, `x̂ = (x − mean) / √(var + ε)` per channel, with the batch's statistics in
+/// training (updating the running ones in `state`) or the running ones in evaluation;
+/// keeps `x̂` and `1/√(var + ε)` for the backward pass.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn forward(
+    x: &[f32],
+    shape: Shape,
+    batch: usize,
+    p: &[f32],
+    state: &mut [f32],
+    train: bool,
+    y: &mut [f32],
+    xhat: &mut [f32],
+    inv_std: &mut [f32],
+) {
+    let (c_n, hw) = (shape.c, shape.h * shape.w);
+    let n = (batch * hw) as f64;
+    let (gamma, beta) = p.split_at(c_n);
+    let (running_mean, running_var) = state.split_at_mut(c_n);
+    for c in 0..c_n {
+        let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
+        let (mean, var) = if train {
+            let mut acc = Lanes64::default();
+            for o in planes() {
+                acc.add(&x[o..o + hw], |v| v as f64);
+            }
+            let mean = acc.total() / n;
+            let mut acc = Lanes64::default();
+            for o in planes() {
+                acc.add(&x[o..o + hw], |v| (v as f64 - mean).powi(2));
+            }
+            let var = acc.total() / n;
+            running_mean[c] = (1.0 - BN_MOMENTUM) * running_mean[c] + BN_MOMENTUM * mean as f32;
+            let unbiased = if n > 1.0 { var * n / (n - 1.0) } else { var };
+            running_var[c] = (1.0 - BN_MOMENTUM) * running_var[c] + BN_MOMENTUM * unbiased as f32;
+            (mean as f32, var as f32)
+        } else {
+            (running_mean[c], running_var[c])
+        };
+        let inv = 1.0 / (var + BN_EPS).sqrt();
+        inv_std[c] = inv;
+        let (ga, be) = (gamma[c], beta[c]);
+        for o in planes() {
+            for ((h, o), &v) in xhat[o..o + hw]
+                .iter_mut()
+                .zip(&mut y[o..o + hw])
+                .zip(&x[o..o + hw])
+            {
+                *h = (v - mean) * inv;
+                *o = ga * *h + be;
+            }
+        }
+    }
+}
+
+/// Adds γ's and β's gradients to `gp` and writes `dx`; with `relu_output` (the input, when a
+/// ReLU comes right before) it applies that ReLU's mask too.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn backward(
+    dy: &[f32],
+    shape: Shape,
+    batch: usize,
+    p: &[f32],
+    xhat: &[f32],
+    inv_std: &[f32],
+    relu_output: Option<&[f32]>,
+    gp: &mut [f32],
+    dx: &mut [f32],
+) {
+    let (c_n, hw) = (shape.c, shape.h * shape.w);
+    let n = (batch * hw) as f32;
+    let (gamma, _) = p.split_at(c_n);
+    let (ggamma, gbeta) = gp.split_at_mut(c_n);
+    for c in 0..c_n {
+        let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
+        let (mut sum_dy, mut sum_dy_xhat) = (Lanes64::default(), Lanes64::default());
+        for o in planes() {
+            sum_dy.add(&dy[o..o + hw], |g| g as f64);
+            sum_dy_xhat.add2(&dy[o..o + hw], &xhat[o..o + hw], |g, h| (g * h) as f64);
+        }
+        let (sum_dy, sum_dy_xhat) = (sum_dy.total(), sum_dy_xhat.total());
+        ggamma[c] += sum_dy_xhat as f32;
+        gbeta[c] += sum_dy as f32;
+        let (sd, sdx) = (sum_dy as f32, sum_dy_xhat as f32);
+        let k = gamma[c] * inv_std[c] / n;
+        for o in planes() {
+            let terms = dx[o..o + hw]
+                .iter_mut()
+                .zip(&dy[o..o + hw])
+                .zip(&xhat[o..o + hw]);
+            // The ReLU before, fused: its backward pass, `dx · [y > 0]` with `y` its output
+            // (this layer's input).
+            if let Some(y) = relu_output {
+                for (((d, &g), &h), &v) in terms.zip(&y[o..o + hw]) {
+                    *d = if v > 0.0 {
+                        k * (n * g - sd - h * sdx)
+                    } else {
+                        0.0
+                    };
+                }
+            } else {
+                for ((d, &g), &h) in terms {
+                    *d = k * (n * g - sd - h * sdx);
+                }
+            }
+        }
+    }
+}

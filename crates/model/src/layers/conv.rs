@@ -1,0 +1,230 @@
+//! 2-D convolution, stride 1 (`LayerSpec::Conv`): weight `[out, in, k, k]` then bias
+//! `[out]`. Each image unfolded by im2col and multiplied by our SGEMM, or, for 3 × 3
+//! convolutions with padding 1 and at least 16 input channels, Winograd's F(2×2, 3×3)
+//! (`crate::winograd`); a ReLU right after is applied as the output is written.
+
+use super::spec::{Layer, Shape};
+use crate::gemm::{gemm, Pack};
+use crate::sums::Lanes64;
+use crate::winograd::{self, Geometry, Winograd};
+
+/// The output shape of an `out`-channel `kernel × kernel` convolution with `padding` on
+/// `input`, its parameter count, and its state count (none).
+///
+/// Panics if the kernel is larger than the padded input.
+pub(crate) fn output(
+    out: usize,
+    kernel: usize,
+    padding: usize,
+    input: Shape,
+) -> (Shape, usize, usize) {
+    assert!(
+        kernel >= 1 && input.h + 2 * padding >= kernel && input.w + 2 * padding >= kernel,
+        "a {kernel} × {kernel} convolution with padding {padding} does not fit a {}×{} input",
+        input.h,
+        input.w
+    );
+    let h = input.h + 2 * padding + 1 - kernel;
+    let w = input.w + 2 * padding + 1 - kernel;
+    (
+        Shape::new(out, h, w),
+        out * input.c * kernel * kernel + out,
+        0,
+    )
+}
+
+/// The buffers the convolutions' passes work in, owned by the network's workspace (sized by
+/// `Network::prepare` for its largest convolution and batch).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    /// im2col's columns.
+    pub(crate) col: Vec<f32>,
+    /// The columns' gradient.
+    pub(crate) dcol: Vec<f32>,
+    /// Winograd's transformed tiles.
+    pub(crate) wino: Winograd,
+}
+
+/// `y = conv(x) + b` over `batch` images, or `max(conv(x) + b, 0)` when `relu`; by
+/// Winograd's algorithm when `wino` is given.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn forward(
+    l: &Layer,
+    (out, kernel, padding): (usize, usize, usize),
+    p: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    batch: usize,
+    relu: bool,
+    wino: Option<Geometry>,
+    s: &mut Scratch,
+    pack: &mut Pack,
+) {
+    let (cin, hw) = (l.input.c, l.output.h * l.output.w);
+    let ckk = cin * kernel * kernel;
+    let (w, b) = p.split_at(out * ckk);
+    if let Some(g) = wino {
+        winograd::forward(&g, batch, x, w, b, y, relu, &mut s.wino, pack);
+        return;
+    }
+    for (xb, yb) in x
+        .chunks_exact(l.input.len())
+        .zip(y.chunks_exact_mut(l.output.len()))
+    {
+        im2col(
+            xb,
+            l.input,
+            kernel,
+            padding,
+            l.output,
+            &mut s.col[..ckk * hw],
+        );
+        gemm(out, hw, ckk, w, false, &s.col, false, 0.0, yb, pack);
+        for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
+            if relu {
+                for v in plane {
+                    *v = (*v + bias).max(0.0);
+                }
+            } else {
+                for v in plane {
+                    *v += bias;
+                }
+            }
+        }
+    }
+}
+
+/// Adds the gradients of the weights and biases (`gp`) of `batch` images given `dy`, and
+/// writes `dx` when given; by Winograd's algorithm when `wino` is given.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn backward(
+    l: &Layer,
+    (out, kernel, padding): (usize, usize, usize),
+    p: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    gp: &mut [f32],
+    dx: Option<&mut [f32]>,
+    wino: Option<Geometry>,
+    s: &mut Scratch,
+    pack: &mut Pack,
+) {
+    let (cin, hw) = (l.input.c, l.output.h * l.output.w);
+    let ckk = cin * kernel * kernel;
+    let (w, _) = p.split_at(out * ckk);
+    let (gw, gb) = gp.split_at_mut(out * ckk);
+    for (c, gbias) in gb.iter_mut().enumerate() {
+        let mut acc = Lanes64::default();
+        for dyb in dy.chunks_exact(l.output.len()) {
+            acc.add(&dyb[c * hw..(c + 1) * hw], |g| g as f64);
+        }
+        *gbias += acc.total() as f32;
+    }
+    if let Some(geo) = wino {
+        winograd::backward(&geo, batch, x, w, dy, gw, dx, &mut s.wino, pack);
+        return;
+    }
+    let need_dx = dx.is_some();
+    let mut no_dx = Vec::new();
+    let dx = dx.unwrap_or(&mut no_dx);
+    let mut dxs = dx.chunks_exact_mut(l.input.len());
+    for (xb, dyb) in x
+        .chunks_exact(l.input.len())
+        .zip(dy.chunks_exact(l.output.len()))
+    {
+        im2col(
+            xb,
+            l.input,
+            kernel,
+            padding,
+            l.output,
+            &mut s.col[..ckk * hw],
+        );
+        gemm(out, ckk, hw, dyb, false, &s.col, true, 1.0, gw, pack);
+        if need_dx {
+            let dxb = dxs.next().expect("dx holds every image");
+            gemm(
+                ckk,
+                hw,
+                out,
+                w,
+                true,
+                dyb,
+                false,
+                0.0,
+                &mut s.dcol[..ckk * hw],
+                pack,
+            );
+            col2im(&s.dcol[..ckk * hw], l.input, kernel, padding, l.output, dxb);
+        }
+    }
+}
+
+/// Unfolds one image into columns: row `(c·k + ky)·k + kx`, column `oy·wo + ox`.
+#[inline(always)]
+fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mut [f32]) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    let mut row = 0;
+    for c in 0..input.c {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let dst = &mut col[row * ho * wo..(row + 1) * ho * wo];
+                // Output columns whose input column ox + kx − pad is inside the image.
+                let lo = pad.saturating_sub(kx).min(wo);
+                let hi = (w + pad).saturating_sub(kx).min(wo).max(lo);
+                for oy in 0..ho {
+                    let d = &mut dst[oy * wo..(oy + 1) * wo];
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let ix0 = lo + kx - pad;
+                    // Rows are short (8–32 values): an inline loop beats a call to memcpy.
+                    for (a, &b) in d[lo..hi].iter_mut().zip(&src[ix0..ix0 + (hi - lo)]) {
+                        *a = b;
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
+#[inline(always)]
+fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    dx.fill(0.0);
+    let mut row = 0;
+    for c in 0..input.c {
+        let plane = &mut dx[c * h * w..(c + 1) * h * w];
+        for ky in 0..k {
+            for kx in 0..k {
+                let src = &col[row * ho * wo..(row + 1) * ho * wo];
+                let lo = pad.saturating_sub(kx).min(wo);
+                let hi = (w + pad).saturating_sub(kx).min(wo).max(lo);
+                for oy in 0..ho {
+                    let iy = (oy + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let s = &src[oy * wo + lo..oy * wo + hi];
+                    let ix0 = lo + kx - pad;
+                    let d = &mut plane[iy as usize * w + ix0..iy as usize * w + ix0 + (hi - lo)];
+                    for (a, &b) in d.iter_mut().zip(s) {
+                        *a += b;
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+}

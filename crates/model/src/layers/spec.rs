@@ -1,0 +1,141 @@
+//! What a network is made of: the shape of an activation, the layer kinds a model lists
+//! ([`LayerSpec`]), and a layer placed in a network ([`Layer`]: its shapes and where its
+//! parameters and state sit in the flat vectors), checked as it is built.
+
+use super::{batch_norm, conv, linear, pool};
+use crate::winograd;
+use serde::{Deserialize, Serialize};
+
+/// Channels × height × width of one sample's activation (a vector is `c × 1 × 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Channels (or features).
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl Shape {
+    /// A `c × h × w` shape.
+    pub const fn new(c: usize, h: usize, w: usize) -> Self {
+        Self { c, h, w }
+    }
+
+    /// Values per sample.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// True for a zero-sized shape.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One layer of a sequential network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "layer", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// 2-D convolution, stride 1: weight `[out, in, k, k]` then bias `[out]`.
+    Conv {
+        /// Output channels.
+        out: usize,
+        /// Kernel size `k`.
+        kernel: usize,
+        /// Zero padding on each side.
+        padding: usize,
+    },
+    /// `max(x, 0)`.
+    Relu,
+    /// 2×2 max pooling, stride 2.
+    MaxPool2,
+    /// Batch normalisation over channels (ε = 1e-5, momentum 0.1, as PyTorch): weight `[c]`
+    /// then bias `[c]`; running mean and variance are state, not parameters.
+    BatchNorm,
+    /// Zeroes each value with probability `p` in training and scales the rest by `1/(1−p)`.
+    Dropout {
+        /// Drop probability in `[0, 1)`.
+        p: f32,
+    },
+    /// Fully connected (the input is flattened): weight `[out, in]` then bias `[out]`.
+    Linear {
+        /// Output features.
+        out: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) spec: LayerSpec,
+    pub(crate) input: Shape,
+    pub(crate) output: Shape,
+    /// Offset of this layer's parameters in the flat vector, and their count.
+    pub(crate) params: (usize, usize),
+    /// Offset of this layer's state (batch-norm running statistics), and its count.
+    pub(crate) state: (usize, usize),
+    /// The convolution's shape when Winograd's algorithm computes it (see [`winograd`]).
+    pub(crate) wino: Option<winograd::Geometry>,
+}
+
+impl Layer {
+    /// Places `spec` on an input of shape `input`, its parameters from offset `params` and
+    /// its state from offset `state` of the network's flat vectors.
+    ///
+    /// Panics if the layer does not fit the shape (a programming error in a model
+    /// definition, caught by the model zoo's tests).
+    pub(crate) fn new(spec: &LayerSpec, input: Shape, params: usize, state: usize) -> Self {
+        let (output, np, ns) = match *spec {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                padding,
+            } => conv::output(out, kernel, padding, input),
+            LayerSpec::Relu | LayerSpec::Dropout { .. } => (input, 0, 0),
+            LayerSpec::MaxPool2 => pool::output(input),
+            LayerSpec::BatchNorm => batch_norm::output(input),
+            LayerSpec::Linear { out } => linear::output(out, input),
+        };
+        if let LayerSpec::Dropout { p } = *spec {
+            assert!(
+                (0.0..1.0).contains(&p),
+                "dropout needs p in [0, 1), got {p}"
+            );
+        }
+        let wino = match *spec {
+            LayerSpec::Conv {
+                out,
+                kernel,
+                padding,
+            } if winograd::applies(kernel, padding, input.c) => {
+                Some(winograd::Geometry::new(input.c, out, output.h, output.w))
+            }
+            _ => None,
+        };
+        Self {
+            spec: spec.clone(),
+            input,
+            output,
+            params: (params, np),
+            state: (state, ns),
+            wino,
+        }
+    }
+}
+
+/// Whether layer `i` is a ReLU that the convolution before it computes (in the pass that
+/// writes the convolution's output), so that its own forward pass is a buffer swap.
+pub(crate) fn relu_fused(layers: &[Layer], i: usize) -> bool {
+    i > 0
+        && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::Relu)
+        && matches!(layers[i - 1].spec, LayerSpec::Conv { .. })
+}
+
+/// Whether layer `i` is a batch norm right after a ReLU: its backward pass then applies the
+/// ReLU's mask too (its input is the ReLU's output), and the ReLU's backward pass is nothing.
+pub(crate) fn mask_fused(layers: &[Layer], i: usize) -> bool {
+    i > 0
+        && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::BatchNorm)
+        && layers[i - 1].spec == LayerSpec::Relu
+}
