@@ -9,7 +9,7 @@
 //!
 //! Why our own: `matrixmultiply` and `gemm` both allocate per call, and the engine's
 //! steady-state rounds must not; packing into our buffers also lets the kernel pick block
-//! sizes for the engine's shapes (at most a few thousand rows and columns). BENCHMARKS.md
+//! sizes for the engine's shapes (at most a few thousand rows and columns). docs/benchmarks-history.md
 //! compares the engine's rounds with this kernel and with `matrixmultiply`.
 
 #[cfg(byzadam_x86)]

@@ -68,12 +68,13 @@ impl Stream {
         }
     }
 
-    fn indices(&self) -> Vec<u64> {
+    /// The purpose's indices (at most two), and how many there are.
+    fn indices(&self) -> ([u64; 2], usize) {
         match *self {
-            Self::Init | Self::Partition => Vec::new(),
-            Self::Sampler { worker } | Self::Worker { worker } => vec![worker as u64],
+            Self::Init | Self::Partition => ([0, 0], 0),
+            Self::Sampler { worker } | Self::Worker { worker } => ([worker as u64, 0], 1),
             Self::Attack { round, message } | Self::Pipeline { round, message } => {
-                vec![round, message as u64]
+                ([round, message as u64], 2)
             }
         }
     }
@@ -89,7 +90,8 @@ pub fn key(seed: u64, stream: Stream) -> [u8; 32] {
     h.update(stream.purpose().as_bytes());
     h.update([0u8]);
     h.update(seed.to_le_bytes());
-    for i in stream.indices() {
+    let (indices, count) = stream.indices();
+    for i in &indices[..count] {
         h.update(i.to_le_bytes());
     }
     h.finalize().into()
