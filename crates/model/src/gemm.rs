@@ -274,14 +274,8 @@ impl Offsets {
 
 /// Whether [`gathered`] can run (it has no portable build: callers take another path).
 pub(crate) fn gathered_available() -> bool {
-    #[cfg(byzadam_x86)]
-    {
-        crate::cpu::fast()
-    }
-    #[cfg(not(byzadam_x86))]
-    {
-        false
-    }
+    // False without the x86 build (`cpu::fast` says so there).
+    crate::cpu::fast()
 }
 
 /// One register tile of a product whose B operand is gathered rather than packed:
@@ -330,7 +324,8 @@ pub(crate) fn gathered(
             5 => x86::gathered_tile::<5>(a, x, base, offs, bias, relu, c, ldc),
             _ => x86::gathered_tile::<MR>(a, x, base, offs, bias, relu, c, ldc),
         }
-    } // Without the x86 build `gathered_available` is false and the assert above stops here.
+    }
+    // Without the x86 build `gathered_available` is false and the assert above stops here.
     #[cfg(not(byzadam_x86))]
     let _ = (offs, relu);
 }
