@@ -45,7 +45,7 @@ impl Format {
 }
 
 /// Reads the matrix in `path` as submissions (one row per vector).
-pub fn read(path: &Path) -> Result<Submissions> {
+pub fn read(path: &Path) -> Result<Submissions<'static>> {
     let format = Format::of(path)?;
     let (rows, dim, data) = match format {
         Format::Npy => read_npy(path),

@@ -18,7 +18,7 @@ use std::time::Duration;
 const N: usize = 15;
 const F: usize = 5;
 
-fn input(dim: usize) -> Submissions {
+fn input(dim: usize) -> Submissions<'static> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(dim as u64);
     let data: Vec<f32> = (0..N * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
     Submissions::from_flat(data, dim).expect("non-empty")

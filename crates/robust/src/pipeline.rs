@@ -24,7 +24,7 @@ use crate::{Aggregator, Error, PreAggregator, Submissions};
 pub struct Pipeline {
     pre: Vec<Box<dyn PreAggregator>>,
     aggregator: Box<dyn Aggregator>,
-    buffers: [Submissions; 2],
+    buffers: [Submissions<'static>; 2],
 }
 
 impl Pipeline {

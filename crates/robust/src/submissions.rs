@@ -1,11 +1,15 @@
 //! [`Submissions`]: one round's `n` vectors of dimension `dim`, stored row-major.
 
 use crate::Error;
+use std::borrow::Cow;
 
 /// One round's submissions: `n` rows of length `dim`, stored row-major in one buffer.
 ///
 /// The buffer is reused across rounds ([`Submissions::reshape`] keeps its capacity), which is
-/// what keeps the pipelines allocation-free in steady state.
+/// what keeps the pipelines allocation-free in steady state. [`Submissions::borrowed`] wraps a
+/// caller's buffer without copying it (the Python bindings read a NumPy array in place); the
+/// lifetime `'a` is that buffer's, and `Submissions<'static>` owns its rows. Writing to
+/// borrowed submissions copies them first.
 ///
 /// ```
 /// # use byzadam_robust::Submissions;
@@ -15,13 +19,13 @@ use crate::Error;
 /// # Ok::<(), byzadam_robust::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Submissions {
+pub struct Submissions<'a> {
     n: usize,
     dim: usize,
-    data: Vec<f32>,
+    data: Cow<'a, [f32]>,
 }
 
-impl Submissions {
+impl Submissions<'static> {
     /// Builds from rows of equal length. Errors on no rows, empty rows or ragged rows.
     pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Result<Self, Error> {
         let first = rows.first().ok_or(Error::Empty)?.as_ref().len();
@@ -43,7 +47,7 @@ impl Submissions {
         Ok(Self {
             n: rows.len(),
             dim: first,
-            data,
+            data: Cow::Owned(data),
         })
     }
 
@@ -64,7 +68,7 @@ impl Submissions {
         Ok(Self {
             n: data.len() / dim,
             dim,
-            data,
+            data: Cow::Owned(data),
         })
     }
 
@@ -73,7 +77,47 @@ impl Submissions {
         Self {
             n,
             dim,
-            data: vec![0.0; n * dim],
+            data: Cow::Owned(vec![0.0; n * dim]),
+        }
+    }
+}
+
+impl<'a> Submissions<'a> {
+    /// Reads a caller's row-major buffer of `data.len() / dim` rows in place, without a copy.
+    ///
+    /// ```
+    /// # use byzadam_robust::Submissions;
+    /// let buffer = [1.0, 2.0, 3.0, 4.0];
+    /// let s = Submissions::borrowed(&buffer, 2)?;
+    /// assert_eq!(s.row(1).as_ptr(), buffer[2..].as_ptr());
+    /// # Ok::<(), byzadam_robust::Error>(())
+    /// ```
+    pub fn borrowed(data: &'a [f32], dim: usize) -> Result<Self, Error> {
+        if dim == 0 {
+            return Err(Error::ZeroDimension);
+        }
+        if data.is_empty() {
+            return Err(Error::Empty);
+        }
+        if !data.len().is_multiple_of(dim) {
+            return Err(Error::NotWholeRows {
+                len: data.len(),
+                dim,
+            });
+        }
+        Ok(Self {
+            n: data.len() / dim,
+            dim,
+            data: Cow::Borrowed(data),
+        })
+    }
+
+    /// An owned copy (of borrowed rows; owned rows are moved).
+    pub fn into_owned(self) -> Submissions<'static> {
+        Submissions {
+            n: self.n,
+            dim: self.dim,
+            data: Cow::Owned(self.data.into_owned()),
         }
     }
 
@@ -94,7 +138,8 @@ impl Submissions {
 
     /// Row `i`, mutably.
     pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
-        &mut self.data[i * self.dim..(i + 1) * self.dim]
+        let dim = self.dim;
+        &mut self.data.to_mut()[i * dim..(i + 1) * dim]
     }
 
     /// The rows in order.
@@ -104,7 +149,8 @@ impl Submissions {
 
     /// The rows in order, mutably.
     pub fn rows_mut(&mut self) -> std::slice::ChunksExactMut<'_, f32> {
-        self.data.chunks_exact_mut(self.dim.max(1))
+        let dim = self.dim.max(1);
+        self.data.to_mut().chunks_exact_mut(dim)
     }
 
     /// The whole row-major buffer.
@@ -114,12 +160,12 @@ impl Submissions {
 
     /// The whole row-major buffer, mutably.
     pub fn as_flat_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        self.data.to_mut()
     }
 
     /// Gives the buffer back.
     pub fn into_flat(self) -> Vec<f32> {
-        self.data
+        self.data.into_owned()
     }
 
     /// Resizes to `n × dim`, keeping the allocation where it is large enough. Contents are
@@ -127,13 +173,13 @@ impl Submissions {
     pub fn reshape(&mut self, n: usize, dim: usize) {
         self.n = n;
         self.dim = dim;
-        self.data.resize(n * dim, 0.0);
+        self.data.to_mut().resize(n * dim, 0.0);
     }
 
     /// Makes `self` a copy of `other`, reusing `self`'s allocation.
     pub fn copy_from(&mut self, other: &Submissions) {
         self.reshape(other.n, other.dim);
-        self.data.copy_from_slice(&other.data);
+        self.data.to_mut().copy_from_slice(&other.data);
     }
 
     /// Appends the rows of `other` (same dimension).
@@ -146,7 +192,7 @@ impl Submissions {
             });
         }
         self.dim = other.dim;
-        self.data.extend_from_slice(&other.data);
+        self.data.to_mut().extend_from_slice(&other.data);
         self.n += other.n;
         Ok(())
     }

@@ -6,7 +6,7 @@ use byzadam_robust::preaggregators::{Bucketing, NearestNeighborMixing};
 use byzadam_robust::{aggregators::TrimmedMean, Pipeline, PreAggregator, Submissions};
 use rand::{Rng, SeedableRng};
 
-fn input(n: usize, dim: usize) -> Submissions {
+fn input(n: usize, dim: usize) -> Submissions<'static> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let rows: Vec<Vec<f32>> = (0..n)
         .map(|_| (0..dim).map(|_| r.gen_range(-3.0..3.0)).collect())

@@ -11,7 +11,7 @@ use byzadam_robust::{
 use common::all_rules;
 use rand::SeedableRng;
 
-fn s<const D: usize>(rows: &[[f32; D]]) -> Submissions {
+fn s<const D: usize>(rows: &[[f32; D]]) -> Submissions<'static> {
     Submissions::from_rows(rows).unwrap()
 }
 

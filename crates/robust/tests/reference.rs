@@ -13,7 +13,7 @@ fn reference() -> Value {
         .expect("reference.json parses")
 }
 
-fn matrix(v: &Value) -> Submissions {
+fn matrix(v: &Value) -> Submissions<'static> {
     let rows: Vec<Vec<f32>> = v
         .as_array()
         .unwrap()

@@ -87,12 +87,24 @@ pub enum RoundError {
         /// What the rule said.
         source: byzadam_robust::Error,
     },
+    /// The recorder asked the run to stop ([`Recorder::stop`]) after `round` rounds: a Ctrl-C
+    /// in the Python bindings.
+    #[error("interrupted after round {round}")]
+    Interrupted {
+        /// Rounds completed.
+        round: u64,
+    },
 }
 
 /// Receives each round's metrics as the run goes (progress bars, files, tests).
 pub trait Recorder {
     /// Called after every round.
     fn round(&mut self, metrics: &RoundMetrics);
+
+    /// Asked before every round: `true` stops the run with [`RoundError::Interrupted`].
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 impl Recorder for Vec<RoundMetrics> {
@@ -221,10 +233,10 @@ pub struct Simulation {
     round: u64,
     diverged_at: Option<u64>,
     // Per-round buffers, reused.
-    honest: Vec<Submissions>,
-    own: Vec<Submissions>,
-    forged: Submissions,
-    all: Submissions,
+    honest: Vec<Submissions<'static>>,
+    own: Vec<Submissions<'static>>,
+    forged: Submissions<'static>,
+    all: Submissions<'static>,
     aggregated: Vec<Vec<f32>>,
 }
 
@@ -606,6 +618,9 @@ impl Simulation {
         let start = std::time::Instant::now();
         let mut metrics = Vec::new();
         while self.round < self.config.rounds {
+            if recorder.stop() {
+                return Err(RoundError::Interrupted { round: self.round });
+            }
             let m = self.step()?;
             recorder.round(&m);
             metrics.push(m);

@@ -79,6 +79,45 @@ fn same_config_and_seed_give_the_same_bits_with_one_and_two_threads() {
     assert!(one.iter().any(|m| m.eval.is_some()) && one.iter().all(|m| m.xi_norm.is_finite()));
 }
 
+/// Stops after `after` rounds, keeping what it saw.
+struct StopAfter {
+    after: usize,
+    seen: Vec<RoundMetrics>,
+}
+
+impl byzadam_sim::Recorder for StopAfter {
+    fn round(&mut self, m: &RoundMetrics) {
+        self.seen.push(m.clone());
+    }
+    fn stop(&self) -> bool {
+        self.seen.len() >= self.after
+    }
+}
+
+#[test]
+fn a_recorder_that_asks_to_stop_ends_the_run_between_rounds_with_the_rounds_done() {
+    let data = synthetic::generate(4, 3000, 300);
+    let config = RunConfig {
+        dataset: DatasetKind::Synthetic,
+        model: ModelKind::Mlp { hidden: vec![16] },
+        batch: 10,
+        rounds: 50,
+        eval_every: 4,
+        ..RunConfig::default()
+    };
+    let mut sim = Simulation::new(config.clone(), &data).expect("valid config");
+    let mut rec = StopAfter {
+        after: 3,
+        seen: Vec::new(),
+    };
+    let err = sim.run(&mut rec).expect_err("stopped");
+    assert_eq!(err, byzadam_sim::RoundError::Interrupted { round: 3 });
+    assert_eq!(sim.round(), 3);
+    // The rounds it did are the first three of an uninterrupted run.
+    let (full, _) = run(config, &data);
+    assert_eq!(rec.seen, full[..3]);
+}
+
 #[test]
 fn every_optimizer_learns_mnist_without_attack() {
     let avg = || AggregatorConfig::Average(Average {});

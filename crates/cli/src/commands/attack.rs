@@ -45,7 +45,7 @@ pub struct AttackArgs {
     pub seed: u64,
 }
 
-fn read_with_dim(path: &Path, dim: usize, what: &str) -> Result<Submissions> {
+fn read_with_dim(path: &Path, dim: usize, what: &str) -> Result<Submissions<'static>> {
     let s = matrix_io::read(path)?;
     if s.dim() != dim {
         bail!(

@@ -99,6 +99,17 @@ struct Cells {
 
 /// Runs a grid file; `stop` is set on Ctrl-C.
 pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()> {
+    grid_observed(args, stop, w, &|_, _| {})
+}
+
+/// [`grid`], telling `progress(rounds done, rounds in all)` as the runs go (from the runner's
+/// threads): the Python bindings' progress bar.
+pub fn grid_observed(
+    args: &GridArgs,
+    stop: &AtomicBool,
+    w: &mut dyn Write,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<()> {
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {file}"))?;
     let grid = Grid::parse(&text, &file)?;
@@ -240,9 +251,13 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
                 );
                 say(line);
             }
-            bar.inc(from_round)
+            bar.inc(from_round);
+            progress(bar.position(), total_rounds);
         }
-        Event::Round { .. } => bar.inc(1),
+        Event::Round { .. } => {
+            bar.inc(1);
+            progress(bar.position(), total_rounds);
+        }
         Event::Finished { run, summary } => {
             let mut c = cells.lock().unwrap_or_else(|p| p.into_inner());
             c.done += 1;

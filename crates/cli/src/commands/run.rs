@@ -65,23 +65,29 @@ pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<()> {
 /// `--set aggregator.f=3` changes the default rule's `f`), then validation. Errors name the
 /// file and the key.
 pub fn resolve(config: Option<&Path>, set: &[String]) -> Result<RunConfig> {
+    match config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            resolve_text(Some(&text), &p.display().to_string(), set)
+        }
+        None => resolve_text(None, "the quickstart config", set),
+    }
+}
+
+/// [`resolve`] on a config's text (`None`: the quickstart), errors naming it `name`: what
+/// `byzadam.run` in Python reads (a dict, a TOML string or a file, all as TOML text).
+pub fn resolve_text(text: Option<&str>, name: &str, set: &[String]) -> Result<RunConfig> {
     let mut table = match toml::Value::try_from(RunConfig::default())? {
         toml::Value::Table(t) => t,
         _ => bail!("the default config is not a table"),
     };
-    let name = match config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let file: toml::Table =
-                toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?;
-            for (k, v) in file {
-                table.insert(k, v);
-            }
-            p.display().to_string()
+    if let Some(text) = text {
+        let file: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{name}: {e}"))?;
+        for (k, v) in file {
+            table.insert(k, v);
         }
-        None => "the quickstart config".to_string(),
-    };
+    }
     for s in set {
         apply_set(&mut table, s)?;
     }

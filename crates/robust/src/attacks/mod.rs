@@ -71,16 +71,16 @@ pub struct AttackContext<'a> {
     /// Dimension of every message.
     pub dim: usize,
     /// The Byzantine workers' genuine messages (`byzantine` rows).
-    pub own: Option<&'a Submissions>,
+    pub own: Option<&'a Submissions<'a>>,
     /// The honest workers' messages.
-    pub honest: Option<&'a Submissions>,
+    pub honest: Option<&'a Submissions<'a>>,
     /// The server's pre-aggregation and aggregation pipeline (probed on clones).
     pub server: Option<&'a Pipeline>,
 }
 
 impl<'a> AttackContext<'a> {
     /// The Byzantine workers' genuine messages, or the error naming the attack.
-    pub fn require_own(&self, attack: &'static str) -> Result<&'a Submissions, Error> {
+    pub fn require_own(&self, attack: &'static str) -> Result<&'a Submissions<'a>, Error> {
         let own = self.own.ok_or(Error::MissingView {
             attack,
             what: "the Byzantine workers' genuine messages",
@@ -102,7 +102,7 @@ impl<'a> AttackContext<'a> {
     }
 
     /// The honest messages, or the error naming the attack.
-    pub fn require_honest(&self, attack: &'static str) -> Result<&'a Submissions, Error> {
+    pub fn require_honest(&self, attack: &'static str) -> Result<&'a Submissions<'a>, Error> {
         let honest = self.honest.ok_or(Error::MissingView {
             attack,
             what: "the honest workers' messages",

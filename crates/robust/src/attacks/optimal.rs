@@ -107,7 +107,7 @@ impl LineSearch {
 /// state is never advanced) with the same seed (common random numbers across factors).
 struct Probe<'a> {
     server: &'a Pipeline,
-    all: Submissions,
+    all: Submissions<'static>,
     honest_rows: usize,
     honest_mean: Vec<f64>,
     out: Vec<f32>,

@@ -1,0 +1,201 @@
+//! The data side of the simulator: dataset readers, the partitioner and the epoch sampler,
+//! drawing from the same seed streams as a run, so a Python loop can match it sample for
+//! sample.
+
+use crate::error;
+use byzadam_data::partition::{partition, Scheme};
+use byzadam_data::sampler::EpochSampler;
+use byzadam_data::{synthetic, Dataset, DatasetKind};
+use byzadam_sim::seeds::{self, Stream};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(partition_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
+    m.add_class::<PySampler>()?;
+    Ok(())
+}
+
+/// Each worker's sample indices (ascending uint32 arrays) for `labels`, a scheme (JSON of a
+/// run config's `partition` table) and a data seed: the split a run with that `data_seed`
+/// trains on (`byzadam data partition --seed`).
+#[pyfunction]
+fn partition_shards<'py>(
+    py: Python<'py>,
+    labels: PyReadonlyArray1<'py, u8>,
+    classes: usize,
+    workers: usize,
+    scheme: &str,
+    data_seed: u64,
+) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
+    let scheme: Scheme = serde_json::from_str(scheme)
+        .map_err(|e| PyValueError::new_err(format!("partition scheme: {e}")))?;
+    scheme
+        .check()
+        .map_err(|(key, why)| error(format!("partition scheme {}: {key} {why}", scheme.name())))?;
+    let labels = crate::arrays::bytes(&labels);
+    let p = py
+        .detach(|| {
+            partition(
+                &labels,
+                classes,
+                workers,
+                &scheme,
+                &mut seeds::rng(data_seed, Stream::Partition),
+            )
+        })
+        .map_err(error)?;
+    Ok(p.shards
+        .into_iter()
+        .map(|s| PyArray1::from_vec(py, s))
+        .collect())
+}
+
+/// A dataset's training and test images (uint8, `N × C × H × W`) and labels (uint8), read
+/// from `data_dir/<folder>` with every file's SHA-256 verified (`synthetic`: generated from
+/// `seed`).
+#[pyfunction]
+#[pyo3(signature = (name, data_dir = None, seed = 0))]
+fn load_dataset<'py>(
+    py: Python<'py>,
+    name: &str,
+    data_dir: Option<PathBuf>,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let kind: DatasetKind =
+        serde_json::from_value(serde_json::Value::from(name)).map_err(|_| {
+            error(format!(
+                "no dataset {name:?}: mnist, fashion-mnist, cifar10 or synthetic"
+            ))
+        })?;
+    let dir = byzadam_data::data_dir(data_dir.as_deref());
+    let split = py
+        .detach(|| {
+            if kind == DatasetKind::Synthetic {
+                Ok(synthetic::generate(seed, 60_000, 10_000))
+            } else {
+                byzadam_data::load(kind, &dir)
+            }
+        })
+        .map_err(|e| error(format!("{name} from {}: {e}", dir.display())))?;
+    let out = PyDict::new(py);
+    let put = |prefix: &str, d: Dataset| -> PyResult<()> {
+        let shape = [d.len(), d.shape.channels, d.shape.height, d.shape.width];
+        out.set_item(
+            format!("{prefix}_images"),
+            PyArray1::from_vec(py, d.images).reshape(shape)?,
+        )?;
+        out.set_item(format!("{prefix}_labels"), PyArray1::from_vec(py, d.labels))?;
+        Ok(())
+    };
+    out.set_item("classes", split.train.classes)?;
+    out.set_item("data_dir", dir.display().to_string())?;
+    put("train", split.train)?;
+    put("test", split.test)?;
+    Ok(out)
+}
+
+/// Worker `worker`'s epoch sampler for a run with seed `seed`: the batches of sample indices
+/// that worker trains on, round by round (each epoch a fresh shuffle of its shard).
+#[pyclass(module = "byzadam._core", name = "EpochSampler")]
+pub(crate) struct PySampler {
+    inner: EpochSampler,
+}
+
+#[pymethods]
+impl PySampler {
+    #[new]
+    fn new(
+        shard: PyReadonlyArray1<'_, u32>,
+        batch: usize,
+        seed: u64,
+        worker: usize,
+    ) -> PyResult<Self> {
+        let shard: Vec<u32> = shard.as_array().iter().copied().collect();
+        if shard.is_empty() {
+            return Err(error("the shard is empty"));
+        }
+        if batch == 0 || batch > shard.len() {
+            return Err(error(format!(
+                "batch must be in 1..={} (the shard's size), got {batch}",
+                shard.len()
+            )));
+        }
+        Ok(Self {
+            inner: EpochSampler::new(shard, batch, seeds::rng(seed, Stream::Sampler { worker })),
+        })
+    }
+
+    /// The next batch's sample indices.
+    fn next_batch<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        PyArray1::from_slice(py, self.inner.next_batch())
+    }
+
+    /// The next `rounds` batches, one per row (`rounds × batch`).
+    fn batches<'py>(
+        &mut self,
+        py: Python<'py>,
+        rounds: usize,
+    ) -> PyResult<Bound<'py, numpy::PyArray2<u32>>> {
+        let b = self.inner.batch();
+        let mut all = Vec::with_capacity(rounds * b);
+        for _ in 0..rounds {
+            all.extend_from_slice(self.inner.next_batch());
+        }
+        PyArray1::from_vec(py, all).reshape([rounds, b])
+    }
+
+    /// Epochs started so far.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.inner.epoch()
+    }
+
+    /// Batch size.
+    #[getter]
+    fn batch(&self) -> usize {
+        self.inner.batch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sampler built here draws what the simulator's worker draws: same shard, same
+    /// stream (the simulator builds it in `Simulation::shared`).
+    #[test]
+    fn the_sampler_is_the_simulators() {
+        let split = synthetic::generate(3, 600, 100);
+        let cfg = byzadam_cli::commands::run::resolve_text(
+            Some("dataset = \"synthetic\"\nworkers = 6\nbyzantine = 2\nbatch = 8\nseed = 11\ndata_seed = 5\naggregator = { name = \"median\" }\n"),
+            "test",
+            &[],
+        )
+        .expect("valid");
+        let sim = byzadam_sim::Simulation::new(cfg, &split).expect("valid");
+        let shards = partition(
+            &split.train.labels,
+            10,
+            6,
+            &sim.config().partition,
+            &mut seeds::rng(5, Stream::Partition),
+        )
+        .expect("splits");
+        for w in 0..6 {
+            let mut theirs = sim.sampler(w).expect("worker").clone();
+            let mut mine = EpochSampler::new(
+                shards.shards[w].clone(),
+                8,
+                seeds::rng(11, Stream::Sampler { worker: w }),
+            );
+            for _ in 0..100 {
+                assert_eq!(mine.next_batch(), theirs.next_batch());
+            }
+        }
+    }
+}
