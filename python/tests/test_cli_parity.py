@@ -114,9 +114,13 @@ def test_every_registry_attack_is_covered():
 
 
 @pytest.mark.parametrize("make,args,needs_own", ATTACKS, ids=[" ".join(map(str, a[1])) for a in ATTACKS])
-def test_attacks_equal_the_cli(cli, tmp_path, rng, make, args, needs_own):
+@pytest.mark.parametrize("non_finite", [False, True], ids=["finite", "non-finite"])
+def test_attacks_equal_the_cli(cli, tmp_path, rng, make, args, needs_own, non_finite):
     honest = rng.normal(size=(8, D)).astype(np.float32)
     own = rng.normal(size=(3, D)).astype(np.float32)
+    if non_finite:
+        honest[0, :4] = [np.inf, -np.inf, np.nan, 1.0]
+        own[1, 2] = np.nan
     np.save(tmp_path / "h.npy", honest)
     np.save(tmp_path / "own.npy", own)
     extra = ["--own", tmp_path / "own.npy"] if needs_own else []

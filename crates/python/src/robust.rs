@@ -95,9 +95,44 @@ impl PyPipeline {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
+        // The result is written straight into a new NumPy array (no copy, no zeroing).
+        let out = uninit_vector(py, d);
+        {
+            let mut guard = out.readwrite();
+            let buf = guard
+                .as_slice_mut()
+                .map_err(|_| error("output not contiguous (a bug)"))?;
+            let (inner, rng) = (&mut self.inner, &mut self.rng);
+            py.detach(|| inner.run_into(&s, rng, buf)).map_err(error)?;
+        }
+        Ok(out)
+    }
+
+    /// Times the kernels alone, inside Rust: `repeats` runs of the pipeline on `x` into one
+    /// warm output buffer (state reset before each), as the simulator runs them, each run's
+    /// seconds. What `benchmarks/python_vs_byzfl.py` compares the Python call with, to
+    /// measure the bindings' overhead in the same process.
+    fn time_kernel(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArray2<'_, f32>,
+        repeats: usize,
+    ) -> PyResult<Vec<f64>> {
+        let (rows, d) = matrix(&x)?;
+        let s = submissions(&rows, d)?;
         let (inner, rng) = (&mut self.inner, &mut self.rng);
-        let out = py.detach(|| inner.run(&s, rng)).map_err(error)?;
-        Ok(PyArray1::from_vec(py, out))
+        py.detach(|| {
+            let mut out = vec![0.0; d];
+            (0..repeats)
+                .map(|_| {
+                    inner.reset();
+                    let t = std::time::Instant::now();
+                    inner.run_into(&s, rng, &mut out)?;
+                    Ok(t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<Vec<f64>, Error>>()
+        })
+        .map_err(error)
     }
 
     /// Checks that the pipeline can take `n` vectors (e.g. `n > 2f`).
@@ -117,11 +152,26 @@ impl PyPipeline {
     }
 }
 
+/// A new, uninitialised float32 NumPy vector of length `d`, for a kernel to fill.
+///
+/// Zeroing it first would cost as much as the binding's whole remaining overhead (a memset of
+/// the output, page faults on fresh pages). Only [`PyPipeline::run`] uses it, and it hands the
+/// array to Python only after `Pipeline::run_into` succeeded, which writes every element; on
+/// an error the array is dropped unseen. Any bit pattern is a valid `f32`.
+#[allow(unsafe_code)]
+fn uninit_vector(py: Python<'_>, d: usize) -> Bound<'_, PyArray1<f32>> {
+    // SAFETY: see above; the array is C-contiguous, owned by NumPy, of length `d`.
+    unsafe { PyArray1::<f32>::new(py, [d], false) }
+}
+
 /// One pre-aggregator on its own: `n` vectors in, `output_len(n)` out.
 #[pyclass(module = "byzadam._core", name = "PreAggregator")]
 pub(crate) struct PyPreAggregator {
     inner: Box<dyn PreAggregator>,
     rng: ChaCha20Rng,
+    /// The kernel's output, kept warm across calls (a fresh multi-megabyte buffer costs
+    /// more in page faults than the kernel itself); each call copies it into a new array.
+    out: Submissions<'static>,
 }
 
 #[pymethods]
@@ -135,6 +185,7 @@ impl PyPreAggregator {
         Ok(Self {
             inner,
             rng: ChaCha20Rng::seed_from_u64(seed),
+            out: Submissions::default(),
         })
     }
 
@@ -146,14 +197,33 @@ impl PyPreAggregator {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
-        let (inner, rng) = (&mut self.inner, &mut self.rng);
-        let out = py
-            .detach(|| {
-                let mut out = Submissions::default();
-                inner.apply(&s, &mut out, rng).map(|()| out)
-            })
-            .map_err(error)?;
-        to_matrix(py, out)
+        let (inner, rng, out) = (&mut self.inner, &mut self.rng, &mut self.out);
+        py.detach(|| inner.apply(&s, out, rng)).map_err(error)?;
+        let (n, d) = (self.out.n(), self.out.dim());
+        PyArray1::from_slice(py, self.out.as_flat()).reshape([n, d])
+    }
+
+    /// Times the kernel alone, inside Rust: `repeats` applications to `x` into the instance's
+    /// warm output buffer (the one calls use), each one's seconds.
+    fn time_kernel(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArray2<'_, f32>,
+        repeats: usize,
+    ) -> PyResult<Vec<f64>> {
+        let (rows, d) = matrix(&x)?;
+        let s = submissions(&rows, d)?;
+        let (inner, rng, out) = (&mut self.inner, &mut self.rng, &mut self.out);
+        py.detach(|| {
+            (0..repeats)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    inner.apply(&s, out, rng)?;
+                    Ok(t.elapsed().as_secs_f64())
+                })
+                .collect::<Result<Vec<f64>, Error>>()
+        })
+        .map_err(error)
     }
 
     /// How many vectors come out for `n` in.
