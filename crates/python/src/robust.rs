@@ -122,7 +122,10 @@ impl PyPipeline {
         let s = submissions(&rows, d)?;
         let (inner, rng) = (&mut self.inner, &mut self.rng);
         py.detach(|| {
+            // One untimed run first, so the output buffer's pages are faulted in: warm.
             let mut out = vec![0.0; d];
+            inner.reset();
+            inner.run_into(&s, rng, &mut out)?;
             (0..repeats)
                 .map(|_| {
                     inner.reset();
@@ -155,9 +158,10 @@ impl PyPipeline {
 /// A new, uninitialised float32 NumPy vector of length `d`, for a kernel to fill.
 ///
 /// Zeroing it first would cost as much as the binding's whole remaining overhead (a memset of
-/// the output, page faults on fresh pages). Only [`PyPipeline::run`] uses it, and it hands the
-/// array to Python only after `Pipeline::run_into` succeeded, which writes every element; on
-/// an error the array is dropped unseen. Any bit pattern is a valid `f32`.
+/// the output, page faults on fresh pages). [`PyPipeline::run`] and [`PyPreAggregator::apply`]
+/// use it, and hand the array to Python only after `Pipeline::run_into` or
+/// `PreAggregator::apply_into` succeeded, each of which writes every element; on an error the
+/// array is dropped unseen. Any bit pattern is a valid `f32`.
 #[allow(unsafe_code)]
 fn uninit_vector(py: Python<'_>, d: usize) -> Bound<'_, PyArray1<f32>> {
     // SAFETY: see above; the array is C-contiguous, owned by NumPy, of length `d`.
@@ -169,9 +173,6 @@ fn uninit_vector(py: Python<'_>, d: usize) -> Bound<'_, PyArray1<f32>> {
 pub(crate) struct PyPreAggregator {
     inner: Box<dyn PreAggregator>,
     rng: ChaCha20Rng,
-    /// The kernel's output, kept warm across calls (a fresh multi-megabyte buffer costs
-    /// more in page faults than the kernel itself); each call copies it into a new array.
-    out: Submissions<'static>,
 }
 
 #[pymethods]
@@ -185,7 +186,6 @@ impl PyPreAggregator {
         Ok(Self {
             inner,
             rng: ChaCha20Rng::seed_from_u64(seed),
-            out: Submissions::default(),
         })
     }
 
@@ -197,14 +197,23 @@ impl PyPreAggregator {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
-        let (inner, rng, out) = (&mut self.inner, &mut self.rng, &mut self.out);
-        py.detach(|| inner.apply(&s, out, rng)).map_err(error)?;
-        let (n, d) = (self.out.n(), self.out.dim());
-        PyArray1::from_slice(py, self.out.as_flat()).reshape([n, d])
+        let m = self.inner.output_len(s.n()).map_err(error)?;
+        // Written straight into a new NumPy array, as for a rule's result.
+        let out = uninit_vector(py, m * d);
+        {
+            let mut guard = out.readwrite();
+            let buf = guard
+                .as_slice_mut()
+                .map_err(|_| error("output not contiguous (a bug)"))?;
+            let (inner, rng) = (&mut self.inner, &mut self.rng);
+            py.detach(|| inner.apply_into(&s, buf, rng))
+                .map_err(error)?;
+        }
+        out.reshape([m, d])
     }
 
-    /// Times the kernel alone, inside Rust: `repeats` applications to `x` into the instance's
-    /// warm output buffer (the one calls use), each one's seconds.
+    /// Times the kernel alone, inside Rust: `repeats` applications to `x` into one warm output
+    /// buffer, each one's seconds.
     fn time_kernel(
         &mut self,
         py: Python<'_>,
@@ -213,12 +222,16 @@ impl PyPreAggregator {
     ) -> PyResult<Vec<f64>> {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
-        let (inner, rng, out) = (&mut self.inner, &mut self.rng, &mut self.out);
+        let m = self.inner.output_len(s.n()).map_err(error)?;
+        let (inner, rng) = (&mut self.inner, &mut self.rng);
         py.detach(|| {
+            // One untimed application first, so the output buffer is warm.
+            let mut out = vec![0.0; m * d];
+            inner.apply_into(&s, &mut out, rng)?;
             (0..repeats)
                 .map(|_| {
                     let t = std::time::Instant::now();
-                    inner.apply(&s, out, rng)?;
+                    inner.apply_into(&s, &mut out, rng)?;
                     Ok(t.elapsed().as_secs_f64())
                 })
                 .collect::<Result<Vec<f64>, Error>>()

@@ -341,3 +341,58 @@ fn optimal_attacks_do_at_least_as_much_damage_as_their_starting_factor() -> Resu
     assert!(opt_empire >= damage(&out));
     Ok(())
 }
+
+/// `apply_into` (a caller's buffer, what the Python bindings use) writes exactly what `apply`
+/// writes, for every pre-aggregator, and refuses a buffer of the wrong length.
+#[test]
+fn apply_into_a_slice_equals_apply_for_every_preaggregator() {
+    let rows: Vec<Vec<f32>> = (0..7)
+        .map(|i| {
+            (0..5)
+                .map(|j| ((i * 5 + j) as f32).sin() * (1.0 + i as f32))
+                .collect()
+        })
+        .collect();
+    let mut rows = rows;
+    rows[2][1] = f32::INFINITY;
+    let s = Submissions::from_rows(&rows).unwrap();
+    let all: Vec<Box<dyn PreAggregator>> = vec![
+        Box::new(NearestNeighborMixing { f: 2 }),
+        Box::new(Bucketing { s: 3 }),
+        Box::new(StaticClipping { c: 1.5 }),
+        Box::new(AdaptiveRobustClipping { f: 2 }),
+    ];
+    for mut p in all {
+        let mut via_apply = Submissions::default();
+        p.apply(
+            &s,
+            &mut via_apply,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(3),
+        )
+        .unwrap();
+        let m = p.output_len(7).unwrap();
+        let mut buf = vec![f32::NAN; m * 5];
+        p.apply_into(
+            &s,
+            &mut buf,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(3),
+        )
+        .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&buf), bits(via_apply.as_flat()), "{}", p.name());
+        let mut short = vec![0.0; m * 5 - 1];
+        assert_eq!(
+            p.apply_into(
+                &s,
+                &mut short,
+                &mut rand_chacha::ChaCha20Rng::seed_from_u64(3)
+            ),
+            Err(Error::OutputLength {
+                expected: m * 5,
+                found: m * 5 - 1
+            }),
+            "{}",
+            p.name()
+        );
+    }
+}

@@ -40,18 +40,18 @@ impl PreAggregator for AdaptiveRobustClipping {
         Ok(n)
     }
 
-    fn apply(
+    fn apply_into(
         &mut self,
         input: &Submissions,
-        out: &mut Submissions,
+        out: &mut [f32],
         _rng: &mut dyn rand::RngCore,
     ) -> Result<(), Error> {
-        input.check_nonempty()?;
-        let n = self.output_len(input.n())?;
+        let n = super::precheck(self, input, out)?;
+        let dim = input.dim();
         let clipped = (2 * self.f * (n - self.f)) / n;
         let mut norms = vec![0.0; n];
         distances::sq_norms(input, &mut norms);
-        out.copy_from(input);
+        out.copy_from_slice(input.as_flat());
         if clipped == 0 {
             return Ok(());
         }
@@ -60,7 +60,7 @@ impl PreAggregator for AdaptiveRobustClipping {
         let cut = n - clipped;
         let threshold = norms[idx[cut - 1]].sqrt();
         for &i in &idx[cut..] {
-            clip_row(out.row_mut(i), norms[i], threshold);
+            clip_row(&mut out[i * dim..(i + 1) * dim], norms[i], threshold);
         }
         Ok(())
     }

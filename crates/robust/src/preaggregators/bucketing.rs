@@ -48,19 +48,18 @@ impl PreAggregator for Bucketing {
         Ok(n.div_ceil(self.s))
     }
 
-    fn apply(
+    fn apply_into(
         &mut self,
         input: &Submissions,
-        out: &mut Submissions,
+        out: &mut [f32],
         rng: &mut dyn rand::RngCore,
     ) -> Result<(), Error> {
-        input.check_nonempty()?;
-        let buckets = self.output_len(input.n())?;
+        super::precheck(self, input, out)?;
         let mut perm: Vec<usize> = (0..input.n()).collect();
         perm.shuffle(rng);
-        out.reshape(buckets, input.dim());
-        for (b, chunk) in perm.chunks(self.s).enumerate() {
-            rowsum::mean_of(input, chunk, out.row_mut(b));
+        let dim = input.dim();
+        for (chunk, row) in perm.chunks(self.s).zip(out.chunks_exact_mut(dim)) {
+            rowsum::mean_of(input, chunk, row);
         }
         Ok(())
     }

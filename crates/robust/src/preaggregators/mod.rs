@@ -28,7 +28,39 @@ pub trait PreAggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
         input: &Submissions,
         out: &mut Submissions,
         rng: &mut dyn rand::RngCore,
+    ) -> Result<(), Error> {
+        input.check_nonempty()?;
+        let m = self.output_len(input.n())?;
+        out.reshape(m, input.dim());
+        self.apply_into(input, out.as_flat_mut(), rng)
+    }
+
+    /// Writes the transformed submissions into a caller's row-major buffer of exactly
+    /// `output_len(n) × dim` values, every one of them (the Python bindings write straight into
+    /// a new NumPy array). [`PreAggregator::apply`] is this on a resized [`Submissions`].
+    fn apply_into(
+        &mut self,
+        input: &Submissions,
+        out: &mut [f32],
+        rng: &mut dyn rand::RngCore,
     ) -> Result<(), Error>;
+}
+
+/// Checks `input` and `out` for [`PreAggregator::apply_into`]; returns `output_len(n)`.
+pub(crate) fn precheck(
+    p: &dyn PreAggregator,
+    input: &Submissions,
+    out: &[f32],
+) -> Result<usize, Error> {
+    input.check_nonempty()?;
+    let m = p.output_len(input.n())?;
+    if out.len() != m * input.dim() {
+        return Err(Error::OutputLength {
+            expected: m * input.dim(),
+            found: out.len(),
+        });
+    }
+    Ok(m)
 }
 
 dyn_clone::clone_trait_object!(PreAggregator);

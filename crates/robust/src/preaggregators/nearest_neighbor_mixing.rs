@@ -63,24 +63,22 @@ impl PreAggregator for NearestNeighborMixing {
         Ok(n)
     }
 
-    fn apply(
+    fn apply_into(
         &mut self,
         input: &Submissions,
-        out: &mut Submissions,
+        out: &mut [f32],
         _rng: &mut dyn rand::RngCore,
     ) -> Result<(), Error> {
-        input.check_nonempty()?;
+        super::precheck(self, input, out)?;
         let (n, dim) = (input.n(), input.dim());
-        self.output_len(n)?;
         let k = n - self.f;
-        out.reshape(n, dim);
         scratch::with_f64_b(n * n, |d2| {
             distances::pairwise_sq(input, d2);
             scratch::with_usize(n * k, |nbrs| {
                 neighbourhoods(d2, n, k, nbrs);
                 let nbrs = &*nbrs;
                 let data = input.as_flat();
-                for_each_column_chunk(out.as_flat_mut(), dim, &|c0, rows| {
+                for_each_column_chunk(out, dim, &|c0, rows| {
                     simd::mix_chunk(data, dim, nbrs, k, c0, rows);
                 });
             })

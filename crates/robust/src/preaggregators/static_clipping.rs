@@ -47,20 +47,18 @@ impl PreAggregator for StaticClipping {
         Ok(n)
     }
 
-    fn apply(
+    fn apply_into(
         &mut self,
         input: &Submissions,
-        out: &mut Submissions,
+        out: &mut [f32],
         _rng: &mut dyn rand::RngCore,
     ) -> Result<(), Error> {
-        input.check_nonempty()?;
-        self.output_len(input.n())?;
+        super::precheck(self, input, out)?;
         let mut norms = vec![0.0; input.n()];
         distances::sq_norms(input, &mut norms);
-        out.copy_from(input);
+        out.copy_from_slice(input.as_flat());
         let dim = input.dim();
-        out.as_flat_mut()
-            .par_chunks_mut(dim)
+        out.par_chunks_mut(dim)
             .zip(&norms)
             .for_each(|(row, &sq)| clip_row(row, sq, self.c));
         Ok(())
