@@ -1,6 +1,7 @@
 """``byzadam.run`` gives ``byzadam run``'s numbers; ``byzadam.grid`` and ``Store`` give
 ``byzadam grid``'s store; Ctrl-C stops a run cleanly."""
 import json
+import signal
 import threading
 import _thread
 import time
@@ -49,13 +50,20 @@ def test_run_is_the_same_whatever_the_thread_count():
 
 
 def test_ctrl_c_interrupts_a_run_cleanly():
-    cfg = {"dataset": "synthetic", "workers": 6, "byzantine": 2, "rounds": 100000, "eval_every": 1000,
+    # A process started in the background by a shell ignores SIGINT, and Python then leaves it
+    # ignored: install Python's own handler for this test, as an interactive session has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    cfg = {"dataset": "synthetic", "workers": 6, "byzantine": 2, "rounds": 3000, "eval_every": 1000,
            "aggregator": {"name": "median"}}
     timer = threading.Timer(1.5, _thread.interrupt_main)
     timer.start()
     t0 = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        byzadam.run(cfg, progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            byzadam.run(cfg, progress=False)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 30
     # The interpreter is fine afterwards.
     assert byzadam.Median()(np.ones((3, 2), dtype=np.float32)).tolist() == [1.0, 1.0]
