@@ -143,3 +143,16 @@ def check_number(rule: str, name: str, value: Any, *, integer: bool = False,
     if minimum is not None and value < minimum:
         raise ValueError(f"{rule}: {name} must be ≥ {minimum}, got {value}")
     return value
+
+
+def canonical(kind: str, name: str, what: str) -> str:
+    """The canonical name of ``name`` (any alias) in byzadam's registry ``kind``
+    (``aggregators``, ``preaggregators``, ``attacks``); a ``ValueError`` listing the registry's
+    names when there is none. ``what`` names one entry in the message."""
+    from . import _core
+
+    found = _core.canonical_name(kind, name)
+    if found is None:
+        known = ", ".join(n for n, _ in _core.registry()[kind])
+        raise ValueError(f"no {what} {name!r}; the {kind}: {known}")
+    return found

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_matrix, check_number
+from ._convert import as_matrix, canonical, check_number
 
 __all__ = [
     "Aggregator", "Average", "TrimmedMean", "Median", "MeanAroundMedian",
@@ -57,11 +57,7 @@ class Aggregator:
 
     def __init__(self, name: Optional[str] = None, **params: Any) -> None:
         if name is not None:
-            canonical = _core.canonical_name("aggregators", name)
-            if canonical is None:
-                known = ", ".join(n for n, _ in _core.registry()["aggregators"])
-                raise ValueError(f"no aggregation rule {name!r}; the rules: {known}")
-            self.name = canonical
+            self.name = canonical("aggregators", name, "aggregation rule")
         self._params = {k: v for k, v in params.items() if v is not None}
         self._pipeline = _core.Pipeline(json.dumps({"name": self.name, **self._params}))
 
@@ -367,8 +363,4 @@ def aggregator(name: str, **params: Any) -> Aggregator:
     """A rule by any registry name or alias (``"cwtm"``, ``"mda"``, ``"TrMean"``, …)."""
     if name in globals() and isinstance(globals()[name], type) and issubclass(globals()[name], Aggregator):
         return globals()[name](**params)
-    canonical = _core.canonical_name("aggregators", name)
-    if canonical is None:
-        known = ", ".join(CLASSES)
-        raise ValueError(f"no aggregation rule {name!r}; the rules: {known}")
-    return CLASSES[canonical](**params)
+    return CLASSES[canonical("aggregators", name, "aggregation rule")](**params)

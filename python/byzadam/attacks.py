@@ -17,7 +17,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from . import _core
-from ._convert import as_matrix, check_number
+from ._convert import as_matrix, canonical, check_number
 from .aggregators import Aggregator, Average, _compat
 from .preaggregators import PreAggregator, StaticClipping
 
@@ -48,11 +48,7 @@ class Attack:
 
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
-            canonical = _core.canonical_name("attacks", name)
-            if canonical is None:
-                known = ", ".join(n for n, _ in _core.registry()["attacks"])
-                raise ValueError(f"no attack {name!r}; the attacks: {known}")
-            self.name = canonical
+            self.name = canonical("attacks", name, "attack")
         self._params = {k: v for k, v in params.items() if v is not None}
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.Attack(json.dumps(self.config()), self._seed)
@@ -301,7 +297,4 @@ def attack(name: str, **params: Any) -> Attack:
     g = globals()
     if name in g and callable(g[name]) and name[0].isupper():
         return g[name](**params)
-    canonical = _core.canonical_name("attacks", name)
-    if canonical is None:
-        raise ValueError(f"no attack {name!r}; the attacks: {', '.join(CLASSES)}")
-    return CLASSES[canonical](**params)
+    return CLASSES[canonical("attacks", name, "attack")](**params)

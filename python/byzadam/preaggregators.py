@@ -9,7 +9,7 @@ import json
 from typing import Any, Optional
 
 from . import _core
-from ._convert import as_matrix, check_number
+from ._convert import as_matrix, canonical, check_number
 
 __all__ = ["PreAggregator", "NearestNeighborMixing", "Bucketing", "StaticClipping",
            "AdaptiveRobustClipping", "NNM", "Clipping", "ARC", "preaggregator"]
@@ -25,11 +25,7 @@ class PreAggregator:
 
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
-            canonical = _core.canonical_name("preaggregators", name)
-            if canonical is None:
-                known = ", ".join(n for n, _ in _core.registry()["preaggregators"])
-                raise ValueError(f"no pre-aggregator {name!r}; the pre-aggregators: {known}")
-            self.name = canonical
+            self.name = canonical("preaggregators", name, "pre-aggregator")
         self._params = {k: v for k, v in params.items() if v is not None}
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.PreAggregator(json.dumps(self.config()), self._seed)
@@ -108,7 +104,4 @@ def preaggregator(name: str, **params: Any) -> PreAggregator:
     """A pre-aggregator by any registry name or alias (``"nnm"``, ``"arc"``, ``"NNM"``, …)."""
     if name in globals() and isinstance(globals()[name], type) and issubclass(globals()[name], PreAggregator):
         return globals()[name](**params)
-    canonical = _core.canonical_name("preaggregators", name)
-    if canonical is None:
-        raise ValueError(f"no pre-aggregator {name!r}; the pre-aggregators: {', '.join(CLASSES)}")
-    return CLASSES[canonical](**params)
+    return CLASSES[canonical("preaggregators", name, "pre-aggregator")](**params)

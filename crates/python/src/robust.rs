@@ -95,17 +95,8 @@ impl PyPipeline {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
-        // The result is written straight into a new NumPy array (no copy, no zeroing).
-        let out = uninit_vector(py, d);
-        {
-            let mut guard = out.readwrite();
-            let buf = guard
-                .as_slice_mut()
-                .map_err(|_| error("output not contiguous (a bug)"))?;
-            let (inner, rng) = (&mut self.inner, &mut self.rng);
-            py.detach(|| inner.run_into(&s, rng, buf)).map_err(error)?;
-        }
-        Ok(out)
+        let (inner, rng) = (&mut self.inner, &mut self.rng);
+        filled(py, d, |buf| inner.run_into(&s, rng, buf))
     }
 
     /// Times the kernels alone, inside Rust: `repeats` runs of the pipeline on `x` into one
@@ -158,14 +149,32 @@ impl PyPipeline {
 /// A new, uninitialised float32 NumPy vector of length `d`, for a kernel to fill.
 ///
 /// Zeroing it first would cost as much as the binding's whole remaining overhead (a memset of
-/// the output, page faults on fresh pages). [`PyPipeline::run`] and [`PyPreAggregator::apply`]
-/// use it, and hand the array to Python only after `Pipeline::run_into` or
-/// `PreAggregator::apply_into` succeeded, each of which writes every element; on an error the
-/// array is dropped unseen. Any bit pattern is a valid `f32`.
+/// the output, page faults on fresh pages). Only [`filled`] uses it (for
+/// [`PyPipeline::run`] and [`PyPreAggregator::apply`]), and hands the array to Python only after
+/// `Pipeline::run_into` or `PreAggregator::apply_into` succeeded, each of which writes every
+/// element; on an error the array is dropped unseen. Any bit pattern is a valid `f32`.
 #[allow(unsafe_code)]
 fn uninit_vector(py: Python<'_>, d: usize) -> Bound<'_, PyArray1<f32>> {
     // SAFETY: see above; the array is C-contiguous, owned by NumPy, of length `d`.
     unsafe { PyArray1::<f32>::new(py, [d], false) }
+}
+
+/// A new float32 NumPy vector of length `len`, filled by `fill` without the GIL: results are
+/// written straight into the array Python receives (no copy, no zeroing).
+fn filled<'py>(
+    py: Python<'py>,
+    len: usize,
+    fill: impl FnOnce(&mut [f32]) -> Result<(), Error> + Send,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let out = uninit_vector(py, len);
+    {
+        let mut guard = out.readwrite();
+        let buf = guard
+            .as_slice_mut()
+            .map_err(|_| error("output not contiguous (a bug)"))?;
+        py.detach(|| fill(buf)).map_err(error)?;
+    }
+    Ok(out)
 }
 
 /// One pre-aggregator on its own: `n` vectors in, `output_len(n)` out.
@@ -198,18 +207,8 @@ impl PyPreAggregator {
         let (rows, d) = matrix(&x)?;
         let s = submissions(&rows, d)?;
         let m = self.inner.output_len(s.n()).map_err(error)?;
-        // Written straight into a new NumPy array, as for a rule's result.
-        let out = uninit_vector(py, m * d);
-        {
-            let mut guard = out.readwrite();
-            let buf = guard
-                .as_slice_mut()
-                .map_err(|_| error("output not contiguous (a bug)"))?;
-            let (inner, rng) = (&mut self.inner, &mut self.rng);
-            py.detach(|| inner.apply_into(&s, buf, rng))
-                .map_err(error)?;
-        }
-        out.reshape([m, d])
+        let (inner, rng) = (&mut self.inner, &mut self.rng);
+        filled(py, m * d, |buf| inner.apply_into(&s, buf, rng))?.reshape([m, d])
     }
 
     /// Times the kernel alone, inside Rust: `repeats` applications to `x` into one warm output

@@ -25,6 +25,21 @@ pub struct Submissions<'a> {
     data: Cow<'a, [f32]>,
 }
 
+/// The rows in a flat buffer of `len` values of dimension `dim`; an error unless that is a
+/// nonzero whole number of nonempty rows.
+fn whole_rows(len: usize, dim: usize) -> Result<usize, Error> {
+    if dim == 0 {
+        return Err(Error::ZeroDimension);
+    }
+    if len == 0 {
+        return Err(Error::Empty);
+    }
+    if !len.is_multiple_of(dim) {
+        return Err(Error::NotWholeRows { len, dim });
+    }
+    Ok(len / dim)
+}
+
 impl Submissions<'static> {
     /// Builds from rows of equal length. Errors on no rows, empty rows or ragged rows.
     pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Result<Self, Error> {
@@ -53,20 +68,8 @@ impl Submissions<'static> {
 
     /// Wraps a row-major buffer of `data.len() / dim` rows.
     pub fn from_flat(data: Vec<f32>, dim: usize) -> Result<Self, Error> {
-        if dim == 0 {
-            return Err(Error::ZeroDimension);
-        }
-        if data.is_empty() {
-            return Err(Error::Empty);
-        }
-        if !data.len().is_multiple_of(dim) {
-            return Err(Error::NotWholeRows {
-                len: data.len(),
-                dim,
-            });
-        }
         Ok(Self {
-            n: data.len() / dim,
+            n: whole_rows(data.len(), dim)?,
             dim,
             data: Cow::Owned(data),
         })
@@ -93,20 +96,8 @@ impl<'a> Submissions<'a> {
     /// # Ok::<(), byzadam_robust::Error>(())
     /// ```
     pub fn borrowed(data: &'a [f32], dim: usize) -> Result<Self, Error> {
-        if dim == 0 {
-            return Err(Error::ZeroDimension);
-        }
-        if data.is_empty() {
-            return Err(Error::Empty);
-        }
-        if !data.len().is_multiple_of(dim) {
-            return Err(Error::NotWholeRows {
-                len: data.len(),
-                dim,
-            });
-        }
         Ok(Self {
-            n: data.len() / dim,
+            n: whole_rows(data.len(), dim)?,
             dim,
             data: Cow::Borrowed(data),
         })
