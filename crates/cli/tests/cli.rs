@@ -46,7 +46,7 @@ fn aggregate_of_the_shipped_example_matches_the_library() {
         "5",
     ]);
     let s = byzadam_cli::matrix_io::read(&example).unwrap();
-    let expected = TrimmedMean { f: 5 }.aggregate(&s).unwrap();
+    let expected = TrimmedMean::new(5).aggregate(&s).unwrap();
     let got: Vec<f32> = got
         .as_array()
         .unwrap()

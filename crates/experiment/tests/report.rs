@@ -42,7 +42,7 @@ fn avg() -> AggregatorConfig {
     AggregatorConfig::Average(Average {})
 }
 fn cwtm() -> AggregatorConfig {
-    AggregatorConfig::TrimmedMean(TrimmedMean { f: 5 })
+    AggregatorConfig::TrimmedMean(TrimmedMean::new(5))
 }
 fn cwm() -> AggregatorConfig {
     AggregatorConfig::Median(Median {})

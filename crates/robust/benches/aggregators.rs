@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
         });
         let rules: Vec<Box<dyn Aggregator>> = vec![
             Box::new(Average {}),
-            Box::new(TrimmedMean { f: F }),
+            Box::new(TrimmedMean::new(F)),
             Box::new(Median {}),
             Box::new(MeanAroundMedian { f: F }),
             Box::new(MinimumDiameterAveraging::new(F)),
@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
             });
         }
         let mut mixed = Submissions::default();
-        let mut nnm = NearestNeighborMixing { f: F };
+        let mut nnm = NearestNeighborMixing::new(F);
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
         group.bench_function("nearest_neighbor_mixing", |b| {
             b.iter(|| nnm.apply(&s, &mut mixed, &mut rng).unwrap())

@@ -3,7 +3,7 @@
 //! ```
 //! # use byzadam_robust::{AggregatorConfig, aggregators::TrimmedMean};
 //! let cfg: AggregatorConfig = serde_json::from_str(r#"{"name": "cwtm", "f": 2}"#).unwrap();
-//! assert_eq!(cfg, AggregatorConfig::TrimmedMean(TrimmedMean { f: 2 }));
+//! assert_eq!(cfg, AggregatorConfig::TrimmedMean(TrimmedMean::new(2)));
 //! // A misspelled key is an error, never a silent default.
 //! assert!(serde_json::from_str::<AggregatorConfig>(r#"{"name": "cwtm", "F": 2}"#).is_err());
 //! ```
@@ -71,6 +71,7 @@ registry! {
         Median(Median) = "median", aliases ["cwm", "coordinate_wise_median"];
         MeanAroundMedian(MeanAroundMedian) = "mean_around_median", aliases ["meamed"];
         MinimumDiameterAveraging(MinimumDiameterAveraging) = "minimum_diameter_averaging", aliases ["mda"];
+        LargestDistanceFilter(LargestDistanceFilter) = "largest_distance_filter";
         Krum(Krum) = "krum";
         MultiKrum(MultiKrum) = "multi_krum", aliases ["multikrum"];
         GeometricMedian(GeometricMedian) = "geometric_median", aliases ["gm", "rfa"];

@@ -13,7 +13,7 @@
 //! let s = Submissions::from_rows(&[
 //!     [1.0, 1.0], [1.2, 0.8], [0.8, 1.2], [f32::INFINITY, f32::INFINITY],
 //! ])?;
-//! let mut rule = TrimmedMean { f: 1 };
+//! let mut rule = TrimmedMean::new(1);
 //! let out = rule.aggregate(&s)?;
 //! assert!(out.iter().all(|x| x.is_finite()));
 //! # Ok::<(), byzadam_robust::Error>(())

@@ -11,8 +11,8 @@ use crate::{Aggregator, Error, PreAggregator, Submissions};
 /// # use byzadam_robust::{aggregators::TrimmedMean, preaggregators::NearestNeighborMixing, Pipeline, Submissions};
 /// # use rand::SeedableRng;
 /// let mut server = Pipeline::new(
-///     vec![Box::new(NearestNeighborMixing { f: 1 })],
-///     Box::new(TrimmedMean { f: 1 }),
+///     vec![Box::new(NearestNeighborMixing::new(1))],
+///     Box::new(TrimmedMean::new(1)),
 /// );
 /// let s = Submissions::from_rows(&[[0.0], [1.0], [2.0], [1e6]])?;
 /// let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);

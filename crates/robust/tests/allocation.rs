@@ -54,7 +54,7 @@ fn rounds() {
     let mut out = vec![0.0f32; dim];
     let rules: Vec<Box<dyn Aggregator>> = vec![
         Box::new(Average {}),
-        Box::new(TrimmedMean { f: 5 }),
+        Box::new(TrimmedMean::new(5)),
         Box::new(Median {}),
         Box::new(MeanAroundMedian { f: 5 }),
         Box::new(MinimumDiameterAveraging::new(5)),
@@ -84,8 +84,8 @@ fn rounds() {
         );
     }
     let mut server = Pipeline::new(
-        vec![Box::new(NearestNeighborMixing { f: 5 })],
-        Box::new(TrimmedMean { f: 5 }),
+        vec![Box::new(NearestNeighborMixing::new(5))],
+        Box::new(TrimmedMean::new(5)),
     );
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
     for _ in 0..3 {

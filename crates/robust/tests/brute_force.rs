@@ -74,7 +74,7 @@ proptest! {
         let s = Submissions::from_rows(&rows).unwrap();
         let f = if n > 1 { f_seed % n.div_ceil(2) } else { 0 };
         let f = if 2 * f >= n { (n - 1) / 2 } else { f };
-        let tm = TrimmedMean { f }.aggregate(&s).unwrap();
+        let tm = TrimmedMean::new(f).aggregate(&s).unwrap();
         let med = Median {}.aggregate(&s).unwrap();
         let (mut tm_twin, mut med_twin) = (vec![], vec![]);
         for c in 0..dim {
@@ -158,7 +158,7 @@ proptest! {
         let k = n - f;
         let s = Submissions::from_rows(&rows).unwrap();
         let mut out = Submissions::default();
-        NearestNeighborMixing { f }.apply(&s, &mut out, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
+        NearestNeighborMixing::new(f).apply(&s, &mut out, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
         let dim = rows[0].len();
         for i in 0..n {
             let mut others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
@@ -182,7 +182,7 @@ fn large_dimensions_cross_chunk_boundaries() {
         .map(|_| (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect())
         .collect();
     let s = Submissions::from_rows(&rows).unwrap();
-    let tm = TrimmedMean { f: 2 }.aggregate(&s).unwrap();
+    let tm = TrimmedMean::new(2).aggregate(&s).unwrap();
     for c in [0, 63, 64, 8191, 8192, 8193, dim - 1] {
         let col = column(&rows, c);
         assert_eq!(tm[c], mean64(&col[2..5]), "coordinate {c}");

@@ -41,9 +41,9 @@ fn every_rule_gives_the_same_bits_with_one_and_two_threads() {
         in_pool(threads, || {
             let pre: Vec<Box<dyn PreAggregator>> = vec![
                 Box::new(Bucketing { s: 2 }),
-                Box::new(NearestNeighborMixing { f: 2 }),
+                Box::new(NearestNeighborMixing::new(2)),
             ];
-            let mut server = Pipeline::new(pre, Box::new(TrimmedMean { f: 2 }));
+            let mut server = Pipeline::new(pre, Box::new(TrimmedMean::new(2)));
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
             server.run(&x, &mut rng).unwrap()
         })

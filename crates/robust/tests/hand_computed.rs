@@ -29,8 +29,8 @@ fn trimmed_mean_ignores_f_outliers_per_coordinate() -> Result<(), Error> {
         [-100.0, 4.0],
         [3.0, 6.0],
     ]);
-    assert_eq!(TrimmedMean { f: 1 }.aggregate(&x)?, [2.0, 5.0]);
-    assert_eq!(TrimmedMean { f: 2 }.aggregate(&x)?, [2.0, 5.0]);
+    assert_eq!(TrimmedMean::new(1).aggregate(&x)?, [2.0, 5.0]);
+    assert_eq!(TrimmedMean::new(2).aggregate(&x)?, [2.0, 5.0]);
     Ok(())
 }
 
@@ -144,7 +144,7 @@ fn robust_rules_survive_f_non_finite_vectors() -> Result<(), Error> {
             let x = Submissions::from_rows(&rows)?;
             let n = x.n();
             let rules: Vec<Box<dyn Aggregator>> = vec![
-                Box::new(TrimmedMean { f }),
+                Box::new(TrimmedMean::new(f)),
                 Box::new(Median {}),
                 Box::new(MeanAroundMedian { f }),
                 Box::new(MinimumDiameterAveraging::new(f)),
@@ -170,11 +170,11 @@ fn robust_rules_survive_f_non_finite_vectors() -> Result<(), Error> {
             }
             // Through the pre-aggregators too.
             for pre in [
-                Box::new(NearestNeighborMixing { f }) as Box<dyn PreAggregator>,
+                Box::new(NearestNeighborMixing::new(f)) as Box<dyn PreAggregator>,
                 Box::new(StaticClipping { c: 1.0 }),
                 Box::new(AdaptiveRobustClipping { f }),
             ] {
-                let mut server = Pipeline::new(vec![pre], Box::new(TrimmedMean { f }));
+                let mut server = Pipeline::new(vec![pre], Box::new(TrimmedMean::new(f)));
                 let out = server.run(&x, &mut rng())?;
                 assert!(
                     out.iter().all(|v| v.is_finite()),
@@ -193,7 +193,7 @@ fn robust_rules_survive_f_non_finite_vectors() -> Result<(), Error> {
 fn requirements_fail_with_typed_errors_not_panics() {
     let x = s(&[[1.0], [2.0], [3.0], [4.0]]);
     assert!(matches!(
-        TrimmedMean { f: 2 }.aggregate(&x),
+        TrimmedMean::new(2).aggregate(&x),
         Err(Error::TooFewInputs { n: 4, f: 2, .. })
     ));
     assert!(matches!(
@@ -303,7 +303,7 @@ fn optimal_attacks_do_at_least_as_much_damage_as_their_starting_factor() -> Resu
         .map(|_| (0..20).map(|_| r.gen_range(-1.0..1.0)).collect())
         .collect();
     let honest = Submissions::from_rows(&honest)?;
-    let server = Pipeline::new(vec![], Box::new(TrimmedMean { f: 5 }));
+    let server = Pipeline::new(vec![], Box::new(TrimmedMean::new(5)));
     let ctx = AttackContext {
         n: 15,
         byzantine: 5,
@@ -357,7 +357,7 @@ fn apply_into_a_slice_equals_apply_for_every_preaggregator() {
     rows[2][1] = f32::INFINITY;
     let s = Submissions::from_rows(&rows).unwrap();
     let all: Vec<Box<dyn PreAggregator>> = vec![
-        Box::new(NearestNeighborMixing { f: 2 }),
+        Box::new(NearestNeighborMixing::new(2)),
         Box::new(Bucketing { s: 3 }),
         Box::new(StaticClipping { c: 1.5 }),
         Box::new(AdaptiveRobustClipping { f: 2 }),

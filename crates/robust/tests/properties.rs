@@ -52,7 +52,7 @@ proptest! {
             }
         }
         let mut mixed = Submissions::default();
-        NearestNeighborMixing { f: n / 2 }.apply(&s, &mut mixed, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
+        NearestNeighborMixing::new(n / 2).apply(&s, &mut mixed, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0)).unwrap();
         // NNM sums in f32 (see `mix_chunk_generic`): equal up to the rounding of k additions.
         prop_assert!(mixed.rows().all(|r| close(r, &v, 1e-6)));
     }
@@ -60,7 +60,7 @@ proptest! {
     #[test]
     fn trimmed_mean_with_f_zero_is_the_average(rows in matrix(12, 16)) {
         let s = Submissions::from_rows(&rows).unwrap();
-        let (tm, avg) = (TrimmedMean { f: 0 }.aggregate(&s).unwrap(), Average {}.aggregate(&s).unwrap());
+        let (tm, avg) = (TrimmedMean::new(0).aggregate(&s).unwrap(), Average {}.aggregate(&s).unwrap());
         // Both sum in f64 and round once to f32; only the order of the f64 sum differs.
         for (a, b) in tm.iter().zip(&avg) {
             prop_assert!((a - b).abs() <= f32::EPSILON * b.abs().max(1e-30) * 2.0, "{} vs {}", a, b);
@@ -85,7 +85,7 @@ proptest! {
             rows.push((0..dim).map(|c| bad[(k * dim + c) % bad.len()]).collect());
         }
         let s = Submissions::from_rows(&rows).unwrap();
-        for mut rule in [Box::new(TrimmedMean { f }) as Box<dyn Aggregator>, Box::new(Median {})] {
+        for mut rule in [Box::new(TrimmedMean::new(f)) as Box<dyn Aggregator>, Box::new(Median {})] {
             let out = rule.aggregate(&s).unwrap();
             for c in 0..dim {
                 let lo = honest.iter().map(|r| r[c]).fold(f32::INFINITY, f32::min);
@@ -128,7 +128,7 @@ proptest! {
         let nf = (n - f) as f64;
         let shrink = (2.0 * nf.sqrt()).min((dim as f64).sqrt());
         let cases: Vec<(Box<dyn Aggregator>, f64)> = vec![
-            (Box::new(TrimmedMean { f }), f as f64 / nf * shrink),
+            (Box::new(TrimmedMean::new(f)), f as f64 / nf * shrink),
             (Box::new(Median {}), n as f64 / (2.0 * nf) * shrink),
             (Box::new(MeanAroundMedian { f }), 2.0 * f as f64 / nf * shrink),
             (Box::new(MinimumDiameterAveraging::new(f)), 2.0 * f as f64 / nf),

@@ -70,7 +70,7 @@ impl Default for RunConfig {
                 eps: 1e-8,
             },
             preaggregators: Vec::new(),
-            aggregator: AggregatorConfig::TrimmedMean(TrimmedMean { f: 5 }),
+            aggregator: AggregatorConfig::TrimmedMean(TrimmedMean::new(5)),
             attack: Some(AttackConfig::Little(Little::default())),
             gradient: GradientPolicy::default(),
             seed: 0,

@@ -184,7 +184,7 @@ fn infinity_breaks_averaging_but_not_the_trimmed_mean() {
     let (_, tm) = run(
         quick(
             sgd(),
-            AggregatorConfig::TrimmedMean(TrimmedMean { f: 5 }),
+            AggregatorConfig::TrimmedMean(TrimmedMean::new(5)),
             inf(),
             60,
         ),

@@ -58,7 +58,7 @@ fn kernels(n: usize, f: usize, dim: usize) -> Vec<Kernel> {
     }];
     let rules: Vec<(Box<dyn Aggregator>, Baseline)> = vec![
         (Box::new(Average {}), Baseline::None),
-        (Box::new(TrimmedMean { f }), Baseline::Average),
+        (Box::new(TrimmedMean::new(f)), Baseline::Average),
         (Box::new(Median {}), Baseline::Average),
         (Box::new(MeanAroundMedian { f }), Baseline::Average),
         (
@@ -82,7 +82,7 @@ fn kernels(n: usize, f: usize, dim: usize) -> Vec<Kernel> {
         name: "nearest_neighbor_mixing",
         baseline: Baseline::Distances,
         run: Box::new(move |s| {
-            NearestNeighborMixing { f }
+            NearestNeighborMixing::new(f)
                 .apply(s, &mut mixed, &mut rng)
                 .expect("valid input");
         }),

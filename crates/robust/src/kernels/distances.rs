@@ -177,3 +177,58 @@ pub(crate) fn sq_norms(s: &Submissions, out: &mut [f64]) {
         }
     });
 }
+
+/// Checks that `segments` (lengths of consecutive coordinate ranges) cover exactly `dim`
+/// coordinates, none empty; an empty list is one segment of the whole vector.
+pub(crate) fn check_segments(
+    rule: &'static str,
+    segments: &[usize],
+    dim: usize,
+) -> Result<(), crate::Error> {
+    let total: usize = segments.iter().sum();
+    if segments.contains(&0) || (!segments.is_empty() && total != dim) {
+        return Err(crate::Error::InvalidParameter {
+            rule,
+            name: "segments",
+            reason: format!(
+                "segment lengths must be ≥ 1 and sum to the dimension {dim}, got {} segments summing to {total}",
+                segments.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Fills `d` (`n × n`, row-major) with `Σ_s ‖x_i[s] − x_j[s]‖`: the L2 distances over each
+/// segment (consecutive coordinate ranges of the given lengths, one segment of the whole
+/// vector when `segments` is empty), summed. This is the thesis's code's distance (its MDA
+/// and NNM sum `torch.norm` over the model's parameter tensors). Unlike [`pairwise_sq`], an
+/// undefined distance stays NaN (`∞ − ∞`), as in that code; the diagonal is `‖x_i − x_i‖`,
+/// so NaN for a row holding an infinity. `segments` must have passed [`check_segments`].
+pub(crate) fn segment_sums(s: &Submissions, segments: &[usize], d: &mut [f64]) {
+    let (n, dim) = (s.n(), s.dim());
+    debug_assert_eq!(d.len(), n * n);
+    let whole = [dim];
+    let segments = if segments.is_empty() { &whole[..] } else { segments };
+    let rows = s.as_flat();
+    d.par_chunks_mut(n).enumerate().for_each(|(i, out)| {
+        let a = &rows[i * dim..(i + 1) * dim];
+        for (j, o) in out.iter_mut().enumerate() {
+            let b = &rows[j * dim..(j + 1) * dim];
+            let mut total = 0f64;
+            let mut at = 0;
+            for &len in segments {
+                let mut sq = 0f64;
+                let mut s0 = at;
+                while s0 < at + len {
+                    let s1 = (s0 + SUB).min(at + len);
+                    sq += sq_dist(&a[s0..s1], &b[s0..s1]) as f64;
+                    s0 = s1;
+                }
+                total += sq.sqrt();
+                at += len;
+            }
+            *o = total;
+        }
+    });
+}

@@ -69,3 +69,13 @@ mod tests {
         }
     }
 }
+
+/// `total_cmp` on non-NaN values, with every NaN (either sign) after `+∞` and equal to every
+/// other NaN: NumPy's and PyTorch's sort order, which the thesis's code relies on.
+#[inline(always)]
+pub(crate) fn nan_last_cmp(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) => a.total_cmp(&b),
+        (x, y) => x.cmp(&y),
+    }
+}

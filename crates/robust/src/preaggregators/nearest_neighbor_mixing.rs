@@ -1,5 +1,6 @@
 use super::PreAggregator;
 use crate::kernels::columns::for_each_column_chunk;
+use crate::kernels::order::nan_last_cmp;
 use crate::kernels::{distances, scratch, simd};
 use crate::{require, Error, Submissions};
 use serde::{Deserialize, Serialize};
@@ -9,13 +10,22 @@ use serde::{Deserialize, Serialize};
 /// (Allouah, Farhadkhani, Guerraoui, Gupta, Pinot & Stephan, "Fixing by mixing: a recipe for
 /// optimal Byzantine ML under heterogeneity", AISTATS 2023; the thesis's Algorithm 16.)
 ///
+/// With `segments` (lengths of consecutive coordinate ranges summing to the dimension, e.g. a
+/// model's parameter tensors) the distance is the thesis's code's (`preaggregation.py`,
+/// `nnm`): the sum over segments of their L2 distances, and each row's neighbours are its
+/// `n − f` nearest rows by that distance, itself included only by its distance (0, or NaN for
+/// a row holding an infinity), NaN distances last, ties by index, as that code's `argsort`
+/// orders them. A row of infinities is then at distance `∞` from every finite row and NaN from
+/// itself: its neighbourhood is the first `n − f` finite rows by index (when there are that
+/// many), so it is replaced by their average.
+///
 /// ```
 /// # use byzadam_robust::{preaggregators::NearestNeighborMixing, PreAggregator, Submissions};
 /// # use rand::SeedableRng;
 /// let s = Submissions::from_rows(&[[0.0], [1.0], [3.0], [100.0]])?;
 /// let mut out = Submissions::default();
 /// let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-/// NearestNeighborMixing { f: 1 }.apply(&s, &mut out, &mut rng)?;
+/// NearestNeighborMixing::new(1).apply(&s, &mut out, &mut rng)?;
 /// assert_eq!(out.as_flat(), &[4.0 / 3.0, 4.0 / 3.0, 4.0 / 3.0, 104.0 / 3.0]);
 /// # Ok::<(), byzadam_robust::Error>(())
 /// ```
@@ -25,6 +35,36 @@ use serde::{Deserialize, Serialize};
 pub struct NearestNeighborMixing {
     /// Number of Byzantine inputs tolerated; each output averages `n − f` inputs.
     pub f: usize,
+    /// Lengths of the coordinate segments whose L2 distances are summed (default: none, the
+    /// plain L2 distance, every row its own first neighbour).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<usize>,
+}
+
+impl NearestNeighborMixing {
+    /// Over the whole vector (no segments).
+    pub fn new(f: usize) -> Self {
+        Self {
+            f,
+            segments: Vec::new(),
+        }
+    }
+}
+
+/// For each row `i`, its `k` nearest rows by `d` (NaN last, ties by index; the row itself
+/// only by its own distance) into `nbrs[i*k..(i+1)*k]`, sorted by index.
+fn segment_neighbourhoods(d: &[f64], n: usize, k: usize, nbrs: &mut [usize]) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        let row = &d[i * n..(i + 1) * n];
+        for (j, o) in idx.iter_mut().enumerate() {
+            *o = j;
+        }
+        idx.sort_unstable_by(|&a, &b| nan_last_cmp(row[a], row[b]).then(a.cmp(&b)));
+        let dst = &mut nbrs[i * k..(i + 1) * k];
+        dst.copy_from_slice(&idx[..k]);
+        dst.sort_unstable();
+    }
 }
 
 /// For each row `i`, its `k` nearest rows (itself first) into `nbrs[i*k..(i+1)*k]`, sorted
@@ -72,10 +112,20 @@ impl PreAggregator for NearestNeighborMixing {
         super::precheck(self, input, out)?;
         let (n, dim) = (input.n(), input.dim());
         let k = n - self.f;
+        distances::check_segments(self.name(), &self.segments, dim)?;
+        let segmented = !self.segments.is_empty();
         scratch::with_f64_b(n * n, |d2| {
-            distances::pairwise_sq(input, d2);
+            if segmented {
+                distances::segment_sums(input, &self.segments, d2);
+            } else {
+                distances::pairwise_sq(input, d2);
+            }
             scratch::with_usize(n * k, |nbrs| {
-                neighbourhoods(d2, n, k, nbrs);
+                if segmented {
+                    segment_neighbourhoods(d2, n, k, nbrs);
+                } else {
+                    neighbourhoods(d2, n, k, nbrs);
+                }
                 let nbrs = &*nbrs;
                 let data = input.as_flat();
                 for_each_column_chunk(out, dim, &|c0, rows| {

@@ -12,7 +12,7 @@ pub fn all_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
     let f_subsets = f_half.min(3);
     let mut rules: Vec<Box<dyn Aggregator>> = vec![
         Box::new(Average {}),
-        Box::new(TrimmedMean { f: f_half }),
+        Box::new(TrimmedMean::new(f_half)),
         Box::new(Median {}),
         Box::new(MeanAroundMedian { f: f_half }),
         Box::new(MinimumDiameterAveraging::new(f_subsets)),
