@@ -31,6 +31,7 @@ fn the_four_thesis_grids_have_the_thesis_settings() {
     let inverse = Schedule::InverseStep {
         initial: 0.75,
         every: 50,
+        lag: 0,
     };
     let c = |v: f64| Schedule::Constant { value: v };
     for (file, workers, byz, batch, rounds, pre, sgd, resam) in [

@@ -27,8 +27,8 @@ mod trunk;
 mod winograd;
 
 pub use cpu::fast_paths;
-pub use gradient_policy::GradientPolicy;
-pub use layers::{LayerSpec, Shape};
+pub use gradient_policy::{GradientOrder, GradientPolicy};
+pub use layers::{Head, LayerSpec, Shape};
 pub use network::{Evaluation, Network};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@
 use crate::cpu;
 use crate::gemm::Pack;
 use crate::layers::{
-    batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Layer, LayerSpec,
+    batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer, LayerSpec,
     Shape,
 };
 use crate::trunk::{self, Lanes};
@@ -52,6 +52,8 @@ pub struct Network {
     /// Whether evaluation runs the network's trunk sixteen images abreast (see [`trunk`]; on
     /// by default, off only to compare it with the per-image path).
     lanes: bool,
+    /// What the last layer's outputs feed into the loss (default cross-entropy on logits).
+    head: Head,
     ws: Workspace,
 }
 
@@ -106,6 +108,7 @@ impl Network {
             num_state: s,
             winograd: true,
             lanes: true,
+            head: Head::default(),
             ws: Workspace::default(),
         }
     }
@@ -117,6 +120,16 @@ impl Network {
     pub fn set_winograd(&mut self, on: bool) {
         self.winograd = on;
         self.ws = Workspace::default();
+    }
+
+    /// Sets what the last layer's outputs feed into the loss, in training and evaluation.
+    pub fn set_head(&mut self, head: Head) {
+        self.head = head;
+    }
+
+    /// What the last layer's outputs feed into the loss.
+    pub fn head(&self) -> Head {
+        self.head
     }
 
     /// Turns evaluation sixteen images abreast off (every layer image by image, as in
@@ -401,7 +414,8 @@ impl Network {
     /// Summed cross-entropy of `labels` under the logits of the last forward pass, and the
     /// correct predictions; writes `d mean loss / d logits` into `grad` when given.
     fn cross_entropy(&self, labels: &[u8], grad: Option<&mut [f32]>) -> (f64, usize) {
-        loss::cross_entropy(&self.ws.acts[self.layers.len()], self.classes, labels, grad)
+        let logits = &self.ws.acts[self.layers.len()];
+        loss::loss(self.head, logits, self.classes, labels, grad)
     }
 
     fn load_input(&mut self, images: &[f32], batch: usize) {

@@ -206,3 +206,12 @@ fn whole_models() {
         2,
     );
 }
+
+/// The thesis's code's head (softmax output, then a cross-entropy that applies softmax again),
+/// through the whole MNIST CNN.
+#[test]
+fn the_softmax_then_cross_entropy_head_through_the_mnist_cnn() {
+    let mut net = ModelKind::MnistCnn.build();
+    net.set_head(byzadam_model::Head::SoftmaxThenCrossEntropy);
+    check("mnist cnn, softmax then cross-entropy", net, 3);
+}

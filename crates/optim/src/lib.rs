@@ -40,13 +40,18 @@ pub enum Schedule {
         /// The learning rate.
         value: f64,
     },
-    /// `α_t = initial / (1 + ⌊(t − 1) / every⌋)`: the thesis's heterogeneous runs use
-    /// `0.75 / (1 + ⌊t/50⌋)` (its `t` counts from 0).
+    /// `α_t = initial / (1 + ⌊max(t − 1 − lag, 0) / every⌋)`: the thesis's heterogeneous
+    /// runs use `0.75 / (1 + ⌊t/50⌋)` (its `t` counts from 0).
     InverseStep {
         /// `α` at the first round.
         initial: f64,
         /// Rounds between decreases (`k ≥ 1`).
         every: u64,
+        /// Rounds by which every decrease comes late (default 0). The thesis's code sets the
+        /// rate *after* round `r`'s update (`main.py`: `lr = max_lr/(1 + floor(r/50))` at the
+        /// end of round `r`, from 0), so round `t` (from 1) uses `⌊(t − 2)/50⌋`: `lag = 1`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lag: u64,
     },
 }
 
@@ -63,7 +68,7 @@ impl Schedule {
         };
         match *self {
             Self::Constant { value } => positive("lr.value", value),
-            Self::InverseStep { initial, every } => {
+            Self::InverseStep { initial, every, .. } => {
                 positive("lr.initial", initial)?;
                 if every == 0 {
                     return Err(("lr.every", "must be at least 1, got 0".into()));
@@ -77,15 +82,20 @@ impl Schedule {
     ///
     /// ```
     /// use byzadam_optim::Schedule;
-    /// let s = Schedule::InverseStep { initial: 0.75, every: 50 };
+    /// let s = Schedule::InverseStep { initial: 0.75, every: 50, lag: 0 };
     /// assert_eq!((s.at(1), s.at(50), s.at(51), s.at(101)), (0.75, 0.75, 0.375, 0.25));
+    /// // The thesis's code: each decrease one round late.
+    /// let s = Schedule::InverseStep { initial: 0.75, every: 50, lag: 1 };
+    /// assert_eq!((s.at(1), s.at(51), s.at(52), s.at(102)), (0.75, 0.75, 0.375, 0.25));
     /// ```
     pub fn at(&self, t: u64) -> f32 {
         let lr = match *self {
             Self::Constant { value } => value,
-            Self::InverseStep { initial, every } => {
-                initial / (1 + (t.max(1) - 1) / every.max(1)) as f64
-            }
+            Self::InverseStep {
+                initial,
+                every,
+                lag,
+            } => initial / (1 + t.saturating_sub(1 + lag) / every.max(1)) as f64,
         };
         lr as f32
     }
@@ -159,7 +169,31 @@ pub enum Optimizer {
         /// Protection against a negative `v*` (none by default, as in the thesis).
         #[serde(default)]
         guard: Option<MraGuard>,
+        /// Where the server adds `ε`: `inside_sqrt` (default; `m*/√(v* + ε)`, the text's
+        /// Algorithm 20) or `outside_sqrt` (`m*/(√v* + ε)`, the thesis's code: `main.py`
+        /// takes `_foreach_sqrt` of the aggregated `v̂`, then adds `eps`).
+        #[serde(default, skip_serializing_if = "is_inside")]
+        eps_placement: EpsPlacement,
     },
+}
+
+/// Where MRA's server adds `ε` to the aggregated second moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpsPlacement {
+    /// `m*/√(v* + ε)`.
+    #[default]
+    InsideSqrt,
+    /// `m*/(√v* + ε)`.
+    OutsideSqrt,
+}
+
+fn is_inside(e: &EpsPlacement) -> bool {
+    *e == EpsPlacement::InsideSqrt
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 fn default_eps() -> f64 {
@@ -327,7 +361,12 @@ impl Optimizer {
                     *p -= lr * u;
                 }
             }
-            Self::Mra { eps, guard, .. } => {
+            Self::Mra {
+                eps,
+                guard,
+                eps_placement,
+                ..
+            } => {
                 let eps = eps as f32;
                 for ((p, &m), &v) in params.iter_mut().zip(aggregated[0]).zip(aggregated[1]) {
                     let v = match guard {
@@ -335,7 +374,10 @@ impl Optimizer {
                         Some(MraGuard::AdamBound) => v.max(m * m),
                         None => v,
                     };
-                    *p -= lr * m / (v + eps).sqrt();
+                    *p -= lr * match eps_placement {
+                        EpsPlacement::InsideSqrt => m / (v + eps).sqrt(),
+                        EpsPlacement::OutsideSqrt => m / (v.sqrt() + eps),
+                    };
                 }
             }
         }

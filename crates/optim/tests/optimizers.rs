@@ -1,6 +1,6 @@
 //! The optimizers against hand-computed values and against their textbook special cases.
 
-use byzadam_optim::{MraGuard, Optimizer, Schedule};
+use byzadam_optim::{EpsPlacement, MraGuard, Optimizer, Schedule};
 
 fn constant(value: f64) -> Schedule {
     Schedule::Constant { value }
@@ -53,6 +53,7 @@ fn mra_sends_both_bias_corrected_moments() {
         beta2: 0.99,
         eps: 0.0,
         guard: None,
+        eps_placement: Default::default(),
     };
     let mut s = opt.worker_state(1);
     let msg = send(&opt, &mut s, &[2.0]);
@@ -144,6 +145,7 @@ fn mra_collapses_to_nan_under_sign_flip_with_averaging_and_the_guards_prevent_it
             beta2: 0.999,
             eps: 1e-8,
             guard,
+            eps_placement: Default::default(),
         };
         let mut s = opt.worker_state(2);
         let msg = send(&opt, &mut s, &honest);
@@ -193,4 +195,36 @@ fn configs_name_their_optimizer_and_reject_unknown_keys() {
     }
     .check()
     .is_err_and(|(field, _)| field == "beta"));
+}
+
+#[test]
+fn mra_eps_inside_or_outside_the_square_root_by_hand() {
+    // m* = 0.5, v* = 0.16, ε = 0.09, α = 1: inside 0.5/√0.25 = 1; outside 0.5/(0.4 + 0.09).
+    let step = |placement| {
+        let opt = Optimizer::Mra {
+            lr: constant(1.0),
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 0.09,
+            guard: None,
+            eps_placement: placement,
+        };
+        let mut theta = vec![0.0f32];
+        opt.server_step(1, &mut theta, &[&[0.5], &[0.16]]);
+        theta[0]
+    };
+    assert!((step(EpsPlacement::InsideSqrt) + 1.0).abs() < 1e-6);
+    assert!((step(EpsPlacement::OutsideSqrt) + 0.5 / 0.49).abs() < 1e-6);
+    // The default is the text's, and is not written out (configs keep their run ids).
+    let opt: Optimizer = serde_json::from_str(r#"{"name": "mra"}"#).unwrap();
+    assert!(!serde_json::to_string(&opt).unwrap().contains("eps_placement"));
+    let code: Optimizer =
+        serde_json::from_str(r#"{"name": "mra", "eps_placement": "outside_sqrt"}"#).unwrap();
+    assert!(matches!(
+        code,
+        Optimizer::Mra {
+            eps_placement: EpsPlacement::OutsideSqrt,
+            ..
+        }
+    ));
 }

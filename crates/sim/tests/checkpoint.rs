@@ -31,6 +31,7 @@ fn config() -> RunConfig {
             beta2: 0.999,
             eps: 1e-8,
             guard: None,
+            eps_placement: Default::default(),
         },
         preaggregators: vec![PreAggregatorConfig::Bucketing(Bucketing { s: 2 })],
         aggregator: AggregatorConfig::CenteredClipping(CenteredClipping::new(1.0, 2)),

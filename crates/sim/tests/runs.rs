@@ -149,6 +149,7 @@ fn every_optimizer_learns_mnist_without_attack() {
                 beta2: 0.999,
                 eps: 1e-8,
                 guard: None,
+                eps_placement: Default::default(),
             },
             60,
         ),
@@ -206,6 +207,7 @@ fn mra_collapses_under_sign_flip_with_averaging_and_its_guard_prevents_it() {
         beta2: 0.999,
         eps: 1e-8,
         guard,
+        eps_placement: Default::default(),
     };
     let flip = || Some(AttackConfig::SignFlip(SignFlip::default()));
     // 5 of 15 workers flip the sign of their m̂ and v̂: the average of v̂ can go negative.

@@ -242,7 +242,8 @@ fn an_optimizer_table_naming_its_variant_takes_the_documented_defaults() {
             beta1: 0.99,
             beta2: 0.999,
             eps: 1e-8,
-            guard: None
+            guard: None,
+            eps_placement: Default::default(),
         }
     );
     assert_eq!(

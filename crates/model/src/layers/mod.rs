@@ -12,4 +12,5 @@ pub(crate) mod relu;
 mod spec;
 
 pub(crate) use spec::{mask_fused, relu_fused, Layer};
+pub use loss::Head;
 pub use spec::{LayerSpec, Shape};
