@@ -23,6 +23,7 @@ mod error;
 mod files;
 pub mod partition;
 pub mod sampler;
+pub mod subsets;
 pub mod synthetic;
 
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};

@@ -18,6 +18,14 @@ pub enum Scheme {
         /// Samples of each class per worker.
         #[serde(default)]
         per_class: Option<usize>,
+        /// Which samples of a class go to which worker: `shuffled` (default; each class
+        /// shuffled with the data seed, then dealt) or `file_order` (the thesis's code,
+        /// `data_preparation.py`, `homogenous_data_preparation`: the first `per_class ×
+        /// workers` samples of each class in file order, cut into `workers` contiguous chunks;
+        /// each shard then lists its samples class by class, in file order, as that code's
+        /// lists do, which matters when workers share a shuffle: see `shared_first_shuffle`).
+        #[serde(default, skip_serializing_if = "is_shuffled")]
+        order: SampleOrder,
     },
     /// Uniformly random, sizes differing by at most one; every sample is used.
     Iid,
@@ -28,6 +36,24 @@ pub enum Scheme {
     Dirichlet {
         /// Concentration `α > 0`: small is heterogeneous, large is near-iid.
         alpha: f64,
+        /// Fewest samples any worker may get (default 1).
+        #[serde(default = "one")]
+        min_samples: usize,
+    },
+    /// The thesis's code's heterogeneous split (`data_preparation.py`,
+    /// `heterogenous_data_preparation`): each *worker* draws class proportions from
+    /// Dirichlet(α, …, α) over the classes; each class's column is normalised over the
+    /// workers, and worker `w` gets `round(share[w][c] × per_class)` samples of class `c`
+    /// (`per_class` defaults to the smallest class's count, 5,421 on MNIST, as that code's
+    /// `torch.min(count)`), taken from the class's samples shuffled with the data seed (the
+    /// code's own list-filling is missing from the published file). A draw that leaves a
+    /// worker with fewer than `min_samples` samples is redrawn, as for `dirichlet`.
+    DirichletPerWorker {
+        /// Concentration `α > 0`.
+        alpha: f64,
+        /// Samples of a class shared out over the workers (default: the smallest class's count).
+        #[serde(default)]
+        per_class: Option<usize>,
         /// Fewest samples any worker may get (default 1).
         #[serde(default = "one")]
         min_samples: usize,
@@ -47,6 +73,21 @@ fn one() -> usize {
     1
 }
 
+/// Which samples of a class a homogeneous split gives to which worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleOrder {
+    /// Each class shuffled with the data seed, then dealt.
+    #[default]
+    Shuffled,
+    /// Each class in file order, dealt in contiguous chunks.
+    FileOrder,
+}
+
+fn is_shuffled(o: &SampleOrder) -> bool {
+    *o == SampleOrder::Shuffled
+}
+
 impl Scheme {
     /// The scheme's name in configs: `homogeneous`, `iid`, `dirichlet`, `gamma_similarity` or
     /// `extreme`.
@@ -55,6 +96,7 @@ impl Scheme {
             Self::Homogeneous { .. } => "homogeneous",
             Self::Iid => "iid",
             Self::Dirichlet { .. } => "dirichlet",
+            Self::DirichletPerWorker { .. } => "dirichlet_per_worker",
             Self::GammaSimilarity { .. } => "gamma_similarity",
             Self::Extreme => "extreme",
         }
@@ -65,11 +107,20 @@ impl Scheme {
     /// wrong).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match *self {
-            Self::Homogeneous { per_class: Some(0) } => Err((
+            Self::Homogeneous {
+                per_class: Some(0),
+                ..
+            }
+            | Self::DirichletPerWorker {
+                per_class: Some(0),
+                ..
+            } => Err((
                 "per_class",
                 "must be at least 1 (or absent for the largest even split)".into(),
             )),
-            Self::Dirichlet { alpha, .. } if !(alpha.is_finite() && alpha > 0.0) => {
+            Self::Dirichlet { alpha, .. } | Self::DirichletPerWorker { alpha, .. }
+                if !(alpha.is_finite() && alpha > 0.0) =>
+            {
                 Err(("alpha", format!("must be finite and > 0, got {alpha}")))
             }
             Self::GammaSimilarity { gamma } if !(0.0..=1.0).contains(&gamma) => {
@@ -83,7 +134,8 @@ impl Scheme {
 /// Sample indices per worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
-    /// `shards[w]`: the indices of worker `w`'s samples, ascending.
+    /// `shards[w]`: the indices of worker `w`'s samples, ascending (class by class, in file
+    /// order, for a homogeneous split in `file_order`).
     pub shards: Vec<Vec<u32>>,
 }
 
@@ -121,6 +173,15 @@ impl Partition {
     }
 }
 
+/// Each class's sample indices in file order.
+fn in_file_order(labels: &[u8], classes: usize) -> Vec<Vec<u32>> {
+    let mut per = vec![Vec::new(); classes];
+    for (i, &y) in labels.iter().enumerate() {
+        per[y as usize].push(i as u32);
+    }
+    per
+}
+
 fn by_class(labels: &[u8], classes: usize, rng: &mut ChaCha20Rng) -> Vec<Vec<u32>> {
     let mut per = vec![Vec::new(); classes];
     for (i, &y) in labels.iter().enumerate() {
@@ -151,7 +212,7 @@ fn deal_contiguous(items: &[u32], workers: usize, shards: &mut [Vec<u32>]) {
 /// let labels: Vec<u8> = (0..100).map(|i| (i % 10) as u8).collect();
 /// use rand::SeedableRng;
 /// let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
-/// let p = partition(&labels, 10, 5, &Scheme::Homogeneous { per_class: None }, &mut rng)?;
+/// let p = partition(&labels, 10, 5, &Scheme::Homogeneous { per_class: None, order: Default::default() }, &mut rng)?;
 /// assert!(p.shards.iter().all(|s| s.len() == 20)); // 2 of each class per worker
 /// # Ok::<(), byzadam_data::DataError>(())
 /// ```
@@ -174,8 +235,11 @@ pub fn partition(
     }
     let mut shards = vec![Vec::new(); workers];
     match *scheme {
-        Scheme::Homogeneous { per_class } => {
-            let per = by_class(labels, classes, rng);
+        Scheme::Homogeneous { per_class, order } => {
+            let per = match order {
+                SampleOrder::Shuffled => by_class(labels, classes, rng),
+                SampleOrder::FileOrder => in_file_order(labels, classes),
+            };
             let smallest = per.iter().map(Vec::len).min().unwrap_or(0);
             let k = per_class.unwrap_or(smallest / workers);
             if k == 0 {
@@ -191,6 +255,59 @@ pub fn partition(
             for class in &per {
                 for (w, shard) in shards.iter_mut().enumerate() {
                     shard.extend_from_slice(&class[w * k..(w + 1) * k]);
+                }
+            }
+            if order == SampleOrder::FileOrder {
+                return Ok(Partition { shards });
+            }
+        }
+        Scheme::DirichletPerWorker {
+            alpha,
+            per_class,
+            min_samples,
+        } => {
+            let per = by_class(labels, classes, rng);
+            let smallest = per.iter().map(Vec::len).min().unwrap_or(0);
+            let total = per_class.unwrap_or(smallest);
+            let gamma = Gamma::new(alpha, 1.0)
+                .map_err(|e| DataError::Partition(format!("dirichlet_per_worker: {e}")))?;
+            let mut attempt = 0;
+            loop {
+                // One Dirichlet(α…α) row per worker, as normalised Gamma(α, 1) draws.
+                let rows: Vec<Vec<f64>> = (0..workers)
+                    .map(|_| loop {
+                        let g: Vec<f64> = (0..classes).map(|_| gamma.sample(rng)).collect();
+                        let sum: f64 = g.iter().sum();
+                        if sum > 0.0 && sum.is_finite() {
+                            break g.into_iter().map(|x| x / sum).collect();
+                        }
+                    })
+                    .collect();
+                for s in shards.iter_mut() {
+                    s.clear();
+                }
+                for (c, class) in per.iter().enumerate() {
+                    let column: f64 = rows.iter().map(|r| r[c]).sum();
+                    let mut start = 0usize;
+                    for (w, shard) in shards.iter_mut().enumerate() {
+                        let want = if column > 0.0 {
+                            (rows[w][c] / column * total as f64).round() as usize
+                        } else {
+                            0
+                        };
+                        let end = (start + want).min(class.len());
+                        shard.extend_from_slice(&class[start..end]);
+                        start = end;
+                    }
+                }
+                if shards.iter().all(|s| s.len() >= min_samples.max(1)) {
+                    break;
+                }
+                attempt += 1;
+                if attempt == 1000 {
+                    return bad(format!(
+                        "dirichlet_per_worker: after 1,000 draws some worker still had fewer than {min_samples} samples with alpha = {alpha}; use a larger alpha or fewer workers"
+                    ));
                 }
             }
         }

@@ -61,6 +61,20 @@ impl EpochSampler {
         b
     }
 
+    /// Starts the first epoch now, shuffled with `first` instead of the sampler's own stream
+    /// (later epochs use the sampler's own). Workers whose samplers start from the same
+    /// `first` stream and whose shards have the same length draw the same permutation of
+    /// positions: the thesis's code does this by accident (every worker's loader is created
+    /// right after `torch.manual_seed(123)`). Does nothing once an epoch has started.
+    pub fn start_first_epoch_with(&mut self, first: &mut ChaCha20Rng) {
+        if self.epoch == 0 {
+            self.order.copy_from_slice(&self.shard);
+            self.order.shuffle(first);
+            self.at = 0;
+            self.epoch = 1;
+        }
+    }
+
     /// Epochs started so far.
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -95,6 +109,18 @@ mod tests {
         }
         assert_ne!(epochs[0], epochs[1]);
         assert_eq!(s.epoch(), 3);
+        // A shared first epoch: same positions for shards of the same length, own streams after.
+        let other: Vec<u32> = (500..560).collect();
+        let first = ChaCha20Rng::seed_from_u64(5);
+        let mut a = EpochSampler::new(shard.clone(), 60, ChaCha20Rng::seed_from_u64(1));
+        let mut b = EpochSampler::new(other.clone(), 60, ChaCha20Rng::seed_from_u64(2));
+        a.start_first_epoch_with(&mut first.clone());
+        b.start_first_epoch_with(&mut first.clone());
+        let (ea, eb) = (a.next_batch().to_vec(), b.next_batch().to_vec());
+        assert!(ea.iter().zip(&eb).all(|(x, y)| y - x == 400), "same positions");
+        assert_ne!(ea, shard, "shuffled");
+        let (sa, sb) = (a.next_batch().to_vec(), b.next_batch().to_vec());
+        assert!(sa.iter().zip(&sb).any(|(x, y)| y - x != 400), "own streams later");
         // Same seed, same batches.
         let mut t = EpochSampler::new(shard, 7, ChaCha20Rng::seed_from_u64(1));
         assert_eq!(t.next_batch(), &epochs[0][..7]);

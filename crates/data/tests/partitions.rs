@@ -6,7 +6,7 @@ use rand::SeedableRng;
 
 fn schemes() -> Vec<Scheme> {
     vec![
-        Scheme::Homogeneous { per_class: None },
+        Scheme::Homogeneous { per_class: None, order: Default::default() },
         Scheme::Iid,
         Scheme::Dirichlet {
             alpha: 0.1,
@@ -18,6 +18,11 @@ fn schemes() -> Vec<Scheme> {
         },
         Scheme::GammaSimilarity { gamma: 0.5 },
         Scheme::Extreme,
+        Scheme::DirichletPerWorker {
+            alpha: 0.1,
+            per_class: None,
+            min_samples: 1,
+        },
     ]
 }
 
@@ -63,6 +68,16 @@ proptest! {
                 Scheme::Dirichlet { min_samples, .. } => {
                     prop_assert!(seen.iter().all(|&s| s));
                     prop_assert!(p.shards.iter().all(|s| s.len() >= min_samples));
+                }
+                Scheme::DirichletPerWorker { min_samples, .. } => {
+                    prop_assert!(p.shards.iter().all(|s| s.len() >= min_samples));
+                    // No class gives out more than the smallest class's count, plus rounding.
+                    let counts = p.class_counts(&y, 10);
+                    let smallest = (0..10).map(|c| y.iter().filter(|&&l| l as usize == c).count()).min().unwrap();
+                    for c in 0..10 {
+                        let given: usize = counts.iter().map(|w| w[c]).sum();
+                        prop_assert!(given <= smallest + workers / 2 + 1, "class {}: {} > {}", c, given, smallest);
+                    }
                 }
                 Scheme::Homogeneous { .. } => {
                     let counts = p.class_counts(&y, 10);
@@ -165,6 +180,7 @@ fn impossible_requests_are_errors_that_say_why() {
         5,
         &Scheme::Homogeneous {
             per_class: Some(50),
+            order: Default::default(),
         },
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
     )
@@ -213,4 +229,43 @@ fn impossible_requests_are_errors_that_say_why() {
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)
     )
     .is_err());
+}
+
+#[test]
+fn the_file_order_split_by_hand() {
+    // Labels 0 1 0 1 0 1 0 1 0: two workers, two of each class, in file order, class by class.
+    let y = [0u8, 1, 0, 1, 0, 1, 0, 1, 0];
+    let scheme = Scheme::Homogeneous {
+        per_class: None,
+        order: byzadam_data::partition::SampleOrder::FileOrder,
+    };
+    let p = partition(&y, 2, 2, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)).unwrap();
+    assert_eq!(p.shards, vec![vec![0, 2, 1, 3], vec![4, 6, 5, 7]]);
+    // No randomness: any seed gives the same split.
+    let q = partition(&y, 2, 2, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
+    assert_eq!(p, q);
+    // The thesis's code writes no `order` key; neither does the default.
+    let json = serde_json::to_string(&Scheme::Homogeneous { per_class: None, order: Default::default() }).unwrap();
+    assert_eq!(json, r#"{"name":"homogeneous","per_class":null}"#);
+}
+
+#[test]
+fn dirichlet_per_worker_normalises_each_class_over_the_workers() {
+    // 3 classes of 100, 120 and 150 samples: each class hands out about min = 100 samples.
+    let mut y = vec![0u8; 100];
+    y.extend(vec![1u8; 120]);
+    y.extend(vec![2u8; 150]);
+    let p = partition(
+        &y,
+        3,
+        4,
+        &Scheme::DirichletPerWorker { alpha: 0.5, per_class: None, min_samples: 1 },
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(3),
+    )
+    .unwrap();
+    let counts = p.class_counts(&y, 3);
+    for c in 0..3 {
+        let given: usize = counts.iter().map(|w| w[c]).sum();
+        assert!((98..=102).contains(&given), "class {c}: {given}");
+    }
 }

@@ -64,7 +64,7 @@ fn mnist_loads_with_the_official_counts_and_normalisation() {
         &data.train.labels,
         10,
         15,
-        &Scheme::Homogeneous { per_class: None },
+        &Scheme::Homogeneous { per_class: None, order: Default::default() },
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
     )
     .unwrap();
@@ -100,6 +100,7 @@ fn cifar10_loads_in_the_official_order_with_its_normalisation() {
         15,
         &Scheme::Homogeneous {
             per_class: Some(330),
+            order: Default::default(),
         },
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
     )
@@ -120,4 +121,56 @@ fn fashion_mnist_loads_from_debians_package() {
         (m - norm.mean[0] as f64).abs() < 5e-4 && (s - norm.std[0] as f64).abs() < 5e-4,
         "{m} {s}"
     );
+}
+
+/// The thesis's code's homogeneous split (`homogenous_data_preparation`): for each digit the
+/// first 361 × 15 training images in file order, cut into 15 contiguous chunks of 361.
+#[test]
+fn the_file_order_split_of_mnist_has_the_codes_counts() {
+    let data = load(DatasetKind::Mnist, &data_dir()).unwrap();
+    let y = &data.train.labels;
+    let scheme = Scheme::Homogeneous {
+        per_class: None,
+        order: byzadam_data::partition::SampleOrder::FileOrder,
+    };
+    let p = partition(y, 10, 15, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)).unwrap();
+    // floor(5421 / 15) = 361 of each digit per worker (5,421: MNIST's rarest digit, 5).
+    for counts in p.class_counts(y, 10) {
+        assert_eq!(counts, [361; 10]);
+    }
+    // Worker w holds occurrences 361·w … 361·w + 360 of every digit, digit by digit.
+    for (w, shard) in p.shards.iter().enumerate() {
+        for digit in 0..10u8 {
+            let expected: Vec<u32> = (0..y.len() as u32)
+                .filter(|&i| y[i as usize] == digit)
+                .skip(361 * w)
+                .take(361)
+                .collect();
+            let at = digit as usize * 361;
+            assert_eq!(&shard[at..at + 361], &expected[..], "worker {w}, digit {digit}");
+        }
+    }
+}
+
+/// The code's evaluation subset is stratified: per-class counts proportional to MNIST's test
+/// set (980, 1,135, 1,032, 1,010, 982, 892, 958, 1,028, 974, 1,009), within one of 2000 × share.
+#[test]
+fn the_codes_mnist_evaluation_subset_is_stratified() {
+    let data = load(DatasetKind::Mnist, &data_dir()).unwrap();
+    let (idx, kind) = byzadam_data::subsets::named("thesis_code_mnist").unwrap();
+    assert_eq!(kind, DatasetKind::Mnist);
+    let mut counts = [0usize; 10];
+    let mut full = [0usize; 10];
+    for &i in &idx {
+        counts[data.test.labels[i as usize] as usize] += 1;
+    }
+    for &l in &data.test.labels {
+        full[l as usize] += 1;
+    }
+    for c in 0..10 {
+        let share = 2000.0 * full[c] as f64 / 10_000.0;
+        assert!((counts[c] as f64 - share).abs() <= 1.0, "class {c}: {} vs {share}", counts[c]);
+    }
+    // The reference's own note: 196 227 206 202 196 178 192 206 195 202.
+    assert_eq!(counts, [196, 227, 206, 202, 196, 178, 192, 206, 195, 202]);
 }

@@ -55,7 +55,7 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             dataset: DatasetKind::Mnist,
-            partition: Scheme::Homogeneous { per_class: None },
+            partition: Scheme::Homogeneous { per_class: None, order: Default::default() },
             model: ModelKind::MnistCnn,
             workers: 15,
             byzantine: 5,
