@@ -54,6 +54,8 @@ struct GridFile {
     axes: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default)]
     exclude: Vec<toml::Table>,
+    #[serde(default)]
+    include: Vec<toml::Table>,
 }
 
 /// A parsed grid file.
@@ -65,6 +67,7 @@ pub struct Grid {
     base: toml::Table,
     axes: BTreeMap<String, Vec<toml::Value>>,
     exclude: Vec<toml::Table>,
+    include: Vec<toml::Table>,
 }
 
 /// One run of a grid: its id and its complete config.
@@ -129,6 +132,7 @@ impl Grid {
             base: g.base,
             axes: g.axes,
             exclude: g.exclude,
+            include: g.include,
         })
     }
 
@@ -149,46 +153,56 @@ impl Grid {
     }
 
     /// Every run: the product of the axes (in the order of the axes' names, then of each
-    /// axis's values), minus those matching an exclusion (every key of the exclusion equal).
+    /// axis's values), minus those matching an exclusion (every key of the exclusion equal),
+    /// then each `[[include]]` table in order (the base with that table's keys: single runs
+    /// outside the product; a grid with includes and no axes is just its includes).
     /// Each config is checked; errors name the file, the run's axis values and the key.
     pub fn expand(&self) -> Result<Vec<Run>, GridError> {
         let err = |message: String| GridError {
             file: self.file.clone(),
             message,
         };
-        let known = serde_json::to_value(RunConfig::default()).unwrap_or_default();
-        for (i, ex) in self.exclude.iter().enumerate() {
-            if ex.is_empty() {
-                return Err(err(format!("exclusion {}: it names no key", i + 1)));
-            }
-            for k in ex.keys() {
-                if known.get(k).is_none() {
-                    return Err(err(format!(
-                        "exclusion {}: key `{k}` is not a run config key",
-                        i + 1
-                    )));
+        for (what, tables) in [("exclusion", &self.exclude), ("include", &self.include)] {
+            for (i, ex) in tables.iter().enumerate() {
+                if ex.is_empty() {
+                    return Err(err(format!("{what} {}: it names no key", i + 1)));
+                }
+                for k in ex.keys() {
+                    if !RunConfig::KEYS.contains(&k.as_str()) {
+                        return Err(err(format!(
+                            "{what} {}: key `{k}` is not a run config key",
+                            i + 1
+                        )));
+                    }
                 }
             }
         }
         let mut used = vec![false; self.exclude.len()];
         let names: Vec<&String> = self.axes.keys().collect();
         let sizes: Vec<usize> = names.iter().map(|n| self.axes[*n].len()).collect();
-        let total: usize = sizes.iter().product();
+        let total: usize = if self.axes.is_empty() && !self.include.is_empty() {
+            0
+        } else {
+            sizes.iter().product()
+        };
         let mut runs = Vec::new();
         let mut seen = BTreeMap::new();
-        for index in 0..total {
+        let points = (0..total).map(|index| {
             let mut rest = index;
             let mut point = toml::Table::new();
             for (name, size) in names.iter().zip(&sizes).rev() {
                 point.insert((*name).clone(), self.axes[*name][rest % size].clone());
                 rest /= size;
             }
+            (point, false)
+        });
+        for (point, included) in points.chain(self.include.iter().map(|t| (t.clone(), true))) {
             let matching = self.exclude.iter().position(|ex| {
                 ex.iter().all(|(k, v)| {
                     point.get(k) == Some(v) || self.base.get(k) == Some(v) && !point.contains_key(k)
                 })
             });
-            if let Some(i) = matching {
+            if let (Some(i), false) = (matching, included) {
                 used[i] = true;
                 continue;
             }

@@ -34,7 +34,7 @@ pub struct StoreError {
 }
 
 /// 2: `runs.results_version` (runs of stores of version 1 read as results version 0).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// What `byzadam_version` records: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT NOT NULL,
     byzadam_version TEXT NOT NULL,
     finished_at INTEGER NOT NULL,
-    results_version INTEGER NOT NULL DEFAULT 0
+    results_version INTEGER NOT NULL DEFAULT 0,
+    class_recall TEXT
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL,
@@ -208,11 +209,18 @@ impl Store {
                 .map_err(err)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            // Version 1 lacked the results version: its runs predate them (version 0).
-            Some(v) if v == "1" => {
+            // Version 1 lacked the results version: its runs predate them (version 0);
+            // version 2 lacked the per-class recall (NULL for its runs).
+            Some(v) if v == "1" || v == "2" => {
+                let results_version = if v == "1" {
+                    "ALTER TABLE runs ADD COLUMN results_version INTEGER NOT NULL DEFAULT 0;"
+                } else {
+                    ""
+                };
                 conn.execute_batch(&format!(
                     "BEGIN;
-                     ALTER TABLE runs ADD COLUMN results_version INTEGER NOT NULL DEFAULT 0;
+                     {results_version}
+                     ALTER TABLE runs ADD COLUMN class_recall TEXT;
                      UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
                      COMMIT;"
                 ))
@@ -322,9 +330,9 @@ impl Store {
                  preaggregators, attack, seed, data_seed, workers, byzantine, rounds,
                  final_accuracy, best_accuracy, final_loss, diverged_at, setup_seconds,
                  train_seconds, checkpoint_seconds, wall_seconds, threads, host,
-                 byzadam_version, finished_at, results_version)
+                 byzadam_version, finished_at, results_version, class_recall)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
                 params![
                     id,
                     json,
@@ -352,6 +360,9 @@ impl Store {
                     VERSION,
                     now,
                     byzadam_sim::RESULTS_VERSION,
+                    (!summary.class_recall.is_empty())
+                        .then(|| serde_json::to_string(&summary.class_recall).ok())
+                        .flatten(),
                 ],
             )
             .map_err(err)?;
@@ -387,12 +398,13 @@ impl Store {
         let sql = match grid {
             Some(_) => {
                 "SELECT r.id, r.config, r.rounds, r.final_accuracy, r.best_accuracy, r.final_loss,
-                 r.diverged_at, r.train_seconds FROM runs r JOIN grid_runs g ON g.run_id = r.id
+                 r.diverged_at, r.train_seconds, r.class_recall FROM runs r
+                 JOIN grid_runs g ON g.run_id = r.id
                  WHERE g.grid = ?1 ORDER BY g.position"
             }
             None => {
                 "SELECT id, config, rounds, final_accuracy, best_accuracy, final_loss,
-                 diverged_at, train_seconds FROM runs WHERE ?1 IS NULL ORDER BY id"
+                 diverged_at, train_seconds, class_recall FROM runs WHERE ?1 IS NULL ORDER BY id"
             }
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
@@ -408,6 +420,10 @@ impl Store {
                         final_loss: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN),
                         diverged_at: r.get::<_, Option<i64>>(6)?.map(|x| x as u64),
                         seconds: r.get(7)?,
+                        class_recall: r
+                            .get::<_, Option<String>>(8)?
+                            .and_then(|j| serde_json::from_str(&j).ok())
+                            .unwrap_or_default(),
                     },
                 ))
             })

@@ -34,6 +34,7 @@ fn run(id: &str, opt: &str, agg: AggregatorConfig, attack: bool, seed: u64, acc:
             final_loss: 0.0,
             diverged_at: None,
             seconds: 1.0,
+            class_recall: Vec::new(),
         },
     }
 }

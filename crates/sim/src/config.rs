@@ -3,7 +3,7 @@
 
 use byzadam_data::partition::Scheme;
 use byzadam_data::DatasetKind;
-use byzadam_model::{GradientPolicy, ModelKind};
+use byzadam_model::{GradientPolicy, Head, ModelKind};
 use byzadam_optim::{Optimizer, Schedule};
 use byzadam_robust::aggregators::TrimmedMean;
 use byzadam_robust::attacks::Little;
@@ -49,6 +49,93 @@ pub struct RunConfig {
     pub seed: u64,
     /// Seed of the data split (and of the synthetic dataset).
     pub data_seed: u64,
+    /// What the model's outputs feed into the loss (default `log_softmax`: cross-entropy on
+    /// the logits; `softmax_then_cross_entropy` is the thesis's code's softmax output followed
+    /// by `nn.CrossEntropyLoss`, `model.py` and `worker.py`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub head: Head,
+    /// Whether images are standardised with the dataset's mean and standard deviation
+    /// (default true); false feeds pixels in `[0, 1]`, as the thesis's code does
+    /// (`transforms.ToTensor()` only, `data_preparation.py`).
+    #[serde(skip_serializing_if = "is_true")]
+    pub normalize_inputs: bool,
+    /// Whether every worker's first epoch is shuffled from one shared stream (default false:
+    /// each worker's own). The thesis's code creates every worker's loader right after
+    /// `torch.manual_seed(123)` (`main.py`), so all workers visit the same positions of their
+    /// shards in the same order in their first epoch; with the `file_order` homogeneous split
+    /// that means the same digits in every worker's batch.
+    #[serde(skip_serializing_if = "is_default")]
+    pub shared_first_shuffle: bool,
+    /// Which workers are Byzantine: `last` (default; workers `n − f … n − 1`) or `first`
+    /// (`0 … f − 1`, the thesis's code: `idx < f` in `main.py`). Either way the server's
+    /// pipeline sees the honest messages first.
+    #[serde(skip_serializing_if = "is_default")]
+    pub byzantine_workers: ByzantineWorkers,
+    /// The attack on the second message (MRA's `v̂`), when it differs from `attack` (default:
+    /// the same attack on every message). The thesis's code attacks MRA's `v̂` with Little
+    /// under Empire (`main.py`: `attacks.little(moments2, …)` in the `"empire"` case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_message_attack: Option<AttackConfig>,
+    /// Evaluate on these test images only: a named list (`"thesis_code_mnist"`,
+    /// `"thesis_code_cifar10"`: the thesis's code's 2,000 stratified indices) or a list of
+    /// indices. Default: the first `eval_samples` images, or the whole test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_subset: Option<EvalSubset>,
+    /// Whether an evaluation round is evaluated before its update (default false: after).
+    /// The thesis's code tests at the start of every round (`main.py`), so its last value
+    /// is after `rounds − 1` updates.
+    #[serde(skip_serializing_if = "is_default")]
+    pub eval_before_update: bool,
+}
+
+/// Which workers are Byzantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByzantineWorkers {
+    /// The last `byzantine` workers.
+    #[default]
+    Last,
+    /// The first `byzantine` workers.
+    First,
+}
+
+/// Test images to evaluate on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EvalSubset {
+    /// A compiled-in list (`byzadam_data::subsets`).
+    Named(String),
+    /// Test-set indices.
+    Indices(Vec<u32>),
+}
+
+impl EvalSubset {
+    /// The indices, or why there are none (an unknown name, a list for another dataset).
+    pub fn indices(&self, dataset: DatasetKind) -> Result<Vec<u32>, String> {
+        match self {
+            Self::Indices(v) => Ok(v.clone()),
+            Self::Named(name) => match byzadam_data::subsets::named(name) {
+                Some((idx, kind)) if kind == dataset => Ok(idx),
+                Some((_, kind)) => Err(format!("\"{name}\" indexes the {kind:?} test set, not {dataset:?}'s")),
+                None => Err(format!(
+                    "unknown subset \"{name}\"; known: {}",
+                    byzadam_data::subsets::NAMES
+                        .iter()
+                        .map(|(n, _)| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            },
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 impl Default for RunConfig {
@@ -75,6 +162,13 @@ impl Default for RunConfig {
             gradient: GradientPolicy::default(),
             seed: 0,
             data_seed: 0,
+            head: Head::default(),
+            normalize_inputs: true,
+            shared_first_shuffle: false,
+            byzantine_workers: ByzantineWorkers::default(),
+            second_message_attack: None,
+            eval_subset: None,
+            eval_before_update: false,
         }
     }
 }
@@ -97,6 +191,34 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl RunConfig {
+    /// Every key a run config may have (some are left out of its serialised form while they
+    /// hold their defaults, so that configs written before they existed keep their ids).
+    pub const KEYS: &'static [&'static str] = &[
+        "dataset",
+        "partition",
+        "model",
+        "workers",
+        "byzantine",
+        "batch",
+        "rounds",
+        "eval_every",
+        "eval_samples",
+        "optimizer",
+        "preaggregators",
+        "aggregator",
+        "attack",
+        "gradient",
+        "seed",
+        "data_seed",
+        "head",
+        "normalize_inputs",
+        "shared_first_shuffle",
+        "byzantine_workers",
+        "second_message_attack",
+        "eval_subset",
+        "eval_before_update",
+    ];
+
     /// The server pipeline this configuration describes.
     pub fn pipeline(&self) -> Pipeline {
         Pipeline::new(
@@ -175,7 +297,50 @@ impl RunConfig {
                 .check(self.workers, self.byzantine)
                 .map_err(|e| bad("attack", e.to_string()))?;
         }
-        let shape = self.model.build().input();
+        if let Some(second) = &self.second_message_attack {
+            if self.optimizer.messages() < 2 {
+                return Err(bad(
+                    "second_message_attack",
+                    format!(
+                        "{} sends one message; only MRA sends a second",
+                        self.optimizer.name()
+                    ),
+                ));
+            }
+            if self.attack.is_none() {
+                return Err(bad(
+                    "second_message_attack",
+                    "needs an attack on the first message too (attack is \"none\")",
+                ));
+            }
+            let built = second.clone().build();
+            if built.label_flip().is_some() {
+                return Err(bad(
+                    "second_message_attack",
+                    "label flip poisons the data, not one message: set it as `attack`",
+                ));
+            }
+            built
+                .check(self.workers, self.byzantine)
+                .map_err(|e| bad("second_message_attack", e.to_string()))?;
+        }
+        if let Some(subset) = &self.eval_subset {
+            let idx = subset
+                .indices(self.dataset)
+                .map_err(|e| bad("eval_subset", e))?;
+            if idx.is_empty() {
+                return Err(bad("eval_subset", "must list at least one test image"));
+            }
+            if self.eval_samples.is_some() {
+                return Err(bad(
+                    "eval_samples",
+                    "give eval_samples or eval_subset, not both",
+                ));
+            }
+        }
+        let net = self.model.build();
+        check_segments(&self.preaggregators, &self.aggregator, net.num_params())?;
+        let shape = net.input();
         let data = self.dataset.shape();
         if (shape.c, shape.h, shape.w) != (data.channels, data.height, data.width) {
             return Err(bad(
@@ -188,6 +353,37 @@ impl RunConfig {
         }
         Ok(())
     }
+}
+
+/// Every `segments` list of the pipeline sums to the model's parameter count.
+fn check_segments(
+    pre: &[PreAggregatorConfig],
+    rule: &AggregatorConfig,
+    params: usize,
+) -> Result<(), ConfigError> {
+    let check = |key: String, segments: &[usize]| {
+        let total: usize = segments.iter().sum();
+        if segments.is_empty() || (total == params && !segments.contains(&0)) {
+            Ok(())
+        } else {
+            Err(bad(
+                &key,
+                format!(
+                    "segment lengths must be ≥ 1 and sum to the model's {params} parameters, got {} summing to {total}",
+                    segments.len()
+                ),
+            ))
+        }
+    };
+    for (i, p) in pre.iter().enumerate() {
+        if let PreAggregatorConfig::NearestNeighborMixing(nnm) = p {
+            check(format!("preaggregators[{i}].segments"), &nnm.segments)?;
+        }
+    }
+    if let AggregatorConfig::LargestDistanceFilter(l) = rule {
+        check("aggregator.segments".into(), &l.segments)?;
+    }
+    Ok(())
 }
 
 /// `attack = "none"` or an attack table (TOML has no null).

@@ -53,6 +53,8 @@ pub enum Stream {
     },
     /// The split of the training set across workers (from `data_seed`).
     Partition,
+    /// Every worker's first epoch, when `shared_first_shuffle` is on (from `seed`).
+    SharedFirstEpoch,
 }
 
 impl Stream {
@@ -65,13 +67,14 @@ impl Stream {
             Self::Attack { .. } => "attack",
             Self::Pipeline { .. } => "pipeline",
             Self::Partition => "partition",
+            Self::SharedFirstEpoch => "shared first epoch",
         }
     }
 
     /// The purpose's indices (at most two), and how many there are.
     fn indices(&self) -> ([u64; 2], usize) {
         match *self {
-            Self::Init | Self::Partition => ([0, 0], 0),
+            Self::Init | Self::Partition | Self::SharedFirstEpoch => ([0, 0], 0),
             Self::Sampler { worker } | Self::Worker { worker } => ([worker as u64, 0], 1),
             Self::Attack { round, message } | Self::Pipeline { round, message } => {
                 ([round, message as u64], 2)
@@ -111,7 +114,7 @@ mod tests {
 
     /// Every stream a run of up to 32 workers and 32 rounds draws from, for one seed.
     fn streams() -> Vec<Stream> {
-        let mut all = vec![Stream::Init, Stream::Partition];
+        let mut all = vec![Stream::Init, Stream::Partition, Stream::SharedFirstEpoch];
         for i in 0..32 {
             all.push(Stream::Sampler { worker: i });
             all.push(Stream::Worker { worker: i });

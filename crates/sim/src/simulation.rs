@@ -1,5 +1,5 @@
 use crate::seeds::{self, Stream};
-use crate::{ConfigError, RunConfig};
+use crate::{ByzantineWorkers, ConfigError, RunConfig};
 use byzadam_data::sampler::EpochSampler;
 use byzadam_data::{partition::partition, Normalization, Split};
 use byzadam_model::Network;
@@ -59,6 +59,11 @@ pub struct Summary {
     pub diverged_at: Option<u64>,
     /// Wall-clock seconds of training and evaluation.
     pub seconds: f64,
+    /// Each class's recall (the share of its test images predicted as it) at the last
+    /// evaluation of the run's last round: which classes a model has lost. Empty when the
+    /// run's last round was not evaluated by this run (a summary rebuilt from metrics).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_recall: Vec<f64>,
 }
 
 /// A round that could not complete: the attack or the server's pipeline refused what it was
@@ -126,6 +131,7 @@ impl Summary {
             final_loss: last.loss,
             diverged_at: metrics.iter().find(|m| m.diverged).map(|m| m.round),
             seconds,
+            class_recall: Vec::new(),
         })
     }
 }
@@ -227,11 +233,14 @@ pub struct Simulation {
     workers: Vec<Worker>,
     params: Vec<f32>,
     pipelines: Vec<Pipeline>,
-    attack: Option<Box<dyn Attack>>,
+    /// The attack on each message (MRA's second may differ: `second_message_attack`).
+    attacks: Vec<Option<Box<dyn Attack>>>,
     flip: Option<LabelFlip>,
     eval_net: Network,
     round: u64,
     diverged_at: Option<u64>,
+    /// Per-class recall at the last round's evaluation.
+    final_recall: Vec<f64>,
     // Per-round buffers, reused.
     honest: Vec<Submissions<'static>>,
     own: Vec<Submissions<'static>>,
@@ -240,15 +249,27 @@ pub struct Simulation {
     aggregated: Vec<Vec<f32>>,
 }
 
-/// The first `count` images of `d`, normalised.
-fn normalize_all(d: &byzadam_data::Dataset, count: usize) -> Vec<f32> {
-    let norm = d.kind.normalization();
+/// The images `which` of `d`, normalised with `norm`.
+fn normalize_all(d: &byzadam_data::Dataset, which: &[u32], norm: &Normalization) -> Vec<f32> {
     let n = d.shape.len();
-    let mut out = vec![0f32; count * n];
+    let mut out = vec![0f32; which.len() * n];
     out.par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(i, o)| d.normalized_into(i, &norm, o));
+        .zip(which)
+        .for_each(|(o, &i)| d.normalized_into(i as usize, norm, o));
     out
+}
+
+/// The normalisation a run applies: the dataset's, or none (pixels in `[0, 1]`).
+fn normalization(config: &RunConfig, kind: byzadam_data::DatasetKind) -> Normalization {
+    let norm = kind.normalization();
+    if config.normalize_inputs {
+        norm
+    } else {
+        Normalization {
+            mean: vec![0.0; norm.mean.len()],
+            std: vec![1.0; norm.std.len()],
+        }
+    }
 }
 
 impl Simulation {
@@ -296,7 +317,8 @@ impl Simulation {
                 ),
             ));
         }
-        let net = config.model.build();
+        let mut net = config.model.build();
+        net.set_head(config.head);
         let mut params = vec![0.0; net.num_params()];
         let mut bn_state = vec![0.0; net.num_state()];
         net.init(
@@ -313,20 +335,38 @@ impl Simulation {
         };
         let dim = params.len();
         let messages = config.optimizer.messages();
+        let attacks = (0..messages)
+            .map(|k| match (&config.second_message_attack, k) {
+                (Some(second), 1) => Some(second.clone().build()),
+                _ => attack.clone(),
+            })
+            .collect();
+        let byzantine = |w: usize| match config.byzantine_workers {
+            ByzantineWorkers::Last => w >= n - f,
+            ByzantineWorkers::First => w < f,
+        };
+        let shared = seeds::rng(config.seed, Stream::SharedFirstEpoch);
         let workers = shards
             .shards
             .into_iter()
             .enumerate()
             .map(|(w, shard)| Worker {
-                byzantine: w >= n - f,
+                byzantine: byzantine(w),
                 net: net.clone(),
                 bn_state: bn_state.clone(),
                 opt: config.optimizer.worker_state(dim),
-                sampler: EpochSampler::new(
-                    shard,
-                    config.batch,
-                    seeds::rng(config.seed, Stream::Sampler { worker: w }),
-                ),
+                sampler: {
+                    let mut s = EpochSampler::new(
+                        shard,
+                        config.batch,
+                        seeds::rng(config.seed, Stream::Sampler { worker: w }),
+                    );
+                    if config.shared_first_shuffle {
+                        // The same stream, from the same start, for every worker.
+                        s.start_first_epoch_with(&mut shared.clone());
+                    }
+                    s
+                },
                 rng: seeds::rng(config.seed, Stream::Worker { worker: w }),
                 grad: vec![0.0; dim],
                 msgs: vec![vec![0.0; dim]; messages],
@@ -336,14 +376,27 @@ impl Simulation {
             })
             .collect();
         let pipelines = (0..messages).map(|_| config.pipeline()).collect();
-        let test_len = config.eval_samples.unwrap_or(data.test.len());
-        let (test_x, test_y) = (
-            normalize_all(&data.test, test_len),
-            data.test.labels[..test_len].to_vec(),
-        );
+        let which: Vec<u32> = match &config.eval_subset {
+            Some(subset) => {
+                let idx = subset
+                    .indices(config.dataset)
+                    .map_err(|e| bad("eval_subset", e))?;
+                if let Some(&i) = idx.iter().find(|&&i| i as usize >= data.test.len()) {
+                    return Err(bad(
+                        "eval_subset",
+                        format!("index {i} is past the test set's {} images", data.test.len()),
+                    ));
+                }
+                idx
+            }
+            None => (0..config.eval_samples.unwrap_or(data.test.len()) as u32).collect(),
+        };
+        let norm = normalization(&config, data.train.kind);
+        let test_x = normalize_all(&data.test, &which, &norm);
+        let test_y = which.iter().map(|&i| data.test.labels[i as usize]).collect();
         let per_image = data.train.shape.len();
         Ok(Self {
-            norm: data.train.kind.normalization(),
+            norm,
             data,
             test_x,
             test_y,
@@ -351,11 +404,12 @@ impl Simulation {
             workers,
             params,
             pipelines,
-            attack,
+            attacks,
             flip,
             eval_net: net,
             round: 0,
             diverged_at: None,
+            final_recall: Vec::new(),
             honest: vec![Submissions::default(); messages],
             own: vec![Submissions::default(); messages],
             forged: Submissions::default(),
@@ -374,6 +428,11 @@ impl Simulation {
     /// train on next); `None` past the last worker.
     pub fn sampler(&self, worker: usize) -> Option<&EpochSampler> {
         self.workers.get(worker).map(|w| &w.sampler)
+    }
+
+    /// Whether worker `worker` is Byzantine in this run; `None` past the last worker.
+    pub fn is_byzantine(&self, worker: usize) -> Option<bool> {
+        self.workers.get(worker).map(|w| w.byzantine)
     }
 
     /// The configuration.
@@ -448,8 +507,8 @@ impl Simulation {
         Ok(checkpoint.metrics)
     }
 
-    /// Evaluates the current model on the (possibly truncated) test set.
-    pub fn evaluate(&mut self) -> Evaluation {
+    /// The batch-norm statistics evaluation uses: the honest workers' mean.
+    fn eval_state(&self) -> Vec<f32> {
         let honest: Vec<&Worker> = self.workers.iter().filter(|w| !w.byzantine).collect();
         let mut state = vec![0.0; self.eval_net.num_state()];
         for w in &honest {
@@ -457,6 +516,33 @@ impl Simulation {
                 *s += v / honest.len() as f32;
             }
         }
+        state
+    }
+
+    /// Each class's recall on the evaluation images under the current model: of the test
+    /// images of class `c`, the share predicted as `c` (NaN for a class with no image).
+    pub fn class_recall(&mut self) -> Vec<f64> {
+        let state = self.eval_state();
+        let classes = self.eval_net.classes();
+        let per = self.test_x.len() / self.test_y.len().max(1);
+        let head = self.eval_net.head();
+        let (mut hit, mut total) = (vec![0usize; classes], vec![0usize; classes]);
+        for (xs, ys) in self.test_x.chunks(per * 500).zip(self.test_y.chunks(500)) {
+            let logits = self.eval_net.logits(&self.params, &state, xs, ys.len());
+            for (row, &y) in logits.chunks_exact(classes).zip(ys) {
+                total[y as usize] += 1;
+                hit[y as usize] += usize::from(head.predict(row) == y as usize);
+            }
+        }
+        hit.iter()
+            .zip(&total)
+            .map(|(&h, &t)| if t == 0 { f64::NAN } else { h as f64 / t as f64 })
+            .collect()
+    }
+
+    /// Evaluates the current model on the (possibly truncated) test set.
+    pub fn evaluate(&mut self) -> Evaluation {
+        let state = self.eval_state();
         let ev = self
             .eval_net
             .evaluate(&self.params, &state, &self.test_x, &self.test_y, 500);
@@ -471,11 +557,12 @@ impl Simulation {
     pub fn step(&mut self) -> Result<RoundMetrics, RoundError> {
         self.round += 1;
         let t = self.round;
-        let threat = self.attack.as_ref().map(|a| a.threat_model());
-        let byzantine_compute = matches!(
-            threat,
-            Some(ThreatModel::OwnGenuine | ThreatModel::DataPoisoning)
-        );
+        let byzantine_compute = self.attacks.iter().flatten().any(|a| {
+            matches!(
+                a.threat_model(),
+                ThreatModel::OwnGenuine | ThreatModel::DataPoisoning
+            )
+        });
         let (params, train, norm, per) =
             (&self.params, &self.data.train, &self.norm, self.per_image);
         let (optimizer, policy, flip) = (&self.config.optimizer, &self.config.gradient, self.flip);
@@ -526,7 +613,7 @@ impl Simulation {
                 }
             }
             self.all.copy_from(honest);
-            if let Some(attack) = self.attack.as_mut() {
+            if let Some(attack) = self.attacks[k].as_mut() {
                 let ctx = AttackContext {
                     n: self.workers.len(),
                     byzantine: byz_count,
@@ -585,6 +672,14 @@ impl Simulation {
                 }
             }
         }
+        let evaluating = t.is_multiple_of(self.config.eval_every) || t == self.config.rounds;
+        let last = t == self.config.rounds;
+        let before = (evaluating && self.config.eval_before_update).then(|| {
+            if last {
+                self.final_recall = self.class_recall();
+            }
+            self.evaluate()
+        });
         let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
         self.config
             .optimizer
@@ -599,8 +694,15 @@ impl Simulation {
             .map(|w| w.loss as f64)
             .sum::<f64>()
             / honest_count as f64;
-        let eval = (t.is_multiple_of(self.config.eval_every) || t == self.config.rounds)
-            .then(|| self.evaluate());
+        let eval = match before {
+            Some(e) => Some(e),
+            None => evaluating.then(|| {
+                if last {
+                    self.final_recall = self.class_recall();
+                }
+                self.evaluate()
+            }),
+        };
         Ok(RoundMetrics {
             round: t,
             lr: self.config.optimizer.lr().at(t),
@@ -630,6 +732,7 @@ impl Simulation {
             // No round evaluated (none was left to run): evaluate now.
             None => {
                 let e = self.evaluate();
+                self.final_recall = self.class_recall();
                 Summary {
                     rounds: self.round,
                     final_accuracy: e.accuracy,
@@ -637,6 +740,7 @@ impl Simulation {
                     final_loss: e.loss,
                     diverged_at: self.diverged_at,
                     seconds: start.elapsed().as_secs_f64(),
+                    class_recall: Vec::new(),
                 }
             }
         };
@@ -644,6 +748,7 @@ impl Simulation {
         Ok(Summary {
             rounds: self.round,
             diverged_at: self.diverged_at,
+            class_recall: self.final_recall.clone(),
             ..summary
         })
     }

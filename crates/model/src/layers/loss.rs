@@ -22,6 +22,25 @@ pub enum Head {
     SoftmaxThenCrossEntropy,
 }
 
+impl Head {
+    /// The class `row` (one sample's outputs of the last layer) predicts: the first maximum
+    /// of the logits, or of their softmax probabilities in `f32` for
+    /// [`Head::SoftmaxThenCrossEntropy`] (where saturated probabilities can tie).
+    pub fn predict(self, row: &[f32]) -> usize {
+        match self {
+            Self::LogSoftmax => row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (j, &v)| if v > row[best] { j } else { best }),
+            Self::SoftmaxThenCrossEntropy => {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+                first_max(row.iter().map(|&v| (((v - max) as f64).exp() / sum) as f32))
+            }
+        }
+    }
+}
+
 /// The summed loss of `labels` under `logits` (`labels.len()` rows of `classes`) through
 /// `head`, and how many rows predict their label (ties: the first maximum); writes
 /// `d mean loss / d logits` into `grad` when given.
