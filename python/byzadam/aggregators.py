@@ -31,7 +31,7 @@ from ._convert import as_matrix, canonical, check_number
 
 __all__ = [
     "Aggregator", "Average", "TrimmedMean", "Median", "MeanAroundMedian",
-    "MinimumDiameterAveraging", "Krum", "MultiKrum", "GeometricMedian", "CenteredClipping",
+    "MinimumDiameterAveraging", "LargestDistanceFilter", "Krum", "MultiKrum", "GeometricMedian", "CenteredClipping",
     "Bulyan", "Monna", "CovarianceFilter", "SmallestEigenvalueAveraging",
     "TrMean", "Meamed", "MDA", "MoNNA", "CAF", "SMEA", "aggregator",
 ]
@@ -105,16 +105,33 @@ class Average(Aggregator):
         super().__init__()
 
 
+def _segments(rule: str, segments: Any) -> Optional[list]:
+    if segments is None:
+        return None
+    try:
+        out = [check_number(rule, "segments", s, integer=True, minimum=1) for s in segments]
+    except TypeError:
+        raise TypeError(f"{rule}: segments must be a list of lengths, got {segments!r}") from None
+    return out or None
+
+
 class TrimmedMean(Aggregator):
     """Coordinate-wise trimmed mean: per coordinate, drop the ``f`` smallest and ``f`` largest
     values and average the rest (Yin et al. 2018). Needs ``n > 2f``. Values are ordered by
     IEEE total order, so ±∞ and NaN from at most ``f`` workers are trimmed.
-    ByzFL: ``TrMean(f)``, same definition."""
+    ByzFL: ``TrMean(f)``, same definition.
+
+    ``low`` and ``high`` drop different counts at the two ends (each defaults to ``f``; then
+    ``n > low + high`` is needed). The thesis's code keeps ranks ``f + 1 … n − f − 1``:
+    ``TrimmedMean(f, low=f + 1)``."""
 
     name = "trimmed_mean"
 
-    def __init__(self, f: int = 0) -> None:
-        super().__init__(f=_f("trimmed_mean", f))
+    def __init__(self, f: int = 0, low: Optional[int] = None, high: Optional[int] = None) -> None:
+        super().__init__(
+            f=_f("trimmed_mean", f),
+            low=check_number(self.name, "low", low, integer=True, minimum=0, allow_none=True),
+            high=check_number(self.name, "high", high, integer=True, minimum=0, allow_none=True))
 
 
 class Median(Aggregator):
@@ -171,6 +188,20 @@ class MinimumDiameterAveraging(Aggregator):
         if best is None:  # every diameter infinite: the first subset, as ByzFL
             best = list(range(n - f))
         return back(x[best].astype(np.float64).mean(0).astype(np.float32))
+
+
+class LargestDistanceFilter(Aggregator):
+    """The thesis's code's "MDA" heuristic: each vector scored by its largest distance to any
+    vector, the ``n − f`` lowest scores averaged. Needs ``n > f``. The distance is the L2
+    distance, or with ``segments`` (lengths of consecutive coordinate ranges, e.g. a model's
+    parameter tensors, summing to ``d``) the sum over segments of their L2 distances, as that
+    code sums ``torch.norm`` over layers. NaN distances (``∞ − ∞``) sort last, as NumPy's
+    ``argsort`` puts them. Not in ByzFL."""
+
+    name = "largest_distance_filter"
+
+    def __init__(self, f: int = 0, segments: Optional[list] = None) -> None:
+        super().__init__(f=_f(self.name, f), segments=_segments(self.name, segments))
 
 
 class Krum(Aggregator):

@@ -55,8 +55,13 @@ class NearestNeighborMixing(PreAggregator):
 
     name = "nearest_neighbor_mixing"
 
-    def __init__(self, f: int = 0) -> None:
-        super().__init__(f=check_number(self.name, "f", f, integer=True, minimum=0))
+    def __init__(self, f: int = 0, segments: Optional[list] = None) -> None:
+        """``segments``: lengths of consecutive coordinate ranges summing to ``d``; the
+        distance is then the sum of their L2 distances and a vector is its own neighbour only
+        by its distance (NaN last), as the thesis's code's ``nnm`` does."""
+        from .aggregators import _segments
+        super().__init__(f=check_number(self.name, "f", f, integer=True, minimum=0),
+                         segments=_segments(self.name, segments))
 
 
 class Bucketing(PreAggregator):

@@ -7,6 +7,7 @@ import byzadam
 from conftest import run_cli
 
 N, D = 11, 37
+SEGMENTS = [5, 30, 2]  # sums to D
 
 
 def inputs(rng):
@@ -34,6 +35,10 @@ RULES = [
     (lambda: byzadam.Monna(f=3, pivot=4), ["--rule", "monna", "--f", 3, "--set", "pivot=4"]),
     (lambda: byzadam.CovarianceFilter(f=3), ["--rule", "caf", "--f", 3]),
     (lambda: byzadam.SmallestEigenvalueAveraging(f=3), ["--rule", "smea", "--f", 3]),
+    (lambda: byzadam.LargestDistanceFilter(f=3), ["--rule", "largest_distance_filter", "--f", 3]),
+    (lambda: byzadam.LargestDistanceFilter(f=3, segments=SEGMENTS),
+     ["--rule", "largest_distance_filter", "--f", 3, "--set", f"segments={SEGMENTS}"]),
+    (lambda: byzadam.TrimmedMean(f=3, low=4), ["--rule", "trimmed_mean", "--f", 3, "--set", "low=4"]),
 ]
 
 PRE = [

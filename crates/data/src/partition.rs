@@ -108,12 +108,10 @@ impl Scheme {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match *self {
             Self::Homogeneous {
-                per_class: Some(0),
-                ..
+                per_class: Some(0), ..
             }
             | Self::DirichletPerWorker {
-                per_class: Some(0),
-                ..
+                per_class: Some(0), ..
             } => Err((
                 "per_class",
                 "must be at least 1 (or absent for the largest even split)".into(),

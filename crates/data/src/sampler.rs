@@ -117,10 +117,16 @@ mod tests {
         a.start_first_epoch_with(&mut first.clone());
         b.start_first_epoch_with(&mut first.clone());
         let (ea, eb) = (a.next_batch().to_vec(), b.next_batch().to_vec());
-        assert!(ea.iter().zip(&eb).all(|(x, y)| y - x == 400), "same positions");
+        assert!(
+            ea.iter().zip(&eb).all(|(x, y)| y - x == 400),
+            "same positions"
+        );
         assert_ne!(ea, shard, "shuffled");
         let (sa, sb) = (a.next_batch().to_vec(), b.next_batch().to_vec());
-        assert!(sa.iter().zip(&sb).any(|(x, y)| y - x != 400), "own streams later");
+        assert!(
+            sa.iter().zip(&sb).any(|(x, y)| y - x != 400),
+            "own streams later"
+        );
         // Same seed, same batches.
         let mut t = EpochSampler::new(shard, 7, ChaCha20Rng::seed_from_u64(1));
         assert_eq!(t.next_batch(), &epochs[0][..7]);

@@ -28,7 +28,11 @@ pub fn named(name: &str) -> Option<(Vec<u32>, DatasetKind)> {
     let idx = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.trim().parse().expect("the compiled-in index lists are numbers"))
+        .map(|l| {
+            l.trim()
+                .parse()
+                .expect("the compiled-in index lists are numbers")
+        })
         .collect();
     Some((idx, kind))
 }

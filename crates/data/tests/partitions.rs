@@ -6,7 +6,10 @@ use rand::SeedableRng;
 
 fn schemes() -> Vec<Scheme> {
     vec![
-        Scheme::Homogeneous { per_class: None, order: Default::default() },
+        Scheme::Homogeneous {
+            per_class: None,
+            order: Default::default(),
+        },
         Scheme::Iid,
         Scheme::Dirichlet {
             alpha: 0.1,
@@ -239,13 +242,31 @@ fn the_file_order_split_by_hand() {
         per_class: None,
         order: byzadam_data::partition::SampleOrder::FileOrder,
     };
-    let p = partition(&y, 2, 2, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)).unwrap();
+    let p = partition(
+        &y,
+        2,
+        2,
+        &scheme,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
+    )
+    .unwrap();
     assert_eq!(p.shards, vec![vec![0, 2, 1, 3], vec![4, 6, 5, 7]]);
     // No randomness: any seed gives the same split.
-    let q = partition(&y, 2, 2, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(9)).unwrap();
+    let q = partition(
+        &y,
+        2,
+        2,
+        &scheme,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(9),
+    )
+    .unwrap();
     assert_eq!(p, q);
     // The thesis's code writes no `order` key; neither does the default.
-    let json = serde_json::to_string(&Scheme::Homogeneous { per_class: None, order: Default::default() }).unwrap();
+    let json = serde_json::to_string(&Scheme::Homogeneous {
+        per_class: None,
+        order: Default::default(),
+    })
+    .unwrap();
     assert_eq!(json, r#"{"name":"homogeneous","per_class":null}"#);
 }
 
@@ -259,7 +280,11 @@ fn dirichlet_per_worker_normalises_each_class_over_the_workers() {
         &y,
         3,
         4,
-        &Scheme::DirichletPerWorker { alpha: 0.5, per_class: None, min_samples: 1 },
+        &Scheme::DirichletPerWorker {
+            alpha: 0.5,
+            per_class: None,
+            min_samples: 1,
+        },
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(3),
     )
     .unwrap();

@@ -64,7 +64,10 @@ fn mnist_loads_with_the_official_counts_and_normalisation() {
         &data.train.labels,
         10,
         15,
-        &Scheme::Homogeneous { per_class: None, order: Default::default() },
+        &Scheme::Homogeneous {
+            per_class: None,
+            order: Default::default(),
+        },
         &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
     )
     .unwrap();
@@ -133,7 +136,14 @@ fn the_file_order_split_of_mnist_has_the_codes_counts() {
         per_class: None,
         order: byzadam_data::partition::SampleOrder::FileOrder,
     };
-    let p = partition(y, 10, 15, &scheme, &mut rand_chacha::ChaCha20Rng::seed_from_u64(0)).unwrap();
+    let p = partition(
+        y,
+        10,
+        15,
+        &scheme,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(0),
+    )
+    .unwrap();
     // floor(5421 / 15) = 361 of each digit per worker (5,421: MNIST's rarest digit, 5).
     for counts in p.class_counts(y, 10) {
         assert_eq!(counts, [361; 10]);
@@ -147,7 +157,11 @@ fn the_file_order_split_of_mnist_has_the_codes_counts() {
                 .take(361)
                 .collect();
             let at = digit as usize * 361;
-            assert_eq!(&shard[at..at + 361], &expected[..], "worker {w}, digit {digit}");
+            assert_eq!(
+                &shard[at..at + 361],
+                &expected[..],
+                "worker {w}, digit {digit}"
+            );
         }
     }
 }
@@ -169,7 +183,11 @@ fn the_codes_mnist_evaluation_subset_is_stratified() {
     }
     for c in 0..10 {
         let share = 2000.0 * full[c] as f64 / 10_000.0;
-        assert!((counts[c] as f64 - share).abs() <= 1.0, "class {c}: {} vs {share}", counts[c]);
+        assert!(
+            (counts[c] as f64 - share).abs() <= 1.0,
+            "class {c}: {} vs {share}",
+            counts[c]
+        );
     }
     // The reference's own note: 196 227 206 202 196 178 192 206 195 202.
     assert_eq!(counts, [196, 227, 206, 202, 196, 178, 192, 206, 195, 202]);

@@ -145,3 +145,58 @@ fn a_run_id_hashes_the_results_version_with_the_config() {
         "not the config alone"
     );
 }
+
+#[test]
+fn includes_are_single_runs_after_the_product_and_alone_without_axes() {
+    let with_axes = Grid::parse(
+        r#"
+[base]
+rounds = 10
+[axes]
+seed = [0, 1]
+[[include]]
+seed = 7
+rounds = 20
+"#,
+        "g.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap();
+    let got: Vec<(u64, u64)> = with_axes
+        .iter()
+        .map(|r| (r.config.seed, r.config.rounds))
+        .collect();
+    assert_eq!(got, [(0, 10), (1, 10), (7, 20)]);
+    // No axes: just the includes (not the bare base as well).
+    let only = Grid::parse(
+        "[base]\nrounds = 10\n[[include]]\nseed = 3\n[[include]]\nseed = 4\n",
+        "g.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap();
+    assert_eq!(
+        only.iter().map(|r| r.config.seed).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    // An include naming no run config key, or a duplicate of a product run, is an error.
+    let bad = Grid::parse("[[include]]\nsede = 3\n", "g.toml")
+        .unwrap()
+        .expand()
+        .unwrap_err();
+    assert!(bad.to_string().contains("`sede`"), "{bad}");
+    let dup = Grid::parse("[axes]\nseed = [1]\n[[include]]\nseed = 1\n", "g.toml")
+        .unwrap()
+        .expand()
+        .unwrap_err();
+    assert!(dup.to_string().contains("same config"), "{dup}");
+    // An exclusion may name a key left out of the default's serialised form.
+    Grid::parse(
+        "[axes]\nhead = [\"log_softmax\", \"softmax_then_cross_entropy\"]\n[[exclude]]\nhead = \"log_softmax\"\n",
+        "g.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap();
+}

@@ -360,7 +360,8 @@ fn a_store_of_schema_1_gains_results_versions_and_mixed_versions_are_reported() 
     // Make it a store as schema 1 wrote it: no results_version column.
     let conn = rusqlite::Connection::open(&p).unwrap();
     conn.execute_batch(
-        "ALTER TABLE runs DROP COLUMN results_version;
+        "ALTER TABLE runs DROP COLUMN class_recall;
+         ALTER TABLE runs DROP COLUMN results_version;
          UPDATE meta SET value = '1' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -378,4 +379,51 @@ fn a_store_of_schema_1_gains_results_versions_and_mixed_versions_are_reported() 
         "{warning}"
     );
     assert_eq!(store.runs(None).unwrap().len(), 2, "both runs still read");
+}
+
+#[test]
+fn a_store_of_schema_2_gains_class_recall_and_still_merges() {
+    use byzadam_experiment::store::Timings;
+    use byzadam_sim::Summary;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, fresh) = (dir.path().join("old.db"), dir.path().join("fresh.db"));
+    let runs = runs();
+    let store_one = |path: &std::path::Path, run: &Run, recall: Vec<f64>| {
+        let mut store = Store::open(path).unwrap();
+        let m = alone(&run.config);
+        let summary = Summary {
+            class_recall: recall,
+            ..Summary::from_metrics(&m, 0.0).unwrap()
+        };
+        store
+            .insert_run(&run.id, &run.config, &m, &summary, &Timings::default())
+            .unwrap();
+    };
+    store_one(&old, &runs[0], vec![]);
+    // Make it a store as schema 2 wrote it: no class_recall column.
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN class_recall;
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    store_one(&old, &runs[1], vec![0.5, 1.0]);
+    store_one(&fresh, &runs[2], vec![0.25]);
+    let mut store = Store::open(&old).unwrap();
+    assert_eq!(store.merge(&[fresh]).unwrap(), (1, 0));
+    let read = store.runs(None).unwrap();
+    let recall = |id: &str| {
+        read.iter()
+            .find(|r| r.id == id)
+            .map(|r| r.summary.class_recall.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        recall(&runs[0].id),
+        Vec::<f64>::new(),
+        "written before schema 3"
+    );
+    assert_eq!(recall(&runs[1].id), [0.5, 1.0]);
+    assert_eq!(recall(&runs[2].id), [0.25], "merged from a fresh store");
 }

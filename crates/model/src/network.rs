@@ -6,8 +6,8 @@
 use crate::cpu;
 use crate::gemm::Pack;
 use crate::layers::{
-    batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer, LayerSpec,
-    Shape,
+    batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer,
+    LayerSpec, Shape,
 };
 use crate::trunk::{self, Lanes};
 use rand::{Rng, RngCore};

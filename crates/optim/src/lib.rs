@@ -374,10 +374,11 @@ impl Optimizer {
                         Some(MraGuard::AdamBound) => v.max(m * m),
                         None => v,
                     };
-                    *p -= lr * match eps_placement {
-                        EpsPlacement::InsideSqrt => m / (v + eps).sqrt(),
-                        EpsPlacement::OutsideSqrt => m / (v.sqrt() + eps),
-                    };
+                    *p -= lr
+                        * match eps_placement {
+                            EpsPlacement::InsideSqrt => m / (v + eps).sqrt(),
+                            EpsPlacement::OutsideSqrt => m / (v.sqrt() + eps),
+                        };
                 }
             }
         }

@@ -217,7 +217,9 @@ fn mra_eps_inside_or_outside_the_square_root_by_hand() {
     assert!((step(EpsPlacement::OutsideSqrt) + 0.5 / 0.49).abs() < 1e-6);
     // The default is the text's, and is not written out (configs keep their run ids).
     let opt: Optimizer = serde_json::from_str(r#"{"name": "mra"}"#).unwrap();
-    assert!(!serde_json::to_string(&opt).unwrap().contains("eps_placement"));
+    assert!(!serde_json::to_string(&opt)
+        .unwrap()
+        .contains("eps_placement"));
     let code: Optimizer =
         serde_json::from_str(r#"{"name": "mra", "eps_placement": "outside_sqrt"}"#).unwrap();
     assert!(matches!(

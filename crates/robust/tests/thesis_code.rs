@@ -120,7 +120,12 @@ fn code_mda(values: &[Vec<f32>], segments: &[usize], f: usize) -> Vec<f64> {
         })
         .collect();
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| key(scores[a]).partial_cmp(&key(scores[b])).unwrap().then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        key(scores[a])
+            .partial_cmp(&key(scores[b]))
+            .unwrap()
+            .then(a.cmp(&b))
+    });
     let kept = &order[..n - f];
     (0..values[0].len())
         .map(|k| kept.iter().map(|&i| values[i][k] as f64).sum::<f64>() / kept.len() as f64)
@@ -133,7 +138,10 @@ fn the_largest_distance_filter_by_hand() {
     // Exact MDA keeps a subset of diameter 2: {0, 1, 2} (tied with {1, 2, 3}, first), mean 1.
     let s = rows(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0], vec![20.0]]);
     assert_eq!(LargestDistanceFilter::new(2).aggregate(&s).unwrap(), [2.0]);
-    assert_eq!(MinimumDiameterAveraging::new(2).aggregate(&s).unwrap(), [1.0]);
+    assert_eq!(
+        MinimumDiameterAveraging::new(2).aggregate(&s).unwrap(),
+        [1.0]
+    );
     // Segments change the distance: rows (0, 0), (3, 4), (3, 0), (0, 4), (30, 40).
     // Whole-vector L2 from row 0: 0, 5, 3, 4, 50. Segments [1, 1] (|Δx| + |Δy|): 0, 7, 3, 4, 70.
     let s = rows(&[
@@ -163,7 +171,12 @@ fn the_largest_distance_filter_by_hand() {
     };
     let err = bad.clone().aggregate(&s).unwrap_err();
     assert!(err.to_string().contains("segments"), "{err}");
-    assert!(LargestDistanceFilter { f: 1, segments: vec![0, 2] }.aggregate(&s).is_err());
+    assert!(LargestDistanceFilter {
+        f: 1,
+        segments: vec![0, 2]
+    }
+    .aggregate(&s)
+    .is_err());
     assert!(LargestDistanceFilter::new(5).check(5).is_err());
 }
 
@@ -232,7 +245,12 @@ fn nnm_with_segments_mixes_by_the_summed_distances_as_the_code_does() {
     // Rows (0, 0), (3, 4), (3, 0), (0, 4); segments [1, 1] (|Δx| + |Δy|), f = 2, k = 2:
     // row 0's distances 0, 7, 3, 4 → {0, 2}; row 1's 7, 0, 4, 3 → {1, 3};
     // row 2's 3, 4, 0, 7 → {2, 0}; row 3's 4, 3, 7, 0 → {3, 1}.
-    let s = rows(&[vec![0.0, 0.0], vec![3.0, 4.0], vec![3.0, 0.0], vec![0.0, 4.0]]);
+    let s = rows(&[
+        vec![0.0, 0.0],
+        vec![3.0, 4.0],
+        vec![3.0, 0.0],
+        vec![0.0, 4.0],
+    ]);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
     let mut out = Submissions::default();
     NearestNeighborMixing {
@@ -241,14 +259,13 @@ fn nnm_with_segments_mixes_by_the_summed_distances_as_the_code_does() {
     }
     .apply(&s, &mut out, &mut rng)
     .unwrap();
-    assert_eq!(
-        out.as_flat(),
-        &[1.5, 0.0, 1.5, 4.0, 1.5, 0.0, 1.5, 4.0]
-    );
+    assert_eq!(out.as_flat(), &[1.5, 0.0, 1.5, 4.0, 1.5, 0.0, 1.5, 4.0]);
     // With whole-vector L2 distances row 0's are 0, 5, 3, 4: the same neighbours here; the
     // plain NNM agrees.
     let mut plain = Submissions::default();
-    NearestNeighborMixing::new(2).apply(&s, &mut plain, &mut rng).unwrap();
+    NearestNeighborMixing::new(2)
+        .apply(&s, &mut plain, &mut rng)
+        .unwrap();
     assert_eq!(plain.as_flat(), out.as_flat());
     // An infinite row is ∞ from the finite rows and NaN from itself and the other infinite
     // row: it is replaced by the mean of the first n − f finite rows.

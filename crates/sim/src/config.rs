@@ -116,7 +116,9 @@ impl EvalSubset {
             Self::Indices(v) => Ok(v.clone()),
             Self::Named(name) => match byzadam_data::subsets::named(name) {
                 Some((idx, kind)) if kind == dataset => Ok(idx),
-                Some((_, kind)) => Err(format!("\"{name}\" indexes the {kind:?} test set, not {dataset:?}'s")),
+                Some((_, kind)) => Err(format!(
+                    "\"{name}\" indexes the {kind:?} test set, not {dataset:?}'s"
+                )),
                 None => Err(format!(
                     "unknown subset \"{name}\"; known: {}",
                     byzadam_data::subsets::NAMES
@@ -142,7 +144,10 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             dataset: DatasetKind::Mnist,
-            partition: Scheme::Homogeneous { per_class: None, order: Default::default() },
+            partition: Scheme::Homogeneous {
+                per_class: None,
+                order: Default::default(),
+            },
             model: ModelKind::MnistCnn,
             workers: 15,
             byzantine: 5,

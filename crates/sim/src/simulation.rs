@@ -384,7 +384,10 @@ impl Simulation {
                 if let Some(&i) = idx.iter().find(|&&i| i as usize >= data.test.len()) {
                     return Err(bad(
                         "eval_subset",
-                        format!("index {i} is past the test set's {} images", data.test.len()),
+                        format!(
+                            "index {i} is past the test set's {} images",
+                            data.test.len()
+                        ),
                     ));
                 }
                 idx
@@ -393,7 +396,10 @@ impl Simulation {
         };
         let norm = normalization(&config, data.train.kind);
         let test_x = normalize_all(&data.test, &which, &norm);
-        let test_y = which.iter().map(|&i| data.test.labels[i as usize]).collect();
+        let test_y = which
+            .iter()
+            .map(|&i| data.test.labels[i as usize])
+            .collect();
         let per_image = data.train.shape.len();
         Ok(Self {
             norm,
@@ -536,7 +542,13 @@ impl Simulation {
         }
         hit.iter()
             .zip(&total)
-            .map(|(&h, &t)| if t == 0 { f64::NAN } else { h as f64 / t as f64 })
+            .map(|(&h, &t)| {
+                if t == 0 {
+                    f64::NAN
+                } else {
+                    h as f64 / t as f64
+                }
+            })
             .collect()
     }
 

@@ -69,7 +69,12 @@ fn everything_on() -> RunConfig {
 #[test]
 fn the_keys_list_is_every_field_and_defaults_are_not_written() {
     let json = serde_json::to_value(everything_on()).unwrap();
-    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     let mut expected = RunConfig::KEYS.to_vec();
     keys.sort();
     expected.sort();
@@ -106,9 +111,19 @@ fn byzantine_workers_first_or_last() {
         &data,
     )
     .unwrap();
-    let flags = |s: &Simulation| (0..7).map(|w| s.is_byzantine(w).unwrap()).collect::<Vec<_>>();
-    assert_eq!(flags(&last), [false, false, false, false, false, true, true]);
-    assert_eq!(flags(&first), [true, true, false, false, false, false, false]);
+    let flags = |s: &Simulation| {
+        (0..7)
+            .map(|w| s.is_byzantine(w).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        flags(&last),
+        [false, false, false, false, false, true, true]
+    );
+    assert_eq!(
+        flags(&first),
+        [true, true, false, false, false, false, false]
+    );
 }
 
 #[test]
@@ -157,8 +172,14 @@ fn a_shared_first_shuffle_gives_every_worker_the_same_labels_in_its_first_epoch(
             s.next_batch().to_vec() // the second epoch's second batch
         })
         .collect();
-    let classes = |b: &[u32]| b.iter().map(|&i| data.train.labels[i as usize]).collect::<Vec<_>>();
-    assert!(second_epoch.iter().any(|b| classes(b) != classes(&second_epoch[0])));
+    let classes = |b: &[u32]| {
+        b.iter()
+            .map(|&i| data.train.labels[i as usize])
+            .collect::<Vec<_>>()
+    };
+    assert!(second_epoch
+        .iter()
+        .any(|b| classes(b) != classes(&second_epoch[0])));
 }
 
 #[test]
@@ -207,14 +228,25 @@ fn an_evaluation_subset_is_the_test_set_of_those_images() {
         },
     };
     let (_, on_gathered) = run(small(), &gathered);
-    assert_eq!(on_subset.final_accuracy.to_bits(), on_gathered.final_accuracy.to_bits());
-    assert_eq!(on_subset.final_loss.to_bits(), on_gathered.final_loss.to_bits());
+    assert_eq!(
+        on_subset.final_accuracy.to_bits(),
+        on_gathered.final_accuracy.to_bits()
+    );
+    assert_eq!(
+        on_subset.final_loss.to_bits(),
+        on_gathered.final_loss.to_bits()
+    );
     // Recall: per class, hits over that class's images in the subset.
     let k = on_subset.class_recall.len();
     assert_eq!(k, 10);
     let mut hits = 0.0;
     for (c, r) in on_subset.class_recall.iter().enumerate() {
-        let n = gathered.test.labels.iter().filter(|&&l| l as usize == c).count();
+        let n = gathered
+            .test
+            .labels
+            .iter()
+            .filter(|&&l| l as usize == c)
+            .count();
         if n == 0 {
             assert!(r.is_nan());
         } else {
@@ -253,7 +285,9 @@ fn the_codes_head_never_trains_below_its_floor() {
     );
     let floor = (9.0 + 1f64.exp()).ln() - 1.0;
     assert!(metrics.iter().all(|m| m.train_loss >= floor - 1e-6));
-    assert!(metrics.iter().all(|m| m.eval.is_none_or(|e| e.loss >= floor - 1e-6)));
+    assert!(metrics
+        .iter()
+        .all(|m| m.eval.is_none_or(|e| e.loss >= floor - 1e-6)));
     // The default head goes below it on the same run.
     let (plain, _) = run(
         RunConfig {
@@ -267,8 +301,14 @@ fn the_codes_head_never_trains_below_its_floor() {
         },
         &data(),
     );
-    let lowest = plain.iter().map(|m| m.train_loss).fold(f64::INFINITY, f64::min);
-    assert!(lowest < floor, "the log-softmax head's lowest loss {lowest}");
+    let lowest = plain
+        .iter()
+        .map(|m| m.train_loss)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        lowest < floor,
+        "the log-softmax head's lowest loss {lowest}"
+    );
 }
 
 #[test]
@@ -285,7 +325,12 @@ fn unnormalised_inputs_change_training_but_nothing_else() {
     assert_ne!(a[0].train_loss, b[0].train_loss);
     // Round 1's loss is on the initial model; with pixels in [0, 1] the logits are smaller in
     // magnitude than with standardised pixels (mean 0, sd 1, most pixels at −0.42).
-    assert!(b[0].train_loss < a[0].train_loss, "{} vs {}", b[0].train_loss, a[0].train_loss);
+    assert!(
+        b[0].train_loss < a[0].train_loss,
+        "{} vs {}",
+        b[0].train_loss,
+        a[0].train_loss
+    );
 }
 
 #[test]

@@ -28,10 +28,11 @@ impl Head {
     /// [`Head::SoftmaxThenCrossEntropy`] (where saturated probabilities can tie).
     pub fn predict(self, row: &[f32]) -> usize {
         match self {
-            Self::LogSoftmax => row
-                .iter()
-                .enumerate()
-                .fold(0, |best, (j, &v)| if v > row[best] { j } else { best }),
+            Self::LogSoftmax => {
+                row.iter()
+                    .enumerate()
+                    .fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
+            }
             Self::SoftmaxThenCrossEntropy => {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
@@ -113,7 +114,10 @@ fn softmax_then_cross_entropy(
 ) -> (f64, usize) {
     const MAX: usize = 64;
     let (k, batch) = (classes, labels.len());
-    assert!(k <= MAX, "softmax_then_cross_entropy supports at most {MAX} classes");
+    assert!(
+        k <= MAX,
+        "softmax_then_cross_entropy supports at most {MAX} classes"
+    );
     let (mut loss, mut correct) = (0f64, 0usize);
     let mut p = [0f64; MAX];
     let mut g = [0f64; MAX];
@@ -172,9 +176,8 @@ mod tests {
         for head in [Head::LogSoftmax, Head::SoftmaxThenCrossEntropy] {
             let mut g = vec![0f32; 20];
             let (sum, _) = loss(head, &z, 10, &labels, Some(&mut g));
-            let mean = |zz: &[f64]| {
-                (reference(head, &zz[..10], 7) + reference(head, &zz[10..], 2)) / 2.0
-            };
+            let mean =
+                |zz: &[f64]| (reference(head, &zz[..10], 7) + reference(head, &zz[10..], 2)) / 2.0;
             let z64: Vec<f64> = z.iter().map(|&v| v as f64).collect();
             assert!((sum / 2.0 - mean(&z64)).abs() < 1e-6, "{head:?}: the loss");
             for i in 0..20 {

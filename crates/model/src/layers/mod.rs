@@ -11,6 +11,6 @@ pub(crate) mod pool;
 pub(crate) mod relu;
 mod spec;
 
-pub(crate) use spec::{mask_fused, relu_fused, Layer};
 pub use loss::Head;
+pub(crate) use spec::{mask_fused, relu_fused, Layer};
 pub use spec::{LayerSpec, Shape};

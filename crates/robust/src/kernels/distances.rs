@@ -209,7 +209,11 @@ pub(crate) fn segment_sums(s: &Submissions, segments: &[usize], d: &mut [f64]) {
     let (n, dim) = (s.n(), s.dim());
     debug_assert_eq!(d.len(), n * n);
     let whole = [dim];
-    let segments = if segments.is_empty() { &whole[..] } else { segments };
+    let segments = if segments.is_empty() {
+        &whole[..]
+    } else {
+        segments
+    };
     let rows = s.as_flat();
     d.par_chunks_mut(n).enumerate().for_each(|(i, out)| {
         let a = &rows[i * dim..(i + 1) * dim];
