@@ -39,6 +39,16 @@ pub(crate) fn argsort_into(v: &[f64], idx: &mut [usize]) {
     });
 }
 
+/// `total_cmp` on non-NaN values, with every NaN (either sign) after `+∞` and equal to every
+/// other NaN: NumPy's and PyTorch's sort order, which the thesis's code relies on.
+#[inline(always)]
+pub(crate) fn nan_last_cmp(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) => a.total_cmp(&b),
+        (x, y) => x.cmp(&y),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,12 +80,3 @@ mod tests {
     }
 }
 
-/// `total_cmp` on non-NaN values, with every NaN (either sign) after `+∞` and equal to every
-/// other NaN: NumPy's and PyTorch's sort order, which the thesis's code relies on.
-#[inline(always)]
-pub(crate) fn nan_last_cmp(a: f64, b: f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (false, false) => a.total_cmp(&b),
-        (x, y) => x.cmp(&y),
-    }
-}
