@@ -48,6 +48,17 @@ pub enum ModelKind {
         #[serde(default = "quarter")]
         dropout: f32,
     },
+    /// The thesis's code's CIFAR-10 CNN (`model.py`, `CnnCifar10`), which differs from the
+    /// text's in where dropout and batch norm sit: C(64) – ReLU – **D** – C(64) – ReLU – BN –
+    /// MaxPool2 – D – C(128) – ReLU – BN – C(128) – ReLU – BN – MaxPool2 – D – L(128) – ReLU –
+    /// D – L(10), 1,310,794 parameters (one batch norm fewer). The code's batch norms keep no
+    /// running statistics (`track_running_stats=False`) and it evaluates in training mode:
+    /// pair it with the run option `eval_in_training_mode`.
+    Cifar10CnnThesisCode {
+        /// Dropout probability (the code's: 0.25).
+        #[serde(default = "quarter")]
+        dropout: f32,
+    },
     /// Multinomial logistic regression on 28×28 grey images.
     LogisticRegression,
     /// A multilayer perceptron on 28×28 grey images with ReLU hidden layers.
@@ -66,7 +77,9 @@ impl ModelKind {
     /// is (the field, what is wrong).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match self {
-            Self::Cifar10Cnn { dropout } if !(0.0..1.0).contains(dropout) => {
+            Self::Cifar10Cnn { dropout } | Self::Cifar10CnnThesisCode { dropout }
+                if !(0.0..1.0).contains(dropout) =>
+            {
                 Err(("dropout", format!("must be in [0, 1), got {dropout}")))
             }
             Self::Mlp { hidden } if hidden.contains(&0) => Err((
@@ -80,7 +93,7 @@ impl ModelKind {
     /// The input shape.
     pub fn input(&self) -> Shape {
         match self {
-            Self::Cifar10Cnn { .. } => Shape::new(3, 32, 32),
+            Self::Cifar10Cnn { .. } | Self::Cifar10CnnThesisCode { .. } => Shape::new(3, 32, 32),
             _ => Shape::new(1, 28, 28),
         }
     }
@@ -139,6 +152,36 @@ impl ModelKind {
                         kernel: 3,
                         padding: 1,
                     },
+                    Relu,
+                    BatchNorm,
+                    MaxPool2,
+                    Dropout { p },
+                    Linear { out: 128 },
+                    Relu,
+                    Dropout { p },
+                    Linear { out: 10 },
+                ]
+            }
+            Self::Cifar10CnnThesisCode { dropout } => {
+                let p = *dropout;
+                let conv = |out| Conv {
+                    out,
+                    kernel: 3,
+                    padding: 1,
+                };
+                vec![
+                    conv(64),
+                    Relu,
+                    Dropout { p },
+                    conv(64),
+                    Relu,
+                    BatchNorm,
+                    MaxPool2,
+                    Dropout { p },
+                    conv(128),
+                    Relu,
+                    BatchNorm,
+                    conv(128),
                     Relu,
                     BatchNorm,
                     MaxPool2,

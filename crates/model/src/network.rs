@@ -554,6 +554,49 @@ impl Network {
         ev
     }
 
+    /// Loss and correct predictions on a set of samples in *training* mode, `batch` samples at
+    /// a time: batch statistics of each batch, dropout drawn from `rng`, as the thesis's
+    /// code's CIFAR-10 runs evaluate (`worker.py`, `test`: `self.model.train()`, test batches
+    /// of 25). `state` is not changed (a copy takes the running-statistics updates). Each
+    /// sample's predicted class is pushed to `predictions` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_in_training_mode(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        images: &[f32],
+        labels: &[u8],
+        batch: usize,
+        rng: &mut dyn RngCore,
+        mut predictions: Option<&mut Vec<u8>>,
+    ) -> Evaluation {
+        let mut ev = Evaluation::default();
+        let mut copy = std::mem::take(&mut self.ws.eval_state);
+        copy.clear();
+        copy.extend_from_slice(state);
+        let mut state = copy;
+        let per = self.input.len();
+        for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
+            let b = ys.len();
+            self.load_input(xs, b);
+            self.forward(params, &mut state, b, true, rng, 0);
+            let (loss, correct) = self.cross_entropy(ys, None);
+            ev.loss_sum += loss;
+            ev.correct += correct;
+            ev.count += b;
+            if let Some(p) = predictions.as_deref_mut() {
+                let logits = &self.ws.acts[self.layers.len()][..b * self.classes];
+                p.extend(
+                    logits
+                        .chunks_exact(self.classes)
+                        .map(|row| self.head.predict(row) as u8),
+                );
+            }
+        }
+        self.ws.eval_state = state;
+        ev
+    }
+
     /// The logits of `images` in evaluation mode (for tests and predictions).
     pub fn logits(
         &mut self,

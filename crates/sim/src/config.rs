@@ -86,6 +86,20 @@ pub struct RunConfig {
     /// is after `rounds − 1` updates.
     #[serde(skip_serializing_if = "is_default")]
     pub eval_before_update: bool,
+    /// Evaluate in training mode (each test batch's own batch-norm statistics, dropout on,
+    /// drawn from the round's evaluation stream) in test batches of `batch`, as the thesis's
+    /// code's CIFAR-10 runs do (`worker.py`, `test`: `self.model.train()`; test loader batches
+    /// of 25). Default: evaluation mode (running statistics, no dropout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training_mode_eval: Option<TrainingModeEval>,
+}
+
+/// Evaluation in training mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingModeEval {
+    /// Test images per batch (the batch statistics are each batch's).
+    pub batch: usize,
 }
 
 /// Which workers are Byzantine.
@@ -174,6 +188,7 @@ impl Default for RunConfig {
             second_message_attack: None,
             eval_subset: None,
             eval_before_update: false,
+            training_mode_eval: None,
         }
     }
 }
@@ -222,6 +237,7 @@ impl RunConfig {
         "second_message_attack",
         "eval_subset",
         "eval_before_update",
+        "training_mode_eval",
     ];
 
     /// The server pipeline this configuration describes.
@@ -328,6 +344,9 @@ impl RunConfig {
             built
                 .check(self.workers, self.byzantine)
                 .map_err(|e| bad("second_message_attack", e.to_string()))?;
+        }
+        if self.training_mode_eval.is_some_and(|t| t.batch == 0) {
+            return Err(bad("training_mode_eval.batch", "must be at least 1"));
         }
         if let Some(subset) = &self.eval_subset {
             let idx = subset

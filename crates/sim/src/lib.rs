@@ -19,7 +19,7 @@ mod config;
 pub mod seeds;
 mod simulation;
 
-pub use config::{ByzantineWorkers, ConfigError, EvalSubset, RunConfig};
+pub use config::{ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingModeEval};
 
 /// The version of the numbers a config produces. Part of every run's id (`byzadam-experiment`),
 /// so a store never mixes runs of one config that different builds computed differently.

@@ -55,6 +55,11 @@ pub enum Stream {
     Partition,
     /// Every worker's first epoch, when `shared_first_shuffle` is on (from `seed`).
     SharedFirstEpoch,
+    /// Dropout in an evaluation in training mode after `round` rounds (from `seed`).
+    Evaluation {
+        /// Rounds completed when evaluating.
+        round: u64,
+    },
 }
 
 impl Stream {
@@ -68,6 +73,7 @@ impl Stream {
             Self::Pipeline { .. } => "pipeline",
             Self::Partition => "partition",
             Self::SharedFirstEpoch => "shared first epoch",
+            Self::Evaluation { .. } => "evaluation",
         }
     }
 
@@ -76,6 +82,7 @@ impl Stream {
         match *self {
             Self::Init | Self::Partition | Self::SharedFirstEpoch => ([0, 0], 0),
             Self::Sampler { worker } | Self::Worker { worker } => ([worker as u64, 0], 1),
+            Self::Evaluation { round } => ([round, 0], 1),
             Self::Attack { round, message } | Self::Pipeline { round, message } => {
                 ([round, message as u64], 2)
             }
@@ -114,7 +121,13 @@ mod tests {
 
     /// Every stream a run of up to 32 workers and 32 rounds draws from, for one seed.
     fn streams() -> Vec<Stream> {
-        let mut all = vec![Stream::Init, Stream::Partition, Stream::SharedFirstEpoch];
+        let mut all = vec![
+            Stream::Init,
+            Stream::Partition,
+            Stream::SharedFirstEpoch,
+            Stream::Evaluation { round: 1 },
+            Stream::Evaluation { round: 2 },
+        ];
         for i in 0..32 {
             all.push(Stream::Sampler { worker: i });
             all.push(Stream::Worker { worker: i });

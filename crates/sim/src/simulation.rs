@@ -533,11 +533,31 @@ impl Simulation {
         let per = self.test_x.len() / self.test_y.len().max(1);
         let head = self.eval_net.head();
         let (mut hit, mut total) = (vec![0usize; classes], vec![0usize; classes]);
-        for (xs, ys) in self.test_x.chunks(per * 500).zip(self.test_y.chunks(500)) {
-            let logits = self.eval_net.logits(&self.params, &state, xs, ys.len());
-            for (row, &y) in logits.chunks_exact(classes).zip(ys) {
-                total[y as usize] += 1;
-                hit[y as usize] += usize::from(head.predict(row) == y as usize);
+        let mut count = |y: u8, predicted: usize| {
+            total[y as usize] += 1;
+            hit[y as usize] += usize::from(predicted == y as usize);
+        };
+        if let Some(t) = self.config.training_mode_eval {
+            // The same stream as `evaluate`'s: the same dropout masks, the same predictions.
+            let mut predictions = Vec::with_capacity(self.test_y.len());
+            self.eval_net.evaluate_in_training_mode(
+                &self.params,
+                &state,
+                &self.test_x,
+                &self.test_y,
+                t.batch,
+                &mut seeds::rng(self.config.seed, Stream::Evaluation { round: self.round }),
+                Some(&mut predictions),
+            );
+            for (&p, &y) in predictions.iter().zip(&self.test_y) {
+                count(y, p as usize);
+            }
+        } else {
+            for (xs, ys) in self.test_x.chunks(per * 500).zip(self.test_y.chunks(500)) {
+                let logits = self.eval_net.logits(&self.params, &state, xs, ys.len());
+                for (row, &y) in logits.chunks_exact(classes).zip(ys) {
+                    count(y, head.predict(row));
+                }
             }
         }
         hit.iter()
@@ -555,9 +575,20 @@ impl Simulation {
     /// Evaluates the current model on the (possibly truncated) test set.
     pub fn evaluate(&mut self) -> Evaluation {
         let state = self.eval_state();
-        let ev = self
-            .eval_net
-            .evaluate(&self.params, &state, &self.test_x, &self.test_y, 500);
+        let ev = match self.config.training_mode_eval {
+            Some(t) => self.eval_net.evaluate_in_training_mode(
+                &self.params,
+                &state,
+                &self.test_x,
+                &self.test_y,
+                t.batch,
+                &mut seeds::rng(self.config.seed, Stream::Evaluation { round: self.round }),
+                None,
+            ),
+            None => self
+                .eval_net
+                .evaluate(&self.params, &state, &self.test_x, &self.test_y, 500),
+        };
         Evaluation {
             accuracy: ev.accuracy(),
             loss: ev.loss(),

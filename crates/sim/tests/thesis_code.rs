@@ -8,7 +8,9 @@ use byzadam_optim::{Optimizer, Schedule};
 use byzadam_robust::aggregators::{LargestDistanceFilter, TrimmedMean};
 use byzadam_robust::attacks::{Empire, Little};
 use byzadam_robust::{AggregatorConfig, AttackConfig};
-use byzadam_sim::{ByzantineWorkers, EvalSubset, RoundMetrics, RunConfig, Simulation, Summary};
+use byzadam_sim::{
+    ByzantineWorkers, EvalSubset, RoundMetrics, RunConfig, Simulation, Summary, TrainingModeEval,
+};
 
 fn data() -> Split {
     synthetic::generate(11, 1500, 200)
@@ -53,6 +55,7 @@ fn everything_on() -> RunConfig {
         second_message_attack: Some(AttackConfig::Little(Little::default())),
         eval_subset: Some(EvalSubset::Indices(vec![3, 1, 4])),
         eval_before_update: true,
+        training_mode_eval: Some(TrainingModeEval { batch: 25 }),
         optimizer: Optimizer::Mra {
             lr: Schedule::Constant { value: 0.001 },
             beta1: 0.99,
@@ -89,6 +92,7 @@ fn the_keys_list_is_every_field_and_defaults_are_not_written() {
         "second_message_attack",
         "eval_subset",
         "eval_before_update",
+        "training_mode_eval",
     ] {
         assert!(default.get(key).is_none(), "{key}");
     }
@@ -388,4 +392,70 @@ fn bad_options_name_their_key() {
         }),
         "aggregator"
     );
+}
+
+#[test]
+fn training_mode_evaluation_equals_evaluation_mode_without_dropout_or_batch_norm() {
+    let data = data();
+    let mlp = RunConfig {
+        model: ModelKind::Mlp { hidden: vec![32] },
+        ..small()
+    };
+    let (_, eval_mode) = run(mlp.clone(), &data);
+    let (_, train_mode) = run(
+        RunConfig {
+            training_mode_eval: Some(TrainingModeEval { batch: 25 }),
+            ..mlp
+        },
+        &data,
+    );
+    assert_eq!(eval_mode.final_accuracy, train_mode.final_accuracy);
+    assert!((eval_mode.final_loss - train_mode.final_loss).abs() < 1e-6 * eval_mode.final_loss);
+    assert_eq!(eval_mode.class_recall, train_mode.class_recall);
+}
+
+#[test]
+fn the_codes_cifar10_network_evaluated_in_training_mode_runs_and_is_reproducible() {
+    let data = synthetic_cifar();
+    let config = RunConfig {
+        dataset: DatasetKind::Cifar10,
+        model: ModelKind::Cifar10CnnThesisCode { dropout: 0.25 },
+        partition: Scheme::Homogeneous { per_class: Some(4), order: SampleOrder::FileOrder },
+        workers: 3,
+        byzantine: 1,
+        batch: 8,
+        rounds: 2,
+        eval_every: 2,
+        aggregator: AggregatorConfig::TrimmedMean(TrimmedMean::new(1)),
+        attack: Some(AttackConfig::Empire(Empire::default())),
+        training_mode_eval: Some(TrainingModeEval { batch: 25 }),
+        ..small()
+    };
+    let (_, a) = run(config.clone(), &data);
+    let (_, b) = run(config.clone(), &data);
+    assert_eq!(a.final_accuracy.to_bits(), b.final_accuracy.to_bits());
+    assert_eq!(a.final_loss.to_bits(), b.final_loss.to_bits());
+    // Dropout in the evaluation: not the evaluation-mode numbers.
+    let (_, c) = run(RunConfig { training_mode_eval: None, ..config }, &data);
+    assert_ne!(a.final_loss.to_bits(), c.final_loss.to_bits());
+}
+
+/// CIFAR-10-shaped random images (3 × 32 × 32), 10 of each class.
+fn synthetic_cifar() -> Split {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let make = |count: usize, rng: &mut rand_chacha::ChaCha8Rng| {
+        let shape = DatasetKind::Cifar10.shape();
+        Dataset {
+            kind: DatasetKind::Cifar10,
+            shape,
+            images: (0..count * shape.len()).map(|_| rng.gen::<u8>()).collect(),
+            labels: (0..count).map(|i| (i % 10) as u8).collect(),
+            classes: 10,
+        }
+    };
+    Split {
+        train: make(120, &mut rng),
+        test: make(50, &mut rng),
+    }
 }
