@@ -232,13 +232,26 @@ fn evaluation_in_training_mode_is_the_training_forward_pass() {
     let mut net = ModelKind::Cifar10CnnThesisCode { dropout: 0.25 }.build();
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
-    net.init(&mut rand_chacha::ChaCha20Rng::seed_from_u64(5), &mut params, &mut state);
+    net.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(5),
+        &mut params,
+        &mut state,
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let x: Vec<f32> = (0..4 * net.input().len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let x: Vec<f32> = (0..4 * net.input().len())
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
     let y = [3u8, 1, 4, 1];
     let mut grad = vec![0.0; net.num_params()];
     let mut s1 = state.clone();
-    let train = net.loss_and_grad(&params, &mut s1, &x, &y, &mut ChaCha8Rng::seed_from_u64(9), &mut grad);
+    let train = net.loss_and_grad(
+        &params,
+        &mut s1,
+        &x,
+        &y,
+        &mut ChaCha8Rng::seed_from_u64(9),
+        &mut grad,
+    );
     let mut preds = Vec::new();
     let ev = net.evaluate_in_training_mode(
         &params,
@@ -249,10 +262,25 @@ fn evaluation_in_training_mode_is_the_training_forward_pass() {
         &mut ChaCha8Rng::seed_from_u64(9),
         Some(&mut preds),
     );
-    assert!((ev.loss() - train as f64).abs() < 1e-6, "{} vs {train}", ev.loss());
+    assert!(
+        (ev.loss() - train as f64).abs() < 1e-6,
+        "{} vs {train}",
+        ev.loss()
+    );
     assert_eq!(preds.len(), 4);
-    assert_eq!(ev.correct, preds.iter().zip(&y).filter(|(p, y)| p == y).count());
+    assert_eq!(
+        ev.correct,
+        preds.iter().zip(&y).filter(|(p, y)| p == y).count()
+    );
     // Another stream draws other dropout masks: another loss.
-    let other = net.evaluate_in_training_mode(&params, &state, &x, &y, 4, &mut ChaCha8Rng::seed_from_u64(10), None);
+    let other = net.evaluate_in_training_mode(
+        &params,
+        &state,
+        &x,
+        &y,
+        4,
+        &mut ChaCha8Rng::seed_from_u64(10),
+        None,
+    );
     assert_ne!(other.loss_sum, ev.loss_sum);
 }

@@ -420,7 +420,10 @@ fn the_codes_cifar10_network_evaluated_in_training_mode_runs_and_is_reproducible
     let config = RunConfig {
         dataset: DatasetKind::Cifar10,
         model: ModelKind::Cifar10CnnThesisCode { dropout: 0.25 },
-        partition: Scheme::Homogeneous { per_class: Some(4), order: SampleOrder::FileOrder },
+        partition: Scheme::Homogeneous {
+            per_class: Some(4),
+            order: SampleOrder::FileOrder,
+        },
         workers: 3,
         byzantine: 1,
         batch: 8,
@@ -436,7 +439,13 @@ fn the_codes_cifar10_network_evaluated_in_training_mode_runs_and_is_reproducible
     assert_eq!(a.final_accuracy.to_bits(), b.final_accuracy.to_bits());
     assert_eq!(a.final_loss.to_bits(), b.final_loss.to_bits());
     // Dropout in the evaluation: not the evaluation-mode numbers.
-    let (_, c) = run(RunConfig { training_mode_eval: None, ..config }, &data);
+    let (_, c) = run(
+        RunConfig {
+            training_mode_eval: None,
+            ..config
+        },
+        &data,
+    );
     assert_ne!(a.final_loss.to_bits(), c.final_loss.to_bits());
 }
 
