@@ -346,8 +346,11 @@ fn execute(
         }
     }
     let train_seconds = train.elapsed().as_secs_f64() - checkpoint_seconds;
-    let summary = Summary::from_metrics(&metrics, seconds_before + train_seconds)
-        .ok_or("the run evaluated nothing")?;
+    let summary = Summary {
+        class_recall: sim.final_class_recall().to_vec(),
+        ..Summary::from_metrics(&metrics, seconds_before + train_seconds)
+            .ok_or("the run evaluated nothing")?
+    };
     let timings = Timings {
         setup_seconds,
         train_seconds,

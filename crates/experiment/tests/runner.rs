@@ -109,6 +109,20 @@ fn every_run_is_stored_with_the_results_of_a_run_alone() {
         assert_eq!(s.config, run.config);
         let last = m.last().unwrap().eval.unwrap();
         assert_eq!(s.summary.final_accuracy.to_bits(), last.accuracy.to_bits());
+        // The per-class recall of the last evaluation is stored, as a run alone reports it.
+        let mut sim = Simulation::new(run.config.clone(), &data()).unwrap();
+        let summary = sim.run(&mut Vec::new()).unwrap();
+        assert_eq!(summary.class_recall.len(), 10);
+        // (JSON in the store: serde_json's default parser may be one ulp off.)
+        let stored = &s.summary.class_recall;
+        assert_eq!(stored.len(), 10);
+        for (a, b) in stored.iter().zip(&summary.class_recall) {
+            assert!(
+                (a - b).abs() <= 1e-15 * b.abs().max(1.0),
+                "{}: {a} vs {b}",
+                run.id
+            );
+        }
     }
     // No checkpoint is left behind by finished runs.
     let left = std::fs::read_dir(store.checkpoint_dir()).unwrap().count();

@@ -436,6 +436,13 @@ impl Simulation {
         self.workers.get(worker).map(|w| &w.sampler)
     }
 
+    /// Each class's recall at the evaluation of the run's last round (empty until that round
+    /// has run in this simulation): what [`Simulation::run`] puts in its summary, for callers
+    /// that step the run themselves.
+    pub fn final_class_recall(&self) -> &[f64] {
+        &self.final_recall
+    }
+
     /// Whether worker `worker` is Byzantine in this run; `None` past the last worker.
     pub fn is_byzantine(&self, worker: usize) -> Option<bool> {
         self.workers.get(worker).map(|w| w.byzantine)
