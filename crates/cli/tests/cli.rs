@@ -330,8 +330,8 @@ fn rules_lists_every_registry_entry() {
     }
     assert_eq!(
         count,
-        13 + 4 + 12,
-        "the README's 13 rules, 4 pre-aggregators, 12 attacks"
+        14 + 4 + 12,
+        "the README's 14 rules, 4 pre-aggregators, 12 attacks"
     );
 }
 
