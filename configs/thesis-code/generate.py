@@ -207,6 +207,39 @@ def keys_table(keys):
     return "".join("%s = %s\n" % (k, v) for k, v in keys.items() if v is not None)
 
 
+def ablation_variants():
+    """(optimizer, label, keys) of every run of the ablation, in grid order: from the code's
+    profile first (the question the thesis's reader has), every optimizer; then from the
+    text's. `keys` are the run's top-level keys beyond the grid's base (None: left out)."""
+    opts = optimizers(False)
+    for profile, start in [("code", CODE_KEYS), ("text", TEXT_KEYS)]:
+        for opt in ["RESAM", "DRA", "MRA", "SGD"]:
+            variants = [(profile, {})]
+            for label, code, text in DEPARTURES:
+                change = text if profile == "code" else code
+                if label == "optimizer":
+                    if opt == "SGD":
+                        continue
+                    variants.append((label, {"optimizer": text_optimizer(opt) if profile == "code" else opts[opt]}))
+                    continue
+                variants.append((label, change))
+            base_opt = opts[opt] if profile == "code" else text_optimizer(opt)
+            for label, change in variants:
+                keys = dict(start)
+                keys["optimizer"] = base_opt
+                if label in ("gradient order", "l2 1e-3"):
+                    # Each of the two gradient departures alone.
+                    if profile == "code":
+                        keys["gradient"] = change["gradient"]
+                    else:
+                        keys["gradient"] = ('{ l2 = 1e-4, clip = 2.0, order = "clip_then_l2" }'
+                                            if label == "gradient order" else '{ l2 = 1e-3, clip = 2.0 }')
+                else:
+                    keys.update(change)
+                name = profile if label == profile else ("%s %s %s" % (profile, "−" if profile == "code" else "+", label))
+                yield opt, name, keys
+
+
 def ablation():
     opts = optimizers(False)
     s = '''# The Little column of Table 4.1 (every optimizer with the thesis's best rule there, the
@@ -236,32 +269,8 @@ attack = { name = "little" }
 seed = 0
 data_seed = 0
 '''
-    for opt in OPTIMIZERS:
-        for profile, start, other in [("code", CODE_KEYS, TEXT_KEYS), ("text", TEXT_KEYS, CODE_KEYS)]:
-            variants = [(profile, {})]
-            for label, code, text in DEPARTURES:
-                change = text if profile == "code" else code
-                if label == "optimizer":
-                    if opt == "SGD":
-                        continue
-                    variants.append((label, {"optimizer": text_optimizer(opt) if profile == "code" else opts[opt]}))
-                    continue
-                variants.append((label, change))
-            base_opt = opts[opt] if profile == "code" else text_optimizer(opt)
-            for label, change in variants:
-                keys = dict(start)
-                keys["optimizer"] = base_opt
-                if label == "gradient order" or label == "l2 1e-3":
-                    # Each of the two gradient departures alone.
-                    if profile == "code":
-                        keys["gradient"] = change["gradient"]
-                    else:
-                        keys["gradient"] = ('{ l2 = 1e-4, clip = 2.0, order = "clip_then_l2" }'
-                                            if label == "gradient order" else '{ l2 = 1e-3, clip = 2.0 }')
-                else:
-                    keys.update(change)
-                name = profile if label == profile else ("%s %s %s" % (profile, "-" if profile == "code" else "+", label))
-                s += "\n[[include]]   # %s, %s\n" % (opt, name) + keys_table(keys)
+    for opt, name, keys in ablation_variants():
+        s += "\n[[include]]   # %s, %s\n" % (opt, name) + keys_table(keys)
     (HERE / "ablation-little.toml").write_text(s)
 
 

@@ -91,37 +91,47 @@ def three_columns(table, code_grid, text_grid, attacks):
     return "\n".join(lines), close, total, far
 
 
+def same(want, have):
+    """Whether `want` (parsed TOML) equals `have` (from a stored config), a key missing on
+    either side read as null (the store writes some defaults, the grid file leaves them out)."""
+    if isinstance(want, dict) or isinstance(have, dict):
+        if not (isinstance(want, dict) and isinstance(have, dict)):
+            return False
+        return all(same(want.get(k), have.get(k)) for k in set(want) | set(have))
+    if isinstance(want, float) or isinstance(have, float):
+        return (want is not None and have is not None
+                and abs(float(want) - float(have)) <= 1e-12 * abs(float(want)))
+    return want == have
+
+
 def ablation():
+    """The ablation's runs, each named by the variant of generate.py whose keys it has."""
+    import tomllib
+    from generate import ablation_variants
     rs = runs("ablation-little")
     out = []
+    variants = list(ablation_variants())
     for opt in OPTIMIZERS:
         out.append("\n### %s, trimmed mean, Little\n" % opt)
         out.append("| run | accuracy | dead classes (recall < 0.05) | recall per class 0–9 |")
         out.append("|---|---:|---|---|")
-        mine = [r for r in rs if r["optimizer"] == opt]
-        labels = label_ablation(mine)
-        for r, label in zip(mine, labels):
+        for o, label, keys in variants:
+            if o != opt:
+                continue
+            want = tomllib.loads("".join("%s = %s\n" % (k, v) for k, v in keys.items() if v is not None))
+            absent = [k for k, v in keys.items() if v is None]
+            found = [r for r in rs if r["optimizer"] == opt
+                     and all(same(v, r["config"].get(k)) for k, v in want.items())
+                     and all(r["config"].get(k) is None for k in absent)]
+            name = "**%s profile**" % label if label in ("code", "text") else label
+            if not found:
+                out.append("| %s | not run | | |" % name)
+                continue
+            r = found[0]
             out.append("| %s | %.4f | %s | %s |" % (
-                label, r["accuracy"], ", ".join(map(str, dead(r["recall"]))) or "none",
+                name, r["accuracy"], ", ".join(map(str, dead(r["recall"]))) or "none",
                 " ".join("%.2f" % v for v in r["recall"])))
     return "\n".join(out)
-
-
-def label_ablation(rs):
-    """The ablation's runs in grid order: code, code − X…, text, text + X… (generate.py)."""
-    from generate import DEPARTURES
-    labels = []
-    for profile in ["code", "text"]:
-        labels.append("**%s profile**" % profile)
-        for label, _, _ in DEPARTURES:
-            labels.append("%s %s %s" % (profile, "−" if profile == "code" else "+", label))
-    out, i = [], 0
-    opt = rs[0]["optimizer"] if rs else ""
-    for label in labels:
-        if opt == "SGD" and label.endswith(" optimizer"):
-            continue
-        out.append(label)
-    return out[: len(rs)]
 
 
 def seeds():
