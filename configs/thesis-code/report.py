@@ -29,10 +29,11 @@ def runs(grid):
     con = sqlite3.connect(path)
     columns = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
     recall = "r.class_recall" if "class_recall" in columns else "NULL"  # schema 2 stores
+    # Every run of the store, whichever grid put it there (the seeds store holds the table
+    # grids' seed-0 runs, merged in; the ablation store may be filled by its first half).
     rows = con.execute(
-        "SELECT r.config, r.final_accuracy, %s, r.diverged_at FROM runs r "
-        "JOIN grid_runs g ON g.run_id = r.id WHERE g.grid = ? ORDER BY g.position" % recall,
-        ("thesis-code-" + grid,)).fetchall()
+        "SELECT r.config, r.final_accuracy, %s, r.diverged_at FROM runs r ORDER BY r.id" % recall
+    ).fetchall()
     out = []
     for config, acc, recall, diverged in rows:
         c = json.loads(config)
