@@ -157,7 +157,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(first.len(), 16 * (2 + 32 * 6));
+        assert_eq!(first.len(), 16 * (5 + 32 * 6));
     }
 
     #[test]
