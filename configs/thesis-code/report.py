@@ -86,7 +86,9 @@ def three_columns(table, code_grid, text_grid, attacks):
                     close += 1
                 else:
                     mark = " ✗"
-                    far.append((opt, a, acc, agg, c, t, dead(code[(opt, a)]["recall"])))
+                    recall = code[(opt, a)]["recall"]
+                    far.append((opt, a, acc, agg, c, t,
+                                ", ".join(map(str, dead(recall))) or "none" if recall else "not recorded"))
             cells.append("%.4f %s<br>**%s**%s<br>%s" % (acc, agg, fmt(c), mark, fmt(t)))
         lines.append("| %s | %s |" % (opt, " | ".join(cells)))
     return "\n".join(lines), close, total, far
@@ -137,13 +139,14 @@ def ablation():
 
 def seeds():
     rs = runs("seeds")
-    lines = ["| | code: no attack | code: Little | text: no attack | text: Little |",
+    lines = ["| (seeds 0, 1, 2) | code: no attack | code: Little | text: no attack | text: Little |",
              "|---|---:|---:|---:|---:|"]
     for opt in OPTIMIZERS:
         cells = []
         for profile in ["code", "text"]:
             for a in ["No attack", "Little"]:
-                vals = [r["accuracy"] for r in rs if r["optimizer"] == opt and r["attack"] == a
+                vals = [r["accuracy"] for r in sorted(rs, key=lambda r: r["seed"])
+                        if r["optimizer"] == opt and r["attack"] == a
                         and (r["config"].get("head") == "softmax_then_cross_entropy") == (profile == "code")]
                 if len(vals) >= 2:
                     cells.append("%.4f ± %.4f (%s)" % (statistics.mean(vals), statistics.stdev(vals),
@@ -160,13 +163,13 @@ if __name__ == "__main__":
                                      ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"])
     print("## Table 4.1\n\n" + t1 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c1, n1))
     for f in far1:
-        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes %s" % (
+        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
             f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
     t2, c2, n2, far2 = three_columns("table-4.2.csv", "mnist-heterogeneous-table", "text-table-4.2",
                                      ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"])
     print("\n## Table 4.2\n\n" + t2 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c2, n2))
     for f in far2:
-        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes %s" % (
+        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
             f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
     print("\n## Ablation\n" + ablation())
     print("\n## Seeds\n\n" + seeds())
