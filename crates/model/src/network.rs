@@ -534,24 +534,28 @@ impl Network {
         labels: &[u8],
         batch: usize,
     ) -> Evaluation {
-        let mut ev = Evaluation::default();
-        // Evaluation mode reads the running statistics but `forward` takes them mutably (it
-        // updates them in training): a reused copy, so evaluating allocates nothing once warm.
-        let mut copy = std::mem::take(&mut self.ws.eval_state);
-        copy.clear();
-        copy.extend_from_slice(state);
-        let mut state = copy;
-        let per = self.input.len();
-        for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
-            let b = ys.len();
-            self.forward_eval(params, &mut state, xs, b);
-            let (loss, correct) = self.cross_entropy(ys, None);
-            ev.loss_sum += loss;
-            ev.correct += correct;
-            ev.count += b;
-        }
-        self.ws.eval_state = state;
-        ev
+        self.evaluate_batches(params, state, images, labels, batch, None, None)
+    }
+
+    /// [`Network::evaluate`], also pushing each sample's predicted class to `predictions`.
+    pub fn evaluate_predicting(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        images: &[f32],
+        labels: &[u8],
+        batch: usize,
+        predictions: &mut Vec<u8>,
+    ) -> Evaluation {
+        self.evaluate_batches(
+            params,
+            state,
+            images,
+            labels,
+            batch,
+            None,
+            Some(predictions),
+        )
     }
 
     /// Loss and correct predictions on a set of samples in *training* mode, `batch` samples at
@@ -568,9 +572,27 @@ impl Network {
         labels: &[u8],
         batch: usize,
         rng: &mut dyn RngCore,
+        predictions: Option<&mut Vec<u8>>,
+    ) -> Evaluation {
+        self.evaluate_batches(params, state, images, labels, batch, Some(rng), predictions)
+    }
+
+    /// The evaluation loop: `batch` samples at a time, in evaluation mode, or in training mode
+    /// with dropout from `train` when given; predictions pushed when asked for.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_batches(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        images: &[f32],
+        labels: &[u8],
+        batch: usize,
+        mut train: Option<&mut dyn RngCore>,
         mut predictions: Option<&mut Vec<u8>>,
     ) -> Evaluation {
         let mut ev = Evaluation::default();
+        // Evaluation mode reads the running statistics but `forward` takes them mutably (it
+        // updates them in training): a reused copy, so evaluating allocates nothing once warm.
         let mut copy = std::mem::take(&mut self.ws.eval_state);
         copy.clear();
         copy.extend_from_slice(state);
@@ -578,8 +600,13 @@ impl Network {
         let per = self.input.len();
         for (xs, ys) in images.chunks(per * batch).zip(labels.chunks(batch)) {
             let b = ys.len();
-            self.load_input(xs, b);
-            self.forward(params, &mut state, b, true, rng, 0);
+            match train.as_deref_mut() {
+                Some(rng) => {
+                    self.load_input(xs, b);
+                    self.forward(params, &mut state, b, true, rng, 0);
+                }
+                None => self.forward_eval(params, &mut state, xs, b),
+            }
             let (loss, correct) = self.cross_entropy(ys, None);
             ev.loss_sum += loss;
             ev.correct += correct;

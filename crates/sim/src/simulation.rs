@@ -535,37 +535,18 @@ impl Simulation {
     /// Each class's recall on the evaluation images under the current model: of the test
     /// images of class `c`, the share predicted as `c` (NaN for a class with no image).
     pub fn class_recall(&mut self) -> Vec<f64> {
-        let state = self.eval_state();
+        let mut predictions = Vec::new();
+        self.evaluation_pass(Some(&mut predictions));
+        self.recall_of(&predictions)
+    }
+
+    /// Per-class recall of `predictions` (one per evaluation image, in order).
+    fn recall_of(&self, predictions: &[u8]) -> Vec<f64> {
         let classes = self.eval_net.classes();
-        let per = self.test_x.len() / self.test_y.len().max(1);
-        let head = self.eval_net.head();
         let (mut hit, mut total) = (vec![0usize; classes], vec![0usize; classes]);
-        let mut count = |y: u8, predicted: usize| {
+        for (&p, &y) in predictions.iter().zip(&self.test_y) {
             total[y as usize] += 1;
-            hit[y as usize] += usize::from(predicted == y as usize);
-        };
-        if let Some(t) = self.config.training_mode_eval {
-            // The same stream as `evaluate`'s: the same dropout masks, the same predictions.
-            let mut predictions = Vec::with_capacity(self.test_y.len());
-            self.eval_net.evaluate_in_training_mode(
-                &self.params,
-                &state,
-                &self.test_x,
-                &self.test_y,
-                t.batch,
-                &mut seeds::rng(self.config.seed, Stream::Evaluation { round: self.round }),
-                Some(&mut predictions),
-            );
-            for (&p, &y) in predictions.iter().zip(&self.test_y) {
-                count(y, p as usize);
-            }
-        } else {
-            for (xs, ys) in self.test_x.chunks(per * 500).zip(self.test_y.chunks(500)) {
-                let logits = self.eval_net.logits(&self.params, &state, xs, ys.len());
-                for (row, &y) in logits.chunks_exact(classes).zip(ys) {
-                    count(y, head.predict(row));
-                }
-            }
+            hit[y as usize] += usize::from(p == y);
         }
         hit.iter()
             .zip(&total)
@@ -581,20 +562,36 @@ impl Simulation {
 
     /// Evaluates the current model on the (possibly truncated) test set.
     pub fn evaluate(&mut self) -> Evaluation {
+        self.evaluation_pass(None)
+    }
+
+    /// Evaluates, and records the per-class recall of the same pass as the run's final one.
+    fn evaluate_final(&mut self) -> Evaluation {
+        let mut predictions = Vec::new();
+        let e = self.evaluation_pass(Some(&mut predictions));
+        self.final_recall = self.recall_of(&predictions);
+        e
+    }
+
+    /// One pass over the evaluation images (in training mode with the round's evaluation
+    /// stream when `training_mode_eval` is set), pushing predictions when asked for.
+    fn evaluation_pass(&mut self, predictions: Option<&mut Vec<u8>>) -> Evaluation {
         let state = self.eval_state();
-        let ev = match self.config.training_mode_eval {
-            Some(t) => self.eval_net.evaluate_in_training_mode(
-                &self.params,
+        let (params, x, y) = (&self.params, &self.test_x, &self.test_y);
+        let ev = match (self.config.training_mode_eval, predictions) {
+            (Some(t), p) => self.eval_net.evaluate_in_training_mode(
+                params,
                 &state,
-                &self.test_x,
-                &self.test_y,
+                x,
+                y,
                 t.batch,
                 &mut seeds::rng(self.config.seed, Stream::Evaluation { round: self.round }),
-                None,
+                p,
             ),
-            None => self
+            (None, Some(p)) => self
                 .eval_net
-                .evaluate(&self.params, &state, &self.test_x, &self.test_y, 500),
+                .evaluate_predicting(params, &state, x, y, 500, p),
+            (None, None) => self.eval_net.evaluate(params, &state, x, y, 500),
         };
         Evaluation {
             accuracy: ev.accuracy(),
@@ -724,12 +721,14 @@ impl Simulation {
         }
         let evaluating = t.is_multiple_of(self.config.eval_every) || t == self.config.rounds;
         let last = t == self.config.rounds;
-        let before = (evaluating && self.config.eval_before_update).then(|| {
+        let evaluate = |sim: &mut Self| {
             if last {
-                self.final_recall = self.class_recall();
+                sim.evaluate_final()
+            } else {
+                sim.evaluate()
             }
-            self.evaluate()
-        });
+        };
+        let before = (evaluating && self.config.eval_before_update).then(|| evaluate(self));
         let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
         self.config
             .optimizer
@@ -746,12 +745,7 @@ impl Simulation {
             / honest_count as f64;
         let eval = match before {
             Some(e) => Some(e),
-            None => evaluating.then(|| {
-                if last {
-                    self.final_recall = self.class_recall();
-                }
-                self.evaluate()
-            }),
+            None => evaluating.then(|| evaluate(self)),
         };
         Ok(RoundMetrics {
             round: t,
@@ -781,8 +775,7 @@ impl Simulation {
             Some(s) => s,
             // No round evaluated (none was left to run): evaluate now.
             None => {
-                let e = self.evaluate();
-                self.final_recall = self.class_recall();
+                let e = self.evaluate_final();
                 Summary {
                     rounds: self.round,
                     final_accuracy: e.accuracy,
