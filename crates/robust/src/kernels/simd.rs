@@ -52,7 +52,17 @@ macro_rules! dispatch {
                     return;
                 }
             }
-            $generic($($a),*)
+            // Its own function, not inlined here: unoptimised builds give every inlined
+            // kernel its own stack slots (the sorting networks' register arrays come to
+            // ~1.3 MB), and the dispatcher would hold the generic twin's frame while calling
+            // the fast one, overflowing a rayon worker's 2 MiB stack in a debug build. One
+            // call per chunk costs nothing optimised.
+            #[inline(never)]
+            #[allow(clippy::too_many_arguments)]
+            fn generic($($a: $t),*) {
+                $generic($($a),*)
+            }
+            generic($($a),*)
         }
     };
 }
