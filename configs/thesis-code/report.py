@@ -19,6 +19,11 @@ ATTACK_NAMES = {
     "none": "No attack", "little": "Little", "empire": "Empire", "sign_flip": "Sign Flip",
     "label_flip": "Label Flip", "positive_infinity": "Inf", "negative_infinity": "-Inf",
 }
+AGGREGATORS = {  # byzadam's rule names, as the thesis's tables label them
+    "average": "AVG", "trimmed_mean": "CWTM", "mean_around_median": "MEAMED", "median": "CWM",
+    "largest_distance_filter": "MDA",  # the code's MDA
+    "minimum_diameter_averaging": "MDA",  # the text's MDA (the text profile)
+}
 CLOSE = 0.03
 
 
@@ -43,6 +48,7 @@ def runs(grid):
             "attack": ATTACK_NAMES[attack], "accuracy": acc if acc is not None else float("nan"),
             "recall": json.loads(recall) if recall else [], "diverged": diverged,
             "seed": c.get("seed", 0),
+            "aggregator": AGGREGATORS.get(c["aggregator"]["name"], c["aggregator"]["name"]),
         })
     return out
 
@@ -53,7 +59,14 @@ def reference(table):
 
 
 def by_cell(rs, seed=0):
-    return {(r["optimizer"], r["attack"]): r for r in rs if r["seed"] == seed}
+    """(optimizer, attack, aggregator) -> run, for one seed."""
+    return {(r["optimizer"], r["attack"], r["aggregator"]): r for r in rs if r["seed"] == seed}
+
+
+def code_runs(grid):
+    """The code profile's runs of a table: the full grid's store (every aggregator) where it
+    exists, else the per-cell grid's (the thesis's reported aggregator only)."""
+    return runs(grid) or runs(grid + "-table")
 
 
 def fmt(x):
@@ -66,7 +79,7 @@ def dead(recall):
 
 def three_columns(table, code_grid, text_grid, attacks):
     ref = reference(table)
-    code, text = by_cell(runs(code_grid)), by_cell(runs(text_grid))
+    code, text = by_cell(code_runs(code_grid)), by_cell(runs(text_grid))
     lines = ["| | " + " | ".join(attacks) + " |", "|---|" + "---:|" * len(attacks)]
     close = total = 0
     far = []
@@ -77,8 +90,8 @@ def three_columns(table, code_grid, text_grid, attacks):
                 cells.append("")
                 continue
             acc, agg = ref[(opt, a)]
-            c = code.get((opt, a), {}).get("accuracy")
-            t = text.get((opt, a), {}).get("accuracy")
+            c = code.get((opt, a, agg), {}).get("accuracy")
+            t = text.get((opt, a, agg), {}).get("accuracy")
             mark = ""
             if c is not None:
                 total += 1
@@ -86,12 +99,62 @@ def three_columns(table, code_grid, text_grid, attacks):
                     close += 1
                 else:
                     mark = " ✗"
-                    recall = code[(opt, a)]["recall"]
+                    recall = code[(opt, a, agg)]["recall"]
                     far.append((opt, a, acc, agg, c, t,
                                 ", ".join(map(str, dead(recall))) or "none" if recall else "not recorded"))
             cells.append("%.4f %s<br>**%s**%s<br>%s" % (acc, agg, fmt(c), mark, fmt(t)))
         lines.append("| %s | %s |" % (opt, " | ".join(cells)))
     return "\n".join(lines), close, total, far
+
+
+def every_aggregator(table, code_grid, attacks):
+    """The full grid in the code profile: every aggregator's accuracy per cell, the best in
+    bold, and how the best compares with the thesis's best (its tables report the best)."""
+    ref = reference(table)
+    code = by_cell(runs(code_grid))
+    if not code:
+        return "(the full grid `%s` has not run)" % code_grid, 0, 0, 0
+    aggs = ["AVG", "CWTM", "MEAMED", "CWM", "MDA"]
+    lines = ["| optimizer, attack | thesis (best) | " + " | ".join(aggs) + " | byzadam's best | dead classes (best) |",
+             "|---|---:|" + "---:|" * len(aggs) + "---:|---|"]
+    close = total = same_rule = 0
+    for opt in OPTIMIZERS:
+        for a in attacks:
+            if (opt, a) not in ref:
+                continue
+            acc, agg = ref[(opt, a)]
+            cells = {g: code.get((opt, a, g)) for g in aggs}
+            done = {g: r["accuracy"] for g, r in cells.items() if r is not None}
+            if not done:
+                continue
+            best = max(done, key=lambda g: (done[g] == done[g], done[g]))
+            total += 1
+            close += abs(done[best] - acc) <= CLOSE
+            same_rule += best == agg
+            row = []
+            for g in aggs:
+                v = done.get(g)
+                text = "—" if v is None else "%.4f" % v
+                row.append("**%s**" % text if g == best else text)
+            recall = cells[best]["recall"]
+            lines.append("| %s, %s | %.4f %s | %s | %.4f %s%s | %s |" % (
+                opt, a, acc, agg, " | ".join(row), done[best], best,
+                "" if abs(done[best] - acc) <= CLOSE else " ✗",
+                (", ".join(map(str, dead(recall))) or "none") if recall else "not recorded"))
+    return "\n".join(lines), close, total, same_rule
+
+
+# The run config's defaults that the store leaves out of a config (crates/sim/src/config.rs:
+# a key at its default is not serialised, so that older configs keep their run ids).
+DEFAULTS = {
+    "head": "log_softmax", "normalize_inputs": True, "shared_first_shuffle": False,
+    "byzantine_workers": "last", "eval_before_update": False,
+}
+
+
+def stored(config, key):
+    """A stored config's value of a top-level key, its default where the store left it out."""
+    return config.get(key, DEFAULTS.get(key))
 
 
 def same(want, have):
@@ -107,9 +170,18 @@ def same(want, have):
     return want == have
 
 
+def matching(rs, opt, keys, seed=0):
+    """The stored runs of optimizer `opt` and `seed` whose config has generate.py's `keys`."""
+    import tomllib
+    want = tomllib.loads("".join("%s = %s\n" % (k, v) for k, v in keys.items() if v is not None))
+    absent = [k for k, v in keys.items() if v is None]
+    return [r for r in rs if r["optimizer"] == opt and r["seed"] == seed
+            and all(same(v, stored(r["config"], k)) for k, v in want.items())
+            and all(stored(r["config"], k) is None for k in absent)]
+
+
 def ablation():
     """The ablation's runs, each named by the variant of generate.py whose keys it has."""
-    import tomllib
     from generate import ablation_variants
     rs = runs("ablation-little")
     out = []
@@ -121,20 +193,50 @@ def ablation():
         for o, label, keys in variants:
             if o != opt:
                 continue
-            want = tomllib.loads("".join("%s = %s\n" % (k, v) for k, v in keys.items() if v is not None))
-            absent = [k for k, v in keys.items() if v is None]
-            found = [r for r in rs if r["optimizer"] == opt
-                     and all(same(v, r["config"].get(k)) for k, v in want.items())
-                     and all(r["config"].get(k) is None for k in absent)]
+            found = matching(rs, opt, keys)
             name = "**%s profile**" % label if label in ("code", "text") else label
             if not found:
                 out.append("| %s | not run | | |" % name)
                 continue
+            if len(found) > 1:
+                raise SystemExit("%s, %s: %d stored runs match" % (opt, label, len(found)))
             r = found[0]
             out.append("| %s | %.4f | %s | %s |" % (
                 name, r["accuracy"], ", ".join(map(str, dead(r["recall"]))) or "none",
                 " ".join("%.2f" % v for v in r["recall"])))
     return "\n".join(out)
+
+
+def head_seeds():
+    """The head alone, both ways, over seeds 0, 1, 2: the two profiles from the seeds grid,
+    the head runs from the ablation (seed 0) and its head-seeds grid (seeds 1, 2)."""
+    from generate import ablation_variants
+    rs = [r for r in runs("ablation-little") + runs("ablation-head-seeds") + runs("seeds")
+          if r["attack"] == "Little"]
+    lines = ["| (seeds 0, 1, 2) | code profile | code − head | text profile | text + head |",
+             "|---|---:|---:|---:|---:|"]
+    for opt in OPTIMIZERS:
+        cells = []
+        for label in ["code", "code − head", "text", "text + head"]:
+            keys = next(k for o, n, k in ablation_variants() if o == opt and n == label)
+            vals = []
+            for seed in [0, 1, 2]:
+                found = matching(rs, opt, keys, seed)
+                # The seeds store holds the two profiles' seed-0 runs too (the same ids).
+                ids = {json.dumps(r["config"], sort_keys=True) for r in found}
+                if len(ids) > 1:
+                    raise SystemExit("%s, %s, seed %d: %d configs match" % (opt, label, seed, len(ids)))
+                if found:
+                    vals.append((found[0]["accuracy"], len(dead(found[0]["recall"]))))
+            if not vals:
+                cells.append("—")
+                continue
+            acc = [v for v, _ in vals]
+            spread = " ± %.4f" % statistics.stdev(acc) if len(acc) >= 2 else ""
+            cells.append("%.4f%s (%s)" % (statistics.mean(acc), spread,
+                                          ", ".join("%.4f/%d" % v for v in vals)))
+        lines.append("| %s | %s |" % (opt, " | ".join(cells)))
+    return "\n".join(lines)
 
 
 def seeds():
@@ -171,5 +273,13 @@ if __name__ == "__main__":
     for f in far2:
         print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
             f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
+    for table, grid, attacks in [
+            ("table-4.1.csv", "mnist-homogeneous", ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"]),
+            ("table-4.2.csv", "mnist-heterogeneous", ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"])]:
+        t, close, total, same_rule = every_aggregator(table, grid, attacks)
+        print("\n## %s, every aggregator (code profile)\n\n%s\n" % (grid, t))
+        print("byzadam's best within %.2f of the thesis's best: %d of %d cells; the same rule as the thesis's best: %d of %d.\n"
+              % (CLOSE, close, total, same_rule, total))
     print("\n## Ablation\n" + ablation())
+    print("\n## The head alone, three seeds (accuracy/number of dead classes per seed)\n\n" + head_seeds())
     print("\n## Seeds\n\n" + seeds())
