@@ -17,6 +17,12 @@ and the 2,000 stratified test indices (crates/data/subsets/mnist-test-subset.txt
 OPT is main.py's `opt` (0 SGD, 1 RESAM, 2 DRA, 3 MRA); ATTACK one of none, little, empire,
 sign_flip, label_flip, inf, -inf; AGG one of avg, cwtm, meamed, cwm, mda. Prints one JSON line:
 the accuracy main.py records at the start of the last round and the per-class recall.
+
+HEAD=log_softmax makes one more change to the code, for the ablation's "code - head" in the
+code itself: model.py's `F.softmax(..., dim=1)` outputs become `F.log_softmax(..., dim=1)`,
+so that worker.py's `nn.CrossEntropyLoss()` is the usual cross-entropy of the logits
+(log_softmax is shift-invariant: log_softmax(log_softmax(z)) = log_softmax(z)); predictions
+(the argmax) are unchanged.
 """
 import gzip
 import json
@@ -29,6 +35,7 @@ import torch
 
 torch.set_num_threads(1)
 CODE = os.environ.get("THESIS_CODE", "Master-Thesis")
+HEAD = os.environ.get("HEAD", "softmax")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -37,6 +44,11 @@ def load(name):
     text = open(os.path.join(CODE, name + ".py")).read()
     text = text.replace('"cuda"', '"cpu"').replace(".cuda()", "")
     text = text.replace("from torchvision import datasets", "datasets = None")
+    if name == "model" and HEAD == "log_softmax":
+        assert text.count("F.softmax(") == 2, "model.py: expected two softmax outputs"
+        text = text.replace("F.softmax(", "F.log_softmax(")
+    elif HEAD != "softmax":
+        raise SystemExit("HEAD must be softmax (the code as it is) or log_softmax")
     module = types.ModuleType(name)
     sys.modules[name] = module
     exec(compile(text, name + ".py", "exec"), module.__dict__)
@@ -148,5 +160,5 @@ with torch.no_grad():
         p = torch.max(worker[0].model(x), 1)[1]
         for c in range(10):
             counts[c] += (y == c).sum().item(); hits[c] += ((y == c) & (p == c)).sum().item()
-print(json.dumps({"seed": seed, "opt": opt, "attack": attack, "agg": agg, "rounds": rounds, "f": f,
+print(json.dumps({"seed": seed, "num_workers": 2, **({"head": HEAD} if HEAD != "softmax" else {}), "opt": opt, "attack": attack, "agg": agg, "rounds": rounds, "f": f,
                   "accuracy": accuracy, "recall": (hits / counts).round(4).tolist()}))
