@@ -36,6 +36,8 @@ import torch
 torch.set_num_threads(1)
 CODE = os.environ.get("THESIS_CODE", "Master-Thesis")
 HEAD = os.environ.get("HEAD", "softmax")
+if HEAD not in ("softmax", "log_softmax"):
+    raise SystemExit("HEAD must be softmax (the code as it is) or log_softmax")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -47,8 +49,6 @@ def load(name):
     if name == "model" and HEAD == "log_softmax":
         assert text.count("F.softmax(") == 2, "model.py: expected two softmax outputs"
         text = text.replace("F.softmax(", "F.log_softmax(")
-    elif HEAD != "softmax":
-        raise SystemExit("HEAD must be softmax (the code as it is) or log_softmax")
     module = types.ModuleType(name)
     sys.modules[name] = module
     exec(compile(text, name + ".py", "exec"), module.__dict__)
