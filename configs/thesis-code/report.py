@@ -101,7 +101,7 @@ def three_columns(table, code_grid, text_grid, attacks):
                     mark = " ✗"
                     recall = code[(opt, a, agg)]["recall"]
                     far.append((opt, a, acc, agg, c, t,
-                                ", ".join(map(str, dead(recall))) or "none" if recall else "not recorded"))
+                                (", ".join(map(str, dead(recall))) or "none") if recall else "not recorded"))
             cells.append("%.4f %s<br>**%s**%s<br>%s" % (acc, agg, fmt(c), mark, fmt(t)))
         lines.append("| %s | %s |" % (opt, " | ".join(cells)))
     return "\n".join(lines), close, total, far
@@ -261,13 +261,13 @@ def seeds():
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
-    t1, c1, n1, far1 = three_columns("table-4.1.csv", "mnist-homogeneous-table", "text-table-4.1",
+    t1, c1, n1, far1 = three_columns("table-4.1.csv", "mnist-homogeneous", "text-table-4.1",
                                      ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"])
     print("## Table 4.1\n\n" + t1 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c1, n1))
     for f in far1:
         print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
             f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
-    t2, c2, n2, far2 = three_columns("table-4.2.csv", "mnist-heterogeneous-table", "text-table-4.2",
+    t2, c2, n2, far2 = three_columns("table-4.2.csv", "mnist-heterogeneous", "text-table-4.2",
                                      ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"])
     print("\n## Table 4.2\n\n" + t2 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c2, n2))
     for f in far2:
