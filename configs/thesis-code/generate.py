@@ -240,8 +240,18 @@ def ablation_variants():
                 yield opt, name, keys
 
 
+# The ablation grids' shared base (homogeneous MNIST under Little; each run names the rest).
+LITTLE_BASE = '''[base]
+dataset = "mnist"
+model = { name = "mnist_cnn" }
+workers = 15
+byzantine = 5
+batch = 25
+attack = { name = "little" }
+'''
+
+
 def ablation():
-    opts = optimizers(False)
     s = '''# The Little column of Table 4.1 (every optimizer with the thesis's best rule there, the
 # trimmed mean), from the thesis's code's profile with each departure turned back to the
 # text's setting alone ("code - X"), and from the text's profile with each departure turned
@@ -259,14 +269,7 @@ def ablation():
 name = "thesis-code-ablation-little"
 description = "Table 4.1's Little column: each departure of the thesis's code alone, both ways"
 
-[base]
-dataset = "mnist"
-model = { name = "mnist_cnn" }
-workers = 15
-byzantine = 5
-batch = 25
-attack = { name = "little" }
-seed = 0
+''' + LITTLE_BASE + '''seed = 0
 data_seed = 0
 '''
     head = s
@@ -337,14 +340,7 @@ def head_seeds():
 name = "thesis-code-ablation-head-seeds"
 description = "The Little ablation's head runs, both ways, seeds 1 and 2"
 
-[base]
-dataset = "mnist"
-model = { name = "mnist_cnn" }
-workers = 15
-byzantine = 5
-batch = 25
-attack = { name = "little" }
-'''
+''' + LITTLE_BASE
     for seed in [1, 2]:
         for opt, name, keys in ablation_variants():
             if name in ("code − head", "text + head"):

@@ -77,6 +77,12 @@ def dead(recall):
     return [c for c, v in enumerate(recall) if v == v and v < 0.05]
 
 
+def dead_text(recall):
+    """The dead classes as the tables print them ("none"; "not recorded" for a run stored
+    before the store kept recall)."""
+    return (", ".join(map(str, dead(recall))) or "none") if recall else "not recorded"
+
+
 def three_columns(table, code_grid, text_grid, attacks):
     ref = reference(table)
     code, text = by_cell(code_runs(code_grid)), by_cell(runs(text_grid))
@@ -100,8 +106,7 @@ def three_columns(table, code_grid, text_grid, attacks):
                 else:
                     mark = " ✗"
                     recall = code[(opt, a, agg)]["recall"]
-                    far.append((opt, a, acc, agg, c, t,
-                                (", ".join(map(str, dead(recall))) or "none") if recall else "not recorded"))
+                    far.append((opt, a, acc, agg, c, t, dead_text(recall)))
             cells.append("%.4f %s<br>**%s**%s<br>%s" % (acc, agg, fmt(c), mark, fmt(t)))
         lines.append("| %s | %s |" % (opt, " | ".join(cells)))
     return "\n".join(lines), close, total, far
@@ -139,8 +144,7 @@ def every_aggregator(table, code_grid, attacks):
             recall = cells[best]["recall"]
             lines.append("| %s, %s | %.4f %s | %s | %.4f %s%s | %s |" % (
                 opt, a, acc, agg, " | ".join(row), done[best], best,
-                "" if abs(done[best] - acc) <= CLOSE else " ✗",
-                (", ".join(map(str, dead(recall))) or "none") if recall else "not recorded"))
+                "" if abs(done[best] - acc) <= CLOSE else " ✗", dead_text(recall)))
     return "\n".join(lines), close, total, same_rule
 
 
@@ -202,7 +206,7 @@ def ablation():
                 raise SystemExit("%s, %s: %d stored runs match" % (opt, label, len(found)))
             r = found[0]
             out.append("| %s | %.4f | %s | %s |" % (
-                name, r["accuracy"], ", ".join(map(str, dead(r["recall"]))) or "none",
+                name, r["accuracy"], dead_text(r["recall"]),
                 " ".join("%.2f" % v for v in r["recall"])))
     return "\n".join(out)
 
@@ -215,10 +219,11 @@ def head_seeds():
           if r["attack"] == "Little"]
     lines = ["| (seeds 0, 1, 2) | code profile | code − head | text profile | text + head |",
              "|---|---:|---:|---:|---:|"]
+    variants = {(o, n): k for o, n, k in ablation_variants()}
     for opt in OPTIMIZERS:
         cells = []
         for label in ["code", "code − head", "text", "text + head"]:
-            keys = next(k for o, n, k in ablation_variants() if o == opt and n == label)
+            keys = variants[(opt, label)]
             vals = []
             for seed in [0, 1, 2]:
                 found = matching(rs, opt, keys, seed)
@@ -259,23 +264,24 @@ def seeds():
     return "\n".join(lines)
 
 
+REPORTED = [  # (reference, code profile's grid, text profile's grid, columns)
+    ("table-4.1.csv", "mnist-homogeneous", "text-table-4.1",
+     ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"]),
+    ("table-4.2.csv", "mnist-heterogeneous", "text-table-4.2",
+     ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"]),
+]
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
-    t1, c1, n1, far1 = three_columns("table-4.1.csv", "mnist-homogeneous", "text-table-4.1",
-                                     ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"])
-    print("## Table 4.1\n\n" + t1 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c1, n1))
-    for f in far1:
-        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
-            f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
-    t2, c2, n2, far2 = three_columns("table-4.2.csv", "mnist-heterogeneous", "text-table-4.2",
-                                     ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"])
-    print("\n## Table 4.2\n\n" + t2 + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, c2, n2))
-    for f in far2:
-        print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
-            f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
-    for table, grid, attacks in [
-            ("table-4.1.csv", "mnist-homogeneous", ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf", "-Inf"]),
-            ("table-4.2.csv", "mnist-heterogeneous", ["No attack", "Little", "Empire", "Sign Flip", "Label Flip", "Inf"])]:
+    for i, (table, code_grid, text_grid, attacks) in enumerate(REPORTED):
+        t, close, total, far = three_columns(table, code_grid, text_grid, attacks)
+        print("%s## Table %s\n\n" % ("\n" if i else "", table[6:9]) + t
+              + "\n\nWithin %.2f of the thesis in the code's profile: %d of %d cells.\n" % (CLOSE, close, total))
+        for f in far:
+            print("- %s, %s: thesis %.4f (%s), code profile %s, text profile %s; dead classes: %s" % (
+                f[0], f[1], f[2], f[3], fmt(f[4]), fmt(f[5]), f[6]))
+    for table, grid, _, attacks in REPORTED:
         t, close, total, same_rule = every_aggregator(table, grid, attacks)
         print("\n## %s, every aggregator (code profile)\n\n%s\n" % (grid, t))
         print("byzadam's best within %.2f of the thesis's best: %d of %d cells; the thesis's best rule is also byzadam's best (or tied with it): %d of %d.\n"
