@@ -301,14 +301,20 @@ impl Optimizer {
     }
 
     /// Updates the worker's state with its gradient `g` and writes what it sends into `out`
-    /// ([`Optimizer::messages`] vectors of `g`'s length).
-    pub fn worker_message(&self, state: &mut WorkerState, g: &[f32], out: &mut [Vec<f32>]) {
+    /// ([`Optimizer::messages`] vectors of `g`'s length: `Vec<f32>`s, or rows of a larger
+    /// buffer as `&mut [f32]`).
+    pub fn worker_message<O: AsMut<[f32]>>(
+        &self,
+        state: &mut WorkerState,
+        g: &[f32],
+        out: &mut [O],
+    ) {
         state.t += 1;
         match *self {
-            Self::Sgd { .. } => out[0].copy_from_slice(g),
+            Self::Sgd { .. } => out[0].as_mut().copy_from_slice(g),
             Self::Resam { beta, .. } => {
                 let beta = beta as f32;
-                for ((m, &gi), o) in state.m.iter_mut().zip(g).zip(out[0].iter_mut()) {
+                for ((m, &gi), o) in state.m.iter_mut().zip(g).zip(out[0].as_mut().iter_mut()) {
                     *m = beta * *m + (1.0 - beta) * gi;
                     *o = *m;
                 }
@@ -323,7 +329,7 @@ impl Optimizer {
                     .iter_mut()
                     .zip(state.v.iter_mut())
                     .zip(g)
-                    .zip(out[0].iter_mut())
+                    .zip(out[0].as_mut().iter_mut())
                 {
                     *m = beta1 * *m + (1.0 - beta1) * gi;
                     *v = beta2 * *v + (1.0 - beta2) * gi * gi;
@@ -339,8 +345,8 @@ impl Optimizer {
                     .iter_mut()
                     .zip(state.v.iter_mut())
                     .zip(g)
-                    .zip(first[0].iter_mut())
-                    .zip(rest[0].iter_mut())
+                    .zip(first[0].as_mut().iter_mut())
+                    .zip(rest[0].as_mut().iter_mut())
                 {
                     *m = beta1 * *m + (1.0 - beta1) * gi;
                     *v = beta2 * *v + (1.0 - beta2) * gi * gi;

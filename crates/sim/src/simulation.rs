@@ -1,14 +1,7 @@
-use crate::seeds::{self, Stream};
-use crate::{ByzantineWorkers, ConfigError, RunConfig};
+use crate::round::{self, EngineWorker, EvaluationDue, Evaluator, Server, WorkerCheckpoint};
+use crate::{ConfigError, RunConfig};
 use byzadam_data::sampler::EpochSampler;
-use byzadam_data::{partition::partition, Normalization, Split};
-use byzadam_model::Network;
-use byzadam_optim::WorkerState;
-use byzadam_robust::attacks::LabelFlip;
-use byzadam_robust::{
-    pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions, ThreatModel,
-};
-use rand_chacha::ChaCha20Rng;
+use byzadam_data::Split;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -92,6 +85,14 @@ pub enum RoundError {
         /// What the rule said.
         source: byzadam_robust::Error,
     },
+    /// A half was given input of the wrong shape (a message or a parameter vector of the
+    /// wrong length, the wrong number of losses): from the Python bindings or another front
+    /// end, never from the simulator itself.
+    #[error("{reason}")]
+    Input {
+        /// What is wrong.
+        reason: String,
+    },
     /// The recorder asked the run to stop ([`Recorder::stop`]) after `round` rounds: a Ctrl-C
     /// in the Python bindings.
     #[error("interrupted after round {round}")]
@@ -157,14 +158,6 @@ pub struct Checkpoint {
     pipelines: Vec<Option<Vec<f32>>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct WorkerCheckpoint {
-    bn_state: Vec<f32>,
-    opt: WorkerState,
-    sampler: EpochSampler,
-    rng: ChaCha20Rng,
-}
-
 mod config_as_json {
     use crate::RunConfig;
     use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
@@ -206,70 +199,18 @@ fn framed(body: bincode::Result<Vec<u8>>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-struct Worker {
-    byzantine: bool,
-    net: Network,
-    bn_state: Vec<f32>,
-    opt: WorkerState,
-    sampler: EpochSampler,
-    rng: ChaCha20Rng,
-    grad: Vec<f32>,
-    msgs: Vec<Vec<f32>>,
-    x: Vec<f32>,
-    y: Vec<u8>,
-    loss: f32,
-}
-
-/// A run in progress.
+/// A run in progress: the built-in engine's workers feeding the server half
+/// ([`crate::round`]), with evaluation on the built-in engine.
 pub struct Simulation {
     config: RunConfig,
-    /// The data, shared (a grid's runs hold one copy of the bytes); training images are
-    /// normalised batch by batch as they are drawn, so a run holds no `f32` training set.
-    data: Arc<Split>,
-    norm: Normalization,
-    test_x: Vec<f32>,
-    test_y: Vec<u8>,
-    per_image: usize,
-    workers: Vec<Worker>,
-    params: Vec<f32>,
-    pipelines: Vec<Pipeline>,
-    /// The attack on each message (MRA's second may differ: `second_message_attack`).
-    attacks: Vec<Option<Box<dyn Attack>>>,
-    flip: Option<LabelFlip>,
-    eval_net: Network,
-    round: u64,
-    diverged_at: Option<u64>,
+    workers: Vec<EngineWorker>,
+    server: Server,
+    evaluator: Evaluator,
     /// Per-class recall at the last round's evaluation.
     final_recall: Vec<f64>,
-    // Per-round buffers, reused.
-    honest: Vec<Submissions<'static>>,
-    own: Vec<Submissions<'static>>,
-    forged: Submissions<'static>,
-    all: Submissions<'static>,
-    aggregated: Vec<Vec<f32>>,
-}
-
-/// The images `which` of `d`, normalised with `norm`.
-fn normalize_all(d: &byzadam_data::Dataset, which: &[u32], norm: &Normalization) -> Vec<f32> {
-    let n = d.shape.len();
-    let mut out = vec![0f32; which.len() * n];
-    out.par_chunks_mut(n)
-        .zip(which)
-        .for_each(|(o, &i)| d.normalized_into(i as usize, norm, o));
-    out
-}
-
-/// The normalisation a run applies: the dataset's, or none (pixels in `[0, 1]`).
-fn normalization(config: &RunConfig, kind: byzadam_data::DatasetKind) -> Normalization {
-    let norm = kind.normalization();
-    if config.normalize_inputs {
-        norm
-    } else {
-        Normalization {
-            mean: vec![0.0; norm.mean.len()],
-            std: vec![1.0; norm.std.len()],
-        }
-    }
+    // Per-round buffers, reused: each message of every worker (`workers × dim`), the losses.
+    messages: Vec<Vec<f32>>,
+    losses: Vec<f32>,
 }
 
 impl Simulation {
@@ -283,157 +224,31 @@ impl Simulation {
     /// test set once; training batches are normalised as they are drawn.
     pub fn shared(config: RunConfig, data: Arc<Split>) -> Result<Self, ConfigError> {
         config.validate()?;
-        let bad = |key: &str, reason: String| ConfigError {
-            key: key.into(),
-            reason,
-        };
-        if let Some(k) = config.eval_samples.filter(|&k| k > data.test.len()) {
-            return Err(bad(
-                "eval_samples",
-                format!("the test set has {} images, got {k}", data.test.len()),
-            ));
-        }
-        let n = config.workers;
-        let shards = partition(
-            &data.train.labels,
-            data.train.classes,
-            n,
-            &config.partition,
-            &mut seeds::rng(config.data_seed, Stream::Partition),
-        )
-        .map_err(|e| bad("partition", e.to_string()))?;
-        if let Some((w, s)) = shards
-            .shards
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.len() < config.batch)
-        {
-            return Err(bad(
-                "batch",
-                format!(
-                    "worker {w} has {} samples, fewer than batch = {}",
-                    s.len(),
-                    config.batch
-                ),
-            ));
-        }
-        let mut net = config.model.build();
-        net.set_head(config.head);
-        let mut params = vec![0.0; net.num_params()];
-        let mut bn_state = vec![0.0; net.num_state()];
-        net.init(
-            &mut seeds::rng(config.seed, Stream::Init),
-            &mut params,
-            &mut bn_state,
-        );
-        let attack = config.attack.clone().map(|a| a.build());
-        let flip = attack.as_ref().and_then(|a| a.label_flip());
-        let f = if attack.is_some() {
-            config.byzantine
-        } else {
-            0
-        };
+        let evaluator = Evaluator::new(&config, &data)?;
+        let workers = EngineWorker::all(&config, data)?;
+        let (params, _) = round::initial_parameters(&config);
         let dim = params.len();
-        let messages = config.optimizer.messages();
-        let attacks = (0..messages)
-            .map(|k| match (&config.second_message_attack, k) {
-                (Some(second), 1) => Some(second.clone().build()),
-                _ => attack.clone(),
-            })
-            .collect();
-        let byzantine = |w: usize| match config.byzantine_workers {
-            ByzantineWorkers::Last => w >= n - f,
-            ByzantineWorkers::First => w < f,
-        };
-        let shared = seeds::rng(config.seed, Stream::SharedFirstEpoch);
-        let workers = shards
-            .shards
-            .into_iter()
-            .enumerate()
-            .map(|(w, shard)| Worker {
-                byzantine: byzantine(w),
-                net: net.clone(),
-                bn_state: bn_state.clone(),
-                opt: config.optimizer.worker_state(dim),
-                sampler: {
-                    let mut s = EpochSampler::new(
-                        shard,
-                        config.batch,
-                        seeds::rng(config.seed, Stream::Sampler { worker: w }),
-                    );
-                    if config.shared_first_shuffle {
-                        // The same stream, from the same start, for every worker.
-                        s.start_first_epoch_with(&mut shared.clone());
-                    }
-                    s
-                },
-                rng: seeds::rng(config.seed, Stream::Worker { worker: w }),
-                grad: vec![0.0; dim],
-                msgs: vec![vec![0.0; dim]; messages],
-                x: Vec::new(),
-                y: Vec::new(),
-                loss: 0.0,
-            })
-            .collect();
-        let pipelines = (0..messages).map(|_| config.pipeline()).collect();
-        let which: Vec<u32> = match &config.eval_subset {
-            Some(subset) => {
-                let idx = subset
-                    .indices(config.dataset)
-                    .map_err(|e| bad("eval_subset", e))?;
-                if let Some(&i) = idx.iter().find(|&&i| i as usize >= data.test.len()) {
-                    return Err(bad(
-                        "eval_subset",
-                        format!(
-                            "index {i} is past the test set's {} images",
-                            data.test.len()
-                        ),
-                    ));
-                }
-                idx
-            }
-            None => (0..config.eval_samples.unwrap_or(data.test.len()) as u32).collect(),
-        };
-        let norm = normalization(&config, data.train.kind);
-        let test_x = normalize_all(&data.test, &which, &norm);
-        let test_y = which
-            .iter()
-            .map(|&i| data.test.labels[i as usize])
-            .collect();
-        let per_image = data.train.shape.len();
+        let server = Server::at(config.clone(), params);
         Ok(Self {
-            norm,
-            data,
-            test_x,
-            test_y,
-            per_image,
+            messages: vec![vec![0.0; workers.len() * dim]; server.messages()],
+            losses: vec![0.0; workers.len()],
             workers,
-            params,
-            pipelines,
-            attacks,
-            flip,
-            eval_net: net,
-            round: 0,
-            diverged_at: None,
+            server,
+            evaluator,
             final_recall: Vec::new(),
-            honest: vec![Submissions::default(); messages],
-            own: vec![Submissions::default(); messages],
-            forged: Submissions::default(),
-            all: Submissions::default(),
-            aggregated: vec![vec![0.0; dim]; messages],
             config,
         })
     }
 
     /// The model's parameters now.
     pub fn params(&self) -> &[f32] {
-        &self.params
+        self.server.params()
     }
 
     /// Worker `worker`'s epoch sampler as it stands (a clone draws the batches it will
     /// train on next); `None` past the last worker.
     pub fn sampler(&self, worker: usize) -> Option<&EpochSampler> {
-        self.workers.get(worker).map(|w| &w.sampler)
+        self.workers.get(worker).map(EngineWorker::sampler)
     }
 
     /// Each class's recall at the evaluation of the run's last round (empty until that round
@@ -445,7 +260,7 @@ impl Simulation {
 
     /// Whether worker `worker` is Byzantine in this run; `None` past the last worker.
     pub fn is_byzantine(&self, worker: usize) -> Option<bool> {
-        self.workers.get(worker).map(|w| w.byzantine)
+        self.server.is_byzantine(worker)
     }
 
     /// The configuration.
@@ -455,7 +270,17 @@ impl Simulation {
 
     /// Rounds completed.
     pub fn round(&self) -> u64 {
-        self.round
+        self.server.round()
+    }
+
+    /// The server half.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The built-in workers, in worker order.
+    pub fn workers(&self) -> &[EngineWorker] {
+        &self.workers
     }
 
     /// A snapshot of the run after its last completed round, with `metrics`, the rounds'
@@ -463,22 +288,13 @@ impl Simulation {
     pub fn checkpoint(&self, metrics: &[RoundMetrics], seconds: f64) -> Checkpoint {
         Checkpoint {
             config: self.config.clone(),
-            round: self.round,
+            round: self.server.round(),
             metrics: metrics.to_vec(),
             seconds,
-            diverged_at: self.diverged_at,
-            params: self.params.clone(),
-            workers: self
-                .workers
-                .iter()
-                .map(|w| WorkerCheckpoint {
-                    bn_state: w.bn_state.clone(),
-                    opt: w.opt.clone(),
-                    sampler: w.sampler.clone(),
-                    rng: w.rng.clone(),
-                })
-                .collect(),
-            pipelines: self.pipelines.iter().map(Pipeline::carried).collect(),
+            diverged_at: self.server.diverged_at(),
+            params: self.server.params().to_vec(),
+            workers: self.workers.iter().map(EngineWorker::checkpoint).collect(),
+            pipelines: self.server.carried(),
         }
     }
 
@@ -492,280 +308,115 @@ impl Simulation {
         if checkpoint.config != self.config {
             return Err(bad("it belongs to another config"));
         }
-        let consistent = checkpoint.params.len() == self.params.len()
-            && checkpoint.workers.len() == self.workers.len()
-            && checkpoint.pipelines.len() == self.pipelines.len()
-            && checkpoint.metrics.len() as u64 == checkpoint.round
-            && checkpoint.round <= self.config.rounds
-            && checkpoint
-                .workers
-                .iter()
-                .zip(&self.workers)
-                .all(|(c, w)| c.bn_state.len() == w.bn_state.len());
-        if !consistent {
+        if checkpoint.workers.len() != self.workers.len()
+            || checkpoint.metrics.len() as u64 != checkpoint.round
+        {
             return Err(bad("its shapes do not match the config"));
         }
-        self.round = checkpoint.round;
-        self.diverged_at = checkpoint.diverged_at;
-        self.params = checkpoint.params;
-        for (w, c) in self.workers.iter_mut().zip(checkpoint.workers) {
-            w.bn_state = c.bn_state;
-            w.opt = c.opt;
-            w.sampler = c.sampler;
-            w.rng = c.rng;
-        }
-        for (p, c) in self.pipelines.iter_mut().zip(checkpoint.pipelines) {
-            p.restore(c);
-        }
-        Ok(checkpoint.metrics)
-    }
-
-    /// The batch-norm statistics evaluation uses: the honest workers' mean.
-    fn eval_state(&self) -> Vec<f32> {
-        let honest: Vec<&Worker> = self.workers.iter().filter(|w| !w.byzantine).collect();
-        let mut state = vec![0.0; self.eval_net.num_state()];
-        for w in &honest {
-            for (s, &v) in state.iter_mut().zip(&w.bn_state) {
-                *s += v / honest.len() as f32;
+        // Check every part before changing any.
+        let mut server = Server::at(self.config.clone(), self.server.params().to_vec());
+        server.restore_parts(
+            checkpoint.round,
+            checkpoint.diverged_at,
+            checkpoint.params,
+            checkpoint.pipelines,
+        )?;
+        let saved: Vec<_> = self.workers.iter().map(EngineWorker::checkpoint).collect();
+        for (i, (w, c)) in self.workers.iter_mut().zip(checkpoint.workers).enumerate() {
+            if let Err(e) = w.restore(c) {
+                for (w, s) in self.workers.iter_mut().zip(saved).take(i) {
+                    w.restore(s)?;
+                }
+                return Err(e);
             }
         }
-        state
+        self.server = server;
+        Ok(checkpoint.metrics)
     }
 
     /// Each class's recall on the evaluation images under the current model: of the test
     /// images of class `c`, the share predicted as `c` (NaN for a class with no image).
     pub fn class_recall(&mut self) -> Vec<f64> {
         let mut predictions = Vec::new();
-        self.evaluation_pass(Some(&mut predictions));
-        self.recall_of(&predictions)
-    }
-
-    /// Per-class recall of `predictions` (one per evaluation image, in order).
-    fn recall_of(&self, predictions: &[u8]) -> Vec<f64> {
-        let classes = self.eval_net.classes();
-        let (mut hit, mut total) = (vec![0usize; classes], vec![0usize; classes]);
-        for (&p, &y) in predictions.iter().zip(&self.test_y) {
-            total[y as usize] += 1;
-            hit[y as usize] += usize::from(p == y);
-        }
-        hit.iter()
-            .zip(&total)
-            .map(|(&h, &t)| {
-                if t == 0 {
-                    f64::NAN
-                } else {
-                    h as f64 / t as f64
-                }
-            })
-            .collect()
+        let state = round::honest_mean_state(&self.workers);
+        self.evaluator.pass(
+            self.server.params(),
+            &state,
+            self.server.round(),
+            Some(&mut predictions),
+        );
+        self.evaluator.recall_of(&predictions)
     }
 
     /// Evaluates the current model on the (possibly truncated) test set.
     pub fn evaluate(&mut self) -> Evaluation {
-        self.evaluation_pass(None)
+        self.evaluate_in(self.server.round(), false)
     }
 
-    /// Evaluates, and records the per-class recall of the same pass as the run's final one.
-    fn evaluate_final(&mut self) -> Evaluation {
-        let mut predictions = Vec::new();
-        let e = self.evaluation_pass(Some(&mut predictions));
-        self.final_recall = self.recall_of(&predictions);
-        e
-    }
-
-    /// One pass over the evaluation images (in training mode with the round's evaluation
-    /// stream when `training_mode_eval` is set), pushing predictions when asked for.
-    fn evaluation_pass(&mut self, predictions: Option<&mut Vec<u8>>) -> Evaluation {
-        let state = self.eval_state();
-        let (params, x, y) = (&self.params, &self.test_x, &self.test_y);
-        let ev = match (self.config.training_mode_eval, predictions) {
-            (Some(t), p) => self.eval_net.evaluate_in_training_mode(
-                params,
-                &state,
-                x,
-                y,
-                t.batch,
-                &mut seeds::rng(self.config.seed, Stream::Evaluation { round: self.round }),
-                p,
-            ),
-            (None, Some(p)) => self
-                .eval_net
-                .evaluate_predicting(params, &state, x, y, 500, p),
-            (None, None) => self.eval_net.evaluate(params, &state, x, y, 500),
-        };
-        Evaluation {
-            accuracy: ev.accuracy(),
-            loss: ev.loss(),
+    /// Evaluates as during round `round`; `last` records the pass's per-class recall as the
+    /// run's final one.
+    fn evaluate_in(&mut self, round: u64, last: bool) -> Evaluation {
+        let state = round::honest_mean_state(&self.workers);
+        let params = self.server.params();
+        if last {
+            let mut predictions = Vec::new();
+            let e = self
+                .evaluator
+                .pass(params, &state, round, Some(&mut predictions));
+            self.final_recall = self.evaluator.recall_of(&predictions);
+            e
+        } else {
+            self.evaluator.pass(params, &state, round, None)
         }
     }
 
     /// Runs one round and returns its metrics. An error here (an attack or a rule refusing its
     /// input) stops the run; validation rules out every case it can foresee.
     pub fn step(&mut self) -> Result<RoundMetrics, RoundError> {
-        self.round += 1;
-        let t = self.round;
-        let byzantine_compute = self.attacks.iter().flatten().any(|a| {
-            matches!(
-                a.threat_model(),
-                ThreatModel::OwnGenuine | ThreatModel::DataPoisoning
-            )
-        });
-        let (params, train, norm, per) =
-            (&self.params, &self.data.train, &self.norm, self.per_image);
-        let (optimizer, policy, flip) = (&self.config.optimizer, &self.config.gradient, self.flip);
+        let t = self.server.round() + 1;
+        let due = self.server.evaluation_due();
+        let last = self.server.next_is_last();
+        let byzantine_compute = self.server.needs_byzantine_messages();
+        let dim = self.server.dim();
+        let params = self.server.params();
+        // Each worker writes its messages straight into its rows of the server's input.
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..self.workers.len())
+            .map(|_| Vec::with_capacity(self.messages.len()))
+            .collect();
+        for buffer in &mut self.messages {
+            for (r, row) in rows.iter_mut().zip(buffer.chunks_exact_mut(dim)) {
+                r.push(row);
+            }
+        }
         self.workers
             .par_iter_mut()
-            .filter(|w| !w.byzantine || byzantine_compute)
-            .for_each(|w| {
-                let batch = w.sampler.next_batch();
-                w.x.resize(batch.len() * per, 0.0);
-                w.y.clear();
-                for (k, &i) in batch.iter().enumerate() {
-                    let i = i as usize;
-                    train.normalized_into(i, norm, &mut w.x[k * per..(k + 1) * per]);
-                    let y = train.labels[i];
-                    w.y.push(match flip {
-                        Some(f) if w.byzantine => f.flip(y as usize) as u8,
-                        _ => y,
-                    });
-                }
-                w.loss = w.net.loss_and_grad(
-                    params,
-                    &mut w.bn_state,
-                    &w.x,
-                    &w.y,
-                    &mut w.rng,
-                    &mut w.grad,
-                );
-                policy.apply(params, &mut w.grad);
-                optimizer.worker_message(&mut w.opt, &w.grad, &mut w.msgs);
-            });
-        let dim = self.params.len();
-        let honest_count = self.workers.iter().filter(|w| !w.byzantine).count();
-        let byz_count = self.workers.len() - honest_count;
-        let mut xi_norm = 0.0;
-        let mut diameter = 0.0;
-        for k in 0..self.pipelines.len() {
-            let (honest, own) = (&mut self.honest[k], &mut self.own[k]);
-            honest.reshape(honest_count, dim);
-            own.reshape(byz_count, dim);
-            let (mut hi, mut bi) = (0, 0);
-            for w in &self.workers {
-                if w.byzantine {
-                    own.row_mut(bi).copy_from_slice(&w.msgs[k]);
-                    bi += 1;
-                } else {
-                    honest.row_mut(hi).copy_from_slice(&w.msgs[k]);
-                    hi += 1;
-                }
-            }
-            self.all.copy_from(honest);
-            if let Some(attack) = self.attacks[k].as_mut() {
-                let ctx = AttackContext {
-                    n: self.workers.len(),
-                    byzantine: byz_count,
-                    dim,
-                    own: byzantine_compute.then_some(&*own),
-                    honest: Some(&*honest),
-                    server: Some(&self.pipelines[k]),
-                };
-                let mut rng = seeds::rng(
-                    self.config.seed,
-                    Stream::Attack {
-                        round: t,
-                        message: k,
-                    },
-                );
-                let failed = |source| RoundError::Attack {
-                    round: t,
-                    message: k,
-                    source,
-                };
-                attack
-                    .forge(&ctx, &mut rng, &mut self.forged)
-                    .map_err(failed)?;
-                self.all.extend(&self.forged).map_err(failed)?;
-            }
-            let mut rng = seeds::rng(
-                self.config.seed,
-                Stream::Pipeline {
-                    round: t,
-                    message: k,
-                },
-            );
-            self.pipelines[k]
-                .run_into(&self.all, &mut rng, &mut self.aggregated[k])
-                .map_err(|source| RoundError::Pipeline {
-                    round: t,
-                    message: k,
-                    source,
-                })?;
-            if k == 0 {
-                let mut mean = vec![0f64; dim];
-                for row in honest.rows() {
-                    for (m, &v) in mean.iter_mut().zip(row) {
-                        *m += v as f64 / honest_count as f64;
-                    }
-                }
-                xi_norm = self.aggregated[0]
-                    .iter()
-                    .zip(&mean)
-                    .map(|(&a, m)| (a as f64 - m).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
-                let mut d2 = vec![0.0; honest_count * honest_count];
-                if pairwise_squared_distances(honest, &mut d2).is_ok() {
-                    diameter = d2.iter().copied().fold(0.0, f64::max).sqrt();
-                }
-            }
-        }
-        let evaluating = t.is_multiple_of(self.config.eval_every) || t == self.config.rounds;
-        let last = t == self.config.rounds;
-        let evaluate = |sim: &mut Self| {
-            if last {
-                sim.evaluate_final()
-            } else {
-                sim.evaluate()
-            }
-        };
-        let before = (evaluating && self.config.eval_before_update).then(|| evaluate(self));
-        let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
-        self.config
-            .optimizer
-            .server_step(t, &mut self.params, &refs);
-        if self.diverged_at.is_none() && !self.params.iter().all(|p| p.is_finite()) {
-            self.diverged_at = Some(t);
-        }
-        let train_loss = self
-            .workers
-            .iter()
-            .filter(|w| !w.byzantine)
-            .map(|w| w.loss as f64)
-            .sum::<f64>()
-            / honest_count as f64;
-        let eval = match before {
+            .zip(rows.par_iter_mut())
+            .zip(self.losses.par_iter_mut())
+            .filter(|((w, _), _)| !w.is_byzantine() || byzantine_compute)
+            .try_for_each(|((w, out), loss)| {
+                *loss = w.step(params, out)?;
+                Ok(())
+            })?;
+        drop(rows);
+        let before = (due == Some(EvaluationDue::BeforeUpdate)).then(|| self.evaluate_in(t, last));
+        let refs: Vec<&[f32]> = self.messages.iter().map(Vec::as_slice).collect();
+        let mut metrics = self.server.step(&refs, &self.losses)?;
+        metrics.eval = match before {
             Some(e) => Some(e),
-            None => evaluating.then(|| evaluate(self)),
+            None => due.is_some().then(|| self.evaluate_in(t, last)),
         };
-        Ok(RoundMetrics {
-            round: t,
-            lr: self.config.optimizer.lr().at(t),
-            train_loss,
-            xi_norm,
-            honest_diameter: diameter,
-            lambda: (diameter > 0.0).then(|| xi_norm / diameter),
-            diverged: self.diverged_at.is_some(),
-            eval,
-        })
+        Ok(metrics)
     }
 
     /// Runs the remaining rounds, reporting each to `recorder`.
     pub fn run(&mut self, recorder: &mut dyn Recorder) -> Result<Summary, RoundError> {
         let start = std::time::Instant::now();
         let mut metrics = Vec::new();
-        while self.round < self.config.rounds {
+        while self.server.round() < self.config.rounds {
             if recorder.stop() {
-                return Err(RoundError::Interrupted { round: self.round });
+                return Err(RoundError::Interrupted {
+                    round: self.server.round(),
+                });
             }
             let m = self.step()?;
             recorder.round(&m);
@@ -775,13 +426,13 @@ impl Simulation {
             Some(s) => s,
             // No round evaluated (none was left to run): evaluate now.
             None => {
-                let e = self.evaluate_final();
+                let e = self.evaluate_in(self.server.round(), true);
                 Summary {
-                    rounds: self.round,
+                    rounds: self.server.round(),
                     final_accuracy: e.accuracy,
                     best_accuracy: e.accuracy,
                     final_loss: e.loss,
-                    diverged_at: self.diverged_at,
+                    diverged_at: self.server.diverged_at(),
                     seconds: start.elapsed().as_secs_f64(),
                     class_recall: Vec::new(),
                 }
@@ -789,8 +440,8 @@ impl Simulation {
         };
         // Rounds and divergence count from the run's start, also when `step` ran before.
         Ok(Summary {
-            rounds: self.round,
-            diverged_at: self.diverged_at,
+            rounds: self.server.round(),
+            diverged_at: self.server.diverged_at(),
             class_recall: self.final_recall.clone(),
             ..summary
         })

@@ -32,9 +32,9 @@ fn config(optimizer: &str, attack: &str) -> RunConfig {
 }
 
 fn line(out: &mut String, name: &str, m: &RoundMetrics) {
-    let eval = m
-        .eval
-        .map_or("-".to_string(), |e| format!("{:?} {:?}", e.accuracy, e.loss));
+    let eval = m.eval.map_or("-".to_string(), |e| {
+        format!("{:?} {:?}", e.accuracy, e.loss)
+    });
     writeln!(
         out,
         "{name} {} lr={:?} loss={:?} xi={:?} diam={:?} lambda={:?} diverged={} eval={eval}",
@@ -74,7 +74,8 @@ fn record() -> String {
 
 #[test]
 fn twenty_rounds_of_every_optimizer_under_three_attacks_match_the_recorded_build() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/round_before_split.txt");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/round_before_split.txt");
     let now = record();
     if std::env::var_os("BYZADAM_RECORD_FIXTURE").is_some() {
         std::fs::write(&path, &now).expect("writes the fixture");

@@ -1,0 +1,957 @@
+//! The round in two halves, which every front end feeds (issue 21).
+//!
+//! - The **worker half** turns a gradient into what a worker sends: [`Worker`] (any gradient
+//!   source: the gradient policy, then the optimizer's worker step, with the optimizer's
+//!   moments carried across rounds) and [`EngineWorker`] (a [`Worker`] with the built-in
+//!   engine: its shard's sampler, its network, batch-norm statistics and dropout stream, and
+//!   its gradient at the shared parameters).
+//! - The **server half**, [`Server`], takes the messages of every worker in worker order and
+//!   the honest workers' losses, and does the rest: the Byzantine workers' forgeries by their
+//!   threat model, the pre-aggregators and the rule on each message, ξ and λ, the optimizer's
+//!   server step and the divergence check. It holds the parameters, the pipelines' carried
+//!   state and the round counter.
+//! - Evaluation is a separate call that the front end makes when [`Server::evaluation_due`]
+//!   says so: [`Evaluator`] on the built-in engine.
+//!
+//! [`crate::Simulation`] is built-in workers feeding the server half; the Python bindings
+//! expose both halves, so a loop written in Python reproduces `byzadam run` bit for bit.
+
+use crate::seeds::{self, Stream};
+use crate::simulation::{Evaluation, RoundError, RoundMetrics};
+use crate::{ByzantineWorkers, ConfigError, RunConfig};
+use byzadam_data::partition::partition;
+use byzadam_data::sampler::EpochSampler;
+use byzadam_data::{Dataset, Normalization, Split};
+use byzadam_model::{GradientPolicy, Network};
+use byzadam_optim::{Optimizer, WorkerState};
+use byzadam_robust::attacks::LabelFlip;
+use byzadam_robust::{
+    pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions, ThreatModel,
+};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether worker `w` of `config` is Byzantine (none is when the run has no attack).
+pub fn is_byzantine(config: &RunConfig, w: usize) -> bool {
+    let f = if config.attack.is_some() {
+        config.byzantine
+    } else {
+        0
+    };
+    match config.byzantine_workers {
+        ByzantineWorkers::Last => w >= config.workers - f,
+        ByzantineWorkers::First => w < f,
+    }
+}
+
+/// The model's initial parameters and batch-norm state, drawn from the run's `seed`
+/// ([`Stream::Init`]), flat in PyTorch's `model.parameters()` order.
+pub fn initial_parameters(config: &RunConfig) -> (Vec<f32>, Vec<f32>) {
+    let net = config.model.build();
+    let mut params = vec![0.0; net.num_params()];
+    let mut state = vec![0.0; net.num_state()];
+    net.init(
+        &mut seeds::rng(config.seed, Stream::Init),
+        &mut params,
+        &mut state,
+    );
+    (params, state)
+}
+
+/// The normalisation a run applies: the dataset's, or none (pixels in `[0, 1]`).
+pub fn normalization(config: &RunConfig, kind: byzadam_data::DatasetKind) -> Normalization {
+    let norm = kind.normalization();
+    if config.normalize_inputs {
+        norm
+    } else {
+        Normalization {
+            mean: vec![0.0; norm.mean.len()],
+            std: vec![1.0; norm.std.len()],
+        }
+    }
+}
+
+/// The worker half for any gradient source: the gradient policy (l2, clipping), then the
+/// optimizer's worker step, whose moments it carries from round to round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worker {
+    optimizer: Optimizer,
+    policy: GradientPolicy,
+    state: WorkerState,
+    dim: usize,
+}
+
+impl Worker {
+    /// A fresh worker of `config`'s optimizer and gradient policy, for `dim` parameters.
+    pub fn new(config: &RunConfig, dim: usize) -> Self {
+        Self {
+            optimizer: config.optimizer.clone(),
+            policy: config.gradient,
+            state: config.optimizer.worker_state(dim),
+            dim,
+        }
+    }
+
+    /// The parameter count.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Vectors sent per round (2 for MRA, else 1).
+    pub fn messages(&self) -> usize {
+        self.optimizer.messages()
+    }
+
+    /// The optimizer's state (moments and step count).
+    pub fn state(&self) -> &WorkerState {
+        &self.state
+    }
+
+    /// Replaces the optimizer's state (from [`Worker::state`] of a worker of the same config).
+    pub fn set_state(&mut self, state: WorkerState) -> Result<(), ConfigError> {
+        let fresh = self.optimizer.worker_state(self.dim);
+        if state.m.len() != fresh.m.len() || state.v.len() != fresh.v.len() {
+            return Err(bad(
+                "checkpoint",
+                "the optimizer state's shapes do not match the config",
+            ));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// What the worker sends for `gradient` at `params`: the gradient policy is applied to
+    /// `gradient` in place, then the optimizer's worker step writes [`Worker::messages`]
+    /// vectors into `out`. An error (and no state change) when a length is wrong.
+    pub fn message<O: AsMut<[f32]>>(
+        &mut self,
+        params: &[f32],
+        gradient: &mut [f32],
+        out: &mut [O],
+    ) -> Result<(), RoundError> {
+        let shape = |reason: String| RoundError::Input { reason };
+        if params.len() != self.dim || gradient.len() != self.dim {
+            return Err(shape(format!(
+                "the parameters ({}) and the gradient ({}) must both have the model's {} values",
+                params.len(),
+                gradient.len(),
+                self.dim
+            )));
+        }
+        if out.len() != self.messages() || out.iter_mut().any(|o| o.as_mut().len() != self.dim) {
+            return Err(shape(format!(
+                "a worker writes {} message(s) of {} values",
+                self.messages(),
+                self.dim
+            )));
+        }
+        self.policy.apply(params, gradient);
+        self.optimizer
+            .worker_message(&mut self.state, gradient, out);
+        Ok(())
+    }
+}
+
+/// A worker on the built-in engine: [`Worker`] plus its shard's epoch sampler, its network
+/// (batch-norm running statistics its own), its dropout stream, and the run's data.
+pub struct EngineWorker {
+    index: usize,
+    byzantine: bool,
+    /// Label flip's relabelling, applied when this worker is Byzantine.
+    flip: Option<LabelFlip>,
+    half: Worker,
+    net: Network,
+    bn_state: Vec<f32>,
+    sampler: EpochSampler,
+    rng: ChaCha20Rng,
+    data: Arc<Split>,
+    norm: Normalization,
+    per_image: usize,
+    grad: Vec<f32>,
+    x: Vec<f32>,
+    y: Vec<u8>,
+}
+
+/// An [`EngineWorker`]'s state between rounds: restoring it into the same worker of a fresh
+/// run of the same config continues with the same bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerCheckpoint {
+    bn_state: Vec<f32>,
+    opt: WorkerState,
+    sampler: EpochSampler,
+    rng: ChaCha20Rng,
+}
+
+const WORKER_MAGIC: &[u8; 8] = b"BZWORK01";
+const SERVER_MAGIC: &[u8; 8] = b"BZSERV01";
+
+fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Result<Vec<u8>, String> {
+    let body = bincode::serialize(value).map_err(|e| format!("cannot encode the state: {e}"))?;
+    let mut out = magic.to_vec();
+    out.extend(body);
+    Ok(out)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    magic: &[u8; 8],
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, String> {
+    let body = bytes
+        .strip_prefix(magic.as_slice())
+        .ok_or_else(|| format!("not a byzadam {what} state (or an older format)"))?;
+    // A length prefix in a hostile file must not allocate past the input's own size.
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(bytes.len() as u64)
+        .deserialize(body)
+        .map_err(|e| format!("corrupt {what} state: {e}"))
+}
+
+impl WorkerCheckpoint {
+    /// A self-describing binary encoding (magic number, then bincode).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        encode(WORKER_MAGIC, self)
+    }
+
+    /// Decodes [`WorkerCheckpoint::to_bytes`]; an error for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        decode(WORKER_MAGIC, "worker", bytes)
+    }
+}
+
+impl EngineWorker {
+    /// Every worker of `config` on `data`: the training set partitioned by `data_seed`, each
+    /// worker's sampler and dropout stream drawn from `seed`, every network initialised as
+    /// [`initial_parameters`] says (the batch-norm statistics start there).
+    pub fn all(config: &RunConfig, data: Arc<Split>) -> Result<Vec<Self>, ConfigError> {
+        config.validate()?;
+        let n = config.workers;
+        let shards = partition(
+            &data.train.labels,
+            data.train.classes,
+            n,
+            &config.partition,
+            &mut seeds::rng(config.data_seed, Stream::Partition),
+        )
+        .map_err(|e| bad("partition", e.to_string()))?;
+        if let Some((w, s)) = shards
+            .shards
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() < config.batch)
+        {
+            return Err(bad(
+                "batch",
+                format!(
+                    "worker {w} has {} samples, fewer than batch = {}",
+                    s.len(),
+                    config.batch
+                ),
+            ));
+        }
+        let mut net = config.model.build();
+        net.set_head(config.head);
+        let (params, bn_state) = initial_parameters(config);
+        let dim = params.len();
+        let flip = config.attack.clone().and_then(|a| a.build().label_flip());
+        let norm = normalization(config, data.train.kind);
+        let per_image = data.train.shape.len();
+        let shared = seeds::rng(config.seed, Stream::SharedFirstEpoch);
+        Ok(shards
+            .shards
+            .into_iter()
+            .enumerate()
+            .map(|(w, shard)| Self {
+                index: w,
+                byzantine: is_byzantine(config, w),
+                flip,
+                half: Worker::new(config, dim),
+                net: net.clone(),
+                bn_state: bn_state.clone(),
+                sampler: {
+                    let mut s = EpochSampler::new(
+                        shard,
+                        config.batch,
+                        seeds::rng(config.seed, Stream::Sampler { worker: w }),
+                    );
+                    if config.shared_first_shuffle {
+                        // The same stream, from the same start, for every worker.
+                        s.start_first_epoch_with(&mut shared.clone());
+                    }
+                    s
+                },
+                rng: seeds::rng(config.seed, Stream::Worker { worker: w }),
+                data: data.clone(),
+                norm: norm.clone(),
+                per_image,
+                grad: vec![0.0; dim],
+                x: Vec::new(),
+                y: Vec::new(),
+            })
+            .collect())
+    }
+
+    /// The worker's index, from 0.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether this worker is Byzantine (it then trains on flipped labels under label flip).
+    pub fn is_byzantine(&self) -> bool {
+        self.byzantine
+    }
+
+    /// The parameter count.
+    pub fn dim(&self) -> usize {
+        self.half.dim()
+    }
+
+    /// The worker half that turns its gradients into messages.
+    pub fn half(&self) -> &Worker {
+        &self.half
+    }
+
+    /// The epoch sampler as it stands (a clone draws the batches this worker trains on next).
+    pub fn sampler(&self) -> &EpochSampler {
+        &self.sampler
+    }
+
+    /// The worker's batch-norm running statistics (empty for a model without batch norm).
+    pub fn bn_state(&self) -> &[f32] {
+        &self.bn_state
+    }
+
+    /// The gradient of the last [`EngineWorker::gradient`] call (after the gradient policy
+    /// once [`EngineWorker::step`] has run).
+    pub fn last_gradient(&self) -> &[f32] {
+        &self.grad
+    }
+
+    /// Draws the next batch and computes the loss and gradient at `params` (in
+    /// [`EngineWorker::last_gradient`]); updates the batch-norm statistics and the dropout
+    /// stream. Returns the batch's mean loss. An error when `params` has the wrong length.
+    pub fn gradient(&mut self, params: &[f32]) -> Result<f32, RoundError> {
+        if params.len() != self.dim() {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "the parameters must have the model's {} values, got {}",
+                    self.dim(),
+                    params.len()
+                ),
+            });
+        }
+        let (train, per) = (&self.data.train, self.per_image);
+        let batch = self.sampler.next_batch();
+        self.x.resize(batch.len() * per, 0.0);
+        self.y.clear();
+        for (k, &i) in batch.iter().enumerate() {
+            let i = i as usize;
+            train.normalized_into(i, &self.norm, &mut self.x[k * per..(k + 1) * per]);
+            let y = train.labels[i];
+            self.y.push(match self.flip {
+                Some(f) if self.byzantine => f.flip(y as usize) as u8,
+                _ => y,
+            });
+        }
+        Ok(self.net.loss_and_grad(
+            params,
+            &mut self.bn_state,
+            &self.x,
+            &self.y,
+            &mut self.rng,
+            &mut self.grad,
+        ))
+    }
+
+    /// [`EngineWorker::gradient`], then the worker half's [`Worker::message`] into `out`.
+    /// Returns the batch's loss.
+    pub fn step<O: AsMut<[f32]>>(
+        &mut self,
+        params: &[f32],
+        out: &mut [O],
+    ) -> Result<f32, RoundError> {
+        let loss = self.gradient(params)?;
+        self.half.message(params, &mut self.grad, out)?;
+        Ok(loss)
+    }
+
+    /// [`Worker::message`] on this worker's optimizer state, for a gradient computed elsewhere.
+    pub fn message<O: AsMut<[f32]>>(
+        &mut self,
+        params: &[f32],
+        gradient: &mut [f32],
+        out: &mut [O],
+    ) -> Result<(), RoundError> {
+        self.half.message(params, gradient, out)
+    }
+
+    /// The state carried to the next round.
+    pub fn checkpoint(&self) -> WorkerCheckpoint {
+        WorkerCheckpoint {
+            bn_state: self.bn_state.clone(),
+            opt: self.half.state.clone(),
+            sampler: self.sampler.clone(),
+            rng: self.rng.clone(),
+        }
+    }
+
+    /// Continues from `checkpoint`, taken from the same worker of a run of the same config
+    /// (its shapes are checked).
+    pub fn restore(&mut self, checkpoint: WorkerCheckpoint) -> Result<(), ConfigError> {
+        if checkpoint.bn_state.len() != self.bn_state.len() {
+            return Err(bad("checkpoint", "its shapes do not match the config"));
+        }
+        self.half.set_state(checkpoint.opt)?;
+        self.bn_state = checkpoint.bn_state;
+        self.sampler = checkpoint.sampler;
+        self.rng = checkpoint.rng;
+        Ok(())
+    }
+}
+
+/// The mean of the honest workers' batch-norm statistics, which evaluation uses (each
+/// worker's value divided by their count, summed in worker order).
+pub fn honest_mean_state(workers: &[EngineWorker]) -> Vec<f32> {
+    let honest: Vec<&EngineWorker> = workers.iter().filter(|w| !w.byzantine).collect();
+    let len = workers.first().map_or(0, |w| w.bn_state.len());
+    let mut state = vec![0.0; len];
+    for w in &honest {
+        for (s, &v) in state.iter_mut().zip(&w.bn_state) {
+            *s += v / honest.len() as f32;
+        }
+    }
+    state
+}
+
+/// When a round's evaluation is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationDue {
+    /// Before the server's step (`eval_before_update`): on the parameters the workers used.
+    BeforeUpdate,
+    /// After the server's step.
+    AfterUpdate,
+}
+
+/// The server half: the parameters, the Byzantine workers' attack, one pipeline per message,
+/// and the round counter.
+pub struct Server {
+    config: RunConfig,
+    params: Vec<f32>,
+    pipelines: Vec<Pipeline>,
+    /// The attack on each message (MRA's second may differ: `second_message_attack`).
+    attacks: Vec<Option<Box<dyn Attack>>>,
+    byzantine: Vec<bool>,
+    round: u64,
+    diverged_at: Option<u64>,
+    // Per-round buffers, reused.
+    honest: Vec<Submissions<'static>>,
+    own: Vec<Submissions<'static>>,
+    forged: Submissions<'static>,
+    all: Submissions<'static>,
+    aggregated: Vec<Vec<f32>>,
+}
+
+/// The server half's state between rounds: restoring it into a server of the same config
+/// continues with the same bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerCheckpoint {
+    config_json: String,
+    round: u64,
+    diverged_at: Option<u64>,
+    params: Vec<f32>,
+    pipelines: Vec<Option<Vec<f32>>>,
+}
+
+impl ServerCheckpoint {
+    /// A self-describing binary encoding (magic number, then bincode).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        encode(SERVER_MAGIC, self)
+    }
+
+    /// Decodes [`ServerCheckpoint::to_bytes`]; an error for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        decode(SERVER_MAGIC, "server", bytes)
+    }
+
+    /// Rounds completed.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+}
+
+impl Server {
+    /// The server of `config` (validated), at the initial parameters drawn from its `seed`.
+    pub fn new(config: RunConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let (params, _) = initial_parameters(&config);
+        Ok(Self::at(config, params))
+    }
+
+    /// The server of an already validated `config` at `params`.
+    pub(crate) fn at(config: RunConfig, params: Vec<f32>) -> Self {
+        let dim = params.len();
+        let messages = config.optimizer.messages();
+        let attack = config.attack.clone().map(|a| a.build());
+        let attacks = (0..messages)
+            .map(|k| match (&config.second_message_attack, k) {
+                (Some(second), 1) => Some(second.clone().build()),
+                _ => attack.clone(),
+            })
+            .collect();
+        Self {
+            params,
+            pipelines: (0..messages).map(|_| config.pipeline()).collect(),
+            attacks,
+            byzantine: (0..config.workers)
+                .map(|w| is_byzantine(&config, w))
+                .collect(),
+            round: 0,
+            diverged_at: None,
+            honest: vec![Submissions::default(); messages],
+            own: vec![Submissions::default(); messages],
+            forged: Submissions::default(),
+            all: Submissions::default(),
+            aggregated: vec![vec![0.0; dim]; messages],
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The model's parameters now.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The parameter count.
+    pub fn dim(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Vectors each worker sends per round (2 for MRA, else 1).
+    pub fn messages(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Workers in all.
+    pub fn workers(&self) -> usize {
+        self.byzantine.len()
+    }
+
+    /// Rounds completed.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The first round after which the parameters were not all finite.
+    pub fn diverged_at(&self) -> Option<u64> {
+        self.diverged_at
+    }
+
+    /// Whether worker `w` is Byzantine; `None` past the last worker.
+    pub fn is_byzantine(&self, w: usize) -> Option<bool> {
+        self.byzantine.get(w).copied()
+    }
+
+    /// Whether the attack reads the Byzantine workers' genuine messages (Little, sign flip,
+    /// Empire on its own base, label flip): then they compute them, and [`Server::step`]
+    /// reads their rows; otherwise those rows are ignored.
+    pub fn needs_byzantine_messages(&self) -> bool {
+        self.attacks.iter().flatten().any(|a| {
+            matches!(
+                a.threat_model(),
+                ThreatModel::OwnGenuine | ThreatModel::DataPoisoning
+            )
+        })
+    }
+
+    /// Whether the next round ([`Server::round`] + 1) is evaluated, and when: every
+    /// `eval_every` rounds and at the last.
+    pub fn evaluation_due(&self) -> Option<EvaluationDue> {
+        let t = self.round + 1;
+        let due = t.is_multiple_of(self.config.eval_every) || t == self.config.rounds;
+        due.then_some(if self.config.eval_before_update {
+            EvaluationDue::BeforeUpdate
+        } else {
+            EvaluationDue::AfterUpdate
+        })
+    }
+
+    /// Whether the next round is the run's last.
+    pub fn next_is_last(&self) -> bool {
+        self.round + 1 == self.config.rounds
+    }
+
+    /// One round: `messages[k]` holds message `k` of every worker, row by row in worker order
+    /// (`workers × dim` values; the Byzantine workers' rows are read only when
+    /// [`Server::needs_byzantine_messages`]), and `losses` each worker's batch loss (the
+    /// honest ones are averaged). Forges, aggregates, steps; the metrics have no evaluation
+    /// (the front end adds it). The parameters are unchanged on error.
+    pub fn step(
+        &mut self,
+        messages: &[&[f32]],
+        losses: &[f32],
+    ) -> Result<RoundMetrics, RoundError> {
+        let (n, dim) = (self.workers(), self.dim());
+        if messages.len() != self.messages() || messages.iter().any(|m| m.len() != n * dim) {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "the server takes {} message(s), each {n} workers × {dim} values",
+                    self.messages()
+                ),
+            });
+        }
+        if losses.len() != n {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "the server takes {n} losses (one per worker), got {}",
+                    losses.len()
+                ),
+            });
+        }
+        let t = self.round + 1;
+        let byzantine_compute = self.needs_byzantine_messages();
+        let honest_count = self.byzantine.iter().filter(|&&b| !b).count();
+        let byz_count = n - honest_count;
+        let mut xi_norm = 0.0;
+        let mut diameter = 0.0;
+        for (k, rows) in messages.iter().enumerate() {
+            let (honest, own) = (&mut self.honest[k], &mut self.own[k]);
+            honest.reshape(honest_count, dim);
+            own.reshape(byz_count, dim);
+            let (mut hi, mut bi) = (0, 0);
+            for (row, &byzantine) in rows.chunks_exact(dim).zip(&self.byzantine) {
+                if byzantine {
+                    own.row_mut(bi).copy_from_slice(row);
+                    bi += 1;
+                } else {
+                    honest.row_mut(hi).copy_from_slice(row);
+                    hi += 1;
+                }
+            }
+            self.all.copy_from(honest);
+            if let Some(attack) = self.attacks[k].as_mut() {
+                let ctx = AttackContext {
+                    n,
+                    byzantine: byz_count,
+                    dim,
+                    own: byzantine_compute.then_some(&*own),
+                    honest: Some(&*honest),
+                    server: Some(&self.pipelines[k]),
+                };
+                let mut rng = seeds::rng(
+                    self.config.seed,
+                    Stream::Attack {
+                        round: t,
+                        message: k,
+                    },
+                );
+                let failed = |source| RoundError::Attack {
+                    round: t,
+                    message: k,
+                    source,
+                };
+                attack
+                    .forge(&ctx, &mut rng, &mut self.forged)
+                    .map_err(failed)?;
+                self.all.extend(&self.forged).map_err(failed)?;
+            }
+            let mut rng = seeds::rng(
+                self.config.seed,
+                Stream::Pipeline {
+                    round: t,
+                    message: k,
+                },
+            );
+            self.pipelines[k]
+                .run_into(&self.all, &mut rng, &mut self.aggregated[k])
+                .map_err(|source| RoundError::Pipeline {
+                    round: t,
+                    message: k,
+                    source,
+                })?;
+            if k == 0 {
+                (xi_norm, diameter) = xi_and_diameter(&self.aggregated[0], honest);
+            }
+        }
+        let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
+        self.config
+            .optimizer
+            .server_step(t, &mut self.params, &refs);
+        self.round = t;
+        if self.diverged_at.is_none() && !self.params.iter().all(|p| p.is_finite()) {
+            self.diverged_at = Some(t);
+        }
+        let train_loss = losses
+            .iter()
+            .zip(&self.byzantine)
+            .filter(|(_, &b)| !b)
+            .map(|(&l, _)| l as f64)
+            .sum::<f64>()
+            / honest_count as f64;
+        Ok(RoundMetrics {
+            round: t,
+            lr: self.config.optimizer.lr().at(t),
+            train_loss,
+            xi_norm,
+            honest_diameter: diameter,
+            lambda: (diameter > 0.0).then(|| xi_norm / diameter),
+            diverged: self.diverged_at.is_some(),
+            eval: None,
+        })
+    }
+
+    /// The state carried to the next round.
+    pub fn checkpoint(&self) -> ServerCheckpoint {
+        ServerCheckpoint {
+            config_json: serde_json::to_string(&self.config).unwrap_or_default(),
+            round: self.round,
+            diverged_at: self.diverged_at,
+            params: self.params.clone(),
+            pipelines: self.pipelines.iter().map(Pipeline::carried).collect(),
+        }
+    }
+
+    /// Continues from `checkpoint`, taken from a server of the same config (checked, with its
+    /// shapes).
+    pub fn restore(&mut self, checkpoint: ServerCheckpoint) -> Result<(), ConfigError> {
+        let same = serde_json::from_str::<RunConfig>(&checkpoint.config_json)
+            .is_ok_and(|c| c == self.config);
+        if !same {
+            return Err(bad("checkpoint", "it belongs to another config"));
+        }
+        self.restore_parts(
+            checkpoint.round,
+            checkpoint.diverged_at,
+            checkpoint.params,
+            checkpoint.pipelines,
+        )
+    }
+
+    pub(crate) fn restore_parts(
+        &mut self,
+        round: u64,
+        diverged_at: Option<u64>,
+        params: Vec<f32>,
+        pipelines: Vec<Option<Vec<f32>>>,
+    ) -> Result<(), ConfigError> {
+        if params.len() != self.params.len()
+            || pipelines.len() != self.pipelines.len()
+            || round > self.config.rounds
+        {
+            return Err(bad("checkpoint", "its shapes do not match the config"));
+        }
+        self.round = round;
+        self.diverged_at = diverged_at;
+        self.params = params;
+        for (p, c) in self.pipelines.iter_mut().zip(pipelines) {
+            p.restore(c);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn carried(&self) -> Vec<Option<Vec<f32>>> {
+        self.pipelines.iter().map(Pipeline::carried).collect()
+    }
+}
+
+/// `‖F − mean of the honest rows‖` and the honest rows' diameter (0 when it is undefined).
+fn xi_and_diameter(aggregated: &[f32], honest: &Submissions) -> (f64, f64) {
+    let (count, dim) = (honest.n(), honest.dim());
+    let mut mean = vec![0f64; dim];
+    for row in honest.rows() {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64 / count as f64;
+        }
+    }
+    let xi = aggregated
+        .iter()
+        .zip(&mean)
+        .map(|(&a, m)| (a as f64 - m).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let mut d2 = vec![0.0; count * count];
+    let diameter = if pairwise_squared_distances(honest, &mut d2).is_ok() {
+        d2.iter().copied().fold(0.0, f64::max).sqrt()
+    } else {
+        0.0
+    };
+    (xi, diameter)
+}
+
+/// Evaluation on the built-in engine: the (possibly truncated or subset) test set,
+/// normalised once.
+pub struct Evaluator {
+    net: Network,
+    test_x: Vec<f32>,
+    test_y: Vec<u8>,
+    seed: u64,
+    training_mode: Option<crate::TrainingModeEval>,
+}
+
+/// The images `which` of `d`, normalised with `norm`.
+fn normalize_all(d: &Dataset, which: &[u32], norm: &Normalization) -> Vec<f32> {
+    let n = d.shape.len();
+    let mut out = vec![0f32; which.len() * n];
+    out.par_chunks_mut(n)
+        .zip(which)
+        .for_each(|(o, &i)| d.normalized_into(i as usize, norm, o));
+    out
+}
+
+impl Evaluator {
+    /// The evaluator of `config` on `data`'s test set (`eval_samples` or `eval_subset`
+    /// checked against it).
+    pub fn new(config: &RunConfig, data: &Split) -> Result<Self, ConfigError> {
+        if let Some(k) = config.eval_samples.filter(|&k| k > data.test.len()) {
+            return Err(bad(
+                "eval_samples",
+                format!("the test set has {} images, got {k}", data.test.len()),
+            ));
+        }
+        let which: Vec<u32> = match &config.eval_subset {
+            Some(subset) => {
+                let idx = subset
+                    .indices(config.dataset)
+                    .map_err(|e| bad("eval_subset", e))?;
+                if let Some(&i) = idx.iter().find(|&&i| i as usize >= data.test.len()) {
+                    return Err(bad(
+                        "eval_subset",
+                        format!(
+                            "index {i} is past the test set's {} images",
+                            data.test.len()
+                        ),
+                    ));
+                }
+                idx
+            }
+            None => (0..config.eval_samples.unwrap_or(data.test.len()) as u32).collect(),
+        };
+        let norm = normalization(config, data.train.kind);
+        let mut net = config.model.build();
+        net.set_head(config.head);
+        Ok(Self {
+            net,
+            test_x: normalize_all(&data.test, &which, &norm),
+            test_y: which
+                .iter()
+                .map(|&i| data.test.labels[i as usize])
+                .collect(),
+            seed: config.seed,
+            training_mode: config.training_mode_eval,
+        })
+    }
+
+    /// Test images evaluated.
+    pub fn len(&self) -> usize {
+        self.test_y.len()
+    }
+
+    /// Whether there is no test image (never, for a validated config).
+    pub fn is_empty(&self) -> bool {
+        self.test_y.is_empty()
+    }
+
+    /// Accuracy and loss of `params` with batch-norm statistics `state` (see
+    /// [`honest_mean_state`]) during round `round` (which draws training-mode evaluation's
+    /// dropout from its own stream).
+    /// An error when `params` or `state` has the wrong length.
+    pub fn evaluate(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        round: u64,
+    ) -> Result<Evaluation, RoundError> {
+        self.check(params, state)?;
+        Ok(self.pass(params, state, round, None))
+    }
+
+    /// [`Evaluator::evaluate`], and each class's recall in the same pass: of the test images
+    /// of class `c`, the share predicted as `c` (NaN for a class with no image).
+    pub fn evaluate_with_recall(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        round: u64,
+    ) -> Result<(Evaluation, Vec<f64>), RoundError> {
+        self.check(params, state)?;
+        let mut predictions = Vec::new();
+        let e = self.pass(params, state, round, Some(&mut predictions));
+        Ok((e, self.recall_of(&predictions)))
+    }
+
+    fn check(&self, params: &[f32], state: &[f32]) -> Result<(), RoundError> {
+        let (p, s) = (self.net.num_params(), self.net.num_state());
+        if params.len() != p || state.len() != s {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "evaluation takes the model's {p} parameters and {s} batch-norm statistics, got {} and {}",
+                    params.len(),
+                    state.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pass(
+        &mut self,
+        params: &[f32],
+        state: &[f32],
+        round: u64,
+        predictions: Option<&mut Vec<u8>>,
+    ) -> Evaluation {
+        let (x, y) = (&self.test_x, &self.test_y);
+        let ev = match (self.training_mode, predictions) {
+            (Some(t), p) => self.net.evaluate_in_training_mode(
+                params,
+                state,
+                x,
+                y,
+                t.batch,
+                &mut seeds::rng(self.seed, Stream::Evaluation { round }),
+                p,
+            ),
+            (None, Some(p)) => self.net.evaluate_predicting(params, state, x, y, 500, p),
+            (None, None) => self.net.evaluate(params, state, x, y, 500),
+        };
+        Evaluation {
+            accuracy: ev.accuracy(),
+            loss: ev.loss(),
+        }
+    }
+
+    pub(crate) fn recall_of(&self, predictions: &[u8]) -> Vec<f64> {
+        let classes = self.net.classes();
+        let (mut hit, mut total) = (vec![0usize; classes], vec![0usize; classes]);
+        for (&p, &y) in predictions.iter().zip(&self.test_y) {
+            total[y as usize] += 1;
+            hit[y as usize] += usize::from(p == y);
+        }
+        hit.iter()
+            .zip(&total)
+            .map(|(&h, &t)| {
+                if t == 0 {
+                    f64::NAN
+                } else {
+                    h as f64 / t as f64
+                }
+            })
+            .collect()
+    }
+}
