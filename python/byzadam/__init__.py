@@ -7,6 +7,8 @@
 - The optimizers' worker and server halves: :mod:`byzadam.optim`.
 - The simulator's data side: :mod:`byzadam.data`.
 - The simulator: :func:`byzadam.run`, :func:`byzadam.grid`, :class:`byzadam.Store`.
+- The round's two halves, for loops of your own: :class:`byzadam.Server`,
+  :class:`byzadam.Worker`, :class:`byzadam.Engine` (:mod:`byzadam.round`).
 
 ``byzadam.byzfl_compat = True`` makes every rule made afterwards reproduce ByzFL 0.0.11's
 numbers where byzadam's definition differs and ByzFL's is deterministic (Krum, Multi-Krum,
@@ -23,6 +25,7 @@ from .preaggregators import *  # noqa: F401,F403
 from .preaggregators import __all__ as _preaggregators
 from .robust_aggregator import RobustAggregator
 from .simulator import Result, Store, grid, run
+from .round import Engine, Server, Worker, resolve
 from . import data, optim
 
 #: Reproduce ByzFL's numbers where the definitions differ (see the module docstring).
@@ -35,5 +38,5 @@ def registry() -> dict:
 
 
 __all__ = (["ByzadamError", "RESULTS_VERSION", "__version__", "RobustAggregator", "Result",
-            "Store", "grid", "run", "data", "optim", "byzfl_compat", "registry"]
+            "Store", "grid", "run", "data", "optim", "Server", "Worker", "Engine", "resolve", "byzfl_compat", "registry"]
            + list(_aggregators) + list(_attacks) + list(_preaggregators))

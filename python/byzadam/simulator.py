@@ -32,8 +32,9 @@ def _toml_value(v: Any, key: str) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x, key) for x in v) + "]"
     if isinstance(v, dict):
+        # None is "absent" (an optional key at its default), as in a resolved config's JSON.
         return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x, f'{key}.{k}')}"
-                               for k, x in v.items()) + "}"
+                               for k, x in v.items() if x is not None) + "}"
     if v is None:
         if key == "attack":
             return '"none"'
@@ -44,7 +45,8 @@ def _toml_value(v: Any, key: str) -> str:
 
 
 def _to_toml(config: dict) -> str:
-    return "\n".join(f"{k} = {_toml_value(v, k)}" for k, v in config.items()) + "\n"
+    return "\n".join(f"{k} = {_toml_value(v, k)}" for k, v in config.items()
+                     if v is not None or k == "attack") + "\n"
 
 
 def _text(config: Union[None, dict, str, os.PathLike]) -> Tuple[Optional[str], str]:
@@ -141,10 +143,9 @@ def run(config: Union[None, dict, str, os.PathLike] = None, *, set: Sequence[str
     bar = _progress(cfg["rounds"], "byzadam run", progress)
     last = {"acc": None}
 
-    def on_round(line: str) -> None:
+    def on_round(m: dict) -> None:
         if bar is None:
             return
-        m = json.loads(line)
         if m.get("eval"):
             last["acc"] = m["eval"]["accuracy"]
         bar.update(1)
@@ -152,14 +153,19 @@ def run(config: Union[None, dict, str, os.PathLike] = None, *, set: Sequence[str
             bar.set_postfix_str(f"test accuracy {last['acc']:.4f}")
 
     try:
-        config_json, lines, summary = _core.run(text, name, list(set), data_dir, threads, on_round)
+        config_json, metrics, summary = _core.run(text, name, list(set), data_dir, threads, on_round)
     finally:
         if bar is not None:
             bar.close()
-    metrics = [json.loads(line) for line in lines]
+    summary = json.loads(summary)
+    if "synthetic_fallback" in summary:
+        import warnings
+
+        warnings.warn(f"MNIST is not available ({summary['synthetic_fallback']}); the quickstart "
+                      "ran on byzadam's synthetic digits instead", stacklevel=2)
     evals = [(m["round"], m["eval"]["accuracy"]) for m in metrics if m.get("eval")]
     return Result(
-        config=json.loads(config_json), metrics=metrics, summary=json.loads(summary),
+        config=json.loads(config_json), metrics=metrics, summary=summary,
         rounds=np.array([m["round"] for m in metrics], dtype=np.int64),
         train_loss=np.array([m["train_loss"] for m in metrics], dtype=np.float64),
         xi_norm=np.array([m["xi_norm"] for m in metrics], dtype=np.float64),

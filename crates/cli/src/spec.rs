@@ -5,15 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use byzadam_robust::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
 use serde_json::{Map, Value};
 
-/// A TOML value as `--set` reads it, in `byzadam run` and every other command: the text as a
-/// TOML value (`7`, `1.5e-3`, `inf`, `true`, `"text"`, `[1, 2]`, `{ name = "cwtm", f = 5 }`),
-/// else the text itself as a string (`honest_mean`).
-pub fn toml_value(text: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(text.to_string()))
-}
+pub use byzadam_sim::toml_value;
 
 /// A `KEY=VALUE` setting of a rule, pre-aggregator or attack, its value read by
 /// [`toml_value`] (the grammar of `byzadam run --set`).

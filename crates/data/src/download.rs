@@ -276,3 +276,54 @@ mod tests {
         ));
     }
 }
+
+/// A run's data, as `byzadam run`, `byzadam.run` and every other front end get it.
+#[derive(Debug)]
+pub struct RunData {
+    /// The images.
+    pub split: crate::Split,
+    /// What they are: the dataset asked for, or [`DatasetKind::Synthetic`] after a fallback.
+    pub kind: DatasetKind,
+    /// Why synthetic digits stand in for the dataset asked for (`None`: no fallback).
+    pub fallback: Option<String>,
+}
+
+/// The data of a run of `kind`: synthetic digits generated from `seed`; else the dataset
+/// from `dir`, downloading (and checking) what is missing; else — only when
+/// `synthetic_fallback` (the quickstart: no config, no dataset named) — synthetic digits,
+/// with the reason. Errors name the dataset and the directory.
+pub fn load_for_run(
+    kind: DatasetKind,
+    dir: &Path,
+    seed: u64,
+    synthetic_fallback: bool,
+    progress: Progress,
+) -> Result<RunData, String> {
+    let synthetic = || crate::synthetic::generate(seed, 60_000, 10_000);
+    if kind == DatasetKind::Synthetic {
+        return Ok(RunData {
+            split: synthetic(),
+            kind,
+            fallback: None,
+        });
+    }
+    match load_or_download(kind, dir, progress) {
+        Ok(split) => Ok(RunData {
+            split,
+            kind,
+            fallback: None,
+        }),
+        Err(e) => {
+            let why = format!("loading {} from {}: {e}", kind.folder(), dir.display());
+            if synthetic_fallback {
+                Ok(RunData {
+                    split: synthetic(),
+                    kind: DatasetKind::Synthetic,
+                    fallback: Some(why),
+                })
+            } else {
+                Err(why)
+            }
+        }
+    }
+}

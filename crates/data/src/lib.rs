@@ -27,6 +27,7 @@ pub mod subsets;
 pub mod synthetic;
 
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};
+pub use download::{load_for_run, RunData};
 pub use error::DataError;
 pub use files::{data_dir, load, read_checked, DATA_DIR_ENV};
 

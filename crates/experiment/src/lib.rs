@@ -22,6 +22,7 @@
 //! assert_eq!(runs.len(), 3); // 2 × 2 − 1
 //! ```
 
+pub mod execute;
 pub mod report;
 pub mod runner;
 pub mod store;

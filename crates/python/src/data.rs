@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn the_sampler_is_the_simulators() {
         let split = synthetic::generate(3, 600, 100);
-        let cfg = byzadam_cli::commands::run::resolve_text(
+        let cfg = byzadam_sim::RunConfig::resolve(
             Some("dataset = \"synthetic\"\nworkers = 6\nbyzantine = 2\nbatch = 8\nseed = 11\ndata_seed = 5\naggregator = { name = \"median\" }\n"),
             "test",
             &[],

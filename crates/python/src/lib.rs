@@ -16,6 +16,7 @@ mod arrays;
 mod data;
 mod optim;
 mod robust;
+mod round;
 mod sim;
 
 use pyo3::prelude::*;
@@ -42,5 +43,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     optim::register(m)?;
     data::register(m)?;
     sim::register(m)?;
+    round::register(m)?;
     Ok(())
 }

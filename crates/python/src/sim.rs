@@ -5,9 +5,9 @@
 //! flight) before raising `KeyboardInterrupt`.
 
 use crate::error;
-use byzadam_cli::commands::grid::{grid_observed, GridArgs};
-use byzadam_cli::commands::run::resolve_text;
-use byzadam_cli::options::{DataDir, Progress, Threads};
+use crate::round::metrics_dict;
+use byzadam_experiment::execute::{self, GridJob, GridObserver};
+use byzadam_experiment::runner::Event;
 use byzadam_experiment::store::Store;
 use byzadam_sim::{Recorder, RoundError, RoundMetrics, RunConfig, Simulation};
 use pyo3::prelude::*;
@@ -26,7 +26,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 fn resolve(text: Option<&str>, name: &str, set: &[String]) -> PyResult<RunConfig> {
-    resolve_text(text, name, set).map_err(|e| error(format!("{e:#}")))
+    RunConfig::resolve(text, name, set).map_err(error)
 }
 
 /// The run config `byzadam run` would use for this TOML text (`None`: the quickstart) and
@@ -98,9 +98,11 @@ impl Recorder for Channel {
     }
 }
 
-/// One training run, as `byzadam run` runs it (same config resolution, data, seeds and
-/// numbers; no results directory). `progress(metrics_json)` is called after every round.
-/// Returns `(config_json, [metrics_json per round], summary_json)`.
+/// One training run, as `byzadam run` runs it (same config resolution, data — the quickstart's
+/// synthetic fallback included —, seeds and numbers; no results directory).
+/// `progress(metrics)` is called after every round with its metrics dict. Returns
+/// `(config_json, [metrics dict per round], summary_json)`; the summary names the dataset and,
+/// after a fallback, why (`synthetic_fallback`), as `summary.json` does.
 #[pyfunction]
 #[pyo3(signature = (text, name, set = Vec::new(), data_dir = None, threads = None, progress = None))]
 fn run(
@@ -111,19 +113,34 @@ fn run(
     data_dir: Option<PathBuf>,
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
-) -> PyResult<(String, Vec<String>, String)> {
-    let cfg = resolve(text, name, &set)?;
-    let config_json = serde_json::to_string(&cfg).map_err(error)?;
+) -> PyResult<(String, Vec<Py<pyo3::types::PyDict>>, String)> {
+    let mut cfg = resolve(text, name, &set)?;
+    // The quickstart (no config, no dataset override) falls back to synthetic digits when
+    // the dataset cannot be had, as `byzadam run` does.
+    let quickstart = text.is_none() && !set.iter().any(|s| s.trim_start().starts_with("dataset"));
     let dir = byzadam_data::data_dir(data_dir.as_deref());
+    let loaded = py
+        .detach(|| {
+            byzadam_data::load_for_run(
+                cfg.dataset,
+                &dir,
+                cfg.data_seed,
+                quickstart,
+                byzadam_data::download::Progress::Bar,
+            )
+        })
+        .map_err(error)?;
+    let fallback = loaded.fallback;
+    cfg.dataset = loaded.kind;
+    let data = Arc::new(loaded.split);
+    let config_json = serde_json::to_string(&cfg).map_err(error)?;
     let mut metrics = Vec::new();
     let result = supervise(
         py,
         move |tx, stop| -> Result<_, String> {
             let pool = pool(threads)?;
             pool.install(|| {
-                let data = byzadam_cli::commands::data::load(cfg.dataset, &dir, cfg.data_seed)
-                    .map_err(|e| format!("{e:#}"))?;
-                let mut sim = Simulation::shared(cfg, Arc::new(data))
+                let mut sim = Simulation::shared(cfg, data)
                     .map_err(|e| format!("key `{}`: {}", e.key, e.reason))?;
                 sim.run(&mut Channel { tx, stop }).map_err(|e| match e {
                     RoundError::Interrupted { .. } => "interrupted".to_string(),
@@ -132,20 +149,46 @@ fn run(
             })
         },
         |py, m: RoundMetrics| {
-            let line = serde_json::to_string(&m).map_err(error)?;
+            let d = metrics_dict(py, &m)?;
             if let Some(cb) = &progress {
-                cb.call1(py, (line.clone(),))?;
+                cb.call1(py, (d.clone(),))?;
             }
-            metrics.push(line);
+            metrics.push(d.unbind());
             Ok(())
         },
     )?;
     let summary = result.map_err(error)?;
+    let mut summary_json = serde_json::to_value(&summary).map_err(error)?;
+    summary_json["dataset"] = serde_json::Value::from(
+        serde_json::from_str::<RunConfig>(&config_json)
+            .map_err(error)?
+            .dataset
+            .folder(),
+    );
+    if let Some(why) = fallback {
+        summary_json["synthetic_fallback"] = serde_json::Value::from(why);
+    }
     Ok((
         config_json,
         metrics,
-        serde_json::to_string(&summary).map_err(error)?,
+        serde_json::to_string(&summary_json).map_err(error)?,
     ))
+}
+
+struct Tell(std::sync::Mutex<(Sender<(u64, u64)>, u64, u64)>);
+
+impl GridObserver for Tell {
+    fn event(&self, e: &Event) {
+        let step = match e {
+            Event::Started { from_round, .. } => *from_round,
+            Event::Round { .. } => 1,
+            _ => return,
+        };
+        if let Ok(mut g) = self.0.lock() {
+            g.1 += step;
+            let _ = g.0.send((g.1, g.2));
+        }
+    }
 }
 
 /// Runs a grid file into a store as `byzadam grid` does (runs already stored are skipped,
@@ -164,41 +207,34 @@ fn grid(
     checkpoint_every: u64,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, String)> {
-    let store = match store {
-        Some(s) => s,
-        None => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| error(format!("reading {}: {e}", file.display())))?;
-            let g = byzadam_experiment::Grid::parse(&text, &file.display().to_string())
-                .map_err(error)?;
-            byzadam_cli::commands::grid::default_store(&g)
-        }
-    };
-    let store_path = store.display().to_string();
-    let store = Some(store);
-    let args = GridArgs {
+    let job = GridJob {
         file,
         store,
         shard: None,
         jobs,
-        threads: Threads { threads },
-        checkpoint_every,
-        dry_run: false,
-        data: DataDir { data_dir },
-        progress: Progress { quiet: true },
+        threads,
+        checkpoint_every: Duration::from_secs(checkpoint_every),
+        data_dir: byzadam_data::data_dir(data_dir.as_deref()),
+        download_progress: byzadam_data::download::Progress::Bar,
     };
+    let plan = py.detach(|| execute::prepare_grid(&job)).map_err(error)?;
+    let store_path = plan.store_path.display().to_string();
+    let header = format!(
+        "grid {}: {} runs; {} already in {}, {} to run as {} at a time × {} thread(s)\n",
+        plan.name,
+        plan.total,
+        plan.finished,
+        store_path,
+        plan.pending.len(),
+        plan.options.jobs,
+        plan.options.threads
+    );
+    let total_rounds = plan.total_rounds();
     let result = supervise(
         py,
         move |tx, stop| {
-            let mut out = Vec::new();
-            let tell = std::sync::Mutex::new(tx);
-            let r = grid_observed(&args, &stop, &mut out, &|done, total| {
-                if let Ok(tx) = tell.lock() {
-                    let _ = tx.send((done, total));
-                }
-            });
-            let text = String::from_utf8_lossy(&out).into_owned();
-            r.map(|()| text.clone()).map_err(|e| format!("{text}{e:#}"))
+            let tell = Tell(std::sync::Mutex::new((tx, 0, total_rounds)));
+            plan.run(&stop, &tell)
         },
         |py, (done, total): (u64, u64)| {
             if let Some(cb) = &progress {
@@ -207,7 +243,31 @@ fn grid(
             Ok(())
         },
     )?;
-    result.map(|report| (report, store_path)).map_err(error)
+    let report = result.map_err(error)?;
+    let o = &report.outcome;
+    let mut text = header;
+    if report.pending > 0 {
+        text.push_str(&format!(
+            "{} runs finished in {:.1} s; store: {}\n",
+            o.finished, report.seconds, store_path
+        ));
+    } else {
+        text.push_str("nothing to do: every run is in the store\n");
+    }
+    if !o.failed.is_empty() {
+        for (id, e) in &o.failed {
+            text.push_str(&format!("failed: {id}: {e}\n"));
+        }
+        return Err(error(format!(
+            "{text}{} of {} runs failed",
+            o.failed.len(),
+            report.pending
+        )));
+    }
+    if o.stopped > 0 {
+        return Err(error(format!("{text}interrupted")));
+    }
+    Ok((text, store_path))
 }
 
 /// A results store (SQLite), read from Python.

@@ -16,6 +16,7 @@
 //! have to aggregate them robustly, which is left open).
 
 mod config;
+mod resolve;
 pub mod round;
 pub mod seeds;
 mod simulation;
@@ -32,6 +33,7 @@ pub use config::{ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingM
 /// - 0: runs recorded before results versions existed (the store's value for them).
 /// - 1: independent seed streams ([`seeds`], issue 13).
 pub const RESULTS_VERSION: u32 = 1;
+pub use resolve::{apply_set, non_finite, toml_value, ResolveError};
 pub use round::{EngineWorker, EvaluationDue, Evaluator, Server, Worker};
 pub use simulation::{
     Checkpoint, Evaluation, Recorder, RoundError, RoundMetrics, Simulation, Summary,

@@ -129,6 +129,17 @@ impl Worker {
         Ok(())
     }
 
+    /// The optimizer state as bytes (magic number, then bincode), for [`Worker::restore`].
+    pub fn checkpoint(&self) -> Result<Vec<u8>, String> {
+        encode(HALF_MAGIC, &self.state)
+    }
+
+    /// Continues from [`Worker::checkpoint`]'s bytes, taken from a worker of the same config.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let state: WorkerState = decode(HALF_MAGIC, "worker", bytes)?;
+        self.set_state(state).map_err(|e| e.reason)
+    }
+
     /// What the worker sends for `gradient` at `params`: the gradient policy is applied to
     /// `gradient` in place, then the optimizer's worker step writes [`Worker::messages`]
     /// vectors into `out`. An error (and no state change) when a length is wrong.
@@ -192,6 +203,7 @@ pub struct WorkerCheckpoint {
 }
 
 const WORKER_MAGIC: &[u8; 8] = b"BZWORK01";
+const HALF_MAGIC: &[u8; 8] = b"BZHALF01";
 const SERVER_MAGIC: &[u8; 8] = b"BZSERV01";
 
 fn encode<T: Serialize>(magic: &[u8; 8], value: &T) -> Result<Vec<u8>, String> {
@@ -423,9 +435,10 @@ impl EngineWorker {
 
 /// The mean of the honest workers' batch-norm statistics, which evaluation uses (each
 /// worker's value divided by their count, summed in worker order).
-pub fn honest_mean_state(workers: &[EngineWorker]) -> Vec<f32> {
-    let honest: Vec<&EngineWorker> = workers.iter().filter(|w| !w.byzantine).collect();
-    let len = workers.first().map_or(0, |w| w.bn_state.len());
+pub fn honest_mean_state<'a>(workers: impl IntoIterator<Item = &'a EngineWorker>) -> Vec<f32> {
+    let all: Vec<&EngineWorker> = workers.into_iter().collect();
+    let honest: Vec<&EngineWorker> = all.iter().copied().filter(|w| !w.byzantine).collect();
+    let len = all.first().map_or(0, |w| w.bn_state.len());
     let mut state = vec![0.0; len];
     for w in &honest {
         for (s, &v) in state.iter_mut().zip(&w.bn_state) {

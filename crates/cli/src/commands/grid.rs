@@ -1,19 +1,18 @@
 //! `byzadam grid`: expands a grid file, skips what the store already holds, runs the rest in
 //! parallel with checkpoints, one progress display.
 
-use super::data;
 use crate::options::{DataDir, Progress, Threads};
-use anyhow::{anyhow, bail, Context, Result};
-use byzadam_data::{DatasetKind, Split};
-use byzadam_experiment::runner::{self, Event, Options};
-use byzadam_experiment::store::{Labels, Store};
-use byzadam_experiment::{Grid, Run, Shard};
+use anyhow::{anyhow, bail, Result};
+use byzadam_experiment::execute::{self, GridJob, GridObserver};
+use byzadam_experiment::runner::Event;
+use byzadam_experiment::store::Labels;
+use byzadam_experiment::{Grid, Shard};
 use byzadam_sim::RunConfig;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What `byzadam grid` takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,17 +77,7 @@ pub fn run_label(config: &RunConfig) -> String {
 
 /// The default store of a grid: `results/<name>.db`.
 pub fn default_store(grid: &Grid) -> PathBuf {
-    Path::new("results").join(format!("{}.db", grid.name()))
-}
-
-fn data_key(c: &RunConfig) -> (DatasetKind, u64) {
-    // Real datasets do not depend on the seed; synthetic data does.
-    let seed = if c.dataset == DatasetKind::Synthetic {
-        c.data_seed
-    } else {
-        0
-    };
-    (c.dataset, seed)
+    execute::default_store(grid)
 }
 
 struct Cells {
@@ -97,53 +86,94 @@ struct Cells {
     done: usize,
 }
 
-/// Runs a grid file; `stop` is set on Ctrl-C.
-pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()> {
-    grid_observed(args, stop, w, &|_, _| {})
+/// The command line's view of a grid as it runs: a progress bar over every pending round,
+/// the best and worst run so far, and lines for resumed, failed and restarted runs.
+struct Display<'a> {
+    args: &'a GridArgs,
+    bar: indicatif::ProgressBar,
+    count: usize,
+    cells: Mutex<Cells>,
 }
 
-/// [`grid`], telling `progress(rounds done, rounds in all)` as the runs go (from the runner's
-/// threads): the Python bindings' progress bar.
-pub fn grid_observed(
-    args: &GridArgs,
-    stop: &AtomicBool,
-    w: &mut dyn Write,
-    progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<()> {
-    let file = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {file}"))?;
-    let grid = Grid::parse(&text, &file)?;
-    let all = grid.expand()?;
-    let total = all.len();
-    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
-    let store_path = args.store.clone().unwrap_or_else(|| default_store(&grid));
-    let mut store = Store::open(&store_path)?;
-    store.register_grid(grid.name(), &ids)?;
-    let removed = runner::remove_stale_checkpoints(&store)
-        .with_context(|| format!("cleaning {}", store.checkpoint_dir().display()))?;
-    let mine = match args.shard {
-        Some(s) => s.select(all),
-        None => all,
+impl Display<'_> {
+    fn message(&self, c: &Cells) -> String {
+        let cell = |x: &Option<(f64, String)>| {
+            x.as_ref()
+                .map_or("–".into(), |(a, l)| format!("{a:.4} {l}"))
+        };
+        format!(
+            "runs {}/{} · best {} · worst {}",
+            c.done,
+            self.count,
+            cell(&c.best),
+            cell(&c.worst)
+        )
+    }
+
+    /// Lines from the runner's threads go to stderr (stdout is the caller's, locked), above
+    /// the progress bar when there is one.
+    fn say(&self, line: String) {
+        if self.args.progress.shown() {
+            self.bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl GridObserver for Display<'_> {
+    fn event(&self, e: &Event) {
+        match *e {
+            Event::Started { run, from_round } => {
+                if from_round > 0 {
+                    self.say(format!(
+                        "run {} ({}) resumes at round {from_round} from its checkpoint",
+                        run.id,
+                        run_label(&run.config)
+                    ));
+                }
+                self.bar.inc(from_round);
+            }
+            Event::Round { .. } => self.bar.inc(1),
+            Event::Finished { run, summary } => {
+                let mut c = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+                c.done += 1;
+                let a = summary.final_accuracy;
+                let label = run_label(&run.config);
+                if c.best.as_ref().is_none_or(|(b, _)| a > *b) {
+                    c.best = Some((a, label.clone()));
+                }
+                if c.worst.as_ref().is_none_or(|(b, _)| a < *b) {
+                    c.worst = Some((a, label));
+                }
+                self.bar.set_message(self.message(&c));
+            }
+            Event::Failed { run, error } => self.say(format!(
+                "run {} ({}) failed: {error}",
+                run.id,
+                run_label(&run.config)
+            )),
+            Event::CheckpointIgnored { run, reason } => self.say(format!(
+                "run {}: checkpoint not used ({reason}); starting it over",
+                run.id
+            )),
+        }
+    }
+}
+
+/// Runs a grid file; `stop` is set on Ctrl-C.
+pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()> {
+    let job = GridJob {
+        file: args.file.clone(),
+        store: args.store.clone(),
+        shard: args.shard,
+        jobs: args.jobs,
+        threads: args.threads.threads,
+        checkpoint_every: Duration::from_secs(args.checkpoint_every),
+        data_dir: args.data.resolve(),
+        download_progress: byzadam_data::download::Progress::Bar,
     };
-    let done = store.done()?;
-    let (finished, pending): (Vec<Run>, Vec<Run>) =
-        mine.into_iter().partition(|r| done.contains(&r.id));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut options = Options::for_cores(cores, pending.len());
-    if let Some(j) = args.jobs {
-        if j == 0 {
-            bail!("--jobs must be at least 1");
-        }
-        options.jobs = j;
-        options.threads = (cores / j).max(1);
-    }
-    if let Some(t) = args.threads.threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        options.threads = t;
-    }
-    options.checkpoint_every = Duration::from_secs(args.checkpoint_every);
+    let plan = execute::prepare_grid(&job).map_err(|e| anyhow!(e))?;
     let shard = args
         .shard
         .map(|s| {
@@ -151,58 +181,43 @@ pub fn grid_observed(
                 " (shard {}/{}: {} runs)",
                 s.index,
                 s.count,
-                finished.len() + pending.len()
+                plan.finished + plan.pending.len()
             )
         })
         .unwrap_or_default();
+    let o = &plan.options;
     writeln!(
         w,
-        "grid {} ({file}): {total} runs{shard}; {} already in {}, {} to run as {} at a time × {} thread{}",
-        grid.name(),
-        finished.len(),
-        store_path.display(),
-        pending.len(),
-        options.jobs,
-        options.threads,
-        if options.threads == 1 { "" } else { "s" }
+        "grid {} ({}): {} runs{shard}; {} already in {}, {} to run as {} at a time × {} thread{}",
+        plan.name,
+        args.file.display(),
+        plan.total,
+        plan.finished,
+        plan.store_path.display(),
+        plan.pending.len(),
+        o.jobs,
+        o.threads,
+        if o.threads == 1 { "" } else { "s" }
     )?;
-    if removed > 0 {
+    if plan.removed > 0 {
         writeln!(
             w,
-            "removed {removed} stale checkpoint file(s) of stored runs"
+            "removed {} stale checkpoint file(s) of stored runs",
+            plan.removed
         )?;
     }
     if args.dry_run {
-        for r in &pending {
+        for r in &plan.pending {
             writeln!(w, "{}  {}", r.id, run_label(&r.config))?;
         }
         return Ok(());
     }
-    if pending.is_empty() {
+    if plan.pending.is_empty() {
         writeln!(w, "nothing to do: every run is in the store")?;
         return Ok(());
     }
-    // Load each dataset the pending runs need, once.
-    let mut data: Vec<((DatasetKind, u64), Arc<Split>)> = Vec::new();
-    let load_start = Instant::now();
-    for r in &pending {
-        let key = data_key(&r.config);
-        if !data.iter().any(|(k, _)| *k == key) {
-            let split = data::load(key.0, &args.data.resolve(), key.1)?;
-            data.push((key, Arc::new(split)));
-        }
-    }
-    let load_seconds = load_start.elapsed().as_secs_f64();
-    let lookup = |c: &RunConfig| -> Result<Arc<Split>, String> {
-        let key = data_key(c);
-        data.iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, d)| d.clone())
-            .ok_or_else(|| "dataset not loaded".to_string())
-    };
-    let total_rounds: u64 = pending.iter().map(|r| r.config.rounds).sum();
     let bar = if args.progress.shown() {
-        indicatif::ProgressBar::new(total_rounds)
+        indicatif::ProgressBar::new(plan.total_rounds())
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -213,86 +228,31 @@ pub fn grid_observed(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let cells = Mutex::new(Cells {
-        best: None,
-        worst: None,
-        done: 0,
-    });
-    let count = pending.len();
-    let message = |c: &Cells| {
-        let cell = |x: &Option<(f64, String)>| {
-            x.as_ref()
-                .map_or("–".into(), |(a, l)| format!("{a:.4} {l}"))
-        };
-        format!(
-            "runs {}/{count} · best {} · worst {}",
-            c.done,
-            cell(&c.best),
-            cell(&c.worst)
-        )
+    let display = Display {
+        args,
+        bar,
+        count: plan.pending.len(),
+        cells: Mutex::new(Cells {
+            best: None,
+            worst: None,
+            done: 0,
+        }),
     };
-    bar.set_message(message(&cells.lock().unwrap_or_else(|p| p.into_inner())));
-    // Lines from the runner's threads go to stderr (stdout is the caller's, locked), above
-    // the progress bar when there is one.
-    let say = |line: String| {
-        if args.progress.shown() {
-            bar.println(line);
-        } else {
-            eprintln!("{line}");
-        }
-    };
-    let on = |e: Event| match e {
-        Event::Started { run, from_round } => {
-            if from_round > 0 {
-                let line = format!(
-                    "run {} ({}) resumes at round {from_round} from its checkpoint",
-                    run.id,
-                    run_label(&run.config)
-                );
-                say(line);
-            }
-            bar.inc(from_round);
-            progress(bar.position(), total_rounds);
-        }
-        Event::Round { .. } => {
-            bar.inc(1);
-            progress(bar.position(), total_rounds);
-        }
-        Event::Finished { run, summary } => {
-            let mut c = cells.lock().unwrap_or_else(|p| p.into_inner());
-            c.done += 1;
-            let a = summary.final_accuracy;
-            let label = run_label(&run.config);
-            if c.best.as_ref().is_none_or(|(b, _)| a > *b) {
-                c.best = Some((a, label.clone()));
-            }
-            if c.worst.as_ref().is_none_or(|(b, _)| a < *b) {
-                c.worst = Some((a, label));
-            }
-            bar.set_message(message(&c));
-        }
-        Event::Failed { run, error } => say(format!(
-            "run {} ({}) failed: {error}",
-            run.id,
-            run_label(&run.config)
-        )),
-        Event::CheckpointIgnored { run, reason } => say(format!(
-            "run {}: checkpoint not used ({reason}); starting it over",
-            run.id
-        )),
-    };
-    let start = Instant::now();
-    let store = Mutex::new(store);
-    let outcome = runner::run_all(&pending, &store, &lookup, &options, stop, &on);
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
+    display
+        .bar
+        .set_message(display.message(&display.cells.lock().unwrap_or_else(|p| p.into_inner())));
+    let report = plan.run(stop, &display);
+    display.bar.finish_and_clear();
+    let report = report.map_err(|e| anyhow!(e))?;
+    let (outcome, secs) = (&report.outcome, report.seconds);
     writeln!(
         w,
-        "{} runs finished in {:.1} min ({:.0} runs/hour; data loaded in {load_seconds:.1} s); store: {}",
+        "{} runs finished in {:.1} min ({:.0} runs/hour; data loaded in {:.1} s); store: {}",
         outcome.finished,
         secs / 60.0,
         outcome.finished as f64 / secs * 3600.0,
-        store_path.display()
+        report.load_seconds,
+        report.store.display()
     )?;
     if outcome.finished > 0 {
         let n = outcome.finished as f64;
@@ -306,7 +266,10 @@ pub fn grid_observed(
             100.0 * outcome.overhead()
         )?;
     }
-    let c = cells.into_inner().unwrap_or_else(|p| p.into_inner());
+    let c = display
+        .cells
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     if let (Some(b), Some(wst)) = (&c.best, &c.worst) {
         writeln!(
             w,
@@ -325,11 +288,11 @@ pub fn grid_observed(
         for (id, e) in &outcome.failed {
             writeln!(w, "failed: {id}: {e}")?;
         }
-        bail!("{} of {count} runs failed", outcome.failed.len());
+        bail!("{} of {} runs failed", outcome.failed.len(), report.pending);
     }
     if outcome.stopped > 0 {
         return Err(anyhow!("interrupted"));
     }
-    writeln!(w, "next: byzadam report {}", store_path.display())?;
+    writeln!(w, "next: byzadam report {}", report.store.display())?;
     Ok(())
 }

@@ -1,11 +1,10 @@
 //! `byzadam run`: one training run from a TOML config (or the quickstart), with a progress
 //! bar, a results directory written as the run goes, and a final summary.
 
-use super::data;
 use crate::options::{DataDir, Progress, Threads};
 use crate::{matrix_io::write_atomically, plot};
-use anyhow::{anyhow, bail, Context, Result};
-use byzadam_data::{synthetic, DatasetKind};
+use anyhow::{anyhow, Context, Result};
+use byzadam_data::load_for_run;
 use byzadam_sim::{Recorder, RoundMetrics, RunConfig, Simulation};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,76 +33,12 @@ pub struct RunArgs {
     pub threads: Threads,
 }
 
-/// Applies `key.path=value` to a TOML table (the value parsed as TOML, else taken as text).
-pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, value) = spec
-        .split_once('=')
-        .ok_or_else(|| anyhow!("--set {spec:?}: expected KEY=VALUE"))?;
-    let value = crate::spec::toml_value(value);
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let mut cur = table;
-    for (i, part) in parts.iter().enumerate() {
-        if part.is_empty() {
-            bail!("--set {spec:?}: empty key segment");
-        }
-        if i + 1 == parts.len() {
-            cur.insert(part.to_string(), value);
-            break;
-        }
-        let next = cur
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = next
-            .as_table_mut()
-            .ok_or_else(|| anyhow!("--set {spec:?}: {part} is not a table"))?;
-    }
-    Ok(())
-}
-
-/// Reads and checks the run config: the defaults, each top-level key of the file (if any)
-/// replacing the default's whole entry, then the `--set` overrides editing that tree (so
-/// `--set aggregator.f=3` changes the default rule's `f`), then validation. Errors name the
-/// file and the key.
+/// Reads and checks the run config ([`RunConfig::resolve`]): the defaults, each top-level key
+/// of the file (if any) replacing the default's whole entry, then the `--set` overrides
+/// editing that tree (so `--set aggregator.f=3` changes the default rule's `f`), then
+/// validation. Errors name the file and the key.
 pub fn resolve(config: Option<&Path>, set: &[String]) -> Result<RunConfig> {
-    match config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            resolve_text(Some(&text), &p.display().to_string(), set)
-        }
-        None => resolve_text(None, "the quickstart config", set),
-    }
-}
-
-/// [`resolve`] on a config's text (`None`: the quickstart), errors naming it `name`: what
-/// `byzadam.run` in Python reads (a dict, a TOML string or a file, all as TOML text).
-pub fn resolve_text(text: Option<&str>, name: &str, set: &[String]) -> Result<RunConfig> {
-    let mut table = match toml::Value::try_from(RunConfig::default())? {
-        toml::Value::Table(t) => t,
-        _ => bail!("the default config is not a table"),
-    };
-    if let Some(text) = text {
-        let file: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{name}: {e}"))?;
-        for (k, v) in file {
-            table.insert(k, v);
-        }
-    }
-    for s in set {
-        apply_set(&mut table, s)?;
-    }
-    let cfg: RunConfig =
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            let key = if path == "." {
-                String::new()
-            } else {
-                format!(" key `{path}`:")
-            };
-            anyhow!("{name}:{key} {}", e.into_inner())
-        })?;
-    cfg.validate()
-        .map_err(|e| anyhow!("{name}: key `{}`: {}", e.key, e.reason))?;
-    Ok(cfg)
+    RunConfig::resolve_file(config, set).map_err(|e| anyhow!(e))
 }
 
 struct Files {
@@ -156,22 +91,20 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
             .set
             .iter()
             .any(|s| s.trim_start().starts_with("dataset"));
-    let mut fallback = None;
-    let data = if cfg.dataset == DatasetKind::Synthetic {
-        synthetic::generate(cfg.data_seed, 60_000, 10_000)
-    } else {
-        match data::load(cfg.dataset, &args.data.resolve(), cfg.data_seed) {
-            Ok(d) => d,
-            Err(e) if quickstart => {
-                let why = format!("{e:#}");
-                writeln!(w, "MNIST is not available ({why}); the quickstart runs on byzadam's synthetic digits instead")?;
-                fallback = Some(why);
-                cfg.dataset = DatasetKind::Synthetic;
-                synthetic::generate(cfg.data_seed, 60_000, 10_000)
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let loaded = load_for_run(
+        cfg.dataset,
+        &args.data.resolve(),
+        cfg.data_seed,
+        quickstart,
+        byzadam_data::download::Progress::Bar,
+    )
+    .map_err(|e| anyhow!(e))?;
+    let fallback = loaded.fallback;
+    if let Some(why) = &fallback {
+        writeln!(w, "MNIST is not available ({why}); the quickstart runs on byzadam's synthetic digits instead")?;
+        cfg.dataset = loaded.kind;
+    }
+    let data = loaded.split;
     let out = args
         .out
         .clone()

@@ -1,0 +1,136 @@
+"""The round's two halves from Python: a hand-written loop over byzadam.Server, byzadam.Engine
+and its workers gives byzadam.run's metrics bit for bit; the docs' loop runs and prints
+byzadam.run's accuracy; checkpoints restore; bad shapes are errors, never crashes."""
+import contextlib
+import io
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import byzadam
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "python.md"
+
+
+def small(**over):
+    cfg = {"dataset": "synthetic", "model": {"name": "mlp", "hidden": [16]}, "batch": 10,
+           "rounds": 9, "eval_every": 4, "eval_samples": 200}
+    cfg.update(over)
+    return byzadam.resolve(cfg)
+
+
+def loop(server, engine, workers, rounds):
+    n, dim, k = server.workers, server.dim, server.messages
+    out = []
+    for _ in range(rounds):
+        t = server.round + 1
+        due = server.evaluation_due()
+        params = server.params
+        messages = np.zeros((k, n, dim), dtype=np.float32)
+        losses = np.zeros(n, dtype=np.float32)
+        for w in workers:
+            if w.byzantine and not server.needs_byzantine_messages:
+                continue
+            losses[w.index], sent = w.step(params)
+            for j, m in enumerate(sent):
+                messages[j, w.index] = m
+        ev = engine.evaluate(server.params, workers, t) if due == "before" else None
+        m = server.step(list(messages), losses)
+        if due == "after":
+            ev = engine.evaluate(server.params, workers, t)
+        if ev is not None:
+            m["eval"] = {"accuracy": ev[0], "loss": ev[1]}
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("over", [
+    {"optimizer": {"name": "dra"}, "attack": {"name": "little"}},
+    {"optimizer": {"name": "mra"}, "attack": {"name": "a_little_is_enough"}},
+    {"optimizer": {"name": "sgd"}, "attack": {"name": "label_flip"}, "eval_before_update": True},
+    {"optimizer": {"name": "resam"}, "attack": {"name": "sign_flip"}, "byzantine_workers": "first"},
+])
+def test_a_python_loop_over_the_halves_reproduces_run(over):
+    cfg = small(**over)
+    expected = byzadam.run(cfg, progress=False)
+    server, engine = byzadam.Server(cfg), byzadam.Engine(cfg)
+    got = loop(server, engine, engine.workers(), cfg["rounds"])
+    assert got == expected.metrics
+
+
+def test_the_docs_loop_prints_runs_accuracy():
+    text = DOCS.read_text(encoding="utf-8")
+    block = re.search(r"<!-- the loop: python/tests/test_round.py executes this block -->\n"
+                      r"```python\n(.*?)```", text, re.S)
+    assert block, "docs/python.md lost its loop"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 32
+    out = io.StringIO()
+    scope = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(DOCS), "exec"), scope)
+    expected = byzadam.run(scope["cfg"], progress=False)
+    assert out.getvalue().strip() == (f"round {expected.summary['rounds']}: test accuracy "
+                                      f"{expected.final_accuracy:.4f}")
+    assert scope["accuracy"] == expected.final_accuracy  # the same float, not only 4 digits
+
+
+def test_checkpointed_halves_continue_with_the_same_bits():
+    cfg = small(optimizer={"name": "dra"}, attack={"name": "little"},
+                aggregator={"name": "centered_clipping"})
+    server, engine = byzadam.Server(cfg), byzadam.Engine(cfg)
+    workers = engine.workers()
+    loop(server, engine, workers, 4)
+    saved = server.checkpoint(), [w.checkpoint() for w in workers]
+    rest = loop(server, engine, workers, 5)
+    server2, engine2 = byzadam.Server(cfg), byzadam.Engine(cfg)
+    workers2 = engine2.workers()
+    server2.restore(saved[0])
+    for w, b in zip(workers2, saved[1]):
+        w.restore(b)
+    assert loop(server2, engine2, workers2, 5) == rest
+    assert np.array_equal(server2.params, server.params)
+    with pytest.raises(byzadam.ByzadamError, match="another config"):
+        byzadam.Server(small(seed=1)).restore(saved[0])
+    with pytest.raises(byzadam.ByzadamError):
+        server.restore(b"garbage")
+    with pytest.raises(byzadam.ByzadamError):
+        workers[0].restore(saved[0])  # a server's state is no worker's
+
+
+def test_the_generic_worker_half_is_the_optimizers_step_after_the_policy():
+    cfg = small(optimizer={"name": "sgd"}, gradient={"l2": 0.0, "clip": 100.0})
+    w = byzadam.Worker(cfg, 4)
+    params = np.array([1, 2, 3, 4], dtype=np.float32)
+    g = np.array([3, 0, 4, 0], dtype=np.float32)
+    (m,) = w.message(params, g)
+    assert np.array_equal(m, g)  # SGD sends the gradient (norm 5 < 100: unclipped)
+    cfg = small(optimizer={"name": "sgd"}, gradient={"l2": 0.0, "clip": 2.5})
+    (m,) = byzadam.Worker(cfg, 4).message(params, g)
+    np.testing.assert_allclose(m, g / 5 * 2.5, rtol=1e-6)  # clipped to norm 2.5
+    assert np.array_equal(g, [3, 0, 4, 0])  # the caller's gradient is not modified
+    restored = byzadam.Worker(cfg, 4)
+    restored.restore(w.checkpoint())
+    with pytest.raises(byzadam.ByzadamError, match="4"):
+        w.message(params[:3], g)
+
+
+def test_wrong_shapes_are_errors_not_crashes():
+    cfg = small()
+    server = byzadam.Server(cfg)
+    n, dim = server.workers, server.dim
+    with pytest.raises(byzadam.ByzadamError, match="array"):
+        server.step([np.zeros((n, dim - 1), np.float32)], np.zeros(n, np.float32))
+    with pytest.raises(byzadam.ByzadamError):
+        server.step([np.zeros((n, dim), np.float32)], np.zeros(n + 1, np.float32))
+    assert server.round == 0
+    engine = byzadam.Engine(cfg)
+    workers = engine.workers()
+    with pytest.raises(byzadam.ByzadamError):
+        workers[0].step(np.zeros(dim + 1, np.float32))
+    with pytest.raises(byzadam.ByzadamError):
+        engine.evaluate(np.zeros(3, np.float32), workers, 1)
+    with pytest.raises(byzadam.ByzadamError):
+        byzadam.Server({"workers": 3, "byzantine": 5})
