@@ -1,5 +1,5 @@
 //! The real files: MNIST and CIFAR-10 from the data directory (CI: `../shared/data`),
-//! Fashion-MNIST from Debian's `dataset-fashion-mnist`. These tests fail, loudly, when the data
+//! Fashion-MNIST from there too (or Debian's `dataset-fashion-mnist`). These tests fail, loudly, when the data
 //! is missing: they never pass by skipping.
 
 use byzadam_data::partition::{partition, Scheme};
@@ -112,9 +112,9 @@ fn cifar10_loads_in_the_official_order_with_its_normalisation() {
 }
 
 #[test]
-fn fashion_mnist_loads_from_debians_package() {
+fn fashion_mnist_loads_from_the_data_directory() {
     let data = load(DatasetKind::FashionMnist, &data_dir())
-        .expect("Fashion-MNIST: `apt-get install dataset-fashion-mnist` (CI installs it)");
+        .expect("Fashion-MNIST: the data directory's fashion-mnist/ (../shared/data has it), or `apt-get install dataset-fashion-mnist`");
     assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
     assert_eq!(data.train.class_counts(), [6000; 10]);
     assert_eq!(data.test.class_counts(), [1000; 10]);
