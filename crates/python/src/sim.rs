@@ -175,7 +175,12 @@ fn run(
     ))
 }
 
-struct Tell(std::sync::Mutex<(Sender<(u64, u64)>, u64, u64)>);
+/// Rounds done so far and in all, sent to the waiting Python thread after each.
+struct Tell {
+    tx: std::sync::Mutex<Sender<(u64, u64)>>,
+    done: std::sync::atomic::AtomicU64,
+    total: u64,
+}
 
 impl GridObserver for Tell {
     fn event(&self, e: &Event) {
@@ -184,9 +189,9 @@ impl GridObserver for Tell {
             Event::Round { .. } => 1,
             _ => return,
         };
-        if let Ok(mut g) = self.0.lock() {
-            g.1 += step;
-            let _ = g.0.send((g.1, g.2));
+        let done = self.done.fetch_add(step, Ordering::SeqCst) + step;
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send((done, self.total));
         }
     }
 }
@@ -233,7 +238,11 @@ fn grid(
     let result = supervise(
         py,
         move |tx, stop| {
-            let tell = Tell(std::sync::Mutex::new((tx, 0, total_rounds)));
+            let tell = Tell {
+                tx: std::sync::Mutex::new(tx),
+                done: std::sync::atomic::AtomicU64::new(0),
+                total: total_rounds,
+            };
             plan.run(&stop, &tell)
         },
         |py, (done, total): (u64, u64)| {
