@@ -379,18 +379,12 @@ fn every_registry_name_is_its_built_rules_name() {
     }
 }
 
+/// The data directory holding MNIST, found (or downloaded into) as `byzadam run` does
+/// (`byzadam_data::testing`); a failure names the file and the command that fetches it.
 fn shared_data() -> PathBuf {
-    std::env::var_os("BYZADAM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-            assert!(
-                shared.join("mnist").exists(),
-                "set BYZADAM_DATA_DIR to the data directory (looked in {})",
-                shared.display()
-            );
-            shared
-        })
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    byzadam_data::testing::dataset(byzadam_data::DatasetKind::Mnist, manifest);
+    byzadam_data::testing::data_dir(manifest)
 }
 
 #[test]

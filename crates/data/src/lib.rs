@@ -25,6 +25,7 @@ pub mod partition;
 pub mod sampler;
 pub mod subsets;
 pub mod synthetic;
+pub mod testing;
 
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};
 pub use download::{load_for_run, RunData};

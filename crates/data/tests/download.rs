@@ -3,23 +3,18 @@
 //! request; a corrupt mirror is caught by the checksum and its file deleted.
 
 use byzadam_data::download::{download, Progress};
-use byzadam_data::{load, DataError, DatasetKind, DATA_DIR_ENV};
+use byzadam_data::{load, DataError, DatasetKind};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// The data directory's `mnist/`, which these tests serve (found, or downloaded into, as
+/// `byzadam run` does: `byzadam_data::testing`).
 fn shared_mnist() -> PathBuf {
-    let dir = std::env::var_os(DATA_DIR_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let mnist = dir.join("mnist");
-    assert!(
-        mnist.exists(),
-        "download tests serve the real MNIST files: set {DATA_DIR_ENV} (looked in {})",
-        mnist.display()
-    );
-    mnist
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    byzadam_data::testing::dataset(DatasetKind::Mnist, manifest);
+    byzadam_data::testing::data_dir(manifest).join("mnist")
 }
 
 #[derive(Default)]

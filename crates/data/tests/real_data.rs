@@ -1,25 +1,16 @@
-//! The real files: MNIST and CIFAR-10 from the data directory (CI: `../shared/data`),
-//! Fashion-MNIST from there too (or Debian's `dataset-fashion-mnist`). These tests fail, loudly, when the data
-//! is missing: they never pass by skipping.
+//! The real files: MNIST, Fashion-MNIST and CIFAR-10 from the data directory (CI:
+//! `../shared/data`), else downloaded and checked into it (`byzadam_data::testing`). These
+//! tests fail, loudly, naming the file and the command that fetches it, when neither works:
+//! they never pass by skipping.
 
 use byzadam_data::partition::{partition, Scheme};
-use byzadam_data::{load, DatasetKind, DATA_DIR_ENV};
+use byzadam_data::DatasetKind;
 use rand::SeedableRng;
-use std::path::PathBuf;
 
-/// `$BYZADAM_DATA_DIR`, else the project's shared data beside the checkout.
-fn data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os(DATA_DIR_ENV) {
-        return PathBuf::from(d);
-    }
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        shared.join("mnist").exists(),
-        "real-data tests need MNIST and CIFAR-10: set {DATA_DIR_ENV} to a directory holding mnist/ and cifar10/ \
-         (the project's shared/data), looked in {}",
-        shared.display()
-    );
-    shared
+/// `kind` as `byzadam run` finds it (`byzadam_data::testing`): the data directory, else a
+/// checked download into it; a failure names the file and the command that fetches it.
+fn real(kind: DatasetKind) -> byzadam_data::Split {
+    byzadam_data::testing::dataset(kind, std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn mean_std(images: &[u8], planes: usize, plane: usize) -> Vec<(f64, f64)> {
@@ -42,7 +33,7 @@ fn mean_std(images: &[u8], planes: usize, plane: usize) -> Vec<(f64, f64)> {
 
 #[test]
 fn mnist_loads_with_the_official_counts_and_normalisation() {
-    let data = load(DatasetKind::Mnist, &data_dir()).expect("MNIST in the data directory");
+    let data = real(DatasetKind::Mnist);
     assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
     // Per-digit counts of the official files (shared/data/mnist/README.md).
     assert_eq!(
@@ -79,7 +70,7 @@ fn mnist_loads_with_the_official_counts_and_normalisation() {
 
 #[test]
 fn cifar10_loads_in_the_official_order_with_its_normalisation() {
-    let data = load(DatasetKind::Cifar10, &data_dir()).expect("CIFAR-10 in the data directory");
+    let data = real(DatasetKind::Cifar10);
     assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
     assert_eq!(data.train.class_counts(), [5000; 10]);
     assert_eq!(data.test.class_counts(), [1000; 10]);
@@ -113,8 +104,7 @@ fn cifar10_loads_in_the_official_order_with_its_normalisation() {
 
 #[test]
 fn fashion_mnist_loads_from_the_data_directory() {
-    let data = load(DatasetKind::FashionMnist, &data_dir())
-        .expect("Fashion-MNIST: the data directory's fashion-mnist/ (../shared/data has it), or `apt-get install dataset-fashion-mnist`");
+    let data = real(DatasetKind::FashionMnist);
     assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
     assert_eq!(data.train.class_counts(), [6000; 10]);
     assert_eq!(data.test.class_counts(), [1000; 10]);
@@ -130,7 +120,7 @@ fn fashion_mnist_loads_from_the_data_directory() {
 /// first 361 × 15 training images in file order, cut into 15 contiguous chunks of 361.
 #[test]
 fn the_file_order_split_of_mnist_has_the_codes_counts() {
-    let data = load(DatasetKind::Mnist, &data_dir()).unwrap();
+    let data = real(DatasetKind::Mnist);
     let y = &data.train.labels;
     let scheme = Scheme::Homogeneous {
         per_class: None,
@@ -170,7 +160,7 @@ fn the_file_order_split_of_mnist_has_the_codes_counts() {
 /// set (980, 1,135, 1,032, 1,010, 982, 892, 958, 1,028, 974, 1,009), within one of 2000 × share.
 #[test]
 fn the_codes_mnist_evaluation_subset_is_stratified() {
-    let data = load(DatasetKind::Mnist, &data_dir()).unwrap();
+    let data = real(DatasetKind::Mnist);
     let (idx, kind) = byzadam_data::subsets::named("thesis_code_mnist").unwrap();
     assert_eq!(kind, DatasetKind::Mnist);
     let mut counts = [0usize; 10];

@@ -1,26 +1,12 @@
 //! The engine learns: one worker, plain SGD on the thesis's MNIST CNN with the thesis's
 //! gradient policy (l2 1e-4, clipping at 2), mini-batches from the epoch sampler. Real MNIST
-//! from the data directory; fails loudly when it is missing.
+//! from the data directory, else downloaded into it (`byzadam_data::testing`); fails loudly,
+//! naming the file, when neither works.
 
 use byzadam_data::sampler::EpochSampler;
-use byzadam_data::{load, synthetic, Dataset, DatasetKind, DATA_DIR_ENV};
+use byzadam_data::{synthetic, Dataset, DatasetKind};
 use byzadam_model::{GradientPolicy, ModelKind, Network};
 use rand::SeedableRng;
-use std::path::PathBuf;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os(DATA_DIR_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-            assert!(
-                shared.join("mnist").exists(),
-                "set {DATA_DIR_ENV} to the data directory (looked in {})",
-                shared.display()
-            );
-            shared
-        })
-}
 
 fn normalized(d: &Dataset, idx: &[u32], out: &mut Vec<f32>) {
     let norm = d.kind.normalization();
@@ -73,7 +59,10 @@ fn train(
 
 #[test]
 fn sgd_on_the_mnist_cnn_reaches_high_accuracy_in_a_few_hundred_steps() {
-    let data = load(DatasetKind::Mnist, &data_dir()).expect("MNIST in the data directory");
+    let data = byzadam_data::testing::dataset(
+        DatasetKind::Mnist,
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
     let acc = train(
         &mut ModelKind::MnistCnn.build(),
         &data.train,

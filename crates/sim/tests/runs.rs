@@ -1,27 +1,24 @@
 //! Runs of the simulator: determinism across thread counts on synthetic data, and the thesis's
-//! qualitative findings on real MNIST (data from `BYZADAM_DATA_DIR` or the project's
-//! `../shared/data`; these fail loudly when it is missing).
+//! qualitative findings on real MNIST (from the data directory, else downloaded into it:
+//! `byzadam_data::testing`; these fail loudly, naming the file, when neither works).
 
-use byzadam_data::{load, synthetic, DatasetKind, Split, DATA_DIR_ENV};
+use byzadam_data::{synthetic, DatasetKind, Split};
 use byzadam_model::ModelKind;
 use byzadam_optim::{MraGuard, Optimizer, Schedule};
 use byzadam_robust::aggregators::{Average, TrimmedMean};
 use byzadam_robust::attacks::{PositiveInfinity, SignFlip};
 use byzadam_robust::{AggregatorConfig, AttackConfig};
 use byzadam_sim::{RoundMetrics, RunConfig, Simulation, Summary};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn mnist() -> &'static Split {
     static DATA: OnceLock<Split> = OnceLock::new();
+    // As `byzadam run` finds it: the data directory, else a checked download into it.
     DATA.get_or_init(|| {
-        let dir = std::env::var_os(DATA_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-            });
-        load(DatasetKind::Mnist, &dir)
-            .unwrap_or_else(|e| panic!("these tests need MNIST: set {DATA_DIR_ENV} ({e})"))
+        byzadam_data::testing::dataset(
+            DatasetKind::Mnist,
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        )
     })
 }
 
