@@ -375,7 +375,7 @@ impl Network {
                     kernel,
                     padding,
                 } => conv::forward(
-                    l,
+                    l.io(),
                     (out, kernel, padding),
                     p,
                     x,
@@ -480,7 +480,7 @@ impl Network {
                     kernel,
                     padding,
                 } => conv::backward(
-                    l,
+                    l.io(),
                     (out, kernel, padding),
                     p,
                     x,

@@ -3,7 +3,7 @@
 //! parameters, updated by every training pass and used in evaluation. Its sums run in fixed
 //! order (`crate::sums`).
 
-use super::spec::Shape;
+use super::shape::Shape;
 use crate::sums::Lanes64;
 
 /// ε added to the variance.

@@ -3,7 +3,7 @@
 //! convolutions with padding 1 and at least 16 input channels, Winograd's F(2×2, 3×3)
 //! (`crate::winograd`); a ReLU right after is applied as the output is written.
 
-use super::spec::{Layer, Shape};
+use super::shape::{Io, Shape};
 use crate::gemm::{gemm, Pack};
 use crate::sums::Lanes64;
 use crate::winograd::{self, Geometry, Winograd};
@@ -50,7 +50,7 @@ pub(crate) struct Scratch {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
-    l: &Layer,
+    l: Io,
     (out, kernel, padding): (usize, usize, usize),
     p: &[f32],
     x: &[f32],
@@ -100,7 +100,7 @@ pub(crate) fn forward(
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
-    l: &Layer,
+    l: Io,
     (out, kernel, padding): (usize, usize, usize),
     p: &[f32],
     x: &[f32],

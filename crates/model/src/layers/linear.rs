@@ -1,7 +1,7 @@
 //! Fully connected (`LayerSpec::Linear`; the input is flattened): weight `[out, in]` then
 //! bias `[out]`, one SGEMM over the whole batch.
 
-use super::spec::Shape;
+use super::shape::Shape;
 use crate::gemm::{gemm, Pack};
 
 /// The output shape, parameter count and state count (none) of an `out`-feature linear

@@ -1,7 +1,7 @@
 //! 2×2 max pooling, stride 2 (`LayerSpec::MaxPool2`): branch-free, with PyTorch's tie rule
 //! (the first maximum in raster order, which matters for ReLU zeros) and NaN rule.
 
-use super::spec::Shape;
+use super::shape::Shape;
 
 /// The output shape of pooling `input`, its parameter and state counts (none).
 pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {

@@ -1,38 +1,11 @@
-//! What a network is made of: the shape of an activation, the layer kinds a model lists
-//! ([`LayerSpec`]), and a layer placed in a network ([`Layer`]: its shapes and where its
-//! parameters and state sit in the flat vectors), checked as it is built.
+//! What a network is made of: the layer kinds a model lists ([`LayerSpec`]) and a layer placed
+//! in a network ([`Layer`]: its shapes and where its parameters and state sit in the flat
+//! vectors), checked as it is built. The activation shape is `shape`'s.
 
+use super::shape::{Io, Shape};
 use super::{batch_norm, conv, linear, pool};
 use crate::winograd;
 use serde::{Deserialize, Serialize};
-
-/// Channels × height × width of one sample's activation (a vector is `c × 1 × 1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shape {
-    /// Channels (or features).
-    pub c: usize,
-    /// Height.
-    pub h: usize,
-    /// Width.
-    pub w: usize,
-}
-
-impl Shape {
-    /// A `c × h × w` shape.
-    pub const fn new(c: usize, h: usize, w: usize) -> Self {
-        Self { c, h, w }
-    }
-
-    /// Values per sample.
-    pub fn len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    /// True for a zero-sized shape.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// One layer of a sequential network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +53,14 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    /// The layer's input and output shapes.
+    pub(crate) fn io(&self) -> Io {
+        Io {
+            input: self.input,
+            output: self.output,
+        }
+    }
+
     /// Places `spec` on an input of shape `input`, its parameters from offset `params` and
     /// its state from offset `state` of the network's flat vectors.
     ///

@@ -4,8 +4,9 @@
 use super::order::key;
 use super::order::unkey;
 use super::scratch::with_i32;
+use super::simd::dispatch;
 use super::sortnet::{load_block, network, sort_block, sort_group, GROUP, LANES};
-use super::{simd, CHUNK};
+use super::CHUNK;
 use crate::Submissions;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -61,7 +62,7 @@ pub(crate) fn coordinatewise(s: &Submissions, reduce: Reduce, out: &mut [f32]) {
         if n <= STACK_ROWS {
             // On the stack: no first-use allocation on whichever worker thread runs this.
             let mut block = [0i32; STACK_ROWS * LANES];
-            simd::coordinatewise_chunk(
+            coordinatewise_chunk(
                 rows,
                 n,
                 dim,
@@ -73,7 +74,7 @@ pub(crate) fn coordinatewise(s: &Submissions, reduce: Reduce, out: &mut [f32]) {
             );
         } else {
             with_i32(n * LANES, |block| {
-                simd::coordinatewise_chunk(rows, n, dim, c * CHUNK, o, &net, reduce, block)
+                coordinatewise_chunk(rows, n, dim, c * CHUNK, o, &net, reduce, block)
             });
         }
     });
@@ -294,6 +295,14 @@ fn values(rows: &[[i32; LANES]], r: usize, g: usize) -> [f32; GROUP] {
         v[l] = unkey(keys[l]);
     }
     v
+}
+
+dispatch! {
+    /// Sorts and reduces one chunk of coordinates (see [`chunk_generic`]).
+    fn coordinatewise_chunk(
+        rows: &[f32], n: usize, dim: usize, c0: usize, out: &mut [f32],
+        net: &[(u32, u32)], reduce: Reduce, block: &mut [i32],
+    ) => chunk_generic
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 
 use super::order::nan_to_inf;
 use super::scratch::with_f64;
-use super::{simd, CHUNK};
+use super::simd::dispatch;
+use super::CHUNK;
 use crate::Submissions;
 use rayon::prelude::*;
 
@@ -101,7 +102,7 @@ pub(crate) fn pairwise_sq(s: &Submissions, d2: &mut [f64]) {
             .for_each(|(c, part)| {
                 let c0 = c * CHUNK;
                 let c1 = (c0 + CHUNK).min(dim);
-                simd::pair_partials(rows, n, dim, c0, c1, &mut part[..np]);
+                pair_partials(rows, n, dim, c0, c1, &mut part[..np]);
             });
         d2.fill(0.0);
         for part in partials.chunks(np.max(1)) {
@@ -135,7 +136,7 @@ pub(crate) fn to_point_sq(s: &Submissions, v: &[f32], out: &mut [f64]) {
             .for_each(|(c, part)| {
                 let c0 = c * CHUNK;
                 let c1 = (c0 + CHUNK).min(dim);
-                simd::point_partials(rows, n, dim, v, c0, c1, part);
+                point_partials(rows, n, dim, v, c0, c1, part);
             });
         out.fill(0.0);
         for part in partials.chunks(n) {
@@ -235,4 +236,16 @@ pub(crate) fn segment_sums(s: &Submissions, segments: &[usize], d: &mut [f64]) {
             *o = total;
         }
     });
+}
+
+dispatch! {
+    /// Pairwise squared-distance partial sums over one chunk.
+    fn pair_partials(rows: &[f32], n: usize, dim: usize, c0: usize, c1: usize, partial: &mut [f64])
+        => pair_partials_generic
+}
+
+dispatch! {
+    /// Row-to-point squared-distance partial sums over one chunk.
+    fn point_partials(rows: &[f32], n: usize, dim: usize, v: &[f32], c0: usize, c1: usize, partial: &mut [f64])
+        => point_partials_generic
 }

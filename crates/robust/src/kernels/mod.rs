@@ -6,6 +6,7 @@ pub(crate) mod columns;
 pub(crate) mod coordinatewise;
 pub(crate) mod distances;
 pub(crate) mod linalg;
+pub(crate) mod mix;
 pub(crate) mod order;
 pub(crate) mod rowsum;
 pub(crate) mod scratch;

@@ -3,7 +3,8 @@
 //! Accumulating in `f64` makes the mean of `k` identical rows exactly that row (the sum of up to
 //! 2²⁹ copies of an `f32` is exact in `f64`), and keeps averages of many rows accurate.
 
-use super::{simd, CHUNK};
+use super::simd::dispatch;
+use super::CHUNK;
 use crate::Submissions;
 use rayon::prelude::*;
 
@@ -66,7 +67,7 @@ pub(crate) fn combine(
     let dim = s.dim();
     let data = s.as_flat();
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        simd::weighted_chunk(data, dim, rows, w, scale, c * CHUNK, o);
+        weighted_chunk(data, dim, rows, w, scale, c * CHUNK, o);
     });
 }
 
@@ -90,67 +91,8 @@ pub(crate) fn weighted_mean(s: &Submissions, weights: &[f64], out: &mut [f32]) {
     })
 }
 
-/// Coordinates of one output row accumulated at once, in registers (four AVX vectors).
-const GROUP: usize = 32;
-
-/// Nearest-neighbour mixing over one column range: `rows[i] = (Σ_{j ∈ nbrs[i]} x_j) / k`
-/// (`nbrs` holds `k` indices per row, summed in that order). Unlike the averages, this sums in
-/// `f32`: mixing writes `n` vectors and reads `n(n − f)` rows per coordinate, and `f32` halves
-/// the work (8 lanes, no conversions). The error is that of summing `k` floats (below
-/// `k · 2⁻²⁴` relative). Each output group of [`GROUP`] coordinates is summed in registers
-/// (one load and one add per neighbour and coordinate, one store per output), since the
-/// column range's `n` input spans are in cache whichever row reads them.
-#[inline(always)]
-pub(crate) fn mix_chunk_generic(
-    data: &[f32],
-    dim: usize,
-    nbrs: &[usize],
-    k: usize,
-    c0: usize,
-    rows: &mut [&mut [f32]],
-) {
-    let width = rows.first().map_or(0, |r| r.len());
-    let kf = k as f32;
-    let whole = width - width % GROUP;
-    let mut g0 = 0;
-    while g0 < whole {
-        for (i, row) in rows.iter_mut().enumerate() {
-            let mine = &nbrs[i * k..(i + 1) * k];
-            let first = mine[0] * dim + c0 + g0;
-            let mut acc: [f32; GROUP] = data[first..first + GROUP].try_into().expect("GROUP wide");
-            for &j in &mine[1..] {
-                let x: &[f32; GROUP] = data[j * dim + c0 + g0..j * dim + c0 + g0 + GROUP]
-                    .try_into()
-                    .expect("GROUP wide");
-                for l in 0..GROUP {
-                    acc[l] += x[l];
-                }
-            }
-            let out: &mut [f32; GROUP] = (&mut row[g0..g0 + GROUP]).try_into().expect("GROUP wide");
-            for l in 0..GROUP {
-                out[l] = acc[l] / kf;
-            }
-        }
-        g0 += GROUP;
-    }
-    if whole < width {
-        // The tail: the same sums, element by element.
-        for (i, row) in rows.iter_mut().enumerate() {
-            let mine = &nbrs[i * k..(i + 1) * k];
-            for (c, o) in row[whole..].iter_mut().enumerate() {
-                *o = mix_one(data, dim, mine, c0 + whole + c);
-            }
-        }
-    }
-}
-
-/// One coordinate (`at`) of one mixed row: the rows `mine` summed in that order, divided by
-/// their count (what [`mix_chunk_generic`] computes for every coordinate).
-#[inline(always)]
-pub(crate) fn mix_one(data: &[f32], dim: usize, mine: &[usize], at: usize) -> f32 {
-    let mut acc = data[mine[0] * dim + at];
-    for &j in &mine[1..] {
-        acc += data[j * dim + at];
-    }
-    acc / mine.len() as f32
+dispatch! {
+    /// Weighted row sums over one chunk.
+    fn weighted_chunk(data: &[f32], dim: usize, rows: &[usize], w: Option<&[f64]>, scale: f64, c0: usize, out: &mut [f32])
+        => weighted_chunk_generic
 }

@@ -1,7 +1,7 @@
 use super::PreAggregator;
 use crate::kernels::columns::for_each_column_chunk;
 use crate::kernels::order::nan_last_cmp;
-use crate::kernels::{distances, scratch, simd};
+use crate::kernels::{distances, mix, scratch};
 use crate::{require, Error, Submissions};
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +129,7 @@ impl PreAggregator for NearestNeighborMixing {
                 let nbrs = &*nbrs;
                 let data = input.as_flat();
                 for_each_column_chunk(out, dim, &|c0, rows| {
-                    simd::mix_chunk(data, dim, nbrs, k, c0, rows);
+                    mix::mix_chunk(data, dim, nbrs, k, c0, rows);
                 });
             })
         });
