@@ -32,8 +32,16 @@ from . import data, optim
 byzfl_compat = False
 
 
-def registry() -> dict:
-    """Every name byzadam's registries accept: ``{"aggregators": [(name, [aliases])], …}``."""
+def registry(parameters: bool = False) -> dict:
+    """Every name byzadam's registries accept: ``{"aggregators": [(name, [aliases])], …}``;
+    with ``parameters=True`` every entry in full, as ``byzadam rules --json`` prints it:
+    ``{"aggregators": [{"name", "aliases", "requirement", "params": [{"name", "kind",
+    "default", "bound", "doc"}]}], …}``. The bounds are enforced in Rust, by the same check
+    every config path runs."""
+    if parameters:
+        import json
+
+        return json.loads(_core.registry_json())
     return _core.registry()
 
 

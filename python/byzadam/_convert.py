@@ -145,6 +145,26 @@ def check_number(rule: str, name: str, value: Any, *, integer: bool = False,
     return value
 
 
+def check_finite(rule: str, params: dict) -> dict:
+    """``params`` unchanged, or a ``ValueError`` naming the first NaN or ±∞ among them (nested
+    lists and dicts too): JSON, which carries them to Rust, has no form for those, and no
+    parameter of any rule takes one."""
+    def walk(key: str, v: Any) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{rule}: {key} must be a finite number, got {v}")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{key}.{k}", x)
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(f"{key}[{i}]", x)
+        elif isinstance(v, np.ndarray) and v.dtype.kind == "f" and not np.isfinite(v).all():
+            raise ValueError(f"{rule}: {key} must hold finite numbers only")
+    for k, v in params.items():
+        walk(k, v)
+    return params
+
+
 def canonical(kind: str, name: str, what: str) -> str:
     """The canonical name of ``name`` (any alias) in byzadam's registry ``kind``
     (``aggregators``, ``preaggregators``, ``attacks``); a ``ValueError`` listing the registry's

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_matrix, canonical, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number
 
 __all__ = [
     "Aggregator", "Average", "TrimmedMean", "Median", "MeanAroundMedian",
@@ -58,7 +58,7 @@ class Aggregator:
     def __init__(self, name: Optional[str] = None, **params: Any) -> None:
         if name is not None:
             self.name = canonical("aggregators", name, "aggregation rule")
-        self._params = {k: v for k, v in params.items() if v is not None}
+        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
         self._pipeline = _core.Pipeline(json.dumps({"name": self.name, **self._params}))
 
     @property
@@ -109,7 +109,7 @@ def _segments(rule: str, segments: Any) -> Optional[list]:
     if segments is None:
         return None
     try:
-        out = [check_number(rule, "segments", s, integer=True, minimum=1) for s in segments]
+        out = [check_number(rule, "segments", s, integer=True, minimum=0) for s in segments]
     except TypeError:
         raise TypeError(f"{rule}: segments must be a list of lengths, got {segments!r}") from None
     return out or None
@@ -170,7 +170,7 @@ class MinimumDiameterAveraging(Aggregator):
                  byzfl_compat: Optional[bool] = None) -> None:
         self._byzfl = _compat(byzfl_compat)
         super().__init__(f=_f(self.name, f), subset_budget=check_number(
-            self.name, "subset_budget", subset_budget, integer=True, minimum=1, allow_none=True))
+            self.name, "subset_budget", subset_budget, integer=True, minimum=0, allow_none=True))
 
     def __call__(self, vectors: Any) -> Any:
         if not self._byzfl:
@@ -245,7 +245,7 @@ class MultiKrum(Krum):
                  byzfl_compat: Optional[bool] = None) -> None:
         self._byzfl = _compat(byzfl_compat)
         Aggregator.__init__(self, f=_f(self.name, f),
-                            m=check_number(self.name, "m", m, integer=True, minimum=1, allow_none=True))
+                            m=check_number(self.name, "m", m, integer=True, minimum=0, allow_none=True))
 
     def __call__(self, vectors: Any) -> Any:
         if not self._byzfl:
@@ -310,7 +310,7 @@ class CenteredClipping(Aggregator):
             c, _ = as_matrix([center] if not hasattr(center, "ndim") or center.ndim == 1 else center)
             center = [float(v) for v in c[0]]
         super().__init__(
-            tau=check_number(self.name, "tau", tau, minimum=0.0, allow_none=True),
+            tau=check_number(self.name, "tau", tau, allow_none=True),
             iterations=check_number(self.name, "iterations", iterations, integer=True, minimum=0,
                                     allow_none=True),
             center=center)
@@ -372,7 +372,7 @@ class SmallestEigenvalueAveraging(Aggregator):
 
     def __init__(self, f: int = 0, subset_budget: Optional[int] = None) -> None:
         super().__init__(f=_f(self.name, f), subset_budget=check_number(
-            self.name, "subset_budget", subset_budget, integer=True, minimum=1, allow_none=True))
+            self.name, "subset_budget", subset_budget, integer=True, minimum=0, allow_none=True))
 
 
 # ByzFL's names.
@@ -384,10 +384,15 @@ CAF = CovarianceFilter
 SMEA = SmallestEigenvalueAveraging
 
 #: Canonical registry name → class.
-CLASSES = {c.name: c for c in [
-    Average, TrimmedMean, Median, MeanAroundMedian, MinimumDiameterAveraging, Krum, MultiKrum,
-    GeometricMedian, CenteredClipping, Bulyan, Monna, CovarianceFilter, SmallestEigenvalueAveraging,
-]}
+def _subclasses(base: type) -> list:
+    out = []
+    for c in base.__subclasses__():
+        out += [c] + _subclasses(c)
+    return out
+
+
+#: The class of every registry entry, by canonical name (every subclass that names one).
+CLASSES = {c.name: c for c in _subclasses(Aggregator) if c.name}
 
 
 def aggregator(name: str, **params: Any) -> Aggregator:

@@ -17,7 +17,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from . import _core
-from ._convert import as_matrix, canonical, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number
 from .aggregators import Aggregator, Average, _compat
 from .preaggregators import PreAggregator, StaticClipping
 
@@ -49,7 +49,7 @@ class Attack:
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
             self.name = canonical("attacks", name, "attack")
-        self._params = {k: v for k, v in params.items() if v is not None}
+        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.Attack(json.dumps(self.config()), self._seed)
         self._server = None
@@ -205,7 +205,7 @@ class Gaussian(Attack):
         mean = mu if mean is None else mean
         std = sigma if std is None else std
         super().__init__(seed=seed, mean=check_number(self.name, "mean", mean, allow_none=True),
-                         std=check_number(self.name, "std", std, minimum=0.0, allow_none=True))
+                         std=check_number(self.name, "std", std, allow_none=True))
 
 
 class Mimic(Attack):
@@ -224,7 +224,7 @@ class _Adaptive(Attack):
     def __init__(self, agg: Optional[Aggregator], pre_agg_list: Optional[Sequence[PreAggregator]],
                  f: int, evals: int, start: float, delta: float, ratio: float, seed: int) -> None:
         super().__init__(seed=seed,
-                         evals=check_number(self.name, "evals", evals, integer=True, minimum=1),
+                         evals=check_number(self.name, "evals", evals, integer=True, minimum=0),
                          start=check_number(self.name, "start", start),
                          delta=check_number(self.name, "delta", delta),
                          ratio=check_number(self.name, "ratio", ratio))
@@ -268,7 +268,7 @@ class LabelFlip(Attack):
     name = "label_flip"
 
     def __init__(self, classes: int = 10) -> None:
-        super().__init__(classes=check_number(self.name, "classes", classes, integer=True, minimum=2))
+        super().__init__(classes=check_number(self.name, "classes", classes, integer=True, minimum=0))
 
 
 def SignFlipping() -> SignFlip:  # noqa: N802 - ByzFL's name
@@ -286,10 +286,15 @@ Optimal_InnerProductManipulation = OptimalEmpire
 Inf = PositiveInfinity
 
 #: Canonical registry name → class.
-CLASSES = {c.name: c for c in [
-    SignFlip, Empire, Little, ALittleIsEnough, PositiveInfinity, NegativeInfinity, NotANumber,
-    Gaussian, Mimic, OptimalAlie, OptimalEmpire, LabelFlip,
-]}
+def _subclasses(base: type) -> list:
+    out = []
+    for c in base.__subclasses__():
+        out += [c] + _subclasses(c)
+    return out
+
+
+#: The class of every registry entry, by canonical name (every subclass that names one).
+CLASSES = {c.name: c for c in _subclasses(Attack) if c.name}
 
 
 def attack(name: str, **params: Any) -> Attack:

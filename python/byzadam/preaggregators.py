@@ -9,7 +9,7 @@ import json
 from typing import Any, Optional
 
 from . import _core
-from ._convert import as_matrix, canonical, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number
 
 __all__ = ["PreAggregator", "NearestNeighborMixing", "Bucketing", "StaticClipping",
            "AdaptiveRobustClipping", "NNM", "Clipping", "ARC", "preaggregator"]
@@ -26,7 +26,7 @@ class PreAggregator:
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
             self.name = canonical("preaggregators", name, "pre-aggregator")
-        self._params = {k: v for k, v in params.items() if v is not None}
+        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.PreAggregator(json.dumps(self.config()), self._seed)
 
@@ -73,7 +73,7 @@ class Bucketing(PreAggregator):
     name = "bucketing"
 
     def __init__(self, s: int = 1, seed: int = 0) -> None:
-        super().__init__(s=check_number(self.name, "s", s, integer=True, minimum=1), seed=seed)
+        super().__init__(s=check_number(self.name, "s", s, integer=True, minimum=0), seed=seed)
 
 
 class StaticClipping(PreAggregator):
@@ -83,7 +83,7 @@ class StaticClipping(PreAggregator):
     name = "static_clipping"
 
     def __init__(self, c: float = 2.0) -> None:
-        super().__init__(c=check_number(self.name, "c", c, minimum=0.0))
+        super().__init__(c=check_number(self.name, "c", c))
 
 
 class AdaptiveRobustClipping(PreAggregator):
@@ -102,7 +102,8 @@ Clipping = StaticClipping
 ARC = AdaptiveRobustClipping
 
 #: Canonical registry name → class.
-CLASSES = {c.name: c for c in [NearestNeighborMixing, Bucketing, StaticClipping, AdaptiveRobustClipping]}
+#: The class of every registry entry, by canonical name (every subclass that names one).
+CLASSES = {c.name: c for c in PreAggregator.__subclasses__() if c.name}
 
 
 def preaggregator(name: str, **params: Any) -> PreAggregator:

@@ -46,7 +46,7 @@ def test_parameter_requirements_named_at_construction():
         byzadam.TrMean(f=-1)
     with pytest.raises(TypeError, match="f must be an integer"):
         byzadam.TrMean(f=1.5)
-    with pytest.raises(ValueError, match="bucketing: s must be ≥ 1"):
+    with pytest.raises(ValueError, match="bucketing: invalid s: bucket size must be ≥ 1"):
         byzadam.Bucketing(s=0)
     with pytest.raises(ValueError, match="optimal_alie: invalid ratio"):
         byzadam.OptimalAlie(ratio=1.5)

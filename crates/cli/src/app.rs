@@ -72,8 +72,9 @@ pub enum Command {
     ///
     /// Example: byzadam attack honest.npy --attack alie --byzantine 5 -o byzantine.npy
     Attack(attack::AttackArgs),
-    /// List every aggregation rule, pre-aggregator and attack, with aliases.
-    Rules,
+    /// List every aggregation rule, pre-aggregator and attack: aliases, requirement and
+    /// parameters (--json: the whole registry as JSON).
+    Rules(rules::RulesArgs),
     /// Fetch, verify and inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -99,7 +100,7 @@ impl Cli {
             Command::Store(command) => store::run(command, w),
             Command::Aggregate(args) => aggregate::run(args, w),
             Command::Attack(args) => attack::run(args, w),
-            Command::Rules => rules::run(w),
+            Command::Rules(args) => rules::run(args, w),
             Command::Data(command) => data::run(command, w),
             Command::BenchEngine(args) => bench::bench_engine(args, w),
             Command::Bench(args) => bench::bench(args, w),

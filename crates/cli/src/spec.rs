@@ -17,7 +17,12 @@ pub fn parse_setting(s: &str) -> Result<(String, Value)> {
     if k.is_empty() {
         bail!("{s:?}: empty key");
     }
-    let value = serde_json::to_value(toml_value(v))
+    let value = toml_value(v);
+    // JSON (what the registries read) has no NaN or ∞: refused, never read as "absent".
+    if let Some((key, x)) = byzadam_sim::non_finite(k, &value) {
+        bail!("{s:?}: `{key}` must be a finite number, got {x}");
+    }
+    let value = serde_json::to_value(value)
         .map_err(|e| anyhow!("{s:?}: {e} (a number that JSON cannot hold?)"))?;
     Ok((k.to_string(), value))
 }
@@ -117,19 +122,35 @@ pub fn attack(name: &str, settings: &[(String, Value)]) -> Result<AttackConfig> 
 
 /// One line per rule, pre-aggregator and attack, with aliases.
 pub fn catalogue() -> String {
+    let r = byzadam_robust::registry();
     let mut s = String::new();
     for (title, list) in [
-        ("Aggregation rules (--rule)", AggregatorConfig::NAMES),
-        ("Pre-aggregators (--pre)", PreAggregatorConfig::NAMES),
-        ("Attacks (--attack)", AttackConfig::NAMES),
+        ("Aggregation rules (--rule)", &r.aggregators),
+        ("Pre-aggregators (--pre)", &r.preaggregators),
+        ("Attacks (--attack)", &r.attacks),
     ] {
         s.push_str(title);
         s.push_str(":\n");
-        for (n, a) in list {
-            if a.is_empty() {
-                s.push_str(&format!("  {n}\n"));
-            } else {
-                s.push_str(&format!("  {n:<32} aliases: {}\n", a.join(", ")));
+        for e in list.iter() {
+            let mut line = format!("  {}", e.name);
+            if !e.aliases.is_empty() {
+                line = format!("{line:<34} aliases: {}", e.aliases.join(", "));
+            }
+            if !e.requirement.is_empty() {
+                line.push_str(&format!("  (needs {})", e.requirement));
+            }
+            s.push_str(line.trim_end());
+            s.push('\n');
+            for p in e.params {
+                let bound = if p.bound.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", p.bound)
+                };
+                s.push_str(&format!(
+                    "      {} ({}{bound}; default {}): {}\n",
+                    p.name, p.kind, p.default, p.doc
+                ));
             }
         }
     }

@@ -107,6 +107,13 @@ impl Grid {
             message,
         };
         let value: toml::Value = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        // No key of a grid takes NaN or ±∞ (run configs are stored as JSON, where they would
+        // read back as the default): refused here, naming the key, as in a run config.
+        if let Some((key, x)) = byzadam_sim::non_finite("", &value) {
+            return Err(err(format!(
+                "key `{key}`: must be a finite number, got {x}"
+            )));
+        }
         let g: GridFile = serde_path_to_error::deserialize(value)
             .map_err(|e| err(format!("key `{}`: {}", e.path(), e.inner())))?;
         for (k, v) in &g.axes {

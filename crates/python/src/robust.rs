@@ -19,6 +19,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPreAggregator>()?;
     m.add_class::<PyAttack>()?;
     m.add_function(wrap_pyfunction!(registry, m)?)?;
+    m.add_function(wrap_pyfunction!(registry_json, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_name, m)?)?;
     m.add_function(wrap_pyfunction!(squared_distances, m)?)?;
     Ok(())
@@ -29,25 +30,12 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> PyResult<T> 
     serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
 }
 
-/// Checks the hyperparameters alone, before any input is seen: each rule's `check` tests them
-/// together with `n`, so it is asked for n = 1 … 64 and the parameters are wrong only when no
-/// `n` accepts them and some `n` says [`Error::InvalidParameter`]. Requirements on `n`
-/// (`n > 2f`) are checked at each call, when `n` is known.
-fn check_parameters(check: impl Fn(usize) -> Result<(), Error>) -> PyResult<()> {
-    let mut invalid = None;
-    for n in 1..=64 {
-        match check(n) {
-            Ok(()) => return Ok(()),
-            Err(e @ Error::InvalidParameter { .. }) => {
-                invalid.get_or_insert(e);
-            }
-            Err(_) => {}
-        }
-    }
-    match invalid {
-        Some(e) => Err(error(e)),
-        None => Ok(()),
-    }
+/// Checks the hyperparameters alone, before any input is seen: the entry's `validate`, which
+/// enforces the bounds its registry entry declares (`byzadam rules`), naming the parameter.
+/// Requirements on `n` (`n > 2f`) are checked at each call, when `n` is known.
+fn validated<T>(cfg: T, validate: impl Fn(&T) -> Result<(), Error>) -> PyResult<T> {
+    validate(&cfg).map_err(error)?;
+    Ok(cfg)
 }
 
 /// Submissions over an array's rows, in place when it is C-contiguous.
@@ -71,13 +59,11 @@ impl PyPipeline {
     #[pyo3(signature = (aggregator, pre = Vec::new(), seed = 0))]
     fn new(aggregator: &str, pre: Vec<String>, seed: u64) -> PyResult<Self> {
         let rule: AggregatorConfig = parse(aggregator, "aggregator")?;
-        let rule = rule.build();
-        check_parameters(|n| rule.check(n))?;
+        let rule = validated(rule, AggregatorConfig::validate)?.build();
         let mut stages: Vec<Box<dyn PreAggregator>> = Vec::new();
         for p in &pre {
             let cfg: PreAggregatorConfig = parse(p, "pre-aggregator")?;
-            let stage = cfg.build();
-            check_parameters(|n| stage.output_len(n).map(|_| ()))?;
+            let stage = validated(cfg, PreAggregatorConfig::validate)?.build();
             stages.push(stage);
         }
         Ok(Self {
@@ -190,8 +176,7 @@ impl PyPreAggregator {
     #[pyo3(signature = (config, seed = 0))]
     fn new(config: &str, seed: u64) -> PyResult<Self> {
         let cfg: PreAggregatorConfig = parse(config, "pre-aggregator")?;
-        let inner = cfg.build();
-        check_parameters(|n| inner.output_len(n).map(|_| ()))?;
+        let inner = validated(cfg, PreAggregatorConfig::validate)?.build();
         Ok(Self {
             inner,
             rng: ChaCha20Rng::seed_from_u64(seed),
@@ -268,25 +253,7 @@ impl PyAttack {
     #[pyo3(signature = (config, seed = 0))]
     fn new(config: &str, seed: u64) -> PyResult<Self> {
         let cfg: AttackConfig = parse(config, "attack")?;
-        let inner = cfg.build();
-        let mut invalid = None;
-        'probe: for b in 1..=4 {
-            for n in b + 1..=64 {
-                match inner.check(n, b) {
-                    Ok(()) => {
-                        invalid = None;
-                        break 'probe;
-                    }
-                    Err(e @ Error::InvalidParameter { .. }) => {
-                        invalid.get_or_insert(e);
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        if let Some(e) = invalid {
-            return Err(error(e));
-        }
+        let inner = validated(cfg, AttackConfig::validate)?.build();
         Ok(Self {
             inner,
             rng: ChaCha20Rng::seed_from_u64(seed),
@@ -424,6 +391,13 @@ fn registry(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("preaggregators", list(PreAggregatorConfig::NAMES))?;
     d.set_item("attacks", list(AttackConfig::NAMES))?;
     Ok(d)
+}
+
+/// The whole registry as JSON (`byzadam rules --json`): every entry's name, aliases,
+/// requirement and parameters (name, type, default, bound, doc).
+#[pyfunction]
+fn registry_json() -> PyResult<String> {
+    serde_json::to_string(&byzadam_robust::registry()).map_err(error)
 }
 
 /// The canonical name of `name` in registry `kind` (`aggregators`, `preaggregators`,

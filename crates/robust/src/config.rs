@@ -12,6 +12,28 @@ use crate::aggregators::*;
 use crate::attacks::*;
 use crate::preaggregators::*;
 use crate::{Aggregator, Attack, PreAggregator};
+
+/// The whole registry, serialised as `{"aggregators": [entry], "preaggregators": […],
+/// "attacks": […]}`, each entry its name, aliases, parameters (name, type, default, bound,
+/// doc) and requirement: what `byzadam rules --json` prints and the Python package reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registry {
+    /// The aggregation rules.
+    pub aggregators: Vec<crate::params::Entry>,
+    /// The pre-aggregators.
+    pub preaggregators: Vec<crate::params::Entry>,
+    /// The attacks.
+    pub attacks: Vec<crate::params::Entry>,
+}
+
+/// Every entry of the three registries ([`Registry`]).
+pub fn registry() -> Registry {
+    Registry {
+        aggregators: AggregatorConfig::entries(),
+        preaggregators: PreAggregatorConfig::entries(),
+        attacks: AttackConfig::entries(),
+    }
+}
 use serde::{Deserialize, Serialize};
 
 macro_rules! registry {
@@ -33,6 +55,27 @@ macro_rules! registry {
         }
 
         impl $enum {
+            /// Every entry with its parameters and requirement, declared beside each type
+            /// ([`crate::params::Described`]).
+            pub fn entries() -> Vec<crate::params::Entry> {
+                vec![
+                    $( crate::params::Entry {
+                        name: $name,
+                        aliases: &[$($($alias),*)?],
+                        params: <$ty as crate::params::Described>::PARAMS,
+                        requirement: <$ty as crate::params::Described>::REQUIREMENT,
+                    }, )*
+                ]
+            }
+
+            /// Checks the parameters alone (the bounds each type declares), naming the one
+            /// that is wrong: what every config path calls before any input is seen.
+            pub fn validate(&self) -> Result<(), crate::Error> {
+                match self {
+                    $( Self::$variant(x) => x.validate(), )*
+                }
+            }
+
             /// Every accepted name: `(canonical name, aliases)`.
             pub const NAMES: &'static [(&'static str, &'static [&'static str])] = &[
                 $( ($name, &[$($($alias),*)?]), )*

@@ -39,13 +39,14 @@ pub mod attacks;
 mod config;
 mod error;
 mod kernels;
+pub mod params;
 mod pipeline;
 pub mod preaggregators;
 mod submissions;
 
 pub use aggregators::Aggregator;
 pub use attacks::{Attack, AttackContext, ThreatModel};
-pub use config::{AggregatorConfig, AttackConfig, PreAggregatorConfig};
+pub use config::{registry, AggregatorConfig, AttackConfig, PreAggregatorConfig, Registry};
 pub use error::Error;
 pub use kernels::simd::fast_paths;
 pub use pipeline::Pipeline;

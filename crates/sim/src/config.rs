@@ -288,6 +288,28 @@ impl RunConfig {
         self.gradient.check().map_err(|e| within("gradient", e))?;
         self.model.check().map_err(|e| within("model", e))?;
         self.partition.check().map_err(|e| within("partition", e))?;
+        // Each rule's, pre-aggregator's and attack's own bounds (declared beside its type),
+        // named as the key (`aggregator.tau`).
+        let param = |part: String, e: byzadam_robust::Error| match e {
+            byzadam_robust::Error::InvalidParameter { name, reason, .. } => {
+                bad(&format!("{part}.{name}"), reason)
+            }
+            e => bad(&part, e.to_string()),
+        };
+        self.aggregator
+            .validate()
+            .map_err(|e| param("aggregator".into(), e))?;
+        for (i, p) in self.preaggregators.iter().enumerate() {
+            p.validate()
+                .map_err(|e| param(format!("preaggregators[{i}]"), e))?;
+        }
+        if let Some(a) = &self.attack {
+            a.validate().map_err(|e| param("attack".into(), e))?;
+        }
+        if let Some(a) = &self.second_message_attack {
+            a.validate()
+                .map_err(|e| param("second_message_attack".into(), e))?;
+        }
         let pipeline = self.pipeline();
         let key = if self.preaggregators.is_empty() {
             "aggregator"

@@ -38,3 +38,7 @@ impl Aggregator for Average {
         Ok(())
     }
 }
+
+impl crate::params::Described for Average {
+    const PARAMS: &'static [crate::params::Param] = &[];
+}

@@ -81,3 +81,11 @@ impl Aggregator for Bulyan {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::F;
+
+impl crate::params::Described for Bulyan {
+    const PARAMS: &'static [crate::params::Param] = &[F];
+    const REQUIREMENT: &'static str = "n ≥ 4f + 3";
+}

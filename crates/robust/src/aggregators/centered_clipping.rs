@@ -67,11 +67,15 @@ impl Aggregator for CenteredClipping {
     }
 
     fn check(&self, _n: usize) -> Result<(), Error> {
-        if !(self.tau > 0.0) {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "tau",
-                reason: format!("must be > 0, got {}", self.tau),
+                reason: format!("must be finite and > 0, got {}", self.tau),
             });
         }
         if self.iterations == 0 {
@@ -138,4 +142,26 @@ impl Aggregator for CenteredClipping {
     fn restore(&mut self, state: Option<Vec<f32>>) {
         self.center = state;
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for CenteredClipping {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param(
+            "tau",
+            "float",
+            "100",
+            "finite, > 0",
+            "clipping radius around the centre",
+        ),
+        param(
+            "iterations",
+            "int",
+            "1",
+            "≥ 1",
+            "clipping iterations per call",
+        ),
+    ];
 }

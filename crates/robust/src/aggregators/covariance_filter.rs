@@ -119,3 +119,11 @@ impl Aggregator for CovarianceFilter {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::F;
+
+impl crate::params::Described for CovarianceFilter {
+    const PARAMS: &'static [crate::params::Param] = &[F];
+    const REQUIREMENT: &'static str = "n > 2f";
+}

@@ -64,6 +64,10 @@ impl Aggregator for GeometricMedian {
     }
 
     fn check(&self, _n: usize) -> Result<(), Error> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         if !(self.nu > 0.0 && self.nu.is_finite()) {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
@@ -71,11 +75,11 @@ impl Aggregator for GeometricMedian {
                 reason: format!("must be a positive finite number, got {}", self.nu),
             });
         }
-        if !(self.tolerance >= 0.0) {
+        if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "tolerance",
-                reason: format!("must be ≥ 0, got {}", self.tolerance),
+                reason: format!("must be finite and ≥ 0, got {}", self.tolerance),
             });
         }
         Ok(())
@@ -115,4 +119,33 @@ impl Aggregator for GeometricMedian {
         }
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for GeometricMedian {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param(
+            "nu",
+            "float",
+            "1e-6",
+            "finite, > 0",
+            "smoothing of the Weiszfeld weights",
+        ),
+        param(
+            "max_iterations",
+            "int",
+            "100",
+            "",
+            "Weiszfeld iterations at most",
+        ),
+        param(
+            "tolerance",
+            "float",
+            "1e-6",
+            "finite, ≥ 0",
+            "stop when the objective improves by less",
+        ),
+    ];
 }

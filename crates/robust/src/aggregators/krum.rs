@@ -135,7 +135,19 @@ impl Aggregator for MultiKrum {
         "multi_krum"
     }
 
+    fn validate(&self) -> Result<(), Error> {
+        if self.m == Some(0) {
+            return Err(Error::InvalidParameter {
+                rule: self.name(),
+                name: "m",
+                reason: "must be ≥ 1".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn check(&self, n: usize) -> Result<(), Error> {
+        self.validate()?;
         require(n > 2 * self.f + 2, self.name(), "n > 2f + 2", n, self.f)?;
         if let Some(m) = self.m {
             if m == 0 || m > n {
@@ -164,4 +176,20 @@ impl Aggregator for MultiKrum {
         rowsum::mean_of(s, selected, out);
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for Krum {
+    const PARAMS: &'static [crate::params::Param] = &[F];
+    const REQUIREMENT: &'static str = "n > 2f + 2";
+}
+
+impl crate::params::Described for MultiKrum {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param("m", "int", "n − f", "1 ≤ m ≤ n", "vectors averaged"),
+    ];
+    const REQUIREMENT: &'static str = "n > 2f + 2";
 }

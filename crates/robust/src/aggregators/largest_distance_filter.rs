@@ -54,7 +54,12 @@ impl Aggregator for LargestDistanceFilter {
         "largest_distance_filter"
     }
 
+    fn validate(&self) -> Result<(), Error> {
+        crate::params::segments(self.name(), &self.segments)
+    }
+
     fn check(&self, n: usize) -> Result<(), Error> {
+        self.validate()?;
         require(n > self.f, self.name(), "n > f", n, self.f)
     }
 
@@ -84,4 +89,21 @@ impl Aggregator for LargestDistanceFilter {
         });
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for LargestDistanceFilter {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param(
+            "segments",
+            "int list",
+            "[] (one segment)",
+            "each ≥ 1, summing to the dimension",
+            "lengths of the parameter tensors whose distances are summed",
+        ),
+    ];
+    const REQUIREMENT: &'static str = "n > f";
 }

@@ -50,3 +50,11 @@ impl Aggregator for MeanAroundMedian {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::F;
+
+impl crate::params::Described for MeanAroundMedian {
+    const PARAMS: &'static [crate::params::Param] = &[F];
+    const REQUIREMENT: &'static str = "n > 2f";
+}

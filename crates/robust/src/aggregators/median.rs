@@ -35,3 +35,7 @@ impl Aggregator for Median {
         Ok(())
     }
 }
+
+impl crate::params::Described for Median {
+    const PARAMS: &'static [crate::params::Param] = &[];
+}

@@ -43,6 +43,13 @@ pub trait Aggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
     /// The rule's snake_case name, as in configs.
     fn name(&self) -> &'static str;
 
+    /// Checks the parameters alone, before any input is seen: the bounds its
+    /// [`crate::params::Described::PARAMS`] state (`tau > 0`, a finite `z`), each error naming
+    /// the parameter. Every config path (run configs, the CLI, the Python classes) calls it.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Checks that the rule can aggregate `n` inputs with its parameters (for example
     /// `n > 2f`), so a run can be validated before any work starts.
     fn check(&self, n: usize) -> Result<(), Error>;

@@ -57,3 +57,20 @@ impl Aggregator for Monna {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for Monna {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param(
+            "pivot",
+            "int",
+            "0",
+            "< n",
+            "the input (a trusted worker) whose neighbours are averaged",
+        ),
+    ];
+    const REQUIREMENT: &'static str = "n > 2f";
+}

@@ -66,7 +66,12 @@ impl Aggregator for SmallestEigenvalueAveraging {
         "smallest_eigenvalue_averaging"
     }
 
+    fn validate(&self) -> Result<(), Error> {
+        crate::params::at_least_one(self.name(), "subset_budget", self.subset_budget)
+    }
+
     fn check(&self, n: usize) -> Result<(), Error> {
+        self.validate()?;
         check_subsets(self.name(), n, self.f, self.subset_budget)
     }
 
@@ -99,4 +104,21 @@ impl Aggregator for SmallestEigenvalueAveraging {
         rowsum::mean_of(s, &best, out);
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for SmallestEigenvalueAveraging {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param(
+            "subset_budget",
+            "int",
+            "10000000",
+            "≥ 1",
+            "most subsets searched before refusing",
+        ),
+    ];
+    const REQUIREMENT: &'static str = "n > 2f, C(n, f) ≤ subset_budget";
 }

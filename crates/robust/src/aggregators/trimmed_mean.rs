@@ -86,3 +86,27 @@ impl Aggregator for TrimmedMean {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for TrimmedMean {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param(
+            "low",
+            "int",
+            "f",
+            "",
+            "values dropped at the low end of each coordinate",
+        ),
+        param(
+            "high",
+            "int",
+            "f",
+            "",
+            "values dropped at the high end of each coordinate",
+        ),
+    ];
+    const REQUIREMENT: &'static str = "n > 2f (n > low + high)";
+}

@@ -122,6 +122,10 @@ impl Attack for ALittleIsEnough {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         match self.z {
             Some(z) if !z.is_finite() => Err(Error::InvalidParameter {
                 rule: self.name(),
@@ -142,6 +146,19 @@ impl Attack for ALittleIsEnough {
         alie_rows(honest, self.z_for(ctx.n, ctx.byzantine), ctx.byzantine, out);
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for ALittleIsEnough {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "z",
+        "float",
+        "from n and f (Baruch et al.)",
+        "finite",
+        "standard deviations from the honest mean",
+    )];
 }
 
 #[cfg(test)]

@@ -82,6 +82,10 @@ impl Attack for Empire {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         if self.epsilon.is_finite() {
             Ok(())
         } else {
@@ -101,4 +105,20 @@ impl Attack for Empire {
     ) -> Result<(), Error> {
         scaled_base(self.name(), self.base, -self.epsilon, ctx, out)
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for Empire {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param(
+            "epsilon",
+            "float",
+            "0.9",
+            "finite",
+            "the factor of the negated base",
+        ),
+        param("base", "own | honest_mean", "own", "", "what is scaled"),
+    ];
 }

@@ -50,13 +50,25 @@ impl Attack for Gaussian {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
-        Normal::new(self.mean, self.std)
-            .map(|_| ())
-            .map_err(|e| Error::InvalidParameter {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if !self.mean.is_finite() {
+            return Err(Error::InvalidParameter {
+                rule: self.name(),
+                name: "mean",
+                reason: format!("must be finite, got {}", self.mean),
+            });
+        }
+        if !(self.std >= 0.0 && self.std.is_finite()) {
+            return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "std",
-                reason: format!("{e} (got mean = {}, std = {})", self.mean, self.std),
-            })
+                reason: format!("must be finite and ≥ 0, got {}", self.std),
+            });
+        }
+        Ok(())
     }
 
     fn forge(
@@ -73,4 +85,20 @@ impl Attack for Gaussian {
         }
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for Gaussian {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param("mean", "float", "0", "finite", "the noise's mean"),
+        param(
+            "std",
+            "float",
+            "1",
+            "finite, ≥ 0",
+            "the noise's standard deviation",
+        ),
+    ];
 }

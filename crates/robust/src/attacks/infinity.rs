@@ -54,3 +54,15 @@ constant_attack!(
     "nan",
     f32::NAN
 );
+
+impl crate::params::Described for PositiveInfinity {
+    const PARAMS: &'static [crate::params::Param] = &[];
+}
+
+impl crate::params::Described for NegativeInfinity {
+    const PARAMS: &'static [crate::params::Param] = &[];
+}
+
+impl crate::params::Described for NotANumber {
+    const PARAMS: &'static [crate::params::Param] = &[];
+}

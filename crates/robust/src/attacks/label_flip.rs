@@ -56,6 +56,10 @@ impl Attack for LabelFlip {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         if self.classes < 2 {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
@@ -79,4 +83,17 @@ impl Attack for LabelFlip {
     fn label_flip(&self) -> Option<LabelFlip> {
         Some(*self)
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for LabelFlip {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "classes",
+        "int",
+        "10",
+        "≥ 2",
+        "labels y become classes − 1 − y",
+    )];
 }

@@ -82,3 +82,17 @@ impl Attack for Little {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for Little {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "unbiased",
+        "bool",
+        "true",
+        "",
+        "the Byzantine group's sample (n − 1) standard deviation",
+    )];
+    const REQUIREMENT: &'static str = "byzantine ≥ 2 when unbiased";
+}

@@ -71,3 +71,17 @@ impl Attack for Mimic {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for Mimic {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "target",
+        "int",
+        "0",
+        "< the honest workers",
+        "the honest worker copied",
+    )];
+    const REQUIREMENT: &'static str = "target < n − byzantine";
+}

@@ -131,6 +131,13 @@ pub trait Attack: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
     /// What the attack must see.
     fn threat_model(&self) -> ThreatModel;
 
+    /// Checks the parameters alone, before any input is seen: the bounds its
+    /// [`crate::params::Described::PARAMS`] state (`tau > 0`, a finite `z`), each error naming
+    /// the parameter. Every config path (run configs, the CLI, the Python classes) calls it.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Checks the attack can run with `byzantine` Byzantine workers among `n`.
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
         Ok(())

@@ -220,6 +220,10 @@ impl Attack for OptimalAlie {
     }
 
     fn check(&self, _n: usize, _byzantine: usize) -> Result<(), Error> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), Error> {
         self.search().check(self.name())
     }
 
@@ -275,4 +279,37 @@ impl Attack for OptimalEmpire {
         fill_rows(out, ctx.byzantine, ctx.dim, |c| (-eps * mean[c]) as f32);
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for OptimalAlie {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param(
+            "evals",
+            "int",
+            "20",
+            "≥ 1",
+            "evaluations of the server's pipeline",
+        ),
+        param("start", "float", "0", "finite", "first factor tried"),
+        param("delta", "float", "10", "finite", "first step"),
+        param("ratio", "float", "0.8", "in (0, 1)", "step shrink factor"),
+    ];
+}
+
+impl crate::params::Described for OptimalEmpire {
+    const PARAMS: &'static [crate::params::Param] = &[
+        param(
+            "evals",
+            "int",
+            "20",
+            "≥ 1",
+            "evaluations of the server's pipeline",
+        ),
+        param("start", "float", "0", "finite", "first factor tried"),
+        param("delta", "float", "10", "finite", "first step"),
+        param("ratio", "float", "0.8", "in (0, 1)", "step shrink factor"),
+    ];
 }

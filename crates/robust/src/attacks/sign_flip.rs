@@ -45,3 +45,16 @@ impl Attack for SignFlip {
         super::empire::scaled_base(self.name(), self.base, -1.0, ctx, out)
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for SignFlip {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "base",
+        "own | honest_mean",
+        "own",
+        "",
+        "what is negated",
+    )];
+}

@@ -65,3 +65,11 @@ impl PreAggregator for AdaptiveRobustClipping {
         Ok(())
     }
 }
+
+#[allow(unused_imports)]
+use crate::params::F;
+
+impl crate::params::Described for AdaptiveRobustClipping {
+    const PARAMS: &'static [crate::params::Param] = &[F];
+    const REQUIREMENT: &'static str = "n > f";
+}

@@ -37,7 +37,7 @@ impl PreAggregator for Bucketing {
         "bucketing"
     }
 
-    fn output_len(&self, n: usize) -> Result<usize, Error> {
+    fn validate(&self) -> Result<(), Error> {
         if self.s == 0 {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
@@ -45,6 +45,11 @@ impl PreAggregator for Bucketing {
                 reason: "bucket size must be ≥ 1".into(),
             });
         }
+        Ok(())
+    }
+
+    fn output_len(&self, n: usize) -> Result<usize, Error> {
+        self.validate()?;
         Ok(n.div_ceil(self.s))
     }
 
@@ -63,4 +68,12 @@ impl PreAggregator for Bucketing {
         }
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for Bucketing {
+    const PARAMS: &'static [crate::params::Param] =
+        &[param("s", "int", "required", "≥ 1", "vectors per bucket")];
 }

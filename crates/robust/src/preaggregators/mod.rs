@@ -18,6 +18,13 @@ pub trait PreAggregator: std::fmt::Debug + Send + Sync + dyn_clone::DynClone {
     /// The snake_case name, as in configs.
     fn name(&self) -> &'static str;
 
+    /// Checks the parameters alone, before any input is seen: the bounds its
+    /// [`crate::params::Described::PARAMS`] state (`tau > 0`, a finite `z`), each error naming
+    /// the parameter. Every config path (run configs, the CLI, the Python classes) calls it.
+    fn validate(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// How many vectors come out for `n` in; an error if `n` is too few.
     fn output_len(&self, n: usize) -> Result<usize, Error>;
 

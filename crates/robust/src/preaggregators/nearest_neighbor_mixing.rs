@@ -98,7 +98,12 @@ impl PreAggregator for NearestNeighborMixing {
         "nearest_neighbor_mixing"
     }
 
+    fn validate(&self) -> Result<(), Error> {
+        crate::params::segments(self.name(), &self.segments)
+    }
+
     fn output_len(&self, n: usize) -> Result<usize, Error> {
+        self.validate()?;
         require(n > self.f, self.name(), "n > f", n, self.f)?;
         Ok(n)
     }
@@ -135,4 +140,21 @@ impl PreAggregator for NearestNeighborMixing {
         });
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::{param, F};
+
+impl crate::params::Described for NearestNeighborMixing {
+    const PARAMS: &'static [crate::params::Param] = &[
+        F,
+        param(
+            "segments",
+            "int list",
+            "[] (one segment)",
+            "each ≥ 1, summing to the dimension",
+            "lengths of the parameter tensors whose distances are summed",
+        ),
+    ];
+    const REQUIREMENT: &'static str = "n > f";
 }

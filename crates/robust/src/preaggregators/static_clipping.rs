@@ -36,14 +36,19 @@ impl PreAggregator for StaticClipping {
         "static_clipping"
     }
 
-    fn output_len(&self, n: usize) -> Result<usize, Error> {
-        if !(self.c > 0.0) {
+    fn validate(&self) -> Result<(), Error> {
+        if !(self.c > 0.0 && self.c.is_finite()) {
             return Err(Error::InvalidParameter {
                 rule: self.name(),
                 name: "c",
-                reason: format!("must be > 0, got {}", self.c),
+                reason: format!("must be finite and > 0, got {}", self.c),
             });
         }
+        Ok(())
+    }
+
+    fn output_len(&self, n: usize) -> Result<usize, Error> {
+        self.validate()?;
         Ok(n)
     }
 
@@ -63,4 +68,17 @@ impl PreAggregator for StaticClipping {
             .for_each(|(row, &sq)| clip_row(row, sq, self.c));
         Ok(())
     }
+}
+
+#[allow(unused_imports)]
+use crate::params::param;
+
+impl crate::params::Described for StaticClipping {
+    const PARAMS: &'static [crate::params::Param] = &[param(
+        "c",
+        "float",
+        "2",
+        "finite, > 0",
+        "largest L2 norm kept",
+    )];
 }
