@@ -19,7 +19,6 @@ where that is possible.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from typing import Any, Optional
@@ -162,7 +161,7 @@ class MinimumDiameterAveraging(Aggregator):
     Differs from ByzFL's ``MDA`` on ties: subsets of equal diameter (common, e.g. with
     repeated vectors) go to the smaller sum of squared pairwise distances here, to the first
     subset in ``itertools.combinations`` order in ByzFL. ``byzfl_compat=True`` breaks ties as
-    ByzFL does (the diameters still from byzadam's distance kernel)."""
+    ByzFL does (Rust's ``byzfl = true``)."""
 
     name = "minimum_diameter_averaging"
 
@@ -170,24 +169,8 @@ class MinimumDiameterAveraging(Aggregator):
                  byzfl_compat: Optional[bool] = None) -> None:
         self._byzfl = _compat(byzfl_compat)
         super().__init__(f=_f(self.name, f), subset_budget=check_number(
-            self.name, "subset_budget", subset_budget, integer=True, minimum=0, allow_none=True))
-
-    def __call__(self, vectors: Any) -> Any:
-        if not self._byzfl:
-            return super().__call__(vectors)
-        x, back = as_matrix(vectors)
-        self._pipeline.check(x.shape[0])
-        n, f = x.shape[0], self._params["f"]
-        d2 = _core.squared_distances(x)
-        best, best_d = None, np.inf
-        for subset in itertools.combinations(range(n), n - f):
-            s = list(subset)
-            diam = d2[np.ix_(s, s)].max()
-            if diam < best_d:
-                best, best_d = s, diam
-        if best is None:  # every diameter infinite: the first subset, as ByzFL
-            best = list(range(n - f))
-        return back(x[best].astype(np.float64).mean(0).astype(np.float32))
+            self.name, "subset_budget", subset_budget, integer=True, minimum=0, allow_none=True),
+            byzfl=True if self._byzfl else None)
 
 
 class LargestDistanceFilter(Aggregator):
@@ -210,26 +193,14 @@ class Krum(Aggregator):
     sum of squared distances to all others, then the lower index.
 
     Differs from ByzFL's ``Krum``: ByzFL scores with ``n − f − 1`` neighbours (and needs only
-    ``n > 2f``). ``byzfl_compat=True`` scores as ByzFL does."""
+    ``n > 2f``). ``byzfl_compat=True`` scores as ByzFL does (Rust's ``byzfl = true``: the same
+    choice as ByzFL's for finite inputs)."""
 
     name = "krum"
 
     def __init__(self, f: int = 0, byzfl_compat: Optional[bool] = None) -> None:
         self._byzfl = _compat(byzfl_compat)
-        super().__init__(f=_f(self.name, f))
-
-    def _byzfl_scores(self, x: np.ndarray) -> np.ndarray:
-        n, f = x.shape[0], self._params["f"]
-        if 2 * f >= n:
-            raise _core.ByzadamError(f"{self.name} (ByzFL) needs n > 2f, but got n = {n}, f = {f}")
-        d2 = np.sort(_core.squared_distances(x), axis=1)[:, 1:n - f]
-        return d2.mean(axis=1)
-
-    def __call__(self, vectors: Any) -> Any:
-        if not self._byzfl:
-            return super().__call__(vectors)
-        x, back = as_matrix(vectors)
-        return back(x[int(np.argmin(self._byzfl_scores(x)))].copy())
+        super().__init__(f=_f(self.name, f), byzfl=True if self._byzfl else None)
 
 
 class MultiKrum(Krum):
@@ -245,15 +216,8 @@ class MultiKrum(Krum):
                  byzfl_compat: Optional[bool] = None) -> None:
         self._byzfl = _compat(byzfl_compat)
         Aggregator.__init__(self, f=_f(self.name, f),
-                            m=check_number(self.name, "m", m, integer=True, minimum=0, allow_none=True))
-
-    def __call__(self, vectors: Any) -> Any:
-        if not self._byzfl:
-            return Aggregator.__call__(self, vectors)
-        x, back = as_matrix(vectors)
-        k = self._params.get("m", x.shape[0] - self._params["f"])
-        chosen = np.argpartition(self._byzfl_scores(x), k - 1)[:k]
-        return back(x[np.sort(chosen)].astype(np.float64).mean(0).astype(np.float32))
+                            m=check_number(self.name, "m", m, integer=True, minimum=0, allow_none=True),
+                            byzfl=True if self._byzfl else None)
 
 
 class GeometricMedian(Aggregator):

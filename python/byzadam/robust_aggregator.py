@@ -50,18 +50,12 @@ class RobustAggregator:
         self.pre_agg_list: List[PreAggregator] = [
             _build("pre-aggregator", p, preaggregator) for p in pre_agg_list]
         seed = check_number("RobustAggregator", "seed", seed, integer=True, minimum=0)
-        # A ByzFL-compatible rule computed in Python cannot run inside the Rust pipeline.
-        self._python_rule = getattr(self.aggregator, "_byzfl", False)
         self._pipeline = _core.Pipeline(
             json.dumps(self.aggregator.config()),
             [json.dumps(p.config()) for p in self.pre_agg_list], seed)
 
     def aggregate_vectors(self, vectors: Any) -> Any:
         """The pre-aggregators, then the rule, on ``vectors``; the input's type comes back."""
-        if self._python_rule:
-            for p in self.pre_agg_list:
-                vectors = p(vectors)
-            return self.aggregator(vectors)
         x, back = as_matrix(vectors)
         return back(self._pipeline.run(x))
 

@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
             Box::new(Median {}),
             Box::new(MeanAroundMedian { f: F }),
             Box::new(MinimumDiameterAveraging::new(F)),
-            Box::new(Krum { f: F }),
+            Box::new(Krum::new(F)),
         ];
         for mut rule in rules {
             group.bench_with_input(BenchmarkId::new(rule.name(), dim), &s, |b, s| {

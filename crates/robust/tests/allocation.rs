@@ -58,8 +58,12 @@ fn rounds() {
         Box::new(Median {}),
         Box::new(MeanAroundMedian { f: 5 }),
         Box::new(MinimumDiameterAveraging::new(5)),
-        Box::new(Krum { f: 5 }),
-        Box::new(MultiKrum { f: 5, m: None }),
+        Box::new(Krum::new(5)),
+        Box::new(MultiKrum {
+            f: 5,
+            m: None,
+            byzfl: false,
+        }),
         Box::new(Monna { f: 5, pivot: 0 }),
     ];
     let mut rules = rules;

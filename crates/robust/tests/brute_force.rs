@@ -142,11 +142,11 @@ proptest! {
         }).collect();
         scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         let s = Submissions::from_rows(&rows).unwrap();
-        prop_assert_eq!(Krum { f }.aggregate(&s).unwrap(), rows[scored[0].2].clone());
+        prop_assert_eq!(Krum::new(f).aggregate(&s).unwrap(), rows[scored[0].2].clone());
         let m = n - f;
         let dim = rows[0].len();
         let twin: Vec<f32> = (0..dim).map(|c| mean64(&scored[..m].iter().map(|x| rows[x.2][c]).collect::<Vec<_>>())).collect();
-        let multi = MultiKrum { f, m: None }.aggregate(&s).unwrap();
+        let multi = MultiKrum { f, m: None, byzfl: false }.aggregate(&s).unwrap();
         prop_assert!(close(&multi, &twin, 1e-5), "multi-krum {:?} vs {:?}", multi, twin);
     }
 
@@ -187,6 +187,6 @@ fn large_dimensions_cross_chunk_boundaries() {
         let col = column(&rows, c);
         assert_eq!(tm[c], mean64(&col[2..5]), "coordinate {c}");
     }
-    let krum = Krum { f: 1 }.aggregate(&s).unwrap();
+    let krum = Krum::new(1).aggregate(&s).unwrap();
     assert!(rows.iter().any(|r| r == &krum));
 }

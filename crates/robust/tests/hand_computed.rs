@@ -148,8 +148,12 @@ fn robust_rules_survive_f_non_finite_vectors() -> Result<(), Error> {
                 Box::new(Median {}),
                 Box::new(MeanAroundMedian { f }),
                 Box::new(MinimumDiameterAveraging::new(f)),
-                Box::new(Krum { f }),
-                Box::new(MultiKrum { f, m: None }),
+                Box::new(Krum::new(f)),
+                Box::new(MultiKrum {
+                    f,
+                    m: None,
+                    byzfl: false,
+                }),
                 Box::new(GeometricMedian::default()),
                 Box::new(CenteredClipping::new(1.0, 5)),
                 Box::new(Bulyan { f: 1 }),
@@ -197,7 +201,7 @@ fn requirements_fail_with_typed_errors_not_panics() {
         Err(Error::TooFewInputs { n: 4, f: 2, .. })
     ));
     assert!(matches!(
-        Krum { f: 1 }.aggregate(&x),
+        Krum::new(1).aggregate(&x),
         Err(Error::TooFewInputs { .. })
     ));
     assert!(matches!(
@@ -205,7 +209,12 @@ fn requirements_fail_with_typed_errors_not_panics() {
         Err(Error::TooFewInputs { .. })
     ));
     assert!(matches!(
-        MultiKrum { f: 0, m: Some(9) }.aggregate(&x),
+        MultiKrum {
+            f: 0,
+            m: Some(9),
+            byzfl: false
+        }
+        .aggregate(&x),
         Err(Error::InvalidParameter { name: "m", .. })
     ));
     assert!(matches!(
@@ -246,6 +255,7 @@ fn exact_searches_refuse_past_their_budget_instead_of_running_for_hours() {
     let mda = MinimumDiameterAveraging {
         f: 20,
         subset_budget: 10_000_000,
+        byzfl: false,
     };
     // C(50, 20) ≈ 4.7e13 subsets.
     assert!(
@@ -395,4 +405,89 @@ fn apply_into_a_slice_equals_apply_for_every_preaggregator() {
             p.name()
         );
     }
+}
+
+/// ByzFL 0.0.11's conventions as options (`byzfl = true`), against brute-force twins written
+/// as ByzFL computes: Krum scores over `n − f − 1` neighbours with ties to the lower index,
+/// Multi-Krum's `m` best of those, MDA's ties to the lexicographically first subset. Small
+/// integer coordinates make ties common.
+#[test]
+fn byzfl_conventions_match_their_brute_force_twins() {
+    use rand::Rng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let (n, f, d) = (7usize, 2usize, 3usize);
+    for _ in 0..200 {
+        let rows: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..d).map(|_| rng.gen_range(0..3) as f32).collect())
+            .collect();
+        let s = Submissions::from_rows(&rows).unwrap();
+        let d2 = |i: usize, j: usize| -> f64 {
+            rows[i]
+                .iter()
+                .zip(&rows[j])
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum()
+        };
+        // Krum, ByzFL: the n − f − 1 smallest distances to the others, first minimum.
+        let scores: Vec<f64> = (0..n)
+            .map(|i| {
+                let mut others: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| d2(i, j)).collect();
+                others.sort_by(f64::total_cmp);
+                others[..n - f - 1].iter().sum()
+            })
+            .collect();
+        let first_min = (0..n)
+            .min_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)))
+            .unwrap();
+        let krum = Krum { f, byzfl: true }.aggregate(&s).unwrap();
+        assert_eq!(krum, rows[first_min]);
+        // Multi-Krum, ByzFL: the n − f best scores (lower index on ties), their mean.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        let chosen = &order[..n - f];
+        let multi = MultiKrum {
+            f,
+            m: None,
+            byzfl: true,
+        }
+        .aggregate(&s)
+        .unwrap();
+        for c in 0..d {
+            let mean = chosen.iter().map(|&i| rows[i][c] as f64).sum::<f64>() / chosen.len() as f64;
+            assert!((multi[c] as f64 - mean).abs() < 1e-6, "{multi:?} vs {mean}");
+        }
+        // MDA, ByzFL: the lexicographically first subset of the smallest diameter.
+        let mut best: Option<(f64, Vec<usize>)> = None;
+        let mut subset: Vec<usize> = (0..n - f).collect();
+        loop {
+            let diam = subset
+                .iter()
+                .flat_map(|&i| subset.iter().map(move |&j| (i, j)))
+                .map(|(i, j)| d2(i, j))
+                .fold(0.0, f64::max);
+            if best.as_ref().is_none_or(|(b, _)| diam < *b) {
+                best = Some((diam, subset.clone()));
+            }
+            // Next combination in lexicographic order.
+            let k = subset.len();
+            let Some(i) = (0..k).rev().find(|&i| subset[i] < n - k + i) else {
+                break;
+            };
+            subset[i] += 1;
+            for j in i + 1..k {
+                subset[j] = subset[j - 1] + 1;
+            }
+        }
+        let first = best.unwrap().1;
+        let mut mda = MinimumDiameterAveraging::new(f);
+        mda.byzfl = true;
+        let got = mda.aggregate(&s).unwrap();
+        for c in 0..d {
+            let mean = first.iter().map(|&i| rows[i][c] as f64).sum::<f64>() / first.len() as f64;
+            assert!((got[c] as f64 - mean).abs() < 1e-6, "{got:?} vs {first:?}");
+        }
+    }
+    // ByzFL's Krum needs only n > 2f.
+    assert!(Krum { f: 3, byzfl: true }.check(7).is_ok());
+    assert!(Krum::new(3).check(7).is_err());
 }

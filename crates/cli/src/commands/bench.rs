@@ -65,8 +65,15 @@ fn kernels(n: usize, f: usize, dim: usize) -> Vec<Kernel> {
             Box::new(MinimumDiameterAveraging::new(f)),
             Baseline::Distances,
         ),
-        (Box::new(Krum { f }), Baseline::Distances),
-        (Box::new(MultiKrum { f, m: None }), Baseline::Distances),
+        (Box::new(Krum::new(f)), Baseline::Distances),
+        (
+            Box::new(MultiKrum {
+                f,
+                m: None,
+                byzfl: false,
+            }),
+            Baseline::Distances,
+        ),
     ];
     for (mut rule, baseline) in rules {
         let mut out = out.clone();

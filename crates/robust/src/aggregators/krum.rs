@@ -57,7 +57,7 @@ pub(crate) fn krum_order(
 /// ```
 /// # use byzadam_robust::{aggregators::Krum, Aggregator, Submissions};
 /// let s = Submissions::from_rows(&[[0.0], [0.1], [0.3], [0.35], [0.2], [9.0]])?;
-/// assert_eq!(Krum { f: 1 }.aggregate(&s)?, [0.2]);
+/// assert_eq!(Krum::new(1).aggregate(&s)?, [0.2]);
 /// # Ok::<(), byzadam_robust::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,31 @@ pub(crate) fn krum_order(
 pub struct Krum {
     /// Number of Byzantine inputs tolerated.
     pub f: usize,
+    /// ByzFL 0.0.11's definition instead of the paper's: `n − f − 1` neighbours (needs only
+    /// `n > 2f`), score ties to the lower index (ByzFL's `argmin`). Same choice as ByzFL for
+    /// finite inputs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub byzfl: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Krum {
+    /// Krum tolerating `f` Byzantine inputs, as the paper defines it.
+    pub fn new(f: usize) -> Self {
+        Self { f, byzfl: false }
+    }
+}
+
+/// `n > 2f + 2` (the paper's), or `n > 2f` (ByzFL's definition).
+fn krum_requirement(rule: &'static str, n: usize, f: usize, byzfl: bool) -> Result<(), Error> {
+    if byzfl {
+        require(n > 2 * f, rule, "n > 2f (byzfl)", n, f)
+    } else {
+        require(n > 2 * f + 2, rule, "n > 2f + 2", n, f)
+    }
 }
 
 /// Multi-Krum: the average of the `m` vectors with the best Krum scores (default `m = n − f`).
@@ -74,7 +99,7 @@ pub struct Krum {
 /// ```
 /// # use byzadam_robust::{aggregators::MultiKrum, Aggregator, Submissions};
 /// let s = Submissions::from_rows(&[[0.0], [0.1], [0.3], [0.35], [0.2], [9.0]])?;
-/// let out = MultiKrum { f: 1, m: Some(2) }.aggregate(&s)?;
+/// let out = MultiKrum { f: 1, m: Some(2), byzfl: false }.aggregate(&s)?;
 /// assert!((out[0] - 0.25).abs() < 1e-7); // rows 0.2 and 0.3 have the best scores
 /// # Ok::<(), byzadam_robust::Error>(())
 /// ```
@@ -86,10 +111,15 @@ pub struct MultiKrum {
     /// How many best-scored vectors to average; `None` means `n − f`.
     #[serde(default)]
     pub m: Option<usize>,
+    /// ByzFL 0.0.11's scores ([`Krum::byzfl`]): `n − f − 1` neighbours, ties to the lower
+    /// index.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub byzfl: bool,
 }
 
-/// Selects the `m` best Krum-scored rows of `s` into `selected` (ascending row index).
-fn select(s: &Submissions, f: usize, m: usize, selected: &mut [usize]) {
+/// Selects the `m` best Krum-scored rows of `s` into `selected` (ascending row index); with
+/// `byzfl`, ByzFL's neighbour count and tie rule.
+fn select(s: &Submissions, f: usize, m: usize, byzfl: bool, selected: &mut [usize]) {
     let n = s.n();
     scratch::with_f64_b(n * n + 3 * n, |buf| {
         let (d2, rest) = buf.split_at_mut(n * n);
@@ -101,11 +131,21 @@ fn select(s: &Submissions, f: usize, m: usize, selected: &mut [usize]) {
             for (i, a) in active.iter_mut().enumerate() {
                 *a = i;
             }
-            krum_scores(d2, n, active, n - f - 2, scores, spread, tmp);
+            let neighbours = if byzfl { n - f - 1 } else { n - f - 2 };
+            krum_scores(d2, n, active, neighbours, scores, spread, tmp);
             for (i, o) in order_buf.iter_mut().enumerate() {
                 *o = i;
             }
-            order_buf.sort_unstable_by(|&a, &b| krum_order(scores, spread, active, a, b));
+            if byzfl {
+                use crate::kernels::order::nan_to_inf;
+                order_buf.sort_unstable_by(|&a, &b| {
+                    nan_to_inf(scores[a])
+                        .total_cmp(&nan_to_inf(scores[b]))
+                        .then(a.cmp(&b))
+                });
+            } else {
+                order_buf.sort_unstable_by(|&a, &b| krum_order(scores, spread, active, a, b));
+            }
             selected.copy_from_slice(&order_buf[..m]);
             selected.sort_unstable();
         });
@@ -118,13 +158,13 @@ impl Aggregator for Krum {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 2 * self.f + 2, self.name(), "n > 2f + 2", n, self.f)
+        krum_requirement(self.name(), n, self.f, self.byzfl)
     }
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {
         precheck(self, s, out)?;
         let mut best = [0usize; 1];
-        select(s, self.f, 1, &mut best);
+        select(s, self.f, 1, self.byzfl, &mut best);
         out.copy_from_slice(s.row(best[0]));
         Ok(())
     }
@@ -148,7 +188,7 @@ impl Aggregator for MultiKrum {
 
     fn check(&self, n: usize) -> Result<(), Error> {
         self.validate()?;
-        require(n > 2 * self.f + 2, self.name(), "n > 2f + 2", n, self.f)?;
+        krum_requirement(self.name(), n, self.f, self.byzfl)?;
         if let Some(m) = self.m {
             if m == 0 || m > n {
                 return Err(Error::InvalidParameter {
@@ -172,7 +212,7 @@ impl Aggregator for MultiKrum {
             heap.resize(m, 0);
             &mut heap
         };
-        select(s, self.f, m, selected);
+        select(s, self.f, m, self.byzfl, selected);
         rowsum::mean_of(s, selected, out);
         Ok(())
     }
@@ -181,15 +221,24 @@ impl Aggregator for MultiKrum {
 #[allow(unused_imports)]
 use crate::params::{param, F};
 
+const BYZFL: crate::params::Param = param(
+    "byzfl",
+    "bool",
+    "false",
+    "",
+    "ByzFL 0.0.11's scores: n − f − 1 neighbours, ties to the lower index (needs n > 2f)",
+);
+
 impl crate::params::Described for Krum {
-    const PARAMS: &'static [crate::params::Param] = &[F];
-    const REQUIREMENT: &'static str = "n > 2f + 2";
+    const PARAMS: &'static [crate::params::Param] = &[F, BYZFL];
+    const REQUIREMENT: &'static str = "n > 2f + 2 (byzfl: n > 2f)";
 }
 
 impl crate::params::Described for MultiKrum {
     const PARAMS: &'static [crate::params::Param] = &[
         F,
         param("m", "int", "n − f", "1 ≤ m ≤ n", "vectors averaged"),
+        BYZFL,
     ];
-    const REQUIREMENT: &'static str = "n > 2f + 2";
+    const REQUIREMENT: &'static str = "n > 2f + 2 (byzfl: n > 2f)";
 }

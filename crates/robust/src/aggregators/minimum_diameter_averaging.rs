@@ -40,6 +40,14 @@ pub struct MinimumDiameterAveraging {
     /// Largest `C(n, f)` the exact search may face (default 10,000,000: well under a minute).
     #[serde(default = "default_budget")]
     pub subset_budget: u64,
+    /// ByzFL 0.0.11's tie rule: among subsets of equal diameter, the first in lexicographic
+    /// (`itertools.combinations`) order, not the tighter one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub byzfl: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 pub(crate) fn default_budget() -> u64 {
@@ -71,13 +79,15 @@ impl MinimumDiameterAveraging {
         Self {
             f,
             subset_budget: default_budget(),
+            byzfl: false,
         }
     }
 }
 
 /// Depth-first search for the `k`-subset of `0..n` with the smallest diameter under `d2`
 /// (squared distances; the order is the same), ties broken by the smaller sum of squared
-/// pairwise distances, then by lexicographic order. `chosen` and `best` have length `k`.
+/// pairwise distances, then by lexicographic order (with `first_tie`, by lexicographic order
+/// alone: ByzFL's rule). `chosen` and `best` have length `k`.
 /// Returns the best squared diameter (`+∞` if every subset has an infinite one, in which case
 /// `best` holds `0..k`).
 pub(crate) fn min_diameter_subset(
@@ -86,6 +96,7 @@ pub(crate) fn min_diameter_subset(
     k: usize,
     chosen: &mut [usize],
     best: &mut [usize],
+    first_tie: bool,
 ) -> f64 {
     struct Search<'a> {
         d2: &'a [f64],
@@ -93,6 +104,7 @@ pub(crate) fn min_diameter_subset(
         k: usize,
         best_diam: f64,
         best_spread: f64,
+        first_tie: bool,
     }
     impl Search<'_> {
         fn rec(
@@ -105,7 +117,9 @@ pub(crate) fn min_diameter_subset(
             best: &mut [usize],
         ) {
             if depth == self.k {
-                if diam < self.best_diam || (diam == self.best_diam && spread < self.best_spread) {
+                let tie_wins =
+                    !self.first_tie && diam == self.best_diam && spread < self.best_spread;
+                if diam < self.best_diam || tie_wins {
                     self.best_diam = diam;
                     self.best_spread = spread;
                     best.copy_from_slice(chosen);
@@ -123,7 +137,11 @@ pub(crate) fn min_diameter_subset(
                 }
                 // Completions only add distances: a branch whose diameter already exceeds the
                 // best (or equals it with no smaller spread possible) cannot win.
-                if d > self.best_diam || (d == self.best_diam && sp >= self.best_spread) {
+                // (With ByzFL's tie rule an equal diameter cannot win: the search runs in
+                // lexicographic order, so the first subset found keeps the tie.)
+                if d > self.best_diam
+                    || (d == self.best_diam && (self.first_tie || sp >= self.best_spread))
+                {
                     continue;
                 }
                 chosen[depth] = i;
@@ -140,6 +158,7 @@ pub(crate) fn min_diameter_subset(
         k,
         best_diam: f64::INFINITY,
         best_spread: f64::INFINITY,
+        first_tie,
     };
     search.rec(0, 0, 0.0, 0.0, chosen, best);
     search.best_diam
@@ -166,7 +185,7 @@ impl Aggregator for MinimumDiameterAveraging {
             distances::pairwise_sq(s, d2);
             scratch::with_usize(2 * k, |buf| {
                 let (chosen, best) = buf.split_at_mut(k);
-                min_diameter_subset(d2, n, k, chosen, best);
+                min_diameter_subset(d2, n, k, chosen, best, self.byzfl);
                 rowsum::mean_of(s, best, out);
             })
         });
@@ -186,6 +205,13 @@ impl crate::params::Described for MinimumDiameterAveraging {
             "10000000",
             "≥ 1",
             "most subsets searched before refusing",
+        ),
+        param(
+            "byzfl",
+            "bool",
+            "false",
+            "",
+            "ByzFL 0.0.11's tie rule: the lexicographically first subset",
         ),
     ];
     const REQUIREMENT: &'static str = "n > 2f, C(n, f) ≤ subset_budget";

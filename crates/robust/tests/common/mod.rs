@@ -26,8 +26,12 @@ pub fn all_rules(n: usize) -> Vec<Box<dyn Aggregator>> {
         Box::new(SmallestEigenvalueAveraging::new(f_subsets)),
     ];
     if n >= 3 {
-        rules.push(Box::new(Krum { f: f_krum }));
-        rules.push(Box::new(MultiKrum { f: f_krum, m: None }));
+        rules.push(Box::new(Krum::new(f_krum)));
+        rules.push(Box::new(MultiKrum {
+            f: f_krum,
+            m: None,
+            byzfl: false,
+        }));
     }
     if n >= 3 {
         rules.push(Box::new(Bulyan { f: f_bulyan }));
