@@ -134,3 +134,29 @@ def test_wrong_shapes_are_errors_not_crashes():
         engine.evaluate(np.zeros(3, np.float32), workers, 1)
     with pytest.raises(byzadam.ByzadamError):
         byzadam.Server({"workers": 3, "byzantine": 5})
+
+
+def test_the_quickstart_falls_back_to_synthetic_digits_as_the_cli_does(tmp_path, cli):
+    """No MNIST in the data directory and no download: ``byzadam.run()`` (the quickstart)
+    trains on synthetic digits, says why, and gives the CLI's numbers for the same fallback."""
+    import json
+    import subprocess
+
+    empty = tmp_path / "data"
+    empty.mkdir()
+    sets = ["rounds=3", "eval_every=3", "eval_samples=200", "model={name=\"mlp\", hidden=[8]}"]
+    with pytest.warns(UserWarning, match="synthetic digits"):
+        res = byzadam.run(set=sets, data_dir=str(empty), progress=False)
+    assert "mnist" in res.summary["synthetic_fallback"]
+    assert res.summary["dataset"] == "synthetic" and res.config["dataset"] == "synthetic"
+    out = tmp_path / "out"
+    args = [cli, "run", "--quiet", "--data-dir", str(empty), "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "synthetic digits" in done.stdout
+    theirs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert res.metrics == theirs
+    engine = byzadam.Engine(set=sets, data_dir=str(empty))
+    assert engine.fallback and engine.config["dataset"] == "synthetic"

@@ -621,3 +621,91 @@ fn run_bench_and_bench_engine_take_threads() {
         success(byzadam().args(["bench", "--threads", "1", "--dims", "64", "--repeats", "1"]));
     assert!(out.contains("1 threads"), "{out}");
 }
+
+/// NaN and ∞ reach no registry through JSON's `null` (which reads as "absent", so as the
+/// default): every path refuses them naming the key (issue 21).
+#[test]
+fn non_finite_values_are_refused_naming_the_key_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    for (set, key) in [
+        ("attack.z=nan", "attack.z"),
+        ("attack={name=\"alie\", z=inf}", "attack.z"),
+        (
+            "aggregator={name=\"cwtm\", f=2, low=-inf}",
+            "aggregator.low",
+        ),
+        ("optimizer.lr.value=nan", "optimizer.lr.value"),
+    ] {
+        let err = stderr_of(&[
+            "run",
+            "--set",
+            set,
+            "--quiet",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(
+            err.contains(&format!("`{key}`")) && err.contains("finite"),
+            "{set}: {err}"
+        );
+    }
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[attack]\nname = \"gaussian\"\nstd = nan\n").unwrap();
+    let err = stderr_of(&["run", config.to_str().unwrap(), "--quiet"]);
+    assert!(
+        err.contains("`attack.std`") && err.contains("c.toml"),
+        "{err}"
+    );
+    let x = dir.path().join("x.csv");
+    std::fs::write(&x, "1,2\n3,4\n5,6\n").unwrap();
+    for (rule, set) in [("cwtm", "low=nan"), ("cc", "tau=inf"), ("gm", "nu=-inf")] {
+        let err = stderr_of(&[
+            "aggregate",
+            x.to_str().unwrap(),
+            "--rule",
+            rule,
+            "--f",
+            "1",
+            "--set",
+            set,
+        ]);
+        assert!(err.contains("finite"), "{rule} {set}: {err}");
+    }
+    let grid = dir.path().join("g.toml");
+    std::fs::write(
+        &grid,
+        "[base]\nrounds = 1\n[axes]\nseed = [0]\n\"attack.z\" = [1.0, nan]\n",
+    )
+    .unwrap();
+    let err = stderr_of(&[
+        "grid",
+        grid.to_str().unwrap(),
+        "--dry-run",
+        "--store",
+        dir.path().join("s.db").to_str().unwrap(),
+    ]);
+    assert!(err.contains("finite") && err.contains("g.toml"), "{err}");
+    // A bound the rule declares, named as the key.
+    let err = stderr_of(&["run", "--set", "aggregator={name=\"cc\", tau=0}", "--quiet"]);
+    assert!(err.contains("`aggregator.tau`"), "{err}");
+}
+
+#[test]
+fn rules_lists_each_entrys_parameters_and_json_the_whole_registry() {
+    let (text, _) = success(byzadam().arg("rules"));
+    assert!(
+        text.contains("tau (float, finite, > 0; default 100)"),
+        "{text}"
+    );
+    assert!(text.contains("(needs n ≥ 4f + 3)"), "{text}");
+    let (json, _) = success(byzadam().args(["rules", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let aggs = v["aggregators"].as_array().unwrap();
+    assert_eq!(aggs.len(), AggregatorConfig::NAMES.len());
+    let cc = aggs
+        .iter()
+        .find(|e| e["name"] == "centered_clipping")
+        .unwrap();
+    assert_eq!(cc["params"][0]["name"], "tau");
+    assert_eq!(cc["aliases"][0], "cc");
+}
