@@ -491,3 +491,52 @@ fn byzfl_conventions_match_their_brute_force_twins() {
     assert!(Krum { f: 3, byzfl: true }.check(7).is_ok());
     assert!(Krum::new(3).check(7).is_err());
 }
+
+/// A huge `f` (as a hostile config or `--f 9223372036854775808` gives) is refused by every
+/// requirement, never wrapped past it into an index out of bounds or a silent result
+/// (issue 22: `2f` and `4f + 2` overflowed in release builds).
+#[test]
+fn huge_f_is_refused_by_every_requirement_without_overflow() {
+    let s = Submissions::from_rows(&vec![vec![1.0f32, 2.0]; 15]).unwrap();
+    for f in [
+        usize::MAX,
+        usize::MAX / 2 + 1,
+        usize::MAX / 4 + 1,
+        1usize << 62,
+    ] {
+        for e in byzadam_robust::registry().aggregators {
+            if !e.params.iter().any(|p| p.name == "f") {
+                continue;
+            }
+            let cfg: byzadam_robust::AggregatorConfig =
+                serde_json::from_value(serde_json::json!({"name": e.name, "f": f})).unwrap();
+            let mut rule = cfg.build();
+            assert!(rule.check(15).is_err(), "{} accepted f = {f}", e.name);
+            assert!(
+                rule.aggregate(&s).is_err(),
+                "{} aggregated with f = {f}",
+                e.name
+            );
+        }
+        for low_high in [(f, 1usize), (1, f)] {
+            let t = TrimmedMean {
+                f: 0,
+                low: Some(low_high.0),
+                high: Some(low_high.1),
+            };
+            assert!(t.check(15).is_err());
+        }
+        for e in byzadam_robust::registry().preaggregators {
+            if !e.params.iter().any(|p| p.name == "f") {
+                continue;
+            }
+            let cfg: byzadam_robust::PreAggregatorConfig =
+                serde_json::from_value(serde_json::json!({"name": e.name, "f": f})).unwrap();
+            assert!(
+                cfg.build().output_len(15).is_err(),
+                "{} accepted f = {f}",
+                e.name
+            );
+        }
+    }
+}

@@ -34,7 +34,13 @@ impl Aggregator for Bulyan {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 4 * self.f + 2, self.name(), "n ≥ 4f + 3", n, self.f)
+        require(
+            n > self.f.saturating_mul(4).saturating_add(2),
+            self.name(),
+            "n ≥ 4f + 3",
+            n,
+            self.f,
+        )
     }
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {

@@ -50,7 +50,13 @@ impl Aggregator for CovarianceFilter {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)
+        require(
+            n > self.f.saturating_mul(2),
+            self.name(),
+            "n > 2f",
+            n,
+            self.f,
+        )
     }
 
     fn aggregate_into(&mut self, s: &Submissions, out: &mut [f32]) -> Result<(), Error> {

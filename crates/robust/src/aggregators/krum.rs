@@ -86,9 +86,15 @@ impl Krum {
 /// `n > 2f + 2` (the paper's), or `n > 2f` (ByzFL's definition).
 fn krum_requirement(rule: &'static str, n: usize, f: usize, byzfl: bool) -> Result<(), Error> {
     if byzfl {
-        require(n > 2 * f, rule, "n > 2f (byzfl)", n, f)
+        require(n > f.saturating_mul(2), rule, "n > 2f (byzfl)", n, f)
     } else {
-        require(n > 2 * f + 2, rule, "n > 2f + 2", n, f)
+        require(
+            n > f.saturating_mul(2).saturating_add(2),
+            rule,
+            "n > 2f + 2",
+            n,
+            f,
+        )
     }
 }
 

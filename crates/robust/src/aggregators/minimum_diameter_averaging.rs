@@ -61,7 +61,7 @@ pub(crate) fn check_subsets(
     f: usize,
     budget: u64,
 ) -> Result<(), Error> {
-    require(n > 2 * f, rule, "n > 2f", n, f)?;
+    require(n > f.saturating_mul(2), rule, "n > 2f", n, f)?;
     let subsets = binomial(n, f);
     if subsets > budget as u128 {
         return Err(Error::SubsetBudgetExceeded {

@@ -30,7 +30,13 @@ impl Aggregator for Monna {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
-        require(n > 2 * self.f, self.name(), "n > 2f", n, self.f)?;
+        require(
+            n > self.f.saturating_mul(2),
+            self.name(),
+            "n > 2f",
+            n,
+            self.f,
+        )?;
         if self.pivot >= n {
             return Err(Error::InvalidParameter {
                 rule: self.name(),

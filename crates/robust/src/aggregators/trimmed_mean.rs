@@ -62,10 +62,16 @@ impl Aggregator for TrimmedMean {
 
     fn check(&self, n: usize) -> Result<(), Error> {
         match (self.low, self.high) {
-            (None, None) => require(n > 2 * self.f, self.name(), "n > 2f", n, self.f),
+            (None, None) => require(
+                n > self.f.saturating_mul(2),
+                self.name(),
+                "n > 2f",
+                n,
+                self.f,
+            ),
             _ => {
                 let (lo, hi) = self.trims();
-                if n > lo + hi {
+                if n > lo.saturating_add(hi) {
                     Ok(())
                 } else {
                     Err(Error::InvalidParameter {
