@@ -171,13 +171,68 @@ fn nan_to_null(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
+/// Opens `path` read-only and checks that it is a byzadam store: byzadam's four tables and a
+/// schema version it can read or migrate. Returns the connection and the version.
+fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
+    use rusqlite::OpenFlags;
+    let fail = |message: String| StoreError {
+        path: path.display().to_string(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(fail("no such store (byzadam grid writes one)".into()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| fail(e.to_string()))?;
+    let not_ours = |why: String| {
+        fail(format!(
+            "not a byzadam results store ({why}); it was left untouched"
+        ))
+    };
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('meta', 'runs', 'rounds', 'grid_runs')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| not_ours(e.to_string()))?;
+    if tables != 4 {
+        return Err(not_ours("it lacks byzadam's tables".into()));
+    }
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| not_ours(e.to_string()))?;
+    match version {
+        Some(v) if v == SCHEMA_VERSION.to_string() || v == "1" || v == "2" => Ok((conn, v)),
+        Some(v) => Err(fail(format!(
+            "store schema version {v}; this byzadam reads version {SCHEMA_VERSION}"
+        ))),
+        None => Err(not_ours("no schema version in its meta table".into())),
+    }
+}
+
 impl Store {
-    /// Opens (creating if need be) the store at `path`.
+    /// Opens (creating if need be) the store at `path`. An existing non-empty file that is
+    /// not a byzadam store is refused and left untouched (never given byzadam's tables).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let err = |e: rusqlite::Error| StoreError {
             path: path.display().to_string(),
             message: e.to_string(),
         };
+        if path.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
+            drop(verify_ours(path)?);
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError {
                 path: path.display().to_string(),
@@ -239,6 +294,23 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Opens the existing store at `path` for reading, without writing to it (issue 22): a
+    /// file that is not a byzadam store (an SQLite database without byzadam's tables, or not
+    /// SQLite at all) is refused and left byte-identical. A store of an older schema is
+    /// migrated in place (it is ours), as [`Store::open`] does.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let (conn, version) = verify_ours(path)?;
+        if version == SCHEMA_VERSION.to_string() {
+            Ok(Self {
+                conn,
+                path: path.to_path_buf(),
+            })
+        } else {
+            drop(conn);
+            Self::open(path)
+        }
     }
 
     /// The store's file.
@@ -530,8 +602,8 @@ impl Store {
     pub fn merge(&mut self, others: &[PathBuf]) -> Result<(usize, usize), StoreError> {
         let (mut added, mut present) = (0, 0);
         for other in others {
-            // Opening checks that it is a store of this schema.
-            let src = Store::open(other)?;
+            // Opening checks that it is a store of this schema, without writing to it.
+            let src = Store::open_read_only(other)?;
             drop(src);
             let tx = self.conn.transaction().map_err(|e| StoreError {
                 path: self.path.display().to_string(),

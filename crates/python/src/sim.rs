@@ -293,7 +293,7 @@ impl PyStore {
             return Err(error(format!("no store at {}", path.display())));
         }
         Ok(Self {
-            inner: Store::open(&path).map_err(error)?,
+            inner: Store::open_read_only(&path).map_err(error)?,
         })
     }
 

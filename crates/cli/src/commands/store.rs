@@ -95,13 +95,8 @@ pub fn list(store: &Path, w: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Opens a store that must exist (reading never creates one).
+/// Opens a store that must exist for reading: reading never creates one, never writes to
+/// one, and refuses a file that is not a byzadam store (leaving it untouched).
 pub fn open_existing(path: &Path) -> Result<Store> {
-    if !path.is_file() {
-        bail!(
-            "{}: no such store (byzadam grid writes one)",
-            path.display()
-        );
-    }
-    Ok(Store::open(path)?)
+    Ok(Store::open_read_only(path)?)
 }
