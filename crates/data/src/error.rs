@@ -73,6 +73,14 @@ pub enum DataError {
         /// Number of classes.
         classes: usize,
     },
+    /// The file (decompressed) is larger than any dataset file: corrupt, or a gzip bomb.
+    #[error("{path}: larger than any dataset file (over {limit} bytes decompressed): corrupt, or not the official file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The most bytes read.
+        limit: u64,
+    },
     /// A partition cannot be made as asked.
     #[error("partition: {0}")]
     Partition(String),

@@ -28,19 +28,40 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     }
 }
 
-/// Reads `dir/name` or `dir/name.gz` (decompressed), and checks the SHA-256 of the bytes
-/// against `expected` (hex).
+/// The most bytes any dataset file decompresses to: the largest official one, MNIST's and
+/// Fashion-MNIST's training images, is 47,040,016 bytes. Reading stops past this, so a
+/// corrupt file or a gzip bomb costs at most this much memory before it is refused.
+pub const MAX_FILE_BYTES: u64 = 48_000_000;
+
+/// Reads at most [`MAX_FILE_BYTES`] from `r`; an error for more.
+fn read_bounded(path: &Path, r: impl Read) -> Result<Vec<u8>, DataError> {
+    let mut bytes = Vec::new();
+    r.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Reads `dir/name` or `dir/name.gz` (decompressed, stopping past [`MAX_FILE_BYTES`]), and
+/// checks the SHA-256 of the bytes against `expected` (hex).
 pub fn read_checked(dir: &Path, name: &str, expected: &'static str) -> Result<Vec<u8>, DataError> {
     let raw = dir.join(name);
     let gz = dir.join(format!("{name}.gz"));
     let (path, bytes) = if raw.is_file() {
-        (raw.clone(), std::fs::read(&raw).map_err(io(&raw))?)
+        let file = std::fs::File::open(&raw).map_err(io(&raw))?;
+        (raw.clone(), read_bounded(&raw, file)?)
     } else if gz.is_file() {
         let file = std::fs::File::open(&gz).map_err(io(&gz))?;
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(std::io::BufReader::new(file))
-            .read_to_end(&mut bytes)
-            .map_err(io(&gz))?;
+        let bytes = read_bounded(
+            &gz,
+            flate2::read::GzDecoder::new(std::io::BufReader::new(file)),
+        )?;
         (gz, bytes)
     } else {
         return Err(DataError::Missing { path: raw });
@@ -306,6 +327,25 @@ mod tests {
             read_checked(dir.path(), "e", digest),
             Err(DataError::Io { .. })
         ));
+    }
+
+    /// A gzip bomb (a few kilobytes inflating past any dataset file) is refused once
+    /// [`MAX_FILE_BYTES`] is passed, without inflating the rest (issue 22).
+    #[test]
+    fn decompression_stops_past_the_largest_dataset_file() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_FILE_BYTES >> 20) + 200 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        std::fs::write(dir.path().join("x.gz"), &bomb).unwrap();
+        let err = read_checked(dir.path(), "x", "00").unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("x.gz: larger than any dataset file"), "{err}");
     }
 
     #[test]
