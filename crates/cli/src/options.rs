@@ -43,6 +43,9 @@ pub struct Threads {
     pub threads: Option<usize>,
 }
 
+/// The most threads a command takes (`--threads`): beyond this a pool only costs memory.
+pub const MAX_THREADS: usize = 1024;
+
 impl Threads {
     /// Sizes rayon's global pool, on which the command's parallel work runs (a command runs
     /// once per process). Nothing to do when no size was asked; an error if the pool was
@@ -51,6 +54,9 @@ impl Threads {
         match self.threads {
             None => Ok(()),
             Some(0) => anyhow::bail!("--threads must be at least 1"),
+            Some(n) if n > MAX_THREADS => {
+                anyhow::bail!("--threads {n}: at most {MAX_THREADS} (each thread is an OS thread)")
+            }
             Some(n) => match rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build_global()

@@ -709,3 +709,66 @@ fn rules_lists_each_entrys_parameters_and_json_the_whole_registry() {
     assert_eq!(cc["params"][0]["name"], "tau");
     assert_eq!(cc["aliases"][0], "cc");
 }
+
+/// Hostile sizes and paths refused before any work (issue 22): a grid named as a path, a
+/// grid whose axes multiply past any machine (or wrap to 0), a test image listed twice,
+/// absurd thread counts.
+#[test]
+fn hostile_sizes_and_paths_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["../../evil", "/tmp/evil", "..", ".hidden", "a/b"] {
+        let g = d.join("g.toml");
+        std::fs::write(&g, format!("name = {name:?}\n[axes]\nseed = [0]\n")).unwrap();
+        let err =
+            failure(
+                byzadam()
+                    .current_dir(d)
+                    .args(["grid", g.to_str().unwrap(), "--dry-run"]),
+            );
+        assert!(
+            err.contains("key `name`") && err.contains("plain file name"),
+            "{name}: {err}"
+        );
+    }
+    assert!(!d.join("results").exists(), "a refused grid wrote a store");
+    // 64 axes of two values: 2^64 runs, which wrapped to 0 ("nothing to do").
+    let mut axes = String::from("[axes]\n");
+    for i in 0..64 {
+        axes.push_str(&format!("seed{i} = [0, 1]\n"));
+    }
+    let g = d.join("wide.toml");
+    std::fs::write(&g, &axes).unwrap();
+    let err = failure(
+        byzadam()
+            .current_dir(d)
+            .args(["grid", g.to_str().unwrap(), "--dry-run"]),
+    );
+    assert!(!err.contains("nothing to do"), "{err}");
+    let g = d.join("big.toml");
+    let values: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    std::fs::write(
+        &g,
+        format!(
+            "[axes]\nseed = [{0}]\ndata_seed = [{0}]\n",
+            values.join(",")
+        ),
+    )
+    .unwrap();
+    let err = failure(
+        byzadam()
+            .current_dir(d)
+            .args(["grid", g.to_str().unwrap(), "--dry-run"]),
+    );
+    assert!(
+        err.contains("more than 1000000 runs") && err.contains("1001 × 1001"),
+        "{err}"
+    );
+    let err = stderr_of(&["run", "--set", "eval_subset=[1, 1, 1]", "--quiet"]);
+    assert!(
+        err.contains("`eval_subset`") && err.contains("twice"),
+        "{err}"
+    );
+    let err = failure(byzadam().args(["bench", "--threads", "100000", "--dims", "8"]));
+    assert!(err.contains("at most 1024"), "{err}");
+}

@@ -345,7 +345,11 @@ mod tests {
         std::fs::write(dir.path().join("x.gz"), &bomb).unwrap();
         let err = read_checked(dir.path(), "x", "00").unwrap_err();
         assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
-        assert!(err.to_string().contains("x.gz: larger than any dataset file"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("x.gz: larger than any dataset file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -127,15 +127,15 @@ pub fn prepare_grid(job: &GridJob) -> Result<PreparedGrid, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut options = Options::for_cores(cores, pending.len());
     if let Some(j) = job.jobs {
-        if j == 0 {
-            return Err("--jobs must be at least 1".into());
+        if j == 0 || j > 1024 {
+            return Err(format!("--jobs must be in 1..=1024, got {j}"));
         }
         options.jobs = j;
         options.threads = (cores / j).max(1);
     }
     if let Some(t) = job.threads {
-        if t == 0 {
-            return Err("--threads must be at least 1".into());
+        if t == 0 || t > 1024 {
+            return Err(format!("--threads must be in 1..=1024, got {t}"));
         }
         options.threads = t;
     }

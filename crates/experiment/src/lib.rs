@@ -59,6 +59,10 @@ struct GridFile {
     include: Vec<toml::Table>,
 }
 
+/// The most runs one grid may expand to (each is a training run: a million is weeks of a
+/// cluster); past it the grid is refused before any memory is spent on it.
+pub const MAX_RUNS: usize = 1_000_000;
+
 /// A parsed grid file.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -127,6 +131,19 @@ impl Grid {
             Some(n) if n.trim().is_empty() => {
                 return Err(err("key `name`: must not be empty".into()))
             }
+            // The name becomes the default store's file name (results/<name>.db): a path
+            // would write elsewhere (`../../evil`, `/tmp/x`).
+            Some(n)
+                if n.contains(['/', '\\', '\0'])
+                    || n == "."
+                    || n == ".."
+                    || n.starts_with('.')
+                    || n.len() > 200 =>
+            {
+                return Err(err(format!(
+                    "key `name`: must be a plain file name (no `/`, `\\`, leading `.`, at most 200 bytes), got {n:?}"
+                )))
+            }
             Some(n) => n,
             None => std::path::Path::new(file)
                 .file_stem()
@@ -191,7 +208,21 @@ impl Grid {
         let total: usize = if self.axes.is_empty() && !self.include.is_empty() {
             0
         } else {
-            sizes.iter().product()
+            // Checked: 64 axes of two values would wrap to 0 runs ("nothing to do").
+            sizes
+                .iter()
+                .try_fold(1usize, |a, &b| a.checked_mul(b))
+                .filter(|&t| t <= MAX_RUNS)
+                .ok_or_else(|| {
+                    err(format!(
+                        "its axes multiply to more than {MAX_RUNS} runs ({}): split it into several grids",
+                        sizes
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" × ")
+                    ))
+                })?
         };
         let mut runs = Vec::new();
         let mut seen = BTreeMap::new();

@@ -24,7 +24,10 @@ fn foreign_files_are_refused_and_left_byte_identical() {
     std::fs::write(&text, b"a,b\n1,2\n").unwrap();
     for (path, readable_as_empty) in [(&sqlite, false), (&empty, true), (&text, false)] {
         let before = bytes(path);
-        let e = Store::open_read_only(path).err().expect("refused").to_string();
+        let e = Store::open_read_only(path)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(
             e.contains("not a byzadam results store") || e.contains("not a database"),
             "{}: {e}",
@@ -33,14 +36,21 @@ fn foreign_files_are_refused_and_left_byte_identical() {
         if !readable_as_empty {
             // Opening to write refuses it too (an empty file may become a store).
             let e = Store::open(path).err().expect("refused").to_string();
-            assert!(e.contains("untouched") || e.contains("not a database"), "{e}");
+            assert!(
+                e.contains("untouched") || e.contains("not a database"),
+                "{e}"
+            );
         }
         let mut merged = Store::open(&dir.path().join("merged.db")).unwrap();
         assert!(merged.merge(&[path.to_path_buf()]).is_err());
         assert_eq!(bytes(path), before, "{} was modified", path.display());
         let mut side = path.clone().into_os_string();
         side.push("-wal");
-        assert!(!Path::new(&side).exists(), "a WAL file appeared beside {}", path.display());
+        assert!(
+            !Path::new(&side).exists(),
+            "a WAL file appeared beside {}",
+            path.display()
+        );
     }
 }
 

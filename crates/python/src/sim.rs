@@ -76,8 +76,8 @@ fn supervise<M: Send + 'static, R: Send + 'static>(
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, String> {
     let mut b = rayon::ThreadPoolBuilder::new();
     if let Some(t) = threads {
-        if t == 0 {
-            return Err("threads must be at least 1".into());
+        if t == 0 || t > 1024 {
+            return Err(format!("threads must be in 1..=1024, got {t}"));
         }
         b = b.num_threads(t);
     }

@@ -377,6 +377,14 @@ impl RunConfig {
             if idx.is_empty() {
                 return Err(bad("eval_subset", "must list at least one test image"));
             }
+            let mut sorted = idx.clone();
+            sorted.sort_unstable();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(bad(
+                    "eval_subset",
+                    format!("lists test image {} twice (each image counts once)", w[0]),
+                ));
+            }
             if self.eval_samples.is_some() {
                 return Err(bad(
                     "eval_samples",
