@@ -52,7 +52,9 @@ fn table(kind: &str, canonical: &str, settings: &[(String, Value)]) -> Result<Va
         if k == "name" {
             bail!("{kind} {canonical}: `name` is not a setting");
         }
-        map.insert(k.clone(), v.clone());
+        if map.insert(k.clone(), v.clone()).is_some() {
+            bail!("{kind} {canonical}: `{k}` is given twice; give each setting once");
+        }
     }
     Ok(Value::Object(map))
 }
@@ -75,6 +77,9 @@ pub fn aggregator(
     })?;
     let mut all = settings.to_vec();
     if let Some(f) = f {
+        if let Some((_, v)) = settings.iter().find(|(k, _)| k == "f") {
+            bail!("rule {canonical}: --f {f} and --set f={v} disagree; give f once");
+        }
         all.push(("f".into(), Value::from(f)));
     }
     let cfg = table("rule", canonical, &all)?;

@@ -772,3 +772,26 @@ fn hostile_sizes_and_paths_are_refused_before_any_work() {
     let err = failure(byzadam().args(["bench", "--threads", "100000", "--dims", "8"]));
     assert!(err.contains("at most 1024"), "{err}");
 }
+
+#[test]
+fn a_setting_given_twice_is_an_error_not_the_last_one_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.csv");
+    std::fs::write(&x, "1,2\n3,4\n5,6\n7,8\n9,10\n").unwrap();
+    let x = x.to_str().unwrap();
+    let err = stderr_of(&["aggregate", x, "--rule", "cwtm", "--f", "2", "--set", "f=3"]);
+    assert!(err.contains("--f 2 and --set f=3 disagree"), "{err}");
+    let err = stderr_of(&[
+        "aggregate",
+        x,
+        "--rule",
+        "multi_krum",
+        "--f",
+        "1",
+        "--set",
+        "m=2",
+        "--set",
+        "m=3",
+    ]);
+    assert!(err.contains("`m` is given twice"), "{err}");
+}
