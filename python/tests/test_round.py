@@ -2,6 +2,7 @@
 and its workers gives byzadam.run's metrics bit for bit; the docs' loop runs and prints
 byzadam.run's accuracy; checkpoints restore; bad shapes are errors, never crashes."""
 import contextlib
+import os
 import io
 import pathlib
 import re
@@ -136,27 +137,31 @@ def test_wrong_shapes_are_errors_not_crashes():
         byzadam.Server({"workers": 3, "byzantine": 5})
 
 
-def test_the_quickstart_falls_back_to_synthetic_digits_as_the_cli_does(tmp_path, cli):
-    """No MNIST in the data directory and no download: ``byzadam.run()`` (the quickstart)
-    trains on synthetic digits, says why, and gives the CLI's numbers for the same fallback."""
+def test_the_quickstart_falls_back_to_synthetic_digits_as_the_cli_does(tmp_path, cli, monkeypatch):
+    """No data directory named, no MNIST in ./data and no download: ``byzadam.run()`` (the
+    quickstart) trains on synthetic digits, says why, and gives the CLI's numbers for the
+    same fallback; a named directory without MNIST is an error naming the file."""
     import json
     import subprocess
 
-    empty = tmp_path / "data"
-    empty.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BYZADAM_DATA_DIR", raising=False)
     sets = ["rounds=3", "eval_every=3", "eval_samples=200", "model={name=\"mlp\", hidden=[8]}"]
     with pytest.warns(UserWarning, match="synthetic digits"):
-        res = byzadam.run(set=sets, data_dir=str(empty), progress=False)
+        res = byzadam.run(set=sets, progress=False)
     assert "mnist" in res.summary["synthetic_fallback"]
     assert res.summary["dataset"] == "synthetic" and res.config["dataset"] == "synthetic"
     out = tmp_path / "out"
-    args = [cli, "run", "--quiet", "--data-dir", str(empty), "--out", str(out)]
+    args = [cli, "run", "--quiet", "--out", str(out)]
     for s in sets:
         args += ["--set", s]
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "BYZADAM_DATA_DIR"})
     assert done.returncode == 0, done.stderr
     assert "synthetic digits" in done.stdout
     theirs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert res.metrics == theirs
-    engine = byzadam.Engine(set=sets, data_dir=str(empty))
+    engine = byzadam.Engine(set=sets)
     assert engine.fallback and engine.config["dataset"] == "synthetic"
+    with pytest.raises(byzadam.ByzadamError, match="train-images-idx3-ubyte"):
+        byzadam.run(set=sets, data_dir=str(tmp_path / "named"), progress=False)

@@ -529,29 +529,26 @@ fn bad_run_configs_name_the_file_and_the_key() {
 }
 
 #[test]
-fn only_the_quickstart_falls_back_to_synthetic_digits() {
+fn only_the_quickstart_without_a_named_data_directory_falls_back_to_synthetic_digits() {
     let empty = tempfile::tempdir().unwrap();
-    let res = empty.path().join("r");
-    let d = empty.path().join("no-data");
-    // No config, no data, no network: the quickstart says so and trains on synthetic digits.
+    let here = empty.path();
+    let res = here.join("r");
+    let quick = [
+        "--set",
+        "rounds=2",
+        "--set",
+        "eval_samples=200",
+        "--set",
+        "model={name=\"logistic_regression\"}",
+    ];
+    // No config, no data directory named, nothing in ./data, no network: the quickstart says
+    // so and trains on synthetic digits, leaving no empty ./data behind.
     let (text, _) = success(
         byzadam()
-            .args([
-                "run",
-                "--quiet",
-                "--data-dir",
-                d.to_str().unwrap(),
-                "--out",
-                res.to_str().unwrap(),
-            ])
-            .args([
-                "--set",
-                "rounds=2",
-                "--set",
-                "eval_samples=200",
-                "--set",
-                "model={name=\"logistic_regression\"}",
-            ]),
+            .current_dir(here)
+            .env_remove("BYZADAM_DATA_DIR")
+            .args(["run", "--quiet", "--out", res.to_str().unwrap()])
+            .args(quick),
     );
     assert!(
         text.contains("synthetic digits instead") && text.contains("on synthetic digits"),
@@ -562,6 +559,47 @@ fn only_the_quickstart_falls_back_to_synthetic_digits() {
         summary.contains("\"dataset\": \"synthetic\"") && summary.contains("synthetic_fallback"),
         "{summary}"
     );
+    assert!(
+        !here.join("data").exists(),
+        "the failed download left ./data behind"
+    );
+    // A data directory the user named must hold the data: an error naming the file.
+    let d = here.join("no-data");
+    let err = failure(
+        byzadam()
+            .current_dir(here)
+            .args(["run", "--quiet", "--data-dir", d.to_str().unwrap()])
+            .args(quick),
+    );
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !d.exists(),
+        "the failed download left {} behind",
+        d.display()
+    );
+    let err = failure(
+        byzadam()
+            .current_dir(here)
+            .env("BYZADAM_DATA_DIR", &d)
+            .args(["run", "--quiet"])
+            .args(quick),
+    );
+    assert!(err.contains("loading mnist"), "{err}");
+    // A corrupt file is never replaced by synthetic digits, even in the quickstart's ./data.
+    let mnist = here.join("data/mnist");
+    std::fs::create_dir_all(&mnist).unwrap();
+    std::fs::write(mnist.join("train-images-idx3-ubyte.gz"), b"not gzip at all").unwrap();
+    let err = failure(
+        byzadam()
+            .current_dir(here)
+            .env_remove("BYZADAM_DATA_DIR")
+            .args(["run", "--quiet"])
+            .args(quick),
+    );
+    assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
     // A run that names its dataset never falls back.
     let err = stderr_of(&[
         "run",

@@ -290,8 +290,10 @@ pub struct RunData {
 
 /// The data of a run of `kind`: synthetic digits generated from `seed`; else the dataset
 /// from `dir`, downloading (and checking) what is missing; else — only when
-/// `synthetic_fallback` (the quickstart: no config, no dataset named) — synthetic digits,
-/// with the reason. Errors name the dataset and the directory.
+/// `synthetic_fallback` (the quickstart, with no data directory named) and the dataset is
+/// *missing* (not corrupt) — synthetic digits, with the reason. A corrupt, truncated or
+/// foreign file is always an error naming it; a failed download leaves no empty directory
+/// behind. Errors name the dataset, the directory and the file.
 pub fn load_for_run(
     kind: DatasetKind,
     dir: &Path,
@@ -307,6 +309,25 @@ pub fn load_for_run(
             fallback: None,
         });
     }
+    let context = |e: &dyn std::fmt::Display| {
+        format!("loading {} from {}: {e}", kind.folder(), dir.display())
+    };
+    let missing = match crate::load(kind, dir) {
+        Ok(split) => {
+            return Ok(RunData {
+                split,
+                kind,
+                fallback: None,
+            })
+        }
+        Err(e @ DataError::Missing { .. }) => e,
+        Err(e) => return Err(context(&e)),
+    };
+    let folder = dir.join(kind.folder());
+    let created: Vec<PathBuf> = [dir.to_path_buf(), folder.clone()]
+        .into_iter()
+        .filter(|d| !d.exists())
+        .collect();
     match load_or_download(kind, dir, progress) {
         Ok(split) => Ok(RunData {
             split,
@@ -314,7 +335,12 @@ pub fn load_for_run(
             fallback: None,
         }),
         Err(e) => {
-            let why = format!("loading {} from {}: {e}", kind.folder(), dir.display());
+            // Leave no empty directory the attempt made (deepest first; `remove_dir` only
+            // removes empty ones).
+            for d in created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            let why = context(&format!("{missing}; downloading it failed: {e}"));
             if synthetic_fallback {
                 Ok(RunData {
                     split: synthetic(),

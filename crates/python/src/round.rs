@@ -264,6 +264,10 @@ impl PyEngine {
         quickstart: bool,
     ) -> PyResult<Self> {
         let mut cfg = config(config_json)?;
+        // The quickstart falls back only when no data directory was named.
+        let quickstart = quickstart
+            && data_dir.is_none()
+            && std::env::var_os(byzadam_data::DATA_DIR_ENV).is_none_or(|d| d.is_empty());
         let dir = byzadam_data::data_dir(data_dir.as_deref());
         let loaded = py
             .detach(|| {

@@ -85,17 +85,22 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     args.threads.set_global()?;
     let mut cfg = resolve(args.config.as_deref(), &args.set)?;
     // The quickstart (no config, no dataset override) falls back to synthetic digits when
-    // MNIST cannot be had; a config that names a dataset never falls back.
+    // MNIST is missing and cannot be downloaded; a config that names a dataset never falls
+    // back, nor does a corrupt file.
     let quickstart = args.config.is_none()
         && !args
             .set
             .iter()
             .any(|s| s.trim_start().starts_with("dataset"));
+    // ...and only when no data directory was named (flag or environment): a directory the
+    // user named must hold the data.
+    let named_dir = args.data.data_dir.is_some()
+        || std::env::var_os(byzadam_data::DATA_DIR_ENV).is_some_and(|d| !d.is_empty());
     let loaded = load_for_run(
         cfg.dataset,
         &args.data.resolve(),
         cfg.data_seed,
-        quickstart,
+        quickstart && !named_dir,
         byzadam_data::download::Progress::Bar,
     )
     .map_err(|e| anyhow!(e))?;
