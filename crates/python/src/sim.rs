@@ -117,7 +117,12 @@ fn run(
     let mut cfg = resolve(text, name, &set)?;
     // The quickstart (no config, no dataset override) falls back to synthetic digits when
     // the dataset cannot be had, as `byzadam run` does.
-    let quickstart = text.is_none() && !set.iter().any(|s| s.trim_start().starts_with("dataset"));
+    // The quickstart falls back only when no data directory was named (argument or
+    // environment), as `byzadam run` does.
+    let quickstart = text.is_none()
+        && !set.iter().any(|s| s.trim_start().starts_with("dataset"))
+        && data_dir.is_none()
+        && std::env::var_os(byzadam_data::DATA_DIR_ENV).is_none_or(|d| d.is_empty());
     let dir = byzadam_data::data_dir(data_dir.as_deref());
     let loaded = py
         .detach(|| {
