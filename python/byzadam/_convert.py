@@ -145,6 +145,14 @@ def check_number(rule: str, name: str, value: Any, *, integer: bool = False,
     return value
 
 
+def subclasses(base: type) -> list:
+    """Every subclass of ``base``, depth first (a registry's classes: each names its entry)."""
+    out = []
+    for c in base.__subclasses__():
+        out += [c] + subclasses(c)
+    return out
+
+
 def check_finite(rule: str, params: dict) -> dict:
     """``params`` unchanged, or a ``ValueError`` naming the first NaN or ±∞ among them (nested
     lists and dicts too): JSON, which carries them to Rust, has no form for those, and no

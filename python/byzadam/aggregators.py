@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
 
 __all__ = [
     "Aggregator", "Average", "TrimmedMean", "Median", "MeanAroundMedian",
@@ -348,15 +348,8 @@ CAF = CovarianceFilter
 SMEA = SmallestEigenvalueAveraging
 
 #: Canonical registry name → class.
-def _subclasses(base: type) -> list:
-    out = []
-    for c in base.__subclasses__():
-        out += [c] + _subclasses(c)
-    return out
-
-
 #: The class of every registry entry, by canonical name (every subclass that names one).
-CLASSES = {c.name: c for c in _subclasses(Aggregator) if c.name}
+CLASSES = {c.name: c for c in subclasses(Aggregator) if c.name}
 
 
 def aggregator(name: str, **params: Any) -> Aggregator:

@@ -17,7 +17,7 @@ import json
 from typing import Any, Optional, Sequence
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
 from .aggregators import Aggregator, Average, _compat
 from .preaggregators import PreAggregator, StaticClipping
 
@@ -286,15 +286,8 @@ Optimal_InnerProductManipulation = OptimalEmpire
 Inf = PositiveInfinity
 
 #: Canonical registry name → class.
-def _subclasses(base: type) -> list:
-    out = []
-    for c in base.__subclasses__():
-        out += [c] + _subclasses(c)
-    return out
-
-
 #: The class of every registry entry, by canonical name (every subclass that names one).
-CLASSES = {c.name: c for c in _subclasses(Attack) if c.name}
+CLASSES = {c.name: c for c in subclasses(Attack) if c.name}
 
 
 def attack(name: str, **params: Any) -> Attack:

@@ -9,7 +9,7 @@ import json
 from typing import Any, Optional
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number
+from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
 
 __all__ = ["PreAggregator", "NearestNeighborMixing", "Bucketing", "StaticClipping",
            "AdaptiveRobustClipping", "NNM", "Clipping", "ARC", "preaggregator"]
@@ -103,7 +103,7 @@ ARC = AdaptiveRobustClipping
 
 #: Canonical registry name → class.
 #: The class of every registry entry, by canonical name (every subclass that names one).
-CLASSES = {c.name: c for c in PreAggregator.__subclasses__() if c.name}
+CLASSES = {c.name: c for c in subclasses(PreAggregator) if c.name}
 
 
 def preaggregator(name: str, **params: Any) -> PreAggregator:

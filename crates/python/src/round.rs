@@ -191,6 +191,21 @@ fn messages_out<'py>(py: Python<'py>, out: &[Vec<f32>]) -> Vec<Bound<'py, PyArra
     out.iter().map(|m| PyArray1::from_slice(py, m)).collect()
 }
 
+/// What worker half `w` sends for `gradient` at `params` (the caller's gradient untouched).
+fn send<'py>(
+    py: Python<'py>,
+    w: &mut Worker,
+    params: PyReadonlyArray1<'py, f32>,
+    gradient: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
+    let params = vector(&params);
+    let mut g = vector(&gradient).into_owned();
+    let mut out = vec![vec![0.0f32; w.dim()]; w.messages()];
+    py.detach(|| w.message(&params, &mut g, &mut out))
+        .map_err(round_error)?;
+    Ok(messages_out(py, &out))
+}
+
 #[pymethods]
 impl PyWorker {
     #[new]
@@ -223,13 +238,7 @@ impl PyWorker {
         params: PyReadonlyArray1<'py, f32>,
         gradient: PyReadonlyArray1<'py, f32>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
-        let params = vector(&params);
-        let mut g = vector(&gradient).into_owned();
-        let mut out = vec![vec![0.0f32; self.inner.dim()]; self.inner.messages()];
-        let w = &mut self.inner;
-        py.detach(|| w.message(&params, &mut g, &mut out))
-            .map_err(round_error)?;
-        Ok(messages_out(py, &out))
+        send(py, &mut self.inner, params, gradient)
     }
 
     /// The optimizer state, as bytes.
@@ -264,22 +273,7 @@ impl PyEngine {
         quickstart: bool,
     ) -> PyResult<Self> {
         let mut cfg = config(config_json)?;
-        // The quickstart falls back only when no data directory was named.
-        let quickstart = quickstart
-            && data_dir.is_none()
-            && std::env::var_os(byzadam_data::DATA_DIR_ENV).is_none_or(|d| d.is_empty());
-        let dir = byzadam_data::data_dir(data_dir.as_deref());
-        let loaded = py
-            .detach(|| {
-                byzadam_data::load_for_run(
-                    cfg.dataset,
-                    &dir,
-                    cfg.data_seed,
-                    quickstart,
-                    byzadam_data::download::Progress::Bar,
-                )
-            })
-            .map_err(error)?;
+        let loaded = crate::sim::load_run_data(py, &cfg, data_dir, quickstart)?;
         cfg.dataset = loaded.kind;
         let evaluator = Evaluator::new(&cfg, &loaded.split).map_err(error)?;
         Ok(Self {
@@ -381,13 +375,7 @@ impl PyEngineWorker {
         params: PyReadonlyArray1<'py, f32>,
         gradient: PyReadonlyArray1<'py, f32>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
-        let params = vector(&params);
-        let mut g = vector(&gradient).into_owned();
-        let mut out = vec![vec![0.0f32; self.inner.dim()]; self.inner.half().messages()];
-        let w = &mut self.inner;
-        py.detach(|| w.message(&params, &mut g, &mut out))
-            .map_err(round_error)?;
-        Ok(messages_out(py, &out))
+        send(py, self.inner.half_mut(), params, gradient)
     }
 
     /// `gradient` then `message`: `(loss, [message, ...])`.

@@ -84,6 +84,31 @@ fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, String> {
     b.build().map_err(|e| e.to_string())
 }
 
+/// A run's data as `byzadam run` gets it (`byzadam_data::load_for_run`): the quickstart falls
+/// back to synthetic digits only when no data directory was named, by argument or
+/// environment.
+pub(crate) fn load_run_data(
+    py: Python<'_>,
+    cfg: &RunConfig,
+    data_dir: Option<PathBuf>,
+    quickstart: bool,
+) -> PyResult<byzadam_data::RunData> {
+    let fallback = quickstart
+        && data_dir.is_none()
+        && std::env::var_os(byzadam_data::DATA_DIR_ENV).is_none_or(|d| d.is_empty());
+    let dir = byzadam_data::data_dir(data_dir.as_deref());
+    py.detach(|| {
+        byzadam_data::load_for_run(
+            cfg.dataset,
+            &dir,
+            cfg.data_seed,
+            fallback,
+            byzadam_data::download::Progress::Bar,
+        )
+    })
+    .map_err(error)
+}
+
 struct Channel {
     tx: Sender<RoundMetrics>,
     stop: Arc<AtomicBool>,
@@ -115,26 +140,9 @@ fn run(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, Vec<Py<pyo3::types::PyDict>>, String)> {
     let mut cfg = resolve(text, name, &set)?;
-    // The quickstart (no config, no dataset override) falls back to synthetic digits when
-    // the dataset cannot be had, as `byzadam run` does.
-    // The quickstart falls back only when no data directory was named (argument or
-    // environment), as `byzadam run` does.
-    let quickstart = text.is_none()
-        && !set.iter().any(|s| s.trim_start().starts_with("dataset"))
-        && data_dir.is_none()
-        && std::env::var_os(byzadam_data::DATA_DIR_ENV).is_none_or(|d| d.is_empty());
-    let dir = byzadam_data::data_dir(data_dir.as_deref());
-    let loaded = py
-        .detach(|| {
-            byzadam_data::load_for_run(
-                cfg.dataset,
-                &dir,
-                cfg.data_seed,
-                quickstart,
-                byzadam_data::download::Progress::Bar,
-            )
-        })
-        .map_err(error)?;
+    // The quickstart: no config, no dataset override.
+    let quickstart = text.is_none() && !set.iter().any(|s| s.trim_start().starts_with("dataset"));
+    let loaded = load_run_data(py, &cfg, data_dir, quickstart)?;
     let fallback = loaded.fallback;
     cfg.dataset = loaded.kind;
     let data = Arc::new(loaded.split);

@@ -50,7 +50,40 @@ pub const fn param(
 /// `f`, the number of Byzantine inputs tolerated: required, an `int`.
 pub const F: Param = param("f", "int", "required", "", "Byzantine inputs to tolerate");
 
-/// A registry entry as `registry_json` and `byzadam rules` show it.
+/// `segments`: lengths of consecutive coordinate ranges whose distances are summed (NNM and
+/// the largest-distance filter, as the thesis's code sums per-tensor norms).
+pub const SEGMENTS: Param = param(
+    "segments",
+    "int list",
+    "[] (one segment)",
+    "each ≥ 1, summing to the dimension",
+    "lengths of the parameter tensors whose distances are summed",
+);
+
+/// `subset_budget`: the exact subset searches' limit (MDA, SMEA).
+pub const SUBSET_BUDGET: Param = param(
+    "subset_budget",
+    "int",
+    "10000000",
+    "≥ 1",
+    "most subsets searched before refusing",
+);
+
+/// The adaptive attacks' line search (`optimal_alie`, `optimal_empire`).
+pub const LINE_SEARCH: &[Param] = &[
+    param(
+        "evals",
+        "int",
+        "20",
+        "≥ 1",
+        "evaluations of the server's pipeline",
+    ),
+    param("start", "float", "0", "finite", "first factor tried"),
+    param("delta", "float", "10", "finite", "first step"),
+    param("ratio", "float", "0.8", "in (0, 1)", "step shrink factor"),
+];
+
+/// A registry entry as [`crate::registry`] and `byzadam rules` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     /// The canonical name.

@@ -335,6 +335,11 @@ impl EngineWorker {
         &self.half
     }
 
+    /// The worker half, to send a message for a gradient computed elsewhere.
+    pub fn half_mut(&mut self) -> &mut Worker {
+        &mut self.half
+    }
+
     /// The epoch sampler as it stands (a clone draws the batches this worker trains on next).
     pub fn sampler(&self) -> &EpochSampler {
         &self.sampler

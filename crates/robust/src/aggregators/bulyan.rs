@@ -88,7 +88,6 @@ impl Aggregator for Bulyan {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::F;
 
 impl crate::params::Described for Bulyan {

@@ -144,7 +144,6 @@ impl Aggregator for CenteredClipping {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for CenteredClipping {

@@ -126,7 +126,6 @@ impl Aggregator for CovarianceFilter {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::F;
 
 impl crate::params::Described for CovarianceFilter {

@@ -121,7 +121,6 @@ impl Aggregator for GeometricMedian {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for GeometricMedian {

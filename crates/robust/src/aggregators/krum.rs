@@ -224,7 +224,6 @@ impl Aggregator for MultiKrum {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::{param, F};
 
 const BYZFL: crate::params::Param = param(

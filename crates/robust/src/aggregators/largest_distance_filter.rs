@@ -91,19 +91,9 @@ impl Aggregator for LargestDistanceFilter {
     }
 }
 
-#[allow(unused_imports)]
-use crate::params::{param, F};
+use crate::params::F;
 
 impl crate::params::Described for LargestDistanceFilter {
-    const PARAMS: &'static [crate::params::Param] = &[
-        F,
-        param(
-            "segments",
-            "int list",
-            "[] (one segment)",
-            "each ≥ 1, summing to the dimension",
-            "lengths of the parameter tensors whose distances are summed",
-        ),
-    ];
+    const PARAMS: &'static [crate::params::Param] = &[F, crate::params::SEGMENTS];
     const REQUIREMENT: &'static str = "n > f";
 }

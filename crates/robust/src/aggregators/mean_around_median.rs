@@ -57,7 +57,6 @@ impl Aggregator for MeanAroundMedian {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::F;
 
 impl crate::params::Described for MeanAroundMedian {

@@ -193,19 +193,12 @@ impl Aggregator for MinimumDiameterAveraging {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::{param, F};
 
 impl crate::params::Described for MinimumDiameterAveraging {
     const PARAMS: &'static [crate::params::Param] = &[
         F,
-        param(
-            "subset_budget",
-            "int",
-            "10000000",
-            "≥ 1",
-            "most subsets searched before refusing",
-        ),
+        crate::params::SUBSET_BUDGET,
         param(
             "byzfl",
             "bool",

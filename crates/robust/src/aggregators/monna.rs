@@ -64,7 +64,6 @@ impl Aggregator for Monna {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::{param, F};
 
 impl crate::params::Described for Monna {

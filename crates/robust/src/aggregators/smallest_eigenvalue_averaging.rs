@@ -106,19 +106,9 @@ impl Aggregator for SmallestEigenvalueAveraging {
     }
 }
 
-#[allow(unused_imports)]
-use crate::params::{param, F};
+use crate::params::F;
 
 impl crate::params::Described for SmallestEigenvalueAveraging {
-    const PARAMS: &'static [crate::params::Param] = &[
-        F,
-        param(
-            "subset_budget",
-            "int",
-            "10000000",
-            "≥ 1",
-            "most subsets searched before refusing",
-        ),
-    ];
+    const PARAMS: &'static [crate::params::Param] = &[F, crate::params::SUBSET_BUDGET];
     const REQUIREMENT: &'static str = "n > 2f, C(n, f) ≤ subset_budget";
 }

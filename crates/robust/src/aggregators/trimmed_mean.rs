@@ -93,7 +93,6 @@ impl Aggregator for TrimmedMean {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::{param, F};
 
 impl crate::params::Described for TrimmedMean {

@@ -148,7 +148,6 @@ impl Attack for ALittleIsEnough {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for ALittleIsEnough {

@@ -107,7 +107,6 @@ impl Attack for Empire {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for Empire {

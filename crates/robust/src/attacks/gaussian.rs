@@ -87,7 +87,6 @@ impl Attack for Gaussian {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for Gaussian {

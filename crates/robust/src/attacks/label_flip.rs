@@ -85,7 +85,6 @@ impl Attack for LabelFlip {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for LabelFlip {

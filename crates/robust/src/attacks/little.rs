@@ -83,7 +83,6 @@ impl Attack for Little {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for Little {

@@ -72,7 +72,6 @@ impl Attack for Mimic {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for Mimic {

@@ -281,35 +281,10 @@ impl Attack for OptimalEmpire {
     }
 }
 
-#[allow(unused_imports)]
-use crate::params::param;
-
 impl crate::params::Described for OptimalAlie {
-    const PARAMS: &'static [crate::params::Param] = &[
-        param(
-            "evals",
-            "int",
-            "20",
-            "≥ 1",
-            "evaluations of the server's pipeline",
-        ),
-        param("start", "float", "0", "finite", "first factor tried"),
-        param("delta", "float", "10", "finite", "first step"),
-        param("ratio", "float", "0.8", "in (0, 1)", "step shrink factor"),
-    ];
+    const PARAMS: &'static [crate::params::Param] = crate::params::LINE_SEARCH;
 }
 
 impl crate::params::Described for OptimalEmpire {
-    const PARAMS: &'static [crate::params::Param] = &[
-        param(
-            "evals",
-            "int",
-            "20",
-            "≥ 1",
-            "evaluations of the server's pipeline",
-        ),
-        param("start", "float", "0", "finite", "first factor tried"),
-        param("delta", "float", "10", "finite", "first step"),
-        param("ratio", "float", "0.8", "in (0, 1)", "step shrink factor"),
-    ];
+    const PARAMS: &'static [crate::params::Param] = crate::params::LINE_SEARCH;
 }

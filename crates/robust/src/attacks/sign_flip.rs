@@ -46,7 +46,6 @@ impl Attack for SignFlip {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for SignFlip {

@@ -66,7 +66,6 @@ impl PreAggregator for AdaptiveRobustClipping {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::F;
 
 impl crate::params::Described for AdaptiveRobustClipping {

@@ -70,7 +70,6 @@ impl PreAggregator for Bucketing {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for Bucketing {

@@ -142,19 +142,9 @@ impl PreAggregator for NearestNeighborMixing {
     }
 }
 
-#[allow(unused_imports)]
-use crate::params::{param, F};
+use crate::params::F;
 
 impl crate::params::Described for NearestNeighborMixing {
-    const PARAMS: &'static [crate::params::Param] = &[
-        F,
-        param(
-            "segments",
-            "int list",
-            "[] (one segment)",
-            "each ≥ 1, summing to the dimension",
-            "lengths of the parameter tensors whose distances are summed",
-        ),
-    ];
+    const PARAMS: &'static [crate::params::Param] = &[F, crate::params::SEGMENTS];
     const REQUIREMENT: &'static str = "n > f";
 }

@@ -70,7 +70,6 @@ impl PreAggregator for StaticClipping {
     }
 }
 
-#[allow(unused_imports)]
 use crate::params::param;
 
 impl crate::params::Described for StaticClipping {
