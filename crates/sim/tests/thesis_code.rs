@@ -209,7 +209,8 @@ fn evaluating_before_the_last_update_is_the_model_after_one_update_fewer() {
 #[test]
 fn an_evaluation_subset_is_the_test_set_of_those_images() {
     let data = data();
-    let which = vec![17u32, 3, 3, 150, 42, 0, 199];
+    // Unsorted (order is kept); each image once (a repeat is refused: issue 22).
+    let which = vec![17u32, 3, 88, 150, 42, 0, 199];
     let (_, on_subset) = run(
         RunConfig {
             eval_subset: Some(EvalSubset::Indices(which.clone())),
@@ -269,6 +270,20 @@ fn an_evaluation_subset_is_the_test_set_of_those_images() {
     .err()
     .unwrap();
     assert_eq!(err.key, "eval_subset");
+    // An image listed twice is refused, naming it (it would count twice).
+    let err = Simulation::new(
+        RunConfig {
+            eval_subset: Some(EvalSubset::Indices(vec![5, 9, 5])),
+            ..small()
+        },
+        &data,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.key == "eval_subset" && err.reason.contains("image 5 twice"),
+        "{err}"
+    );
 }
 
 #[test]

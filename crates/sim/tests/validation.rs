@@ -184,7 +184,8 @@ fn non_finite_numbers_are_refused_with_their_key() {
                 )),
                 ..base()
             }),
-            "attack"
+            // The rule's own parameter, named as the key (the registry's validate).
+            "attack.epsilon"
         );
         assert_eq!(
             key(RunConfig {
@@ -193,7 +194,7 @@ fn non_finite_numbers_are_refused_with_their_key() {
                 )),
                 ..base()
             }),
-            "attack"
+            "attack.z"
         );
     }
 }
