@@ -75,11 +75,19 @@ fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     let descr = npy.dtype().descr();
     let data: Vec<f32> = match descr.trim_matches('\'') {
         "<f4" | ">f4" => npy.into_vec::<f32>()?,
-        "<f8" | ">f8" => npy
-            .into_vec::<f64>()?
-            .into_iter()
-            .map(|x| x as f32)
-            .collect(),
+        "<f8" | ">f8" => {
+            let wide = npy.into_vec::<f64>()?;
+            let mut out = Vec::with_capacity(wide.len());
+            for (k, &x) in wide.iter().enumerate() {
+                let (i, j) = if fortran {
+                    (k % rows.max(1), k / rows.max(1))
+                } else {
+                    (k / dim.max(1), k % dim.max(1))
+                };
+                out.push(narrow(x).map_err(|e| anyhow!("row {}, column {}: {e}", i + 1, j + 1))?);
+            }
+            out
+        }
         other => bail!("unsupported dtype {other}: use float32 or float64"),
     };
     if data.len() != rows * dim {
@@ -97,14 +105,31 @@ fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     Ok((rows, dim, data))
 }
 
-/// Parses one number, accepting the spellings of ±∞ and NaN.
-fn parse_number(s: &str) -> Option<f32> {
+/// Parses one number, accepting the spellings of ±∞ and NaN. A finite number past float32's
+/// range is an error (it would become ±∞ without a word); ±∞ spelled out stays ±∞.
+fn parse_number(s: &str) -> Result<f32, String> {
     let t = s.trim();
     match t.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => Some(f32::INFINITY),
-        "-inf" | "-infinity" => Some(f32::NEG_INFINITY),
-        "nan" | "+nan" | "-nan" => Some(f32::NAN),
-        _ => t.parse::<f64>().ok().map(|x| x as f32),
+        "inf" | "+inf" | "infinity" | "+infinity" => Ok(f32::INFINITY),
+        "-inf" | "-infinity" => Ok(f32::NEG_INFINITY),
+        "nan" | "+nan" | "-nan" => Ok(f32::NAN),
+        _ => match t.parse::<f64>() {
+            Ok(x) => narrow(x),
+            Err(_) => Err(format!("{s:?} is not a number")),
+        },
+    }
+}
+
+/// `x` as float32, or why not: a finite value past float32's range (±3.4e38) would silently
+/// become ±∞, so it is refused (byzadam computes in float32).
+fn narrow(x: f64) -> Result<f32, String> {
+    let y = x as f32;
+    if x.is_finite() && y.is_infinite() {
+        Err(format!(
+            "{x} is outside float32's range (±3.4e38; byzadam computes in float32)"
+        ))
+    } else {
+        Ok(y)
     }
 }
 
@@ -131,9 +156,8 @@ fn read_csv(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
             );
         }
         for (col, field) in record.iter().enumerate() {
-            let x = parse_number(field).ok_or_else(|| {
-                anyhow!("row {line}, column {}: {field:?} is not a number", col + 1)
-            })?;
+            let x =
+                parse_number(field).map_err(|e| anyhow!("row {line}, column {}: {e}", col + 1))?;
             data.push(x);
         }
         rows += 1;
@@ -164,13 +188,14 @@ fn read_json(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
         }
         for (c, v) in row.iter().enumerate() {
             let x = match v {
-                serde_json::Value::Number(n) => n.as_f64().map(|x| x as f32),
+                serde_json::Value::Number(n) => n
+                    .as_f64()
+                    .ok_or_else(|| format!("{v} is not a number"))
+                    .and_then(narrow),
                 serde_json::Value::String(s) => parse_number(s),
-                _ => None,
+                _ => Err(format!("{v} is not a number")),
             };
-            data.push(
-                x.ok_or_else(|| anyhow!("row {}, column {}: {v} is not a number", r + 1, c + 1))?,
-            );
+            data.push(x.map_err(|e| anyhow!("row {}, column {}: {e}", r + 1, c + 1))?);
         }
     }
     Ok((outer.len(), dim, data))

@@ -833,3 +833,34 @@ fn a_setting_given_twice_is_an_error_not_the_last_one_silently() {
     ]);
     assert!(err.contains("`m` is given twice"), "{err}");
 }
+
+/// A finite number past float32's range is refused, naming its row and column, instead of
+/// becoming ±∞ without a word (issue 22); ±∞ spelled out stays an input like any other.
+#[test]
+fn numbers_past_float32s_range_are_refused_naming_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "1,2\n3,1e39\n5,6\n").unwrap();
+    let err = stderr_of(&["aggregate", csv.to_str().unwrap(), "--rule", "median"]);
+    assert!(
+        err.contains("row 2, column 2") && err.contains("float32's range"),
+        "{err}"
+    );
+    let json = dir.path().join("x.json");
+    std::fs::write(&json, "[[1, -1e300], [2, 3]]").unwrap();
+    let err = stderr_of(&["aggregate", json.to_str().unwrap(), "--rule", "median"]);
+    assert!(
+        err.contains("row 1, column 2") && err.contains("float32's range"),
+        "{err}"
+    );
+    let npy = dir.path().join("x.npy");
+    write_npy_f64(&npy, 2, 3, &[1.0, 2.0, 3.0, 4.0, 1e300, 6.0]);
+    let err = stderr_of(&["aggregate", npy.to_str().unwrap(), "--rule", "median"]);
+    assert!(
+        err.contains("row 2, column 2") && err.contains("float32's range"),
+        "{err}"
+    );
+    // inf spelled out, and the largest float32, are inputs.
+    std::fs::write(&csv, "1,inf\n3,3.4e38\n5,6\n").unwrap();
+    success(byzadam().args(["aggregate", csv.to_str().unwrap(), "--rule", "median"]));
+}
