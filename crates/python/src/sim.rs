@@ -147,6 +147,7 @@ fn run(
     cfg.dataset = loaded.kind;
     let data = Arc::new(loaded.split);
     let config_json = serde_json::to_string(&cfg).map_err(error)?;
+    let dataset = cfg.dataset.folder();
     let mut metrics = Vec::new();
     let result = supervise(
         py,
@@ -172,12 +173,7 @@ fn run(
     )?;
     let summary = result.map_err(error)?;
     let mut summary_json = serde_json::to_value(&summary).map_err(error)?;
-    summary_json["dataset"] = serde_json::Value::from(
-        serde_json::from_str::<RunConfig>(&config_json)
-            .map_err(error)?
-            .dataset
-            .folder(),
-    );
+    summary_json["dataset"] = serde_json::Value::from(dataset);
     if let Some(why) = fallback {
         summary_json["synthetic_fallback"] = serde_json::Value::from(why);
     }
