@@ -10,7 +10,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use byzadam_robust::Submissions;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// A file format, chosen by extension.
@@ -44,51 +44,131 @@ impl Format {
     }
 }
 
+/// Largest matrix file read (16 GiB): checked before reading, so a link to `/dev/zero` or a
+/// file that claims more than it holds never allocates past it.
+pub const MAX_FILE_BYTES: u64 = 1 << 34;
+
+/// Largest `.json` matrix file (256 MiB): a parsed JSON value takes several times its text;
+/// use `.npy` for more.
+pub const MAX_JSON_BYTES: u64 = 1 << 28;
+
 /// Reads the matrix in `path` as submissions (one row per vector).
 pub fn read(path: &Path) -> Result<Submissions<'static>> {
     let format = Format::of(path)?;
-    let (rows, dim, data) = match format {
-        Format::Npy => read_npy(path),
-        Format::Csv => read_csv(path),
-        Format::Json => read_json(path),
-    }
-    .with_context(|| format!("reading {}", path.display()))?;
-    if rows == 0 || dim == 0 {
-        bail!(
-            "reading {}: no vectors (the file holds a {rows} × {dim} matrix)",
-            path.display()
-        );
-    }
-    Ok(Submissions::from_flat(data, dim).expect("rows × dim checked above"))
+    let bytes =
+        read_bounded(path, format).with_context(|| format!("reading {}", path.display()))?;
+    parse(format, &bytes).with_context(|| format!("reading {}", path.display()))
 }
 
-fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+/// Parses a whole matrix file's bytes (what [`read`] does after reading them): every error
+/// says what is wrong and where, nothing panics, and nothing is allocated past what the bytes
+/// can hold (the fuzz tests feed it arbitrary bytes).
+pub fn parse(format: Format, bytes: &[u8]) -> Result<Submissions<'static>> {
+    let (rows, dim, data) = match format {
+        Format::Npy => parse_npy(bytes),
+        Format::Csv => parse_csv(bytes),
+        Format::Json => parse_json(bytes),
+    }?;
+    if rows == 0 || dim == 0 {
+        bail!("no vectors (the file holds a {rows} × {dim} matrix)");
+    }
+    byzadam_robust::limits::matrix("the matrix", rows as u128, dim as u128)?;
+    Submissions::from_flat(data, dim).map_err(|e| anyhow!("{e}"))
+}
+
+/// The file's bytes, refusing what is not a regular file (a directory, a device such as
+/// `/dev/zero`, a pipe) and what is larger than the format's limit, before reading it.
+fn read_bounded(path: &Path, format: Format) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let not_regular = || {
+        anyhow!(
+            "not a regular file (a directory, a device or a pipe): give a .npy, .csv or .json file"
+        )
+    };
+    // Checked before opening too: opening a named pipe would wait for a writer forever.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
     let file = std::fs::File::open(path)?;
-    let npy = npyz::NpyFile::new(BufReader::new(file))
-        .map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let limit = match format {
+        Format::Json => MAX_JSON_BYTES,
+        _ => MAX_FILE_BYTES,
+    };
+    let too_large = |size: u64| {
+        anyhow!(
+            "{size} bytes, over the limit of {limit} for a {} file{}",
+            match format {
+                Format::Npy => ".npy",
+                Format::Csv => ".csv",
+                Format::Json => ".json",
+            },
+            if format == Format::Json {
+                " (use .npy for large matrices)"
+            } else {
+                ""
+            }
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| anyhow!("not enough memory to read its {} bytes", meta.len()))?;
+    // Bounded even if the file grows while it is read.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn parse_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
     let shape = npy.shape().to_vec();
     let [rows, dim] = shape[..] else {
         bail!("expected a 2-D array (vectors × dimension), got shape {shape:?}");
     };
+    let descr = npy.dtype().descr();
+    let width: u128 = match descr.trim_matches('\'') {
+        "<f4" | ">f4" => 4,
+        "<f8" | ">f8" => 8,
+        other => bail!("unsupported dtype {other}: use float32 or float64"),
+    };
+    // The header's shape is checked against the bytes that follow it before anything is
+    // allocated: a header claiming 10^16 values in a 200-byte file is "truncated", not an
+    // allocation of 40 petabytes.
+    let claimed = rows as u128 * dim as u128 * width;
+    if claimed > bytes.len() as u128 {
+        bail!(
+            "truncated: the header's shape [{rows}, {dim}] needs {claimed} bytes of data, the \
+             file has {} in all",
+            bytes.len()
+        );
+    }
+    byzadam_robust::limits::matrix("the matrix", rows as u128, dim as u128)?;
     let (rows, dim) = (rows as usize, dim as usize);
     let fortran = npy.order() == npyz::Order::Fortran;
-    let descr = npy.dtype().descr();
-    let data: Vec<f32> = match descr.trim_matches('\'') {
-        "<f4" | ">f4" => npy.into_vec::<f32>()?,
-        "<f8" | ">f8" => {
-            let wide = npy.into_vec::<f64>()?;
-            let mut out = Vec::with_capacity(wide.len());
-            for (k, &x) in wide.iter().enumerate() {
-                let (i, j) = if fortran {
-                    (k % rows.max(1), k / rows.max(1))
-                } else {
-                    (k / dim.max(1), k % dim.max(1))
-                };
-                out.push(narrow(x).map_err(|e| anyhow!("row {}, column {}: {e}", i + 1, j + 1))?);
-            }
-            out
+    let truncated = |e: std::io::Error| anyhow!("truncated or unreadable data: {e}");
+    let data: Vec<f32> = if width == 4 {
+        npy.into_vec::<f32>().map_err(truncated)?
+    } else {
+        let wide = npy.into_vec::<f64>().map_err(truncated)?;
+        let mut out = Vec::with_capacity(wide.len());
+        for (k, &x) in wide.iter().enumerate() {
+            let (i, j) = if fortran {
+                (k % rows.max(1), k / rows.max(1))
+            } else {
+                (k / dim.max(1), k % dim.max(1))
+            };
+            out.push(narrow(x).map_err(|e| anyhow!("row {}, column {}: {e}", i + 1, j + 1))?);
         }
-        other => bail!("unsupported dtype {other}: use float32 or float64"),
+        out
     };
     if data.len() != rows * dim {
         bail!("truncated: {} values for shape [{rows}, {dim}]", data.len());
@@ -133,13 +213,13 @@ fn narrow(x: f64) -> Result<f32, String> {
     }
 }
 
-fn read_csv(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+fn parse_csv(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_path(path)?;
+        .from_reader(bytes);
     let (mut rows, mut dim, mut data) = (0usize, 0usize, Vec::new());
     for record in reader.records() {
         let record = record?;
@@ -165,10 +245,9 @@ fn read_csv(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     Ok((rows, dim, data))
 }
 
-fn read_json(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
-    let text = std::fs::read_to_string(path)?;
+fn parse_json(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| anyhow!("invalid JSON: {e}"))?;
+        serde_json::from_slice(bytes).map_err(|e| anyhow!("invalid JSON: {e}"))?;
     let outer = value
         .as_array()
         .ok_or_else(|| anyhow!("expected an array of vectors (arrays of numbers)"))?;

@@ -273,14 +273,8 @@ pub fn partition(
             loop {
                 // One Dirichlet(α…α) row per worker, as normalised Gamma(α, 1) draws.
                 let rows: Vec<Vec<f64>> = (0..workers)
-                    .map(|_| loop {
-                        let g: Vec<f64> = (0..classes).map(|_| gamma.sample(rng)).collect();
-                        let sum: f64 = g.iter().sum();
-                        if sum > 0.0 && sum.is_finite() {
-                            break g.into_iter().map(|x| x / sum).collect();
-                        }
-                    })
-                    .collect();
+                    .map(|_| dirichlet(&gamma, classes, rng, "dirichlet_per_worker", alpha))
+                    .collect::<Result<_, _>>()?;
                 for s in shards.iter_mut() {
                     s.clear();
                 }
@@ -354,13 +348,7 @@ pub fn partition(
                 for class in &per {
                     // Dirichlet(α…α) as normalised Gamma(α, 1) draws; an all-zero draw (possible
                     // in floating point for tiny α) is drawn again.
-                    let props = loop {
-                        let g: Vec<f64> = (0..workers).map(|_| gamma.sample(rng)).collect();
-                        let total: f64 = g.iter().sum();
-                        if total > 0.0 && total.is_finite() {
-                            break g.into_iter().map(|x| x / total).collect::<Vec<f64>>();
-                        }
-                    };
+                    let props = dirichlet(&gamma, workers, rng, "dirichlet", alpha)?;
                     let mut cum = 0.0;
                     let mut start = 0usize;
                     for (w, p) in props.iter().enumerate() {
@@ -391,4 +379,28 @@ pub fn partition(
         s.sort_unstable();
     }
     Ok(Partition { shards })
+}
+
+/// One Dirichlet(α, …, α) draw of `k` proportions, as normalised Gamma(α, 1) draws. A draw
+/// whose Gammas all underflow to 0 (likely in float64 for tiny α) is drawn again, at most
+/// 1,000 times: with `alpha = 1e-9` every draw underflows, and that is an error naming α,
+/// never an endless loop.
+fn dirichlet(
+    gamma: &Gamma<f64>,
+    k: usize,
+    rng: &mut ChaCha20Rng,
+    scheme: &str,
+    alpha: f64,
+) -> Result<Vec<f64>, DataError> {
+    for _ in 0..1000 {
+        let g: Vec<f64> = (0..k).map(|_| gamma.sample(rng)).collect();
+        let total: f64 = g.iter().sum();
+        if total > 0.0 && total.is_finite() {
+            return Ok(g.into_iter().map(|x| x / total).collect());
+        }
+    }
+    Err(DataError::Partition(format!(
+        "{scheme}: alpha = {alpha:?} is too small: 1,000 draws of Gamma(alpha) in a row all \
+         underflowed to 0 (use alpha ≥ 1e-3)"
+    )))
 }

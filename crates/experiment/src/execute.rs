@@ -105,7 +105,7 @@ fn data_key(c: &RunConfig) -> (DatasetKind, u64) {
 /// read, or bad options.
 pub fn prepare_grid(job: &GridJob) -> Result<PreparedGrid, String> {
     let file = job.file.display().to_string();
-    let text = std::fs::read_to_string(&job.file).map_err(|e| format!("reading {file}: {e}"))?;
+    let text = byzadam_sim::read_text(&job.file)?;
     let grid = Grid::parse(&text, &file).map_err(|e| e.to_string())?;
     let all = grid.expand().map_err(|e| e.to_string())?;
     let total = all.len();

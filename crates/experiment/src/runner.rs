@@ -285,7 +285,8 @@ fn execute(
     // The run reads the grid's shared bytes; it holds no normalised copy of the training set.
     let mut sim = Simulation::shared(run.config.clone(), split).map_err(|e| e.to_string())?;
     let path = checkpoint_path(dir, &run.id);
-    let mut metrics = Vec::with_capacity(run.config.rounds as usize);
+    // Capacity capped: `rounds` comes from input (up to MAX_ROUNDS).
+    let mut metrics = Vec::with_capacity((run.config.rounds as usize).min(4096));
     let mut seconds_before = 0.0;
     if path.exists() {
         let restored = std::fs::read(&path)

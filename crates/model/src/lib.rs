@@ -68,6 +68,13 @@ pub enum ModelKind {
     },
 }
 
+/// Most parameters a model may have: 2^30 (4 GiB of float32 per copy; the thesis's largest
+/// network has 1.3 million). The same bound as `byzadam_robust::limits::MAX_DIMENSION`.
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
+/// Most hidden layers of an MLP.
+pub const MAX_HIDDEN_LAYERS: usize = 64;
+
 fn quarter() -> f32 {
     0.25
 }
@@ -86,7 +93,44 @@ impl ModelKind {
                 "hidden",
                 format!("widths must be at least 1, got {hidden:?}"),
             )),
+            Self::Mlp { hidden } if hidden.len() > MAX_HIDDEN_LAYERS => Err((
+                "hidden",
+                format!(
+                    "at most {MAX_HIDDEN_LAYERS} hidden layers, got {}",
+                    hidden.len()
+                ),
+            )),
+            _ if self.parameter_count() > MAX_PARAMETERS as u128 => Err((
+                "hidden",
+                format!(
+                    "the network would have {} parameters, over the limit of {MAX_PARAMETERS}",
+                    self.parameter_count()
+                ),
+            )),
             _ => Ok(()),
+        }
+    }
+
+    /// The number of trainable parameters, computed without building the network (and in 128
+    /// bits, so a hostile width cannot wrap it).
+    pub fn parameter_count(&self) -> u128 {
+        match self {
+            Self::MnistCnn => 176_050,
+            Self::Cifar10Cnn { .. } => 1_310_922,
+            Self::Cifar10CnnThesisCode { .. } => 1_310_794,
+            Self::LogisticRegression => 784 * 10 + 10,
+            Self::Mlp { hidden } => {
+                let mut fan_in: u128 = 784;
+                let mut total: u128 = 0;
+                for &h in hidden.iter().chain(std::iter::once(&10)) {
+                    let h = h as u128;
+                    // Saturating: 64 layers of usize::MAX widths stay far below u128::MAX,
+                    // but saturate anyway rather than trust that.
+                    total = total.saturating_add(fan_in.saturating_mul(h).saturating_add(h));
+                    fan_in = h;
+                }
+                total
+            }
         }
     }
 
@@ -208,5 +252,51 @@ impl ModelKind {
     /// Builds the network.
     pub fn build(&self) -> Network {
         Network::new(self.input(), &self.layers(), 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_count_matches_the_built_network() {
+        for kind in [
+            ModelKind::MnistCnn,
+            ModelKind::Cifar10Cnn { dropout: 0.25 },
+            ModelKind::Cifar10CnnThesisCode { dropout: 0.25 },
+            ModelKind::LogisticRegression,
+            ModelKind::Mlp { hidden: vec![] },
+            ModelKind::Mlp {
+                hidden: vec![7, 3, 5],
+            },
+        ] {
+            assert_eq!(
+                kind.parameter_count(),
+                kind.build().num_params() as u128,
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_widths_are_refused_before_building() {
+        // 784 × 10^9 + 10^9 + 10 × 10^9 + 10 parameters: refused by the count, not by an allocation abort.
+        let huge = ModelKind::Mlp {
+            hidden: vec![1_000_000_000],
+        };
+        let (key, why) = huge.check().unwrap_err();
+        assert_eq!(key, "hidden");
+        assert!(why.contains("795000000010 parameters"), "{why}");
+        // usize::MAX widths saturate instead of wrapping to a small count.
+        let wrap = ModelKind::Mlp {
+            hidden: vec![usize::MAX, usize::MAX],
+        };
+        assert!(wrap.check().is_err());
+        let deep = ModelKind::Mlp {
+            hidden: vec![1; MAX_HIDDEN_LAYERS + 1],
+        };
+        assert!(deep.check().unwrap_err().1.contains("hidden layers"));
+        assert!(ModelKind::Mlp { hidden: vec![100] }.check().is_ok());
     }
 }

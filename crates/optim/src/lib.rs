@@ -285,19 +285,35 @@ impl Optimizer {
 
     /// A fresh worker state for parameters of dimension `dim`.
     pub fn worker_state(&self, dim: usize) -> WorkerState {
-        match self {
+        self.try_worker_state(dim)
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(f32_layout(dim)))
+    }
+
+    /// [`Optimizer::worker_state`], or an error where the allocator refuses the moments (a
+    /// caller sizing `dim` from input reports it instead of aborting).
+    pub fn try_worker_state(
+        &self,
+        dim: usize,
+    ) -> Result<WorkerState, std::collections::TryReserveError> {
+        let zeros = |len: usize| -> Result<Vec<f32>, std::collections::TryReserveError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len)?;
+            v.resize(len, 0.0);
+            Ok(v)
+        };
+        Ok(match self {
             Self::Sgd { .. } => WorkerState::default(),
             Self::Resam { .. } => WorkerState {
-                m: vec![0.0; dim],
+                m: zeros(dim)?,
                 v: Vec::new(),
                 t: 0,
             },
             Self::Dra { .. } | Self::Mra { .. } => WorkerState {
-                m: vec![0.0; dim],
-                v: vec![0.0; dim],
+                m: zeros(dim)?,
+                v: zeros(dim)?,
                 t: 0,
             },
-        }
+        })
     }
 
     /// Updates the worker's state with its gradient `g` and writes what it sends into `out`
@@ -395,4 +411,9 @@ impl Optimizer {
 fn bias_corrections(beta1: f32, beta2: f32, t: u64) -> (f32, f32) {
     let t = t.min(i32::MAX as u64) as i32;
     (1.0 - beta1.powi(t), 1.0 - beta2.powi(t))
+}
+
+/// The layout of `len` float32 values (for reporting a failed allocation as `Vec` would).
+fn f32_layout(len: usize) -> std::alloc::Layout {
+    std::alloc::Layout::array::<f32>(len).unwrap_or(std::alloc::Layout::new::<f32>())
 }

@@ -39,6 +39,7 @@ pub mod attacks;
 mod config;
 mod error;
 mod kernels;
+pub mod limits;
 pub mod params;
 mod pipeline;
 pub mod preaggregators;

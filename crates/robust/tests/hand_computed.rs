@@ -51,6 +51,32 @@ fn minimum_diameter_averaging_divides_by_n_minus_f_not_n_minus_2f() -> Result<()
 }
 
 #[test]
+fn geometric_median_without_a_finite_row_is_nan_not_zero() -> Result<(), Error> {
+    // Every row holds a NaN or ±∞: no point is a median. ByzFL 0.0.11 gives [nan, nan] for
+    // both inputs (its Weiszfeld step divides by a zero weight sum); the old result, the
+    // start point 0, looked like a real aggregate.
+    for x in [
+        s(&[
+            [f32::NAN, f32::NAN],
+            [f32::NAN, f32::NAN],
+            [f32::NAN, f32::NAN],
+        ]),
+        s(&[[f32::INFINITY, 1.0], [f32::INFINITY, 2.0], [f32::NAN, 3.0]]),
+    ] {
+        let out = GeometricMedian::default().aggregate(&x)?;
+        assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
+    }
+    // One finite row is enough: it is the median.
+    let x = s(&[[f32::NAN, 0.0], [2.0, 3.0], [f32::INFINITY, 0.0]]);
+    let out = GeometricMedian::default().aggregate(&x)?;
+    assert!(
+        (out[0] - 2.0).abs() < 1e-5 && (out[1] - 3.0).abs() < 1e-5,
+        "{out:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn geometric_median_of_a_square_and_an_outlier_is_near_the_square() -> Result<(), Error> {
     // Four corners of the unit square and one far point: by symmetry the optimum lies on the
     // diagonal, pulled only slightly toward the outlier (each corner pulls with unit force).

@@ -203,6 +203,10 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Most rounds a run may have (a grid multiplies them by its runs; at a millisecond a round
+/// this is already three years).
+pub const MAX_ROUNDS: u64 = 100_000_000;
+
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
@@ -257,6 +261,19 @@ impl RunConfig {
         if self.workers == 0 {
             return Err(bad("workers", "must be at least 1"));
         }
+        use byzadam_robust::limits::{MAX_VALUES, MAX_VECTORS};
+        if self.workers > MAX_VECTORS {
+            return Err(bad(
+                "workers",
+                format!("at most {MAX_VECTORS}, got {}", self.workers),
+            ));
+        }
+        if self.rounds > MAX_ROUNDS {
+            return Err(bad(
+                "rounds",
+                format!("at most {MAX_ROUNDS}, got {}", self.rounds),
+            ));
+        }
         if self.byzantine >= self.workers {
             return Err(bad(
                 "byzantine",
@@ -287,6 +304,20 @@ impl RunConfig {
         self.optimizer.check().map_err(|e| within("optimizer", e))?;
         self.gradient.check().map_err(|e| within("gradient", e))?;
         self.model.check().map_err(|e| within("model", e))?;
+        // Every worker's message is a row of the server's n × d input: bound the product
+        // (in 128 bits) before anything is allocated.
+        let values = self.model.parameter_count() * self.workers as u128;
+        if values > MAX_VALUES as u128 {
+            return Err(bad(
+                "workers",
+                format!(
+                    "{} workers × {} parameters = {values} values per message, over the \
+                     limit of {MAX_VALUES}",
+                    self.workers,
+                    self.model.parameter_count()
+                ),
+            ));
+        }
         self.partition.check().map_err(|e| within("partition", e))?;
         // Each rule's, pre-aggregator's and attack's own bounds (declared beside its type),
         // named as the key (`aggregator.tau`).

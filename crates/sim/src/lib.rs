@@ -21,7 +21,9 @@ pub mod round;
 pub mod seeds;
 mod simulation;
 
-pub use config::{ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingModeEval};
+pub use config::{
+    ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingModeEval, MAX_ROUNDS,
+};
 
 /// The version of the numbers a config produces. Part of every run's id (`byzadam-experiment`),
 /// so a store never mixes runs of one config that different builds computed differently.
@@ -33,7 +35,7 @@ pub use config::{ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingM
 /// - 0: runs recorded before results versions existed (the store's value for them).
 /// - 1: independent seed streams ([`seeds`], issue 13).
 pub const RESULTS_VERSION: u32 = 1;
-pub use resolve::{apply_set, non_finite, toml_value, ResolveError};
+pub use resolve::{apply_set, non_finite, read_text, toml_value, ResolveError, MAX_TEXT_BYTES};
 pub use round::{EngineWorker, EvaluationDue, Evaluator, Server, Worker};
 pub use simulation::{
     Checkpoint, Evaluation, Recorder, RoundError, RoundMetrics, Simulation, Summary,

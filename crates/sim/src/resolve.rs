@@ -126,11 +126,47 @@ impl RunConfig {
     pub fn resolve_file(path: Option<&Path>, set: &[String]) -> Result<Self, ResolveError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| fail(format!("reading {}: {e}", p.display())))?;
+                let text = read_text(p).map_err(fail)?;
                 Self::resolve(Some(&text), &p.display().to_string(), set)
             }
             None => Self::resolve(None, "the quickstart config", set),
         }
     }
+}
+
+/// Largest config, grid or reference file read (16 MiB; the thesis's largest grid file has
+/// a few kilobytes).
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+
+/// A config, grid or reference file's text, or an error naming the file: what is not a
+/// regular file (a directory, `/dev/zero`, a named pipe, which would block) and what is over
+/// [`MAX_TEXT_BYTES`] are refused before reading, and reading stops at the limit anyway.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    let regular = std::fs::metadata(path).map_err(at)?.is_file();
+    if !regular {
+        return Err(format!(
+            "reading {}: not a regular file (a directory, a device or a pipe)",
+            path.display()
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(at)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(at)?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Err(format!(
+            "reading {}: over the limit of {MAX_TEXT_BYTES} bytes for a text file",
+            path.display()
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "reading {}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }

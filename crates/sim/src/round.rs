@@ -101,6 +101,29 @@ impl Worker {
         }
     }
 
+    /// [`Worker::new`] for a `dim` from input: at most
+    /// [`MAX_DIMENSION`](byzadam_robust::limits::MAX_DIMENSION), and an error, not an abort,
+    /// where the allocator refuses the optimizer's state.
+    pub fn try_new(config: &RunConfig, dim: usize) -> Result<Self, RoundError> {
+        use byzadam_robust::limits::{at_most, MAX_DIMENSION};
+        let input = |reason: String| RoundError::Input { reason };
+        if dim == 0 {
+            return Err(input("dim must be at least 1".into()));
+        }
+        at_most("dim", dim as u128, MAX_DIMENSION).map_err(|e| input(e.to_string()))?;
+        let state = config.optimizer.try_worker_state(dim).map_err(|_| {
+            input(format!(
+                "dim = {dim}: not enough memory for the optimizer's state"
+            ))
+        })?;
+        Ok(Self {
+            optimizer: config.optimizer.clone(),
+            policy: config.gradient,
+            state,
+            dim,
+        })
+    }
+
     /// The parameter count.
     pub fn dim(&self) -> usize {
         self.dim

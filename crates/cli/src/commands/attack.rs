@@ -66,6 +66,8 @@ pub fn run(args: &AttackArgs, stdout: &mut dyn Write) -> Result<()> {
         bail!("--byzantine must be at least 1");
     }
     let honest = matrix_io::read(&args.input)?;
+    // Checked before the forged `byzantine × d` matrix is allocated.
+    byzadam_robust::limits::matrix("--byzantine", args.byzantine as u128, honest.dim() as u128)?;
     let n = honest.n() + args.byzantine;
     attack.check(n, args.byzantine)?;
     let own = match (&args.own, attack.threat_model()) {

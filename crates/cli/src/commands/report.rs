@@ -281,8 +281,7 @@ pub fn run(args: &ReportArgs, w: &mut dyn Write) -> Result<()> {
     }
     let reference = match &args.reference {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = byzadam_sim::read_text(p).map_err(|e| anyhow!(e))?;
             Some(parse_reference(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?)
         }
         None => None,

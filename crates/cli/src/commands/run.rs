@@ -3,11 +3,13 @@
 
 use crate::options::{DataDir, Progress, Threads};
 use crate::{matrix_io::write_atomically, plot};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use byzadam_data::load_for_run;
-use byzadam_sim::{Recorder, RoundMetrics, RunConfig, Simulation};
+use byzadam_sim::{Checkpoint, Recorder, RoundMetrics, RunConfig, Simulation, Summary};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What `byzadam run` takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -25,12 +27,135 @@ pub struct RunArgs {
     /// The results directory (default: results/<time>-<optimizer>-<rule>-<attack>).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (its config, metrics, summary, plots and checkpoint
+    /// are deleted first). Without it, a directory holding an unfinished run of the same
+    /// config resumes from its checkpoint, and one holding another run is an error. Files
+    /// byzadam did not write are never deleted: their presence is always an error.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seconds between checkpoints (`checkpoint.bin` in the results directory); Ctrl-C also
+    /// checkpoints before stopping. The same command then resumes the run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub checkpoint_every: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub progress: Progress,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub threads: Threads,
+}
+
+/// The files `byzadam run` writes into its results directory (and nothing else is there).
+const OURS: [&str; 6] = [
+    "config.toml",
+    "metrics.jsonl",
+    "summary.json",
+    "accuracy.svg",
+    "accuracy.png",
+    CHECKPOINT,
+];
+
+/// The checkpoint of an unfinished run, deleted when the run completes.
+const CHECKPOINT: &str = "checkpoint.bin";
+
+/// One of [`OURS`], or the temporary file [`write_atomically`] writes beside one
+/// (`summary.json.<pid>.<k>.tmp`), left by a crash in the middle of a write.
+fn ours(name: &str) -> bool {
+    OURS.iter().any(|o| {
+        name == *o
+            || name
+                .strip_prefix(o)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| rest.ends_with(".tmp"))
+    })
+}
+
+/// What `--out` already holds.
+#[derive(Debug)]
+enum Previous {
+    /// Nothing (or no directory): start.
+    Nothing,
+    /// A finished run of this config: its summary.
+    Finished(serde_json::Value),
+    /// An unfinished run of this config with a checkpoint: resume from it.
+    Resumable(Vec<u8>),
+    /// A run of this config stopped before its first checkpoint: start again.
+    Restart,
+}
+
+/// Reads what `out` holds against `config_toml` (this run's resolved config): an error for a
+/// directory with files byzadam did not write, and for one holding another config's run.
+/// With `overwrite`, byzadam's files are deleted and the answer is [`Previous::Nothing`].
+fn previous(out: &Path, config_toml: &str, overwrite: bool) -> Result<Previous> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Previous::Nothing),
+        Err(e) => {
+            if out.exists() && !out.is_dir() {
+                bail!("--out {}: not a directory", out.display());
+            }
+            return Err(e).with_context(|| format!("reading {}", out.display()));
+        }
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("reading {}", out.display()))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    if let Some(foreign) = names.iter().find(|n| !ours(n)) {
+        bail!(
+            "--out {} holds {foreign:?}, which byzadam run did not write: give an empty or new \
+             directory (nothing there was changed)",
+            out.display()
+        );
+    }
+    if names.is_empty() {
+        return Ok(Previous::Nothing);
+    }
+    if overwrite {
+        for n in &names {
+            let p = out.join(n);
+            std::fs::remove_file(&p).with_context(|| format!("deleting {}", p.display()))?;
+        }
+        return Ok(Previous::Nothing);
+    }
+    let theirs = match std::fs::read_to_string(out.join("config.toml")) {
+        Ok(t) => t,
+        Err(_) => bail!(
+            "--out {} holds a run's files but no config.toml: pass --overwrite to replace them",
+            out.display()
+        ),
+    };
+    if theirs != config_toml {
+        bail!(
+            "--out {} holds a run of another config{}: choose another --out, or pass \
+             --overwrite to replace it",
+            out.display(),
+            first_difference(&theirs, config_toml)
+                .map_or(String::new(), |k| format!(" (they differ at `{k}`)"))
+        );
+    }
+    let summary = out.join("summary.json");
+    if summary.is_file() && !out.join(CHECKPOINT).exists() {
+        let text = std::fs::read_to_string(&summary)
+            .with_context(|| format!("reading {}", summary.display()))?;
+        let value = serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", summary.display()))?;
+        return Ok(Previous::Finished(value));
+    }
+    match std::fs::read(out.join(CHECKPOINT)) {
+        Ok(bytes) => Ok(Previous::Resumable(bytes)),
+        Err(_) => Ok(Previous::Restart),
+    }
+}
+
+/// The first top-level key whose value differs between two configs' TOML.
+fn first_difference(a: &str, b: &str) -> Option<String> {
+    let (a, b): (toml::Table, toml::Table) = (toml::from_str(a).ok()?, toml::from_str(b).ok()?);
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.into_iter().find(|k| a.get(*k) != b.get(*k)).cloned()
 }
 
 /// Reads and checks the run config ([`RunConfig::resolve`]): the defaults, each top-level key
@@ -78,8 +203,10 @@ fn slug(cfg: &RunConfig) -> String {
     format!("{secs}-{opt}-{}-{attack}", cfg.aggregator.name())
 }
 
-/// Runs, writing `config.toml`, `metrics.jsonl`, `summary.json`, `accuracy.svg` and `accuracy.png` into the
-/// results directory, and prints a summary to `w`.
+/// Runs, writing `config.toml`, `metrics.jsonl`, `summary.json`, `accuracy.svg` and
+/// `accuracy.png` into the results directory (and `checkpoint.bin` while it runs), and prints
+/// a summary to `w`. A directory holding an unfinished run of the same config resumes it; one
+/// holding anything else is refused unless `--overwrite` (see [`RunArgs::overwrite`]).
 pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     // Workers run on a pool of --threads threads: the same bits whatever the number.
     args.threads.set_global()?;
@@ -114,10 +241,44 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("results").join(slug(&cfg)));
+    let config_toml = toml::to_string(&cfg)?;
+    let previous = previous(&out, &config_toml, args.overwrite)?;
+    if let Previous::Finished(summary) = &previous {
+        writeln!(
+            w,
+            "{} already holds this run, finished: test accuracy {} (best {}); pass --overwrite \
+             to run it again",
+            out.display(),
+            summary["final_accuracy"],
+            summary["best_accuracy"]
+        )?;
+        return Ok(());
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomically(&out.join("config.toml"), toml::to_string(&cfg)?.as_bytes())?;
+    write_atomically(&out.join("config.toml"), config_toml.as_bytes())?;
     let mut sim = Simulation::shared(cfg.clone(), std::sync::Arc::new(data))
         .map_err(|e| anyhow!("key `{}`: {}", e.key, e.reason))?;
+    let checkpoint_path = out.join(CHECKPOINT);
+    let (mut metrics, seconds_before) = match previous {
+        Previous::Resumable(bytes) => {
+            let c = Checkpoint::from_bytes(&bytes).map_err(|e| {
+                anyhow!(
+                    "{}: {e}; pass --overwrite to start the run again",
+                    checkpoint_path.display()
+                )
+            })?;
+            let seconds = c.seconds;
+            let m = sim.restore(c).map_err(|e| {
+                anyhow!(
+                    "{}: {}; pass --overwrite to start the run again",
+                    checkpoint_path.display(),
+                    e.reason
+                )
+            })?;
+            (m, seconds)
+        }
+        _ => (Vec::new(), 0.0),
+    };
     let bar = if args.progress.shown() {
         indicatif::ProgressBar::new(cfg.rounds)
     } else {
@@ -128,28 +289,88 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    // metrics.jsonl holds exactly the rounds done: rewritten from the checkpoint on resume
+    // (a crash may have left rounds past it), then appended to.
     let metrics_path = out.join("metrics.jsonl");
-    let metrics = std::fs::File::create(&metrics_path)
+    let file = std::fs::File::create(&metrics_path)
         .with_context(|| format!("creating {}", metrics_path.display()))?;
     let mut rec = Files {
-        metrics: std::io::BufWriter::new(metrics),
+        metrics: std::io::BufWriter::new(file),
         bar,
         accuracy: Vec::new(),
         last: None,
     };
+    for m in &metrics {
+        rec.round(m);
+    }
     let attack = cfg.attack.as_ref().map_or("no attack".to_string(), |a| {
         format!("{} Byzantine workers sending {}", cfg.byzantine, a.name())
     });
     writeln!(
         w,
-        "{} workers, {attack}, on {}: {} rounds, results in {}",
+        "{} workers, {attack}, on {}: {} rounds, results in {}{}",
         cfg.workers,
         cfg.dataset.folder(),
         cfg.rounds,
-        out.display()
+        out.display(),
+        if metrics.is_empty() {
+            String::new()
+        } else {
+            format!(" (resuming after round {})", metrics.len())
+        }
     )?;
-    let summary = sim.run(&mut rec).map_err(|e| anyhow!("{e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: checkpointing (Ctrl-C again to quit at once)");
+    });
+    let every = std::time::Duration::from_secs(args.checkpoint_every);
+    let start = std::time::Instant::now();
+    let mut last_checkpoint = std::time::Instant::now();
+    let save = |sim: &Simulation, metrics: &[RoundMetrics], seconds: f64| -> Result<()> {
+        let bytes = sim
+            .checkpoint(metrics, seconds)
+            .to_bytes()
+            .map_err(|e| anyhow!(e))?;
+        write_atomically(&checkpoint_path, &bytes)
+    };
+    while sim.round() < cfg.rounds {
+        if stop.load(Ordering::SeqCst) {
+            rec.bar.abandon();
+            if sim.round() > 0 {
+                save(
+                    &sim,
+                    &metrics,
+                    seconds_before + start.elapsed().as_secs_f64(),
+                )?;
+            }
+            bail!(
+                "interrupted after round {}: run the same command with --out {} to resume",
+                sim.round(),
+                out.display()
+            );
+        }
+        let m = sim.step().map_err(|e| anyhow!("{e}"))?;
+        rec.round(&m);
+        metrics.push(m);
+        if last_checkpoint.elapsed() >= every && sim.round() < cfg.rounds {
+            save(
+                &sim,
+                &metrics,
+                seconds_before + start.elapsed().as_secs_f64(),
+            )?;
+            last_checkpoint = std::time::Instant::now();
+        }
+    }
     rec.bar.finish_and_clear();
+    let summary = Summary {
+        class_recall: sim.final_class_recall().to_vec(),
+        ..Summary::from_metrics(&metrics, seconds_before + start.elapsed().as_secs_f64())
+            .ok_or_else(|| anyhow!("the run evaluated nothing"))?
+    };
     let mut summary_json = serde_json::to_value(&summary)?;
     summary_json["dataset"] = serde_json::Value::from(cfg.dataset.folder());
     if let Some(why) = &fallback {
@@ -168,6 +389,11 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
     );
     plot::accuracy(&out.join("accuracy.svg"), &title, &rec.accuracy)?;
     plot::accuracy(&out.join("accuracy.png"), &title, &rec.accuracy)?;
+    // Finished: the checkpoint goes last, so a crash before here resumes and rewrites all.
+    if checkpoint_path.exists() {
+        std::fs::remove_file(&checkpoint_path)
+            .with_context(|| format!("deleting {}", checkpoint_path.display()))?;
+    }
     writeln!(
         w,
         "done in {:.1} s: test accuracy {:.4} (best {:.4}){}{}",

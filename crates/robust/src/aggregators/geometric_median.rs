@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Kakade & Harchaoui, "Robust aggregation for federated learning", IEEE TSP 2022.)
 ///
 /// A vector at infinite or undefined distance gets weight 0 (ByzFL drops rows containing ±∞;
-/// here NaN rows are dropped too). If no vector is at a finite distance the result is the start
-/// point, the zero vector. ByzFL's `GeometricMedian(nu, T)` is this rule with `tolerance = 0`,
+/// here NaN rows are dropped too). If no vector is at a finite distance from the start point
+/// (every row holds a NaN or ±∞) no point is a median and the result is NaN in every
+/// coordinate, as ByzFL's and as the mean's; never a made-up zero vector. ByzFL's `GeometricMedian(nu, T)` is this rule with `tolerance = 0`,
 /// `max_iterations = T`.
 ///
 /// ```
@@ -93,7 +94,7 @@ impl Aggregator for GeometricMedian {
         let mut beta = vec![0.0; n];
         let mut next = vec![0.0f32; s.dim()];
         let mut previous = f64::INFINITY;
-        for _ in 0..self.max_iterations {
+        for iteration in 0..self.max_iterations {
             distances::to_point_sq(s, out, &mut d2);
             let mut objective = 0.0;
             let mut any = false;
@@ -108,6 +109,10 @@ impl Aggregator for GeometricMedian {
                 }
             }
             if !any {
+                if iteration == 0 {
+                    // No row at a finite distance from 0: no row is finite.
+                    out.fill(f32::NAN);
+                }
                 break;
             }
             if previous.is_finite() && (previous - objective).abs() <= self.tolerance * objective {
