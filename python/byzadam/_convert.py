@@ -7,9 +7,11 @@ else is converted once. Results come back with the input's type, dtype and devic
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Iterator, Tuple
 
 import numpy as np
 
@@ -38,7 +40,8 @@ def _tensor_to_numpy(t: Any, where: str) -> np.ndarray:
     if t.device.type != "cpu":
         t = t.cpu()
     if t.dtype != _torch.float32:
-        t = t.float()
+        # Read at full width: _contiguous narrows it, refusing a finite value float32 lacks.
+        return t.double().numpy()
     return t.numpy()
 
 
@@ -69,6 +72,9 @@ def as_matrix(vectors: Any) -> Tuple[np.ndarray, Callable[[np.ndarray], Any]]:
             return x, _to_tensor(vectors[0].dtype, vectors[0].device)
         rows = []
         for i, v in enumerate(vectors):
+            if isinstance(v, np.ma.MaskedArray):
+                raise TypeError(f"element {i} is a masked array: its mask would be ignored; "
+                                "fill it (v.filled(np.nan)) first")
             a = np.asarray(v)
             if a.dtype == object:
                 raise TypeError(f"element {i} is not a numeric vector")
@@ -78,6 +84,12 @@ def as_matrix(vectors: Any) -> Tuple[np.ndarray, Callable[[np.ndarray], Any]]:
             rows.append(a)
         x = _stack(rows)
         return x, _to_numpy(rows[0].dtype)
+    if isinstance(vectors, np.ma.MaskedArray):
+        raise TypeError(
+            "a masked array: its mask would be ignored; fill the masked values "
+            "(x.filled(np.nan), which robust rules treat as a Byzantine value) or drop "
+            "the rows (np.ma.compress_rows(x)) first"
+        )
     if isinstance(vectors, np.ndarray):
         if vectors.ndim != 2:
             raise ValueError(
@@ -98,7 +110,24 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
     if x.shape[1] == 0:
         raise ValueError("the vectors have dimension 0")
     # A no-op (no copy) for native float32 C-contiguous input.
-    return np.ascontiguousarray(x, dtype=np.float32)
+    y = np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype.itemsize > 4:
+        _check_narrowed(x, y)
+    return y
+
+
+def _check_narrowed(x: np.ndarray, y: np.ndarray) -> None:
+    """A ``ValueError`` naming the first value that was finite in ``x`` but became ±∞ in its
+    float32 copy ``y`` (float64's 1e300): byzadam computes in float32, and a silent ∞ would
+    be trimmed or win as if a worker had sent it. ±∞ and NaN given as such stay inputs."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(y) & np.isfinite(x)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(
+            f"row {i}, column {j}: {x[i, j]!r} is outside float32's range (±3.4e38; "
+            "byzadam computes in float32)"
+        )
 
 
 def _stack(rows: list) -> np.ndarray:
@@ -106,7 +135,11 @@ def _stack(rows: list) -> np.ndarray:
     for i, r in enumerate(rows):
         if r.shape[0] != d:
             raise ValueError(f"ragged vectors: element {i} has length {r.shape[0]}, element 0 has {d}")
-    return _contiguous(np.stack([np.asarray(r, dtype=np.float32) for r in rows]))
+    wide = [r for r in rows if r.dtype.itemsize > 4]
+    x = _contiguous(np.stack([np.asarray(r, dtype=np.float32) for r in rows]))
+    if wide:
+        _check_narrowed(np.stack([np.asarray(r, dtype=np.float64) for r in rows]), x)
+    return x
 
 
 def _to_numpy(dtype: np.dtype) -> Callable[[np.ndarray], Any]:
@@ -184,3 +217,98 @@ def canonical(kind: str, name: str, what: str) -> str:
         known = ", ".join(n for n, _ in _core.registry()[kind])
         raise ValueError(f"no {what} {name!r}; the {kind}: {known}")
     return found
+
+
+class Copyable:
+    """``copy.copy`` and ``copy.deepcopy`` give an independent object: the Rust state it holds
+    (centred clipping's centre, an attack's or bucketing's random stream, a worker's moments)
+    is copied, never shared, so the copy and the original can be used side by side."""
+
+    def __copy__(self) -> Any:
+        new = object.__new__(type(self))
+        new.__dict__.update({k: _copied(v) for k, v in self.__dict__.items()})
+        return new
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        new = self.__copy__()
+        memo[id(self)] = new
+        return new
+
+
+def _copied(v: Any) -> Any:
+    if isinstance(v, Copyable):
+        return v.__copy__()
+    if type(v).__module__ == "byzadam._core" and hasattr(v, "copy"):
+        return v.copy()
+    if isinstance(v, dict):
+        return {k: _copied(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copied(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    return v
+
+
+@functools.lru_cache(maxsize=None)
+def _declared(kind: str) -> dict:
+    """``{name: {param: declaration}}`` of registry ``kind``, as ``byzadam rules --json``."""
+    import json
+
+    from . import _core
+
+    return {e["name"]: {p["name"]: p for p in e["params"]}
+            for e in json.loads(_core.registry_json())[kind]}
+
+
+_U64 = 2**64 - 1
+
+
+def check_params(kind: str, name: str, params: dict) -> dict:
+    """``params`` unchanged, or the error a user can act on, naming the parameter: an unknown
+    name (listing the entry's parameters), a wrong type, a negative or over-64-bit integer,
+    NaN or ±∞, a value outside an enumeration. Checked against the declarations of the Rust
+    registry (``byzadam.registry(parameters=True)``), before JSON carries the values to Rust,
+    whose messages would name a Rust type instead. The bounds themselves are Rust's."""
+    check_finite(name, params)
+    declared = _declared(kind).get(name, {})
+    for key, v in params.items():
+        p = declared.get(key)
+        if p is None:
+            known = ", ".join(declared) or "none"
+            raise TypeError(f"{name}: unknown parameter {key!r} (its parameters: {known})")
+        k = p["kind"]
+        if k == "int":
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name}: {key} must be an integer, got {v!r}")
+            if not 0 <= int(v) <= _U64:
+                raise ValueError(f"{name}: {key} must be an integer in 0..2^64-1, got {v}")
+        elif k == "float":
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name}: {key} must be a number, got {v!r}")
+        elif k == "bool":
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name}: {key} must be True or False, got {v!r}")
+        elif k == "int list":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(x, numbers.Integral) and not isinstance(x, bool)
+                    and 0 <= int(x) <= _U64 for x in v):
+                raise TypeError(f"{name}: {key} must be a list of integers ≥ 0, got {v!r}")
+        elif "|" in k:
+            options = [o.strip() for o in k.split("|")]
+            if v not in options:
+                raise ValueError(f"{name}: {key} must be one of {', '.join(options)}, got {v!r}")
+    return params
+
+
+@contextlib.contextmanager
+def exclusive(what: str) -> Iterator[None]:
+    """Turns PyO3's "Already borrowed" (an object used by two threads at once) into a message
+    that says what happened and what to do."""
+    try:
+        yield
+    except RuntimeError as e:
+        if "lready borrowed" in str(e) or "lready mutably borrowed" in str(e):
+            raise RuntimeError(
+                f"{what} is in use by another thread: give each thread its own "
+                "(copy.copy makes an independent one)") from None
+        raise

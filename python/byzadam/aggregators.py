@@ -26,7 +26,9 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
+from ._convert import Copyable, as_matrix, canonical, check_finite, check_number, check_params, exclusive, subclasses
+
+_KIND = "aggregators"
 
 __all__ = [
     "Aggregator", "Average", "TrimmedMean", "Median", "MeanAroundMedian",
@@ -44,7 +46,7 @@ def _compat(flag: Optional[bool]) -> bool:
     return flag
 
 
-class Aggregator:
+class Aggregator(Copyable):
     """An aggregation rule from byzadam's registry, by name and parameters (the keys of a run
     config's ``aggregator`` table, ``docs/config.md``)::
 
@@ -57,7 +59,7 @@ class Aggregator:
     def __init__(self, name: Optional[str] = None, **params: Any) -> None:
         if name is not None:
             self.name = canonical("aggregators", name, "aggregation rule")
-        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
+        self._params = check_params(_KIND, self.name, {k: v for k, v in params.items() if v is not None})
         self._pipeline = _core.Pipeline(json.dumps({"name": self.name, **self._params}))
 
     @property
@@ -68,7 +70,8 @@ class Aggregator:
     def __call__(self, vectors: Any) -> Any:
         """Aggregates ``vectors`` (``n × d``) into one vector of the input's type."""
         x, back = as_matrix(vectors)
-        return back(self._pipeline.run(x))
+        with exclusive(f"this {self.name} instance"):
+            return back(self._pipeline.run(x))
 
     def aggregate(self, vectors: Any) -> Any:
         """The same as calling the rule."""
@@ -80,7 +83,8 @@ class Aggregator:
 
     def reset(self) -> None:
         """Forgets state carried across calls (centred clipping's centre)."""
-        self._pipeline.reset()
+        with exclusive(f"this {self.name} instance"):
+            self._pipeline.reset()
 
     def config(self) -> dict:
         """The rule as a run config's ``aggregator`` table."""

@@ -17,7 +17,9 @@ import json
 from typing import Any, Optional, Sequence
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
+from ._convert import Copyable, as_matrix, canonical, check_finite, check_number, check_params, exclusive, subclasses
+
+_KIND = "attacks"
 from .aggregators import Aggregator, Average, _compat
 from .preaggregators import PreAggregator, StaticClipping
 
@@ -39,7 +41,7 @@ def pipeline(agg: Aggregator, pre: Sequence[PreAggregator] = ()) -> "_core.Pipel
     return _core.Pipeline(json.dumps(agg.config()), [json.dumps(p.config()) for p in pre])
 
 
-class Attack:
+class Attack(Copyable):
     """An attack from byzadam's registry by name and parameters, e.g. ``Attack("alie", z=1.5)``.
     ``seed`` seeds randomised attacks (Gaussian) and the adaptive attacks' probes."""
 
@@ -49,7 +51,7 @@ class Attack:
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
             self.name = canonical("attacks", name, "attack")
-        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
+        self._params = check_params(_KIND, self.name, {k: v for k, v in params.items() if v is not None})
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.Attack(json.dumps(self.config()), self._seed)
         self._server = None
@@ -88,9 +90,10 @@ class Attack:
                 server = pipeline(server)
         elif self._server is not None:
             server = self._server
-        out = self._core.forge(byzantine, h, o, server,
-                               None if n is None else check_number(self.name, "n", n, integer=True, minimum=1),
-                               None if dim is None else check_number(self.name, "dim", dim, integer=True, minimum=1))
+        n = None if n is None else check_number(self.name, "n", n, integer=True, minimum=1)
+        dim = None if dim is None else check_number(self.name, "dim", dim, integer=True, minimum=1)
+        with exclusive(f"this {self.name} attack"):
+            out = self._core.forge(byzantine, h, o, server, n, dim)
         return back(out) if back is not None else out
 
     def __call__(self, honest_vectors: Any) -> Any:
@@ -103,7 +106,8 @@ class Attack:
         x, back = as_matrix(honest_vectors)
         # ByzFL's adaptive attacks probe the server with f copies of the forged vector.
         f = getattr(self, "_f", 1)
-        return back(self._core.forge(f, x, None, self._server, x.shape[0] + f, None)[0])
+        with exclusive(f"this {self.name} attack"):
+            return back(self._core.forge(f, x, None, self._server, x.shape[0] + f, None)[0])
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())

@@ -52,7 +52,14 @@ def partition(labels: Any, workers: int, scheme: Union[str, dict] = "homogeneous
 def sampler(shard: Any, batch: int, seed: int, worker: int) -> "EpochSampler":
     """Worker ``worker``'s epoch sampler in a run with seed ``seed``: ``next_batch()`` gives
     the sample indices it trains on in the next round, ``batches(k)`` the next ``k``."""
-    s = np.ascontiguousarray(np.asarray(shard), dtype=np.uint32)
+    a = np.asarray(shard)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise TypeError(f"sampler: shard must be a 1-D array of sample indices (integers), "
+                        f"got {a.dtype} with shape {a.shape}")
+    if a.size and (a.min() < 0 or a.max() > np.iinfo(np.uint32).max):
+        raise ValueError(f"sampler: shard indices must be in 0..{np.iinfo(np.uint32).max}, "
+                         f"got {a.min()}..{a.max()}")
+    s = np.ascontiguousarray(a, dtype=np.uint32)
     return _core.EpochSampler(s, check_number("sampler", "batch", batch, integer=True, minimum=1),
                               check_number("sampler", "seed", seed, integer=True, minimum=0),
                               check_number("sampler", "worker", worker, integer=True, minimum=0))

@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from ._convert import check_number
+from ._convert import Copyable, check_number, exclusive
 
 __all__ = ["Optimizer", "SGD", "RESAM", "DRA", "MRA", "Worker", "Server", "Schedule"]
 
@@ -84,7 +84,7 @@ class Optimizer:
         return f"{type(self).__name__}({self.config()})"
 
 
-class Worker:
+class Worker(Copyable):
     """One worker's optimizer state; :meth:`message` is its half of a round."""
 
     def __init__(self, optimizer: Optimizer, dim: int) -> None:
@@ -93,7 +93,8 @@ class Worker:
 
     def message(self, gradient: Any) -> List[np.ndarray]:
         """Updates the moments with ``gradient`` and returns what the worker sends."""
-        return self.optimizer._core.worker_message(self._state, _vector(gradient, "the gradient"))
+        with exclusive("this Worker"):
+            return self.optimizer._core.worker_message(self._state, _vector(gradient, "the gradient"))
 
     @property
     def m(self) -> np.ndarray:
@@ -111,7 +112,7 @@ class Worker:
         return self._state.t
 
 
-class Server:
+class Server(Copyable):
     """The server's half: the parameters and the round count."""
 
     def __init__(self, optimizer: Optimizer, params: Any) -> None:
@@ -125,7 +126,8 @@ class Server:
         if not isinstance(aggregated, (list, tuple)):
             aggregated = [aggregated]
         vecs = [_vector(a, f"aggregated vector {i}") for i, a in enumerate(aggregated)]
-        self.optimizer._core.server_step(self.t + 1, self.params, vecs)
+        with exclusive("this Server"):
+            self.optimizer._core.server_step(self.t + 1, self.params, vecs)
         self.t += 1
         return self.params
 

@@ -9,13 +9,15 @@ import json
 from typing import Any, Optional
 
 from . import _core
-from ._convert import as_matrix, canonical, check_finite, check_number, subclasses
+from ._convert import Copyable, as_matrix, canonical, check_finite, check_number, check_params, exclusive, subclasses
+
+_KIND = "preaggregators"
 
 __all__ = ["PreAggregator", "NearestNeighborMixing", "Bucketing", "StaticClipping",
            "AdaptiveRobustClipping", "NNM", "Clipping", "ARC", "preaggregator"]
 
 
-class PreAggregator:
+class PreAggregator(Copyable):
     """A pre-aggregator from byzadam's registry by name and parameters, e.g.
     ``PreAggregator("nnm", f=5)``. ``seed`` seeds randomised ones (bucketing) as
     ``byzadam aggregate --seed`` does."""
@@ -26,14 +28,15 @@ class PreAggregator:
     def __init__(self, name: Optional[str] = None, seed: int = 0, **params: Any) -> None:
         if name is not None:
             self.name = canonical("preaggregators", name, "pre-aggregator")
-        self._params = check_finite(self.name, {k: v for k, v in params.items() if v is not None})
+        self._params = check_params(_KIND, self.name, {k: v for k, v in params.items() if v is not None})
         self._seed = check_number(self.name, "seed", seed, integer=True, minimum=0)
         self._core = _core.PreAggregator(json.dumps(self.config()), self._seed)
 
     def __call__(self, vectors: Any) -> Any:
         """The transformed vectors (``output_len(n) × d``), of the input's type."""
         x, back = as_matrix(vectors)
-        return back(self._core.apply(x))
+        with exclusive(f"this {self.name} instance"):
+            return back(self._core.apply(x))
 
     def output_len(self, n: int) -> int:
         """How many vectors come out for ``n`` in."""

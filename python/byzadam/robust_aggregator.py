@@ -5,7 +5,7 @@ import json
 from typing import Any, List, Optional
 
 from . import _core
-from ._convert import as_matrix, check_number
+from ._convert import Copyable, as_matrix, check_number, exclusive
 from .aggregators import Aggregator, aggregator
 from .preaggregators import PreAggregator, preaggregator
 
@@ -24,7 +24,7 @@ def _build(kind: str, info: Any, make):
         raise ValueError(f"{kind} {info['name']!r}: {e}") from None
 
 
-class RobustAggregator:
+class RobustAggregator(Copyable):
     """Pre-aggregators in order, then a robust rule: ByzFL's class, byzadam's kernels.
 
     ::
@@ -57,7 +57,8 @@ class RobustAggregator:
     def aggregate_vectors(self, vectors: Any) -> Any:
         """The pre-aggregators, then the rule, on ``vectors``; the input's type comes back."""
         x, back = as_matrix(vectors)
-        return back(self._pipeline.run(x))
+        with exclusive("this RobustAggregator"):
+            return back(self._pipeline.run(x))
 
     __call__ = aggregate_vectors
 

@@ -16,6 +16,30 @@ from . import _core
 __all__ = ["run", "grid", "Store", "Result"]
 
 
+def _toml_str(s: str, key: str) -> str:
+    """``s`` as a TOML basic string: quotes, backslashes and every control character escaped,
+    so no key or value can end its string and start another setting."""
+    out = ['"']
+    for ch in s:
+        c = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif c < 0x20 or c == 0x7F:
+            out.append(f"\\u{c:04x}")
+        elif 0xD800 <= c <= 0xDFFF:
+            raise ValueError(f"config key {key}: {s!r} holds a lone surrogate, which is not text")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(k: Any, where: str) -> str:
+    if not isinstance(k, str):
+        raise TypeError(f"config key {where}: keys must be strings, got {k!r}")
+    return _toml_str(k, where)
+
+
 def _toml_value(v: Any, key: str) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -28,12 +52,12 @@ def _toml_value(v: Any, key: str) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return _toml_str(v, key)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x, key) for x in v) + "]"
     if isinstance(v, dict):
         # None is "absent" (an optional key at its default), as in a resolved config's JSON.
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x, f'{key}.{k}')}"
+        return "{" + ", ".join(f"{_toml_key(k, key)} = {_toml_value(x, f'{key}.{k}')}"
                                for k, x in v.items() if x is not None) + "}"
     if v is None:
         if key == "attack":
@@ -45,7 +69,8 @@ def _toml_value(v: Any, key: str) -> str:
 
 
 def _to_toml(config: dict) -> str:
-    return "\n".join(f"{k} = {_toml_value(v, k)}" for k, v in config.items()
+    # Keys quoted like strings: {"rounds = 1\nworkers": 3} is one (unknown) key, never two.
+    return "\n".join(f"{_toml_key(k, repr(k))} = {_toml_value(v, str(k))}" for k, v in config.items()
                      if v is not None or k == "attack") + "\n"
 
 

@@ -142,7 +142,18 @@ impl PySampler {
         rounds: usize,
     ) -> PyResult<Bound<'py, numpy::PyArray2<u32>>> {
         let b = self.inner.batch();
-        let mut all = Vec::with_capacity(rounds * b);
+        let len = byzadam_robust::limits::at_most(
+            "rounds × batch",
+            rounds as u128 * b as u128,
+            byzadam_robust::limits::MAX_VALUES,
+        )
+        .map_err(error)?;
+        let mut all = Vec::new();
+        all.try_reserve_exact(len).map_err(|_| {
+            error(format!(
+                "rounds = {rounds}: not enough memory for {len} indices"
+            ))
+        })?;
         for _ in 0..rounds {
             all.extend_from_slice(self.inner.next_batch());
         }

@@ -3,6 +3,7 @@
 use crate::arrays::vector;
 use crate::error;
 use byzadam_optim::{Optimizer, WorkerState};
+use byzadam_robust::limits::{at_most, zeros, MAX_DIMENSION, MAX_VALUES};
 use numpy::{PyArray1, PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -21,6 +22,7 @@ pub(crate) struct PyOptimizer {
 }
 
 /// A worker's optimizer state: its moments and step count.
+#[derive(Clone)]
 #[pyclass(module = "byzadam._core", name = "WorkerState")]
 pub(crate) struct PyWorkerState {
     inner: WorkerState,
@@ -71,10 +73,23 @@ impl PyOptimizer {
         if dim == 0 {
             return Err(error("dim must be at least 1"));
         }
+        // Checked before allocating: `SGD().worker(10**12)` is an error, not an abort.
+        let values = dim as u128 * (1 + self.inner.messages() as u128);
+        at_most("dim", dim as u128, MAX_DIMENSION).map_err(error)?;
+        at_most("the worker state's values", values, MAX_VALUES).map_err(error)?;
+        let out_of_memory = |_| {
+            error(format!(
+                "dim = {dim}: not enough memory for the worker's state ({values} float32 values)"
+            ))
+        };
+        let inner = self.inner.try_worker_state(dim).map_err(out_of_memory)?;
+        let messages = (0..self.inner.messages())
+            .map(|_| zeros("a worker message", dim).map_err(error))
+            .collect::<PyResult<_>>()?;
         Ok(PyWorkerState {
-            inner: self.inner.worker_state(dim),
+            inner,
             dim,
-            messages: vec![vec![0.0; dim]; self.inner.messages()],
+            messages,
         })
     }
 
@@ -157,6 +172,11 @@ impl PyWorkerState {
     #[getter]
     fn v<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
         PyArray1::from_slice(py, &self.inner.v)
+    }
+
+    /// An independent copy of the state (`copy.copy`).
+    fn copy(&self) -> Self {
+        self.clone()
     }
 
     /// Steps taken.

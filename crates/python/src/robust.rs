@@ -3,6 +3,7 @@
 
 use crate::arrays::matrix;
 use crate::error;
+use byzadam_robust::limits::matrix as matrix_size;
 use byzadam_robust::{
     pairwise_squared_distances, AggregatorConfig, Attack, AttackConfig, AttackContext, Error,
     Pipeline, PreAggregator, PreAggregatorConfig, Submissions, ThreatModel,
@@ -48,6 +49,7 @@ fn submissions<'a>(rows: &'a [f32], d: usize) -> PyResult<Submissions<'a>> {
 /// `byzadam aggregate --seed`). Stateful rules (centred clipping) keep their state across
 /// calls.
 #[pyclass(module = "byzadam._core", name = "Pipeline")]
+#[derive(Clone)]
 pub(crate) struct PyPipeline {
     pub(crate) inner: Pipeline,
     rng: ChaCha20Rng,
@@ -55,6 +57,12 @@ pub(crate) struct PyPipeline {
 
 #[pymethods]
 impl PyPipeline {
+    /// An independent copy (`copy.copy`): its state (centred clipping's centre, the random
+    /// stream) is copied, never shared with this one.
+    fn copy(&self) -> Self {
+        self.clone()
+    }
+
     #[new]
     #[pyo3(signature = (aggregator, pre = Vec::new(), seed = 0))]
     fn new(aggregator: &str, pre: Vec<String>, seed: u64) -> PyResult<Self> {
@@ -165,6 +173,7 @@ fn filled<'py>(
 
 /// One pre-aggregator on its own: `n` vectors in, `output_len(n)` out.
 #[pyclass(module = "byzadam._core", name = "PreAggregator")]
+#[derive(Clone)]
 pub(crate) struct PyPreAggregator {
     inner: Box<dyn PreAggregator>,
     rng: ChaCha20Rng,
@@ -172,6 +181,12 @@ pub(crate) struct PyPreAggregator {
 
 #[pymethods]
 impl PyPreAggregator {
+    /// An independent copy (`copy.copy`): its state (centred clipping's centre, the random
+    /// stream) is copied, never shared with this one.
+    fn copy(&self) -> Self {
+        self.clone()
+    }
+
     #[new]
     #[pyo3(signature = (config, seed = 0))]
     fn new(config: &str, seed: u64) -> PyResult<Self> {
@@ -242,6 +257,7 @@ fn to_matrix<'py>(py: Python<'py>, s: Submissions<'_>) -> PyResult<Bound<'py, Py
 
 /// One attack: forges the Byzantine workers' vectors from what its threat model sees.
 #[pyclass(module = "byzadam._core", name = "Attack")]
+#[derive(Clone)]
 pub(crate) struct PyAttack {
     inner: Box<dyn Attack>,
     rng: ChaCha20Rng,
@@ -249,6 +265,12 @@ pub(crate) struct PyAttack {
 
 #[pymethods]
 impl PyAttack {
+    /// An independent copy (`copy.copy`): its state (centred clipping's centre, the random
+    /// stream) is copied, never shared with this one.
+    fn copy(&self) -> Self {
+        self.clone()
+    }
+
     #[new]
     #[pyo3(signature = (config, seed = 0))]
     fn new(config: &str, seed: u64) -> PyResult<Self> {
@@ -331,6 +353,8 @@ impl PyAttack {
                 "attack {name} is adaptive: pass the server's aggregator (and pre-aggregators)"
             )));
         }
+        // Checked before forging allocates `byzantine × d` values (10^12 is an error).
+        matrix_size("the forged vectors", byzantine as u128, d as u128).map_err(error)?;
         let n = n.unwrap_or(honest.as_ref().map_or(0, |h| h.n()) + byzantine);
         self.inner.check(n, byzantine).map_err(error)?;
         let server: Option<&Pipeline> = server.as_ref().map(|p| &p.inner);

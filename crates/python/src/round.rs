@@ -4,6 +4,7 @@
 
 use crate::arrays::vector;
 use crate::error;
+use byzadam_robust::limits::zeros;
 use byzadam_sim::round::{honest_mean_state, ServerCheckpoint, WorkerCheckpoint};
 use byzadam_sim::{
     EngineWorker, EvaluationDue, Evaluator, RoundError, RoundMetrics, RunConfig, Server, Worker,
@@ -200,7 +201,9 @@ fn send<'py>(
 ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
     let params = vector(&params);
     let mut g = vector(&gradient).into_owned();
-    let mut out = vec![vec![0.0f32; w.dim()]; w.messages()];
+    let mut out = (0..w.messages())
+        .map(|_| zeros("a worker message", w.dim()).map_err(error))
+        .collect::<PyResult<Vec<_>>>()?;
     py.detach(|| w.message(&params, &mut g, &mut out))
         .map_err(round_error)?;
     Ok(messages_out(py, &out))
@@ -210,11 +213,8 @@ fn send<'py>(
 impl PyWorker {
     #[new]
     fn new(config_json: &str, dim: usize) -> PyResult<Self> {
-        if dim == 0 {
-            return Err(error("dim must be at least 1"));
-        }
         Ok(Self {
-            inner: Worker::new(&config(config_json)?, dim),
+            inner: Worker::try_new(&config(config_json)?, dim).map_err(round_error)?,
         })
     }
 
