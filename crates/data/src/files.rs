@@ -177,6 +177,53 @@ fn load_idx_pair(
 /// Bytes per CIFAR-10 record: the label, then 3 × 32 × 32 pixels.
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
 
+/// Appends a CIFAR-10 binary batch's images and labels: exactly 10,000 records of a label
+/// (< 10) and 3 × 32 × 32 pixels.
+fn parse_cifar_batch(
+    path: &Path,
+    bytes: &[u8],
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    if bytes.len() != 10_000 * CIFAR_RECORD {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: 10_000 * CIFAR_RECORD,
+            found: bytes.len(),
+        });
+    }
+    for record in bytes.chunks_exact(CIFAR_RECORD) {
+        labels.push(record[0]);
+        images.extend_from_slice(&record[1..]);
+    }
+    check_labels(path, labels, 10)
+}
+
+/// The parsers behind [`load`] on bytes instead of files, for the fuzz tests
+/// (`crates/data/tests/fuzz_files.rs`); not a stable API.
+#[doc(hidden)]
+pub mod parsers {
+    use super::*;
+
+    /// An IDX file's data after checking its magic and dimensions against `dims`.
+    pub fn idx(bytes: Vec<u8>, dims: &[u32]) -> Result<Vec<u8>, DataError> {
+        parse_idx(Path::new("fuzz"), bytes, dims, "IDX")
+    }
+
+    /// A CIFAR-10 binary batch: (images, labels).
+    pub fn cifar_batch(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        parse_cifar_batch(Path::new("fuzz"), bytes, &mut images, &mut labels)?;
+        Ok((images, labels))
+    }
+
+    /// A gzip stream decompressed as a `.gz` dataset file is: stopping past
+    /// [`MAX_FILE_BYTES`].
+    pub fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+        read_bounded(Path::new("fuzz"), flate2::read::GzDecoder::new(bytes))
+    }
+}
+
 fn load_cifar_batches(dir: &Path, names: &[&str]) -> Result<Dataset, DataError> {
     let kind = DatasetKind::Cifar10;
     let mut images = Vec::new();
@@ -187,19 +234,7 @@ fn load_cifar_batches(dir: &Path, names: &[&str]) -> Result<Dataset, DataError> 
             name,
             checksums::expected(&checksums::CIFAR10, name).expect("in table"),
         )?;
-        let path = dir.join(name);
-        if bytes.len() != 10_000 * CIFAR_RECORD {
-            return Err(DataError::Truncated {
-                path,
-                expected: 10_000 * CIFAR_RECORD,
-                found: bytes.len(),
-            });
-        }
-        for record in bytes.chunks_exact(CIFAR_RECORD) {
-            labels.push(record[0]);
-            images.extend_from_slice(&record[1..]);
-        }
-        check_labels(&path, &labels, 10)?;
+        parse_cifar_batch(&dir.join(name), &bytes, &mut images, &mut labels)?;
     }
     Ok(Dataset {
         kind,

@@ -30,7 +30,7 @@ pub mod testing;
 pub use dataset::{Dataset, DatasetKind, ImageShape, Normalization, Split};
 pub use download::{load_for_run, RunData};
 pub use error::DataError;
-pub use files::{data_dir, load, read_checked, DATA_DIR_ENV};
+pub use files::{data_dir, load, parsers, read_checked, DATA_DIR_ENV};
 
 /// Label flip: `y → classes − 1 − y` (the thesis's `9 − y` for ten classes).
 ///

@@ -186,7 +186,15 @@ impl Checkpoint {
         let body = bytes
             .strip_prefix(CHECKPOINT_MAGIC.as_slice())
             .ok_or("not a byzadam checkpoint (or an older format)")?;
-        bincode::deserialize(body).map_err(|e| format!("corrupt checkpoint: {e}"))
+        // `bincode::deserialize`'s format, with a limit: a length prefix in a hostile file
+        // cannot make it read (or allocate) past the input's own size.
+        use bincode::Options;
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(bytes.len() as u64)
+            .deserialize(body)
+            .map_err(|e| format!("corrupt checkpoint: {e}"))
     }
 }
 
