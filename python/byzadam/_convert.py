@@ -110,9 +110,11 @@ def _contiguous(x: np.ndarray) -> np.ndarray:
     if x.shape[1] == 0:
         raise ValueError("the vectors have dimension 0")
     # A no-op (no copy) for native float32 C-contiguous input.
-    y = np.ascontiguousarray(x, dtype=np.float32)
-    if x.dtype.itemsize > 4:
-        _check_narrowed(x, y)
+    if x.dtype.itemsize <= 4:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow is reported by _check_narrowed
+        y = np.ascontiguousarray(x, dtype=np.float32)
+    _check_narrowed(x, y)
     return y
 
 
@@ -125,7 +127,7 @@ def _check_narrowed(x: np.ndarray, y: np.ndarray) -> None:
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
         raise ValueError(
-            f"row {i}, column {j}: {x[i, j]!r} is outside float32's range (±3.4e38; "
+            f"row {i}, column {j}: {float(x[i, j])!r} is outside float32's range (±3.4e38; "
             "byzadam computes in float32)"
         )
 
@@ -136,7 +138,8 @@ def _stack(rows: list) -> np.ndarray:
         if r.shape[0] != d:
             raise ValueError(f"ragged vectors: element {i} has length {r.shape[0]}, element 0 has {d}")
     wide = [r for r in rows if r.dtype.itemsize > 4]
-    x = _contiguous(np.stack([np.asarray(r, dtype=np.float32) for r in rows]))
+    with np.errstate(over="ignore"):  # an overflow is reported by _check_narrowed
+        x = _contiguous(np.stack([np.asarray(r, dtype=np.float32) for r in rows]))
     if wide:
         _check_narrowed(np.stack([np.asarray(r, dtype=np.float64) for r in rows]), x)
     return x

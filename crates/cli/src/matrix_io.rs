@@ -128,7 +128,57 @@ fn read_bounded(path: &Path, format: Format) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The shape an `.npy` header claims, read before npyz sees the file: npyz multiplies the
+/// dimensions without checking for overflow (a panic in a debug build, a wrapped count in a
+/// release one), so a shape whose element count (its non-zero dimensions' product) exceeds
+/// the file's bytes is refused here.
+/// `None` where the header cannot be read this way (npyz then reports what is wrong).
+fn claimed_elements(bytes: &[u8]) -> Option<(Vec<u128>, u128)> {
+    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
+    let (&major, rest) = rest.split_first()?;
+    let rest = rest.get(1..)?;
+    let (len, rest) = match major {
+        1 => (
+            u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize,
+            &rest[2..],
+        ),
+        _ => (
+            u32::from_le_bytes([*rest.first()?, *rest.get(1)?, *rest.get(2)?, *rest.get(3)?])
+                as usize,
+            rest.get(4..)?,
+        ),
+    };
+    let header = std::str::from_utf8(rest.get(..len.min(rest.len()))?).ok()?;
+    let at = header
+        .find("'shape'")
+        .or_else(|| header.find("\"shape\""))?;
+    let open = at + header[at..].find('(')?;
+    let close = open + header[open..].find(')')?;
+    let dims: Option<Vec<u128>> = header[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u128>().ok())
+        .collect();
+    let dims = dims?;
+    // Zero dimensions left out: npyz's strides multiply the others all the same.
+    let count = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .fold(1u128, |a, &d| a.saturating_mul(d));
+    Some((dims, count))
+}
+
 fn parse_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
+    if let Some((dims, count)) = claimed_elements(bytes) {
+        if count > bytes.len() as u128 {
+            bail!(
+                "truncated: the header's shape {dims:?} claims {count} values, more than the \
+                 file's {} bytes can hold",
+                bytes.len()
+            );
+        }
+    }
     let npy = npyz::NpyFile::new(bytes).map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
     let shape = npy.shape().to_vec();
     let [rows, dim] = shape[..] else {
@@ -194,6 +244,10 @@ fn parse_number(s: &str) -> Result<f32, String> {
         "-inf" | "-infinity" => Ok(f32::NEG_INFINITY),
         "nan" | "+nan" | "-nan" => Ok(f32::NAN),
         _ => match t.parse::<f64>() {
+            // `1e400` parses as ∞: a finite number past every float's range, not an ∞ given.
+            Ok(x) if x.is_infinite() => Err(format!(
+                "{t} is outside float32's range (±3.4e38; byzadam computes in float32)"
+            )),
             Ok(x) => narrow(x),
             Err(_) => Err(format!("{s:?} is not a number")),
         },
@@ -206,7 +260,7 @@ fn narrow(x: f64) -> Result<f32, String> {
     let y = x as f32;
     if x.is_finite() && y.is_infinite() {
         Err(format!(
-            "{x} is outside float32's range (±3.4e38; byzadam computes in float32)"
+            "{x:e} is outside float32's range (±3.4e38; byzadam computes in float32)"
         ))
     } else {
         Ok(y)

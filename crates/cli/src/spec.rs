@@ -17,7 +17,7 @@ pub fn parse_setting(s: &str) -> Result<(String, Value)> {
     if k.is_empty() {
         bail!("{s:?}: empty key");
     }
-    let value = toml_value(v);
+    let value = toml_value(v).map_err(|e| anyhow!("{k}: {e}"))?;
     // JSON (what the registries read) has no NaN or ∞: refused, never read as "absent".
     if let Some((key, x)) = byzadam_sim::non_finite(k, &value) {
         bail!("{s:?}: `{key}` must be a finite number, got {x}");

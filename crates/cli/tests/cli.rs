@@ -864,3 +864,102 @@ fn numbers_past_float32s_range_are_refused_naming_the_cell() {
     std::fs::write(&csv, "1,inf\n3,3.4e38\n5,6\n").unwrap();
     success(byzadam().args(["aggregate", csv.to_str().unwrap(), "--rule", "median"]));
 }
+
+/// A single run's directory holds one run (issue 22): a run stopped after a checkpoint resumes
+/// with the same command and ends with the metrics of an uninterrupted run, bit for bit; a
+/// finished run is reported, not redone; another config or a foreign file is refused.
+#[test]
+fn a_single_run_resumes_from_its_checkpoint_and_never_mixes_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.toml");
+    std::fs::write(
+        &config,
+        "dataset = \"synthetic\"\nmodel = { name = \"logistic_regression\" }\nworkers = 5\n\
+         byzantine = 1\nbatch = 8\nrounds = 7\neval_every = 2\neval_samples = 100\n\
+         optimizer = { name = \"mra\" }\naggregator = { name = \"centered_clipping\" }\n\
+         attack = { name = \"alie\" }\n",
+    )
+    .unwrap();
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    let run = |out: &Path| {
+        let mut cmd = byzadam();
+        cmd.arg("run")
+            .arg(&config)
+            .arg("-o")
+            .arg(out)
+            .arg("--quiet");
+        cmd
+    };
+    success(&mut run(&whole));
+
+    // A run stopped after round 3 (its checkpoint written as `byzadam run` writes it).
+    let cfg = byzadam_sim::RunConfig::resolve_file(Some(&config), &[]).unwrap();
+    let data = byzadam_data::load_for_run(
+        cfg.dataset,
+        dir.path(),
+        cfg.data_seed,
+        false,
+        byzadam_data::download::Progress::Quiet,
+    )
+    .unwrap();
+    let mut sim = byzadam_sim::Simulation::new(cfg.clone(), &data.split).unwrap();
+    let metrics: Vec<_> = (0..3).map(|_| sim.step().unwrap()).collect();
+    std::fs::create_dir(&resumed).unwrap();
+    std::fs::write(resumed.join("config.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        resumed.join("checkpoint.bin"),
+        sim.checkpoint(&metrics, 1.0).to_bytes().unwrap(),
+    )
+    .unwrap();
+    // What a crash may leave: metrics past the checkpoint, rewritten on resume.
+    std::fs::write(resumed.join("metrics.jsonl"), "{\"round\": 99}\n").unwrap();
+    let (out, _) = success(&mut run(&resumed));
+    assert!(out.contains("(resuming after round 3)"), "{out}");
+    assert!(!resumed.join("checkpoint.bin").exists());
+    for file in ["metrics.jsonl", "config.toml"] {
+        assert_eq!(
+            std::fs::read_to_string(whole.join(file)).unwrap(),
+            std::fs::read_to_string(resumed.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let summary = |d: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap())
+                .unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    assert_eq!(summary(&whole), summary(&resumed));
+
+    // Finished: said, not redone (the files stay as they are).
+    let before = std::fs::read(whole.join("metrics.jsonl")).unwrap();
+    let (out, _) = success(&mut run(&whole));
+    assert!(out.contains("already holds this run, finished"), "{out}");
+    assert_eq!(std::fs::read(whole.join("metrics.jsonl")).unwrap(), before);
+    // Another config: refused, naming the key that differs; --overwrite replaces it.
+    let err = failure(run(&whole).args(["--set", "rounds=6"]));
+    assert!(
+        err.contains("another config (they differ at `rounds`)"),
+        "{err}"
+    );
+    success(run(&whole).args(["--set", "rounds=6", "--overwrite"]));
+    assert_eq!(
+        std::fs::read_to_string(whole.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    // A file byzadam did not write: refused, even with --overwrite, and left alone.
+    std::fs::write(whole.join("notes.txt"), "mine").unwrap();
+    let err = failure(run(&whole).arg("--overwrite"));
+    assert!(
+        err.contains("\"notes.txt\", which byzadam run did not write"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(whole.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}

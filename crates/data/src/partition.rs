@@ -225,6 +225,14 @@ pub fn partition(
     if workers == 0 {
         return bad("at least one worker is needed".into());
     }
+    // Checked before the shards are allocated: more workers than samples leaves one empty
+    // (and `--workers 10^12` would ask for terabytes).
+    if workers > labels.len() {
+        return bad(format!(
+            "{workers} workers for {} samples: every worker needs at least one sample",
+            labels.len()
+        ));
+    }
     if let Some(i) = labels.iter().position(|&y| y as usize >= classes) {
         return bad(format!(
             "label {} of sample {i} is not in 0..{classes}",

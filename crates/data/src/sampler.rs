@@ -48,6 +48,24 @@ impl EpochSampler {
         s
     }
 
+    /// Whether `self` (decoded from a checkpoint) can continue where `fresh` (built from the
+    /// same config) starts: the same shard and batch size, its order a permutation of the
+    /// shard, its position inside it. A checkpoint's sampler that fails this would index
+    /// past the data; restoring refuses it.
+    pub fn continues(&self, fresh: &EpochSampler) -> bool {
+        if self.shard != fresh.shard
+            || self.batch != fresh.batch
+            || self.order.len() != self.shard.len()
+            || self.at > self.order.len()
+        {
+            return false;
+        }
+        let (mut a, mut b) = (self.order.clone(), self.shard.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
+    }
+
     /// The next batch of sample indices.
     pub fn next_batch(&mut self) -> &[u32] {
         if self.at + self.batch > self.order.len() {

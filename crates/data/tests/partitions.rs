@@ -202,7 +202,7 @@ fn impossible_requests_are_errors_that_say_why() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("exceeds the 100 samples"), "{e}");
+    assert!(e.contains("200 workers for 100 samples"), "{e}");
     let e = partition(
         &y,
         10,

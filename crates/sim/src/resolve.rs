@@ -18,12 +18,29 @@ fn fail(message: impl Into<String>) -> ResolveError {
 
 /// A TOML value as `--set` reads it, in `byzadam run` and every other command: the text as a
 /// TOML value (`7`, `1.5e-3`, `true`, `"text"`, `[1, 2]`, `{ name = "cwtm", f = 5 }`), else
-/// the text itself as a string (`honest_mean`).
-pub fn toml_value(text: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {text}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+/// a bare word as a string (`honest_mean`). Text that starts like a TOML value (a digit, a
+/// sign, a quote, `[` or `{`) but is not one is an error saying why (an integer past TOML's
+/// 64-bit range, an unclosed table), never silently a string; so is text holding more than
+/// one value (`1\nworkers = 3`).
+pub fn toml_value(text: &str) -> Result<toml::Value, String> {
+    match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        Ok(mut t) if t.len() == 1 => Ok(t.remove("v").unwrap_or(toml::Value::Boolean(false))),
+        Ok(_) => Err(format!("`{text}` holds more than one value")),
+        Err(e) => {
+            let t = text.trim();
+            let looks_like_toml = t.starts_with(['{', '[', '"', '\'', '+', '-', '.'])
+                || t.starts_with(|c: char| c.is_ascii_digit());
+            if looks_like_toml {
+                Err(format!(
+                    "`{t}` is not a valid TOML value: {} (integers are at most \
+                     9223372036854775807)",
+                    e.message().trim()
+                ))
+            } else {
+                Ok(toml::Value::String(text.to_string()))
+            }
+        }
+    }
 }
 
 /// Applies `key.path=value` to a TOML table (the value read by [`toml_value`]).
@@ -31,7 +48,7 @@ pub fn apply_set(table: &mut toml::Table, spec: &str) -> Result<(), ResolveError
     let (key, value) = spec
         .split_once('=')
         .ok_or_else(|| fail(format!("--set {spec:?}: expected KEY=VALUE")))?;
-    let value = toml_value(value);
+    let value = toml_value(value).map_err(|e| fail(format!("--set {key}: {e}")))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     let mut cur = table;
     for (i, part) in parts.iter().enumerate() {

@@ -453,6 +453,12 @@ impl EngineWorker {
         if checkpoint.bn_state.len() != self.bn_state.len() {
             return Err(bad("checkpoint", "its shapes do not match the config"));
         }
+        if !checkpoint.sampler.continues(&self.sampler) {
+            return Err(bad(
+                "checkpoint",
+                "its sampler does not belong to this worker's shard (a corrupt checkpoint?)",
+            ));
+        }
         self.half.set_state(checkpoint.opt)?;
         self.bn_state = checkpoint.bn_state;
         self.sampler = checkpoint.sampler;

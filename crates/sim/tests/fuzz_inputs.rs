@@ -9,7 +9,7 @@ mod peak_alloc;
 
 use byzadam_data::{synthetic, Split};
 use byzadam_sim::round::{ServerCheckpoint, WorkerCheckpoint};
-use byzadam_sim::{Checkpoint, RunConfig, Simulation};
+use byzadam_sim::{Checkpoint, EngineWorker, RunConfig, Server, Simulation};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -181,10 +181,31 @@ proptest! {
                 }
             }
             1 => {
-                let _ = ServerCheckpoint::from_bytes(&bytes);
+                if let Ok(c) = ServerCheckpoint::from_bytes(&bytes) {
+                    // Restored or refused; restored, the server steps on honest-shaped input.
+                    let cfg = RunConfig::resolve(Some(SMALL), "fuzz", &[]).expect("valid");
+                    let mut server = Server::new(cfg).expect("builds");
+                    if server.restore(c).is_ok() && server.round() < server.config().rounds {
+                        let (n, d) = (server.workers(), server.dim());
+                        let rows = vec![0.5f32; n * d];
+                        let messages: Vec<&[f32]> = vec![&rows; server.messages()];
+                        let _ = server.step(&messages, &vec![1.0; n]);
+                    }
+                }
             }
             _ => {
-                let _ = WorkerCheckpoint::from_bytes(&bytes);
+                if let Ok(c) = WorkerCheckpoint::from_bytes(&bytes) {
+                    // Restored or refused; restored, the worker computes its next message.
+                    let cfg = RunConfig::resolve(Some(SMALL), "fuzz", &[]).expect("valid");
+                    let mut workers = EngineWorker::all(&cfg, data()).expect("builds");
+                    let w = &mut workers[2];
+                    if w.restore(c).is_ok() {
+                        let dim = w.half().dim();
+                        let params = vec![0.01f32; dim];
+                        let mut out = vec![vec![0.0f32; dim]; w.half().messages()];
+                        let _ = w.step(&params, &mut out);
+                    }
+                }
             }
         });
     }
