@@ -68,3 +68,19 @@ impl Threads {
         }
     }
 }
+
+/// A stop flag set by the first Ctrl-C, SIGTERM or SIGHUP (after printing `stopping`); a
+/// second signal exits at once with status 130. A process installs one handler: a later call
+/// returns a flag no signal sets (tests call commands in-process).
+pub fn stop_on_signals(stopping: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\n{stopping} (Ctrl-C again to quit at once)");
+    });
+    stop
+}

@@ -3,41 +3,28 @@
 //! each, 10,000 cases: no panic, no case slower than a second, and no allocation larger than a
 //! bound far above what inputs this small can legitimately need.
 
-#[path = "../../../tests/support/peak_alloc.rs"]
-mod peak_alloc;
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
 
 use byzadam_cli::matrix_io::{parse, Format};
 use proptest::prelude::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
-static ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+static ALLOC: fuzz::PeakAlloc = fuzz::PeakAlloc;
 
 /// Inputs here are at most a few kilobytes: nothing needs more than 16 MiB at once.
 const BOUND: usize = 16 << 20;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 10_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Parses, checking the time bound; on success the matrix is consistent with itself.
 fn check(format: Format, bytes: &[u8]) {
-    let t = Instant::now();
-    if let Ok(s) = parse(format, bytes) {
-        assert!(s.n() >= 1 && s.dim() >= 1);
-        assert_eq!(s.rows().count(), s.n());
-    }
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "{format:?}: {} bytes took {:?}",
-        bytes.len(),
-        t.elapsed()
-    );
-    peak_alloc::assert_at_most(BOUND, &format!("{format:?}"));
+    let what = format!("{format:?}, {} bytes", bytes.len());
+    fuzz::timed(&what, Duration::from_secs(1), BOUND, || {
+        if let Ok(s) = parse(format, bytes) {
+            assert!(s.n() >= 1 && s.dim() >= 1);
+            assert_eq!(s.rows().count(), s.n());
+        }
+    });
 }
 
 /// An `.npy` file: magic, version, a header dict with the given pieces, then `data` bytes.
@@ -119,7 +106,7 @@ fn token() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn npy_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -183,5 +170,5 @@ fn a_header_claiming_a_huge_shape_is_truncated_not_allocated() {
         let e = parse(Format::Npy, &bytes).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{shape}: {e}");
     }
-    peak_alloc::assert_at_most(BOUND, "huge headers");
+    fuzz::assert_at_most(BOUND, "huge headers");
 }

@@ -3,39 +3,23 @@
 //! structure-aware bytes: no panic, no case slower than a second, no allocation larger than a
 //! bound (a gzip bomb stops at the dataset-file limit).
 
-#[path = "../../../tests/support/peak_alloc.rs"]
-mod peak_alloc;
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
 
 use byzadam_data::{parsers, read_checked, DataError};
 use proptest::prelude::*;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
-static ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+static ALLOC: fuzz::PeakAlloc = fuzz::PeakAlloc;
 
 /// Past the largest dataset file (48,000,000 bytes): what a gzip bomb may cost before it is
 /// refused, and nothing here needs more.
 const BOUND: usize = 100 << 20;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 10_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "{what}: {:?}",
-        t.elapsed()
-    );
-    peak_alloc::assert_at_most(BOUND, what);
-    out
+    fuzz::timed(what, Duration::from_secs(1), BOUND, f)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -45,7 +29,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn idx_arbitrary_bytes(
@@ -115,7 +99,7 @@ fn read_checked_refuses_every_other_file() {
     let name = "t10k-labels-idx1-ubyte";
     let expected = byzadam_data::checksums::expected(&byzadam_data::checksums::MNIST, name)
         .expect("in the table");
-    let mut runner = proptest::test_runner::TestRunner::new(config());
+    let mut runner = proptest::test_runner::TestRunner::new(fuzz::config());
     runner
         .run(
             &(

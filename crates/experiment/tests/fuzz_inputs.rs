@@ -4,8 +4,8 @@
 //! query). 10,000 cases each: no panic, no case slower than a few seconds, no allocation past
 //! a bound; a foreign or corrupt file is refused, never written.
 
-#[path = "../../../tests/support/peak_alloc.rs"]
-mod peak_alloc;
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
 
 use byzadam_experiment::execute::{prepare_grid, GridJob};
 use byzadam_experiment::store::Store;
@@ -14,31 +14,15 @@ use proptest::prelude::*;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
-static ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+static ALLOC: fuzz::PeakAlloc = fuzz::PeakAlloc;
 
 const BOUND: usize = 64 << 20;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 10_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "{what}: {:?}",
-        t.elapsed()
-    );
-    peak_alloc::assert_at_most(BOUND, what);
-    out
+    fuzz::timed(what, Duration::from_secs(5), BOUND, f)
 }
 
 fn value() -> impl Strategy<Value = String> {
@@ -137,7 +121,7 @@ fn read_store(path: &Path) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn grid_arbitrary_text(text in "(?s).{0,300}") {

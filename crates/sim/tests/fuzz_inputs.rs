@@ -4,36 +4,24 @@
 //! panic, no case slower than a second, no allocation past a bound; a mutated checkpoint that
 //! still decodes either restores (and the run then steps without a panic) or is refused.
 
-#[path = "../../../tests/support/peak_alloc.rs"]
-mod peak_alloc;
+#[path = "../../../tests/support/fuzz.rs"]
+mod fuzz;
 
 use byzadam_data::{synthetic, Split};
 use byzadam_sim::round::{ServerCheckpoint, WorkerCheckpoint};
 use byzadam_sim::{Checkpoint, EngineWorker, RunConfig, Server, Simulation};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
-static ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+static ALLOC: fuzz::PeakAlloc = fuzz::PeakAlloc;
 
 /// The small runs here need a few megabytes; nothing may ask for more than this at once.
 const BOUND: usize = 64 << 20;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 10_000,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 fn timed<T>(what: &str, limit: Duration, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    assert!(t.elapsed() < limit, "{what}: {:?}", t.elapsed());
-    peak_alloc::assert_at_most(BOUND, what);
-    out
+    fuzz::timed(what, limit, BOUND, f)
 }
 
 const SMALL: &str = r#"
@@ -125,7 +113,7 @@ fn flips() -> impl Strategy<Value = Vec<(prop::sample::Index, u8)>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(fuzz::config())]
 
     #[test]
     fn run_config_arbitrary_text(text in "(?s).{0,300}") {

@@ -10,8 +10,8 @@ use byzadam_experiment::{Grid, Shard};
 use byzadam_sim::RunConfig;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// What `byzadam grid` takes.
@@ -49,14 +49,7 @@ pub struct GridArgs {
 /// Runs the grid; the first Ctrl-C, SIGTERM or SIGHUP checkpoints the runs in flight and
 /// stops, a second quits at once.
 pub fn run(args: &GridArgs, w: &mut dyn Write) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: checkpointing the runs in flight (Ctrl-C again to quit at once)");
-    });
+    let stop = crate::options::stop_on_signals("stopping: checkpointing the runs in flight");
     grid(args, &stop, w)
 }
 

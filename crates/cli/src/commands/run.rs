@@ -8,8 +8,7 @@ use byzadam_data::load_for_run;
 use byzadam_sim::{Checkpoint, Recorder, RoundMetrics, RunConfig, Simulation, Summary};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// What `byzadam run` takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -319,14 +318,7 @@ pub fn run(args: &RunArgs, w: &mut dyn Write) -> Result<()> {
             format!(" (resuming after round {})", metrics.len())
         }
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping: checkpointing (Ctrl-C again to quit at once)");
-    });
+    let stop = crate::options::stop_on_signals("stopping: checkpointing the run");
     let every = std::time::Duration::from_secs(args.checkpoint_every);
     let start = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();

@@ -1,6 +1,8 @@
-//! A global allocator for the fuzz tests that remembers the largest single allocation any
-//! thread asked for: "no allocation past a bound" is checked against it. Included by path from
-//! each crate's fuzz test (`#[path = ".../tests/support/peak_alloc.rs"] mod peak_alloc;`).
+//! What every crate's fuzz test shares (issue 22), included by path
+//! (`#[path = "../../../tests/support/fuzz.rs"] mod fuzz;`): the case count, a global
+//! allocator that remembers the largest single allocation any thread asked for ("no
+//! allocation past a bound" is checked against it), and the per-case time and allocation
+//! check.
 
 #![allow(unsafe_code)] // a GlobalAlloc implementation is unsafe by definition
 
@@ -43,4 +45,27 @@ pub fn assert_at_most(bound: usize, what: &str) {
         seen <= bound,
         "{what}: an allocation of {seen} bytes, over the bound of {bound} for inputs this small"
     );
+}
+
+/// 10,000 cases per property, no regression files written.
+pub fn config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// Runs one case: it must end within `limit` ("no hang") with no allocation so far past
+/// `bound` bytes.
+pub fn timed<T>(what: &str, limit: std::time::Duration, bound: usize, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let out = f();
+    assert!(
+        t.elapsed() < limit,
+        "{what}: one case took {:?}",
+        t.elapsed()
+    );
+    assert_at_most(bound, what);
+    out
 }
