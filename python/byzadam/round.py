@@ -59,12 +59,15 @@ def _f32(x, what: str) -> np.ndarray:
 class Server:
     """The server half of the round for ``config`` (a dict, TOML string, path or ``None`` for
     the quickstart; the keys of ``byzadam run``), at the initial parameters its ``seed``
-    draws."""
+    draws for its ``model``, or at ``params`` (a flat float vector: a model byzadam does not
+    build, such as the torch backend's)."""
 
-    def __init__(self, config: Config = None, *, set: Sequence[str] = ()) -> None:
+    def __init__(self, config: Config = None, *, set: Sequence[str] = (),
+                 params: Any = None) -> None:
         cfg = _json(config, set)
         self.config: Dict[str, Any] = json.loads(cfg)
-        self._core = _core.Server(cfg)
+        p = None if params is None else _f32(params, "params").reshape(-1)
+        self._core = _core.Server(cfg, p)
 
     @property
     def params(self) -> np.ndarray:

@@ -92,6 +92,11 @@ fn load_dataset<'py>(
         out.set_item(format!("{prefix}_labels"), PyArray1::from_vec(py, d.labels))?;
         Ok(())
     };
+    // The normalisation `byzadam run` applies to this dataset: (pixel / 255 − mean) / std.
+    let norm = kind.normalization();
+    out.set_item("name", kind.folder())?;
+    out.set_item("mean", norm.mean)?;
+    out.set_item("std", norm.std)?;
     out.set_item("classes", split.train.classes)?;
     out.set_item("data_dir", dir.display().to_string())?;
     put("train", split.train)?;

@@ -73,9 +73,15 @@ pub(crate) struct PyServer {
 #[pymethods]
 impl PyServer {
     #[new]
-    fn new(config_json: &str) -> PyResult<Self> {
+    #[pyo3(signature = (config_json, params = None))]
+    fn new(config_json: &str, params: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Self> {
+        let cfg = config(config_json)?;
+        let inner = match params {
+            None => Server::new(cfg),
+            Some(p) => Server::with_params(cfg, vector(&p).into_owned()),
+        };
         Ok(Self {
-            inner: Server::new(config(config_json)?).map_err(error)?,
+            inner: inner.map_err(error)?,
         })
     }
 

@@ -546,6 +546,26 @@ impl Server {
         Ok(Self::at(config, params))
     }
 
+    /// The server of `config` (validated) starting from `params` instead of the initial
+    /// parameters its `seed` draws for its `model`: a model the built-in engine does not
+    /// build (the torch backend's), or parameters from elsewhere. They must be finite.
+    pub fn with_params(config: RunConfig, params: Vec<f32>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if params.is_empty() {
+            return Err(bad("params", "at least one parameter is needed"));
+        }
+        if let Some(i) = params.iter().position(|x| !x.is_finite()) {
+            return Err(bad(
+                "params",
+                format!(
+                    "parameter {i} is {}: initial parameters must be finite",
+                    params[i]
+                ),
+            ));
+        }
+        Ok(Self::at(config, params))
+    }
+
     /// The server of an already validated `config` at `params`.
     pub(crate) fn at(config: RunConfig, params: Vec<f32>) -> Self {
         let dim = params.len();

@@ -194,3 +194,24 @@ fn infinite_messages_through_the_average_diverge_and_are_recorded_as_such() {
     assert_eq!(server.diverged_at(), Some(1));
     assert!((m.train_loss - 1.0).abs() < 1e-12);
 }
+
+#[test]
+fn a_server_starts_from_given_parameters_and_refuses_non_finite_ones() {
+    let cfg = config("sgd", "none", "");
+    let start = vec![0.25f32; 1000];
+    let mut server = Server::with_params(cfg.clone(), start.clone()).expect("builds");
+    assert_eq!(server.params(), &start[..]);
+    assert_eq!(server.dim(), 1000);
+    // One round of plain SGD on identical messages g: θ − lr·g.
+    let n = server.workers();
+    let rows = vec![1.0f32; n * 1000];
+    server.step(&[&rows], &vec![1.0; n]).expect("steps");
+    let lr = server.config().optimizer.lr().at(1);
+    assert!(server.params().iter().all(|&p| p == 0.25 - lr));
+    for bad in [vec![], vec![f32::NAN], vec![1.0, f32::INFINITY]] {
+        let e = Server::with_params(cfg.clone(), bad)
+            .err()
+            .expect("refused");
+        assert_eq!(e.key, "params");
+    }
+}

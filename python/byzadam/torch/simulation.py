@@ -1,0 +1,353 @@
+"""A run of byzadam's round with the gradients from PyTorch (any model, any device) and
+everything after them (gradient policy, the optimizer's worker step, the Byzantine
+forgeries, pre-aggregation, the rule, the server step, ξ and λ) from the Rust halves
+(:class:`byzadam.Server`, :class:`byzadam.Worker`): no second round in Python."""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import data as _data
+from ..round import Server, Worker, resolve
+from .models import flat
+
+__all__ = ["Simulation", "Summary"]
+
+# Run options of `byzadam run` the torch backend does not implement (yet): refused when set,
+# never silently ignored. Their defaults, as `byzadam.resolve` gives them.
+_UNSUPPORTED = {
+    "head": "log_softmax",
+    "eval_subset": None,
+    "training_mode_eval": None,
+    "shared_first_shuffle": False,
+}
+
+
+@dataclass
+class Summary:
+    """What a run ends with, as :func:`byzadam.run`'s summary: ``final_accuracy``,
+    ``best_accuracy``, ``final_loss``, ``rounds``, ``diverged_at`` (a round or ``None``),
+    ``seconds``; and ``metrics``, one dict per round."""
+
+    final_accuracy: float
+    best_accuracy: float
+    final_loss: float
+    rounds: int
+    diverged_at: Optional[int]
+    seconds: float
+    metrics: List[Dict[str, Any]] = field(default_factory=list)
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine "
+                         "(torch.cuda.is_available() is False)")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    return d
+
+
+class _Split:
+    """One split's inputs and labels as tensors on the device (normalised as byzadam run
+    normalises the byzadam dataset dicts)."""
+
+    def __init__(self, source: Any, which: str, labels: Any, normalize: bool,
+                 device: torch.device) -> None:
+        if isinstance(source, dict):
+            key = f"{which}_images"
+            if key not in source:
+                raise TypeError(f"{which}: a dict must be byzadam.data.load's (no {key!r})")
+            x = torch.from_numpy(np.ascontiguousarray(source[key])).to(torch.float32) / 255.0
+            if normalize:
+                mean = torch.tensor(source["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+                std = torch.tensor(source["std"], dtype=torch.float32).view(1, -1, 1, 1)
+                x = (x - mean) / std
+            y = np.asarray(source[f"{which}_labels"])
+        elif isinstance(source, torch.utils.data.Dataset):
+            n = len(source)  # type: ignore[arg-type]
+            if n == 0:
+                raise ValueError(f"{which}: the dataset is empty")
+            items = [source[i] for i in range(n)]
+            if not isinstance(items[0], (tuple, list)) or len(items[0]) < 1:
+                raise TypeError(f"{which}: dataset items must be (input, label) pairs")
+            x = torch.stack([torch.as_tensor(it[0], dtype=torch.float32) for it in items])
+            if labels is None:
+                labels = getattr(source, "targets", None)
+                if labels is None and len(items[0]) >= 2:
+                    labels = [int(it[1]) for it in items]
+            if labels is None:
+                raise ValueError(f"{which}: the dataset has no labels (no .targets and no "
+                                 "(input, label) items): pass labels=")
+            y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        else:
+            raise TypeError(f"{which}: a torch Dataset or byzadam.data.load's dict, got "
+                            f"{type(source).__name__}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"{which}: {len(y)} labels for {len(x)} inputs")
+        if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 255)):
+            raise ValueError(f"{which}: labels must be integer classes in 0..=255")
+        self.labels = y.astype(np.uint8)
+        self.x = x.to(device)
+        self.y = torch.from_numpy(self.labels.astype(np.int64)).to(device)
+
+
+class Simulation:
+    """A run of ``config`` (the keys, defaults and validation of ``byzadam run``) with
+    ``model``'s gradients computed by PyTorch on ``device``.
+
+    ``train``/``test``: map-style torch Datasets of ``(input, label)`` (labels from
+    ``.targets``, the items, or ``labels``/``test_labels``), or the dict
+    ``byzadam.data.load`` returns (then the config's input normalisation applies as in
+    ``byzadam run``). Partitions and batches are byzadam's (the same indices as the Rust
+    simulator for the same seeds). The initial parameters are the model's own unless
+    ``params`` (a flat vector) is given.
+
+    Gradients: one batched call over the workers (``torch.func.vmap`` of ``grad``, each
+    worker drawing its own dropout masks) for models without buffers; a per-worker loop
+    otherwise (batch norm: each worker keeps its own running statistics, evaluation uses the
+    honest workers' mean, as the Rust engine does) or when vmap cannot batch the model.
+    :attr:`gradient_path` says which ran (``"vmap"`` or ``"loop"``) and
+    :attr:`fallback_reason` why the loop, if it did.
+    """
+
+    def __init__(self, model: torch.nn.Module, train: Any, test: Any = None, *,
+                 config: Any = None, set: Sequence[str] = (), device: Any = "cpu",
+                 labels: Any = None, test_labels: Any = None, params: Any = None,
+                 vmap: bool = True, eval_batch: int = 1000) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.config: Dict[str, Any] = resolve(config, set=set)
+        for key, default in _UNSUPPORTED.items():
+            if self.config.get(key, default) != default:
+                raise ValueError(f"config key {key!r}: not supported by the torch backend yet "
+                                 f"(only {default!r})")
+        if not any(True for _ in model.parameters()):
+            raise ValueError("the model has no parameters: nothing to train")
+        self.device = _device(device)
+        self.model = model.to(self.device)
+        normalize = bool(self.config.get("normalize_inputs", True))
+        self._train = _Split(train, "train", labels, normalize, self.device)
+        self._test = None if test is None else _Split(test, "test", test_labels, normalize,
+                                                      self.device)
+        cfg = self.config
+        n = cfg["workers"]
+        if params is None:
+            start = flat(self.model).detach().cpu().numpy().astype(np.float32)
+        else:
+            start = np.ascontiguousarray(np.asarray(params, dtype=np.float32).reshape(-1))
+        self.dim = int(start.size)
+        if self.dim != sum(p.numel() for p in self.model.parameters()):
+            raise ValueError(f"params has {self.dim} values, the model "
+                             f"{sum(p.numel() for p in self.model.parameters())} parameters")
+        self.server = Server(cfg, params=start)
+        self.workers = [Worker(cfg, self.dim) for _ in range(n)]
+        classes = int(self._train.labels.max()) + 1
+        self.classes = max(classes, 10) if isinstance(train, dict) else classes
+        shards = _data.partition(self._train.labels, n, cfg["partition"], cfg["data_seed"],
+                                 classes=self.classes)
+        self._samplers = [_data.sampler(s, cfg["batch"], cfg["seed"], w)
+                          for w, s in enumerate(shards)]
+        attack = cfg.get("attack")
+        attack = attack if isinstance(attack, dict) else {}  # "none" or absent: no attack
+        self._flip = attack.get("classes", 10) if attack.get("name") == "label_flip" else None
+        self._names = [k for k, _ in self.model.named_parameters()]
+        self._buffers = {k: v for k, v in self.model.named_buffers()}
+        # Each worker's own buffers (batch-norm running statistics), kept apart.
+        self._worker_buffers = [{k: v.detach().clone() for k, v in self._buffers.items()}
+                                for _ in range(n)]
+        self.gradient_path = "vmap" if vmap and not self._buffers else "loop"
+        self.fallback_reason: Optional[str] = (
+            None if self.gradient_path == "vmap" else
+            ("vmap=False" if not vmap else "the model has buffers (batch norm): each worker "
+             "keeps its own, so workers run one by one"))
+        self._eval_batch = int(eval_batch)
+        self._generator_seed = int(cfg["seed"])
+        self.metrics: List[Dict[str, Any]] = []
+
+    # -- gradients ----------------------------------------------------------------------
+
+    def _batch(self, w: int, idx: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        i = torch.from_numpy(idx.astype(np.int64)).to(self.device)
+        x, y = self._train.x[i], self._train.y[i]
+        if self._flip is not None and self.server.is_byzantine(w):
+            y = torch.where(y < self._flip, self._flip - 1 - y, y)
+        return x, y
+
+    def _check_output(self, out: torch.Tensor, batch: int) -> None:
+        if out.dim() != 2 or out.shape[0] != batch:
+            raise ValueError(f"the model's output has shape {tuple(out.shape)}: expected "
+                             f"(batch, classes) = ({batch}, classes)")
+        if out.shape[1] < self.classes:
+            raise ValueError(f"the model's output has {out.shape[1]} classes, the labels "
+                             f"{self.classes}")
+
+    def _loop(self, active: List[int], batches: List[Tuple[torch.Tensor, torch.Tensor]],
+              t: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        grads, losses = [], []
+        self.model.train()
+        params = list(self.model.parameters())
+        for w, (x, y) in zip(active, batches):
+            torch.manual_seed(self._generator_seed * 1_000_003 + t * 4099 + w)
+            for k, b in self._buffers.items():
+                b.copy_(self._worker_buffers[w][k])
+            out = self.model(x)
+            self._check_output(out, len(y))
+            loss = F.cross_entropy(out, y)
+            g = torch.autograd.grad(loss, params, allow_unused=True)
+            grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
+                                    for gi, p in zip(g, params)]))
+            losses.append(loss.detach())
+            for k, b in self._buffers.items():
+                self._worker_buffers[w][k] = b.detach().clone()
+        return torch.stack(grads), torch.stack(losses)
+
+    def _vmapped(self, batches: List[Tuple[torch.Tensor, torch.Tensor]],
+                 t: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        from torch.func import functional_call, grad_and_value, vmap
+
+        self.model.train()
+        pdict = {k: v.detach() for k, v in self.model.named_parameters()}
+        xs = torch.stack([b[0] for b in batches])
+        ys = torch.stack([b[1] for b in batches])
+        out0 = functional_call(self.model, pdict, (xs[0],))
+        self._check_output(out0, ys.shape[1])
+
+        def loss_fn(p: Dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(functional_call(self.model, p, (x,)), y)
+
+        torch.manual_seed(self._generator_seed * 1_000_003 + t * 4099)
+        g, loss = vmap(grad_and_value(loss_fn), in_dims=(None, 0, 0),
+                       randomness="different")(pdict, xs, ys)
+        return torch.cat([g[k].reshape(len(batches), -1) for k in self._names], dim=1), loss
+
+    def gradients(self, t: int) -> Tuple[List[int], np.ndarray, np.ndarray]:
+        """Round ``t``'s gradients at the server's parameters: the workers that compute
+        (all, or the honest ones when the attack ignores the Byzantine workers' genuine
+        messages), their ``active × dim`` float32 gradients and their losses."""
+        n = len(self.workers)
+        needs = self.server.needs_byzantine_messages
+        active = [w for w in range(n) if needs or not self.server.is_byzantine(w)]
+        batches = [self._batch(w, np.asarray(self._samplers[w].next_batch())) for w in active]
+        torch.nn.utils.vector_to_parameters(
+            torch.from_numpy(self.server.params).to(self.device), self.model.parameters())
+        # Dropout draws from torch's generator, seeded per round (and worker): the user's
+        # generator state is restored afterwards.
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            return self._gradients(t, active, batches)
+
+    def _gradients(self, t: int, active: List[int],
+                   batches: List[Tuple[torch.Tensor, torch.Tensor]]
+                   ) -> Tuple[List[int], np.ndarray, np.ndarray]:
+        if self.gradient_path == "vmap":
+            try:
+                g, loss = self._vmapped(batches, t)
+            except ValueError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any op vmap cannot batch
+                self.gradient_path = "loop"
+                self.fallback_reason = f"vmap cannot batch this model ({type(e).__name__}: {e})"
+                warnings.warn(f"byzadam.torch: {self.fallback_reason}; using the per-worker loop",
+                              RuntimeWarning, stacklevel=2)
+                g, loss = self._loop(active, batches, t)
+        else:
+            g, loss = self._loop(active, batches, t)
+        return (active, g.detach().to("cpu", torch.float32).numpy(),
+                loss.detach().to("cpu", torch.float32).numpy())
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self) -> Tuple[float, float]:
+        """``(accuracy, loss)`` of the server's parameters on the test set's first
+        ``eval_samples`` inputs (all without it), batch-norm statistics the honest workers'
+        mean."""
+        if self._test is None:
+            raise ValueError("no test set was given")
+        torch.nn.utils.vector_to_parameters(
+            torch.from_numpy(self.server.params).to(self.device), self.model.parameters())
+        honest = [w for w in range(len(self.workers)) if not self.server.is_byzantine(w)]
+        for k, b in self._buffers.items():
+            stacked = torch.stack([self._worker_buffers[w][k].to(torch.float64) for w in honest])
+            b.copy_(stacked.mean(0).to(b.dtype))
+        k = self.config.get("eval_samples") or len(self._test.y)
+        x, y = self._test.x[:k], self._test.y[:k]
+        self.model.eval()
+        correct, total_loss = 0, 0.0
+        with torch.no_grad():
+            for s in range(0, len(y), self._eval_batch):
+                out = self.model(x[s:s + self._eval_batch])
+                yy = y[s:s + self._eval_batch]
+                total_loss += float(F.cross_entropy(out, yy, reduction="sum"))
+                correct += int((out.argmax(1) == yy).sum())
+        return correct / len(y), total_loss / len(y)
+
+    # -- the round --------------------------------------------------------------------------
+
+    def step(self) -> Dict[str, Any]:
+        """One round: the gradients, each worker's message (Rust), the server's step
+        (Rust), and the evaluation when due. Returns the round's metrics."""
+        t = self.server.round + 1
+        due = self.server.evaluation_due()
+        active, grads, losses = self.gradients(t)
+        params = self.server.params
+        n, k = len(self.workers), self.server.messages
+        messages = [np.zeros((n, self.dim), np.float32) for _ in range(k)]
+        all_losses = np.zeros(n, np.float32)
+        for row, w in enumerate(active):
+            for j, m in enumerate(self.workers[w].message(params, grads[row])):
+                messages[j][w] = m
+            all_losses[w] = losses[row]
+        before = self.evaluate() if due == "before" and self._test is not None else None
+        metrics = self.server.step(messages, all_losses)
+        if due is not None and self._test is not None:
+            acc, loss = before if before is not None else self.evaluate()
+            metrics["eval"] = {"accuracy": acc, "loss": loss}
+        self.metrics.append(metrics)
+        return metrics
+
+    def run(self, progress: bool = True,
+            on_round: Optional[Callable[[Dict[str, Any]], None]] = None) -> Summary:
+        """The remaining rounds (a tqdm bar when tqdm is installed and ``progress``), each
+        round's metrics passed to ``on_round``; the summary."""
+        start = time.perf_counter()
+        rounds = self.config["rounds"]
+        bar = None
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=rounds, initial=self.server.round, unit="round")
+            except ImportError:
+                bar = None
+        try:
+            while self.server.round < rounds:
+                m = self.step()
+                if on_round is not None:
+                    on_round(m)
+                if bar is not None:
+                    bar.update(1)
+                    if m.get("eval"):
+                        bar.set_postfix_str(f"test accuracy {m['eval']['accuracy']:.4f}")
+        finally:
+            if bar is not None:
+                bar.close()
+        evals = [m["eval"] for m in self.metrics if m.get("eval")]
+        if not evals:
+            raise ValueError("no round was evaluated: give a test set")
+        diverged = next((m["round"] for m in self.metrics if m.get("diverged")), None)
+        return Summary(final_accuracy=evals[-1]["accuracy"],
+                       best_accuracy=max(e["accuracy"] for e in evals),
+                       final_loss=evals[-1]["loss"], rounds=self.server.round,
+                       diverged_at=diverged, seconds=time.perf_counter() - start,
+                       metrics=list(self.metrics))

@@ -1,0 +1,241 @@
+"""``byzadam.torch`` (issue 23, first part): the torch modules of the built-in networks mean the
+same flat vector as the Rust engine (their gradients agree), the vmapped gradients equal the
+per-worker loop's, the round after the gradients is the Rust one (a torch run tracks
+``byzadam.run``), models the engine lacks train, and bad input is a clear exception."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import byzadam
+import byzadam.torch as bt
+
+SMALL = {"dataset": "synthetic", "model": {"name": "mnist_cnn"}, "workers": 4, "byzantine": 1,
+         "batch": 16, "rounds": 3, "eval_every": 1, "eval_samples": 300,
+         "aggregator": {"name": "trimmed_mean", "f": 1}, "attack": {"name": "sign_flip"}}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    # What `byzadam run` trains on for dataset = "synthetic" (data_seed 0).
+    return byzadam.data.load("synthetic", seed=0)
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+@pytest.mark.parametrize("kind", [{"name": "mnist_cnn"}, {"name": "logistic_regression"},
+                                  {"name": "mlp", "hidden": [32, 16]}])
+def test_modules_have_the_engines_parameter_count(kind):
+    server = byzadam.Server({**SMALL, "model": kind})
+    assert sum(p.numel() for p in bt.models.from_config(kind).parameters()) == server.dim
+
+
+def test_cifar_module_has_the_engines_parameter_count():
+    assert sum(p.numel() for p in bt.models.cifar10_cnn().parameters()) == 1_310_922
+
+
+@pytest.mark.parametrize("kind", [{"name": "mnist_cnn"}, {"name": "mlp", "hidden": [64]}])
+def test_gradients_equal_the_rust_engines(kind, synthetic):
+    """Same initial parameters, same batches (byzadam's partition and samplers): torch's
+    per-worker gradients equal the engine's to relative 1e-4."""
+    cfg = {**SMALL, "model": kind, "attack": "none", "byzantine": 0}
+    server = byzadam.Server(cfg)
+    engine = byzadam.Engine(cfg)
+    rust = [w.gradient(server.params) for w in engine.workers()]
+    sim = bt.Simulation(bt.models.from_config(kind), synthetic, config=cfg,
+                        params=server.params)
+    active, grads, losses = sim.gradients(1)
+    assert active == [0, 1, 2, 3]
+    for w, (loss, g) in enumerate(rust):
+        assert relative(grads[w], np.asarray(g)) < 1e-4, w
+        assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), w
+
+
+def test_cifar_gradients_equal_the_rust_engines(data_dir):
+    """The CIFAR-10 CNN, batch norm in training mode, dropout off: the same gradients."""
+    cfg = {**SMALL, "dataset": "cifar10", "model": {"name": "cifar10_cnn", "dropout": 0.0},
+           "attack": "none", "byzantine": 0, "workers": 2, "batch": 8,
+           "aggregator": {"name": "average"}}
+    server = byzadam.Server(cfg)
+    engine = byzadam.Engine(cfg, data_dir=data_dir)
+    rust = [w.gradient(server.params) for w in engine.workers()]
+    cifar = byzadam.data.load("cifar10", data_dir)
+    sim = bt.Simulation(bt.models.cifar10_cnn(0.0), cifar, config=cfg, params=server.params)
+    assert sim.gradient_path == "loop"  # batch norm: per-worker running statistics
+    _, grads, losses = sim.gradients(1)
+    for w, (loss, g) in enumerate(rust):
+        assert relative(grads[w], np.asarray(g)) < 1e-4, w
+        assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), w
+
+
+def test_vmap_equals_the_loop(synthetic):
+    cfg = {**SMALL, "model": {"name": "mnist_cnn"}}
+    start = byzadam.Server(cfg).params
+    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start)
+    b = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=False)
+    assert (a.gradient_path, b.gradient_path) == ("vmap", "loop")
+    for t in (1, 2):
+        ia, ga, la = a.gradients(t)
+        ib, gb, lb = b.gradients(t)
+        assert ia == ib
+        for w in range(len(ia)):
+            assert relative(ga[w], gb[w]) < 1e-5
+        assert np.allclose(la, lb, rtol=1e-5)
+
+
+def test_a_torch_run_tracks_byzadam_run(synthetic):
+    """After the gradients the round is Rust's: from the engine's initial parameters the
+    torch run's accuracy follows byzadam.run's (the gradients differ in the last bits)."""
+    cfg = {**SMALL, "rounds": 30, "eval_every": 10, "workers": 6, "byzantine": 2,
+           "aggregator": {"name": "trimmed_mean", "f": 2}, "attack": {"name": "alie"}}
+    ref = byzadam.run(cfg, progress=False)
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg,
+                        params=byzadam.Server(cfg).params)
+    summary = sim.run(progress=False)
+    assert summary.rounds == 30 and len(summary.metrics) == 30
+    assert abs(summary.final_accuracy - ref.summary["final_accuracy"]) < 0.03, (
+        summary.final_accuracy, ref.summary["final_accuracy"])
+    # ξ and λ come from the Rust server: the first round's are the reference's.
+    assert summary.metrics[0]["xi_norm"] == pytest.approx(ref.metrics[0]["xi_norm"], rel=1e-3)
+
+
+class LayerNormNet(nn.Module):
+    """A model the engine does not have: LayerNorm and GELU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.LayerNorm(64),
+                                  nn.GELU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class SmallResNet(nn.Module):
+    """A residual block with batch norm: the per-worker loop, running statistics per worker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                   nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        return self.head(torch.relu(h + self.block(h)))
+
+
+@pytest.mark.parametrize("make,path", [(LayerNormNet, "vmap"), (SmallResNet, "loop")])
+def test_models_the_engine_lacks_train_under_attack(make, path, synthetic):
+    torch.manual_seed(0)
+    cfg = {**SMALL, "rounds": 25, "eval_every": 25, "workers": 7, "byzantine": 2, "batch": 32,
+           "aggregator": {"name": "trimmed_mean", "f": 2}, "attack": {"name": "little"},
+           "optimizer": {"name": "dra", "lr": {"name": "constant", "value": 0.01}}}
+    sim = bt.Simulation(make(), synthetic, synthetic, config=cfg)
+    assert sim.gradient_path == path
+    before = sim.evaluate()[0]
+    summary = sim.run(progress=False)
+    assert summary.final_accuracy > before + 0.2, (before, summary.final_accuracy)
+
+
+class NoVmap(nn.Module):
+    """An op vmap cannot batch (a data-dependent Python branch on a tensor's value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum().item() > 0:  # .item() inside vmap raises
+            return self.lin(x.flatten(1))
+        return self.lin(x.flatten(1))
+
+
+def test_a_model_vmap_cannot_batch_falls_back_and_says_so(synthetic):
+    sim = bt.Simulation(NoVmap(), synthetic, config=SMALL)
+    with pytest.warns(RuntimeWarning, match="vmap cannot batch this model"):
+        _, g, _ = sim.gradients(1)
+    assert sim.gradient_path == "loop" and "vmap cannot batch" in sim.fallback_reason
+    assert np.isfinite(g).all()
+
+
+def test_a_byzantine_nan_row_is_data(synthetic):
+    cfg = {**SMALL, "attack": {"name": "nan"}, "rounds": 3}
+    summary = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg).run(
+        progress=False)
+    assert np.isfinite(summary.final_accuracy) and np.isfinite(summary.final_loss)
+
+
+class Unlabelled(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        return (torch.zeros(1, 28, 28),)
+
+
+class WrongShape(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :3, None] * self.scale
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda d: bt.Simulation(WrongShape(), d, config=SMALL).gradients(1), ValueError,
+     r"output has shape \(16, 3, 1\): expected \(batch, classes\)"),
+    (lambda d: bt.Simulation(nn.Sequential(nn.Flatten(), nn.Linear(784, 3)), d,
+                             config=SMALL).gradients(1), ValueError, r"3 classes, the labels 10"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), Unlabelled(), config=SMALL), ValueError,
+     r"no labels"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, device="nope"), ValueError,
+     r"device 'nope' is not a torch device"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, device="cuda:7"),
+     ValueError, r"cuda:7"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={**SMALL, "head":
+                                                               "softmax_then_cross_entropy"}),
+     ValueError, r"'head': not supported by the torch backend"),
+    (lambda d: bt.Simulation("not a model", d, config=SMALL), TypeError, r"torch.nn.Module"),
+    (lambda d: bt.Simulation(nn.ReLU(), d, config=SMALL), ValueError, r"no parameters"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), [1, 2], config=SMALL), TypeError,
+     r"torch Dataset or byzadam.data.load's dict"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, params=np.zeros(5)),
+     ValueError, r"params has 5 values, the model 176050"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={**SMALL, "workers": 0}),
+     byzadam.ByzadamError, r"workers"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL).evaluate(), ValueError,
+     r"no test set"),
+])
+def test_bad_input_is_a_clear_exception(call, error, message, synthetic):
+    with pytest.raises(error, match=message):
+        call(synthetic)
+
+
+def test_a_torch_dataset_is_accepted(synthetic):
+    n = 2000
+    x = torch.from_numpy(synthetic["train_images"][:n]).float() / 255.0
+    y = torch.from_numpy(synthetic["train_labels"][:n].astype(np.int64))
+    ds = torch.utils.data.TensorDataset(x, y)
+    sim = bt.Simulation(bt.models.logistic_regression(), ds, ds, config={**SMALL, "rounds": 2})
+    summary = sim.run(progress=False)
+    assert 0.0 <= summary.final_accuracy <= 1.0 and summary.rounds == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_gradients_equal_cpus(synthetic):
+    cfg = {**SMALL}
+    start = byzadam.Server(cfg).params
+    cpu = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start)
+    gpu = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start,
+                        device="cuda")
+    _, a, _ = cpu.gradients(1)
+    _, b, _ = gpu.gradients(1)
+    for w in range(len(a)):
+        assert relative(b[w], a[w]) < 1e-4
