@@ -65,7 +65,6 @@ def test_cifar_gradients_equal_the_rust_engines(data_dir):
     rust = [w.gradient(server.params) for w in engine.workers()]
     cifar = byzadam.data.load("cifar10", data_dir)
     sim = bt.Simulation(bt.models.cifar10_cnn(0.0), cifar, config=cfg, params=server.params)
-    assert sim.gradient_path == "loop"  # batch norm: per-worker running statistics
     _, grads, losses = sim.gradients(1)
     for w, (loss, g) in enumerate(rust):
         assert relative(grads[w], np.asarray(g)) < 1e-4, w
@@ -85,6 +84,35 @@ def test_vmap_equals_the_loop(synthetic):
         for w in range(len(ia)):
             assert relative(ga[w], gb[w]) < 1e-5
         assert np.allclose(la, lb, rtol=1e-5)
+
+
+def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
+    """Batch norm's running statistics per worker, stacked under vmap: the same gradients
+    and the same statistics as the loop. Dropout (p = 0.5) draws differ between the paths,
+    so it is checked on its own: each worker's masks differ (randomness="different")."""
+    torch.manual_seed(1)
+    net = SmallResNet()
+    cfg = {**SMALL}
+    start = bt.models.flat(net).detach().numpy()
+    a = bt.Simulation(net, synthetic, config=cfg, params=start)
+    b = bt.Simulation(SmallResNet(), synthetic, config=cfg, params=start, vmap=False)
+    for t in (1, 2):
+        _, ga, _ = a.gradients(t)
+        _, gb, _ = b.gradients(t)
+        for w in range(len(ga)):
+            assert relative(ga[w], gb[w]) < 1e-5
+    for w in range(cfg["workers"]):
+        for k, v in a._worker_buffers[w].items():
+            assert torch.allclose(v.float(), b._worker_buffers[w][k].float(), rtol=1e-5,
+                                  atol=1e-6), (w, k)
+    # Every worker on the same batch: equal gradients without dropout, pairwise different
+    # ones with it (each worker its own masks).
+    for p, distinct in [(0.0, 1), (0.5, 4)]:
+        drop = nn.Sequential(nn.Flatten(), nn.Dropout(p), nn.Linear(784, 10))
+        sim = bt.Simulation(drop, synthetic, config={**SMALL, "byzantine": 0, "attack": "none"})
+        same = sim._batch(0, np.arange(16))
+        g, _ = sim._vmapped([0, 1, 2, 3], [same] * 4, 1)
+        assert len({g[w].numpy().tobytes() for w in range(4)}) == distinct, p
 
 
 def test_a_torch_run_tracks_byzadam_run(synthetic):
@@ -116,7 +144,7 @@ class LayerNormNet(nn.Module):
 
 
 class SmallResNet(nn.Module):
-    """A residual block with batch norm: the per-worker loop, running statistics per worker."""
+    """A residual block with batch norm: running statistics per worker, under vmap too."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +158,7 @@ class SmallResNet(nn.Module):
         return self.head(torch.relu(h + self.block(h)))
 
 
-@pytest.mark.parametrize("make,path", [(LayerNormNet, "vmap"), (SmallResNet, "loop")])
+@pytest.mark.parametrize("make,path", [(LayerNormNet, "vmap"), (SmallResNet, "vmap")])
 def test_models_the_engine_lacks_train_under_attack(make, path, synthetic):
     torch.manual_seed(0)
     cfg = {**SMALL, "rounds": 25, "eval_every": 25, "workers": 7, "byzantine": 2, "batch": 32,

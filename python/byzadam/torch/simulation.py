@@ -114,9 +114,10 @@ class Simulation:
     ``params`` (a flat vector) is given.
 
     Gradients: one batched call over the workers (``torch.func.vmap`` of ``grad``, each
-    worker drawing its own dropout masks) for models without buffers; a per-worker loop
-    otherwise (batch norm: each worker keeps its own running statistics, evaluation uses the
-    honest workers' mean, as the Rust engine does) or when vmap cannot batch the model.
+    worker drawing its own dropout masks, each keeping its own buffers such as batch-norm
+    running statistics, stacked along the vmapped dimension; evaluation uses the honest
+    workers' mean, as the Rust engine does), or a per-worker loop with ``vmap=False`` or when
+    vmap cannot batch the model.
     :attr:`gradient_path` says which ran (``"vmap"`` or ``"loop"``) and
     :attr:`fallback_reason` why the loop, if it did.
     """
@@ -166,11 +167,8 @@ class Simulation:
         # Each worker's own buffers (batch-norm running statistics), kept apart.
         self._worker_buffers = [{k: v.detach().clone() for k, v in self._buffers.items()}
                                 for _ in range(n)]
-        self.gradient_path = "vmap" if vmap and not self._buffers else "loop"
-        self.fallback_reason: Optional[str] = (
-            None if self.gradient_path == "vmap" else
-            ("vmap=False" if not vmap else "the model has buffers (batch norm): each worker "
-             "keeps its own, so workers run one by one"))
+        self.gradient_path = "vmap" if vmap else "loop"
+        self.fallback_reason: Optional[str] = None if vmap else "vmap=False"
         self._eval_batch = int(eval_batch)
         self._generator_seed = int(cfg["seed"])
         self.metrics: List[Dict[str, Any]] = []
@@ -212,23 +210,33 @@ class Simulation:
                 self._worker_buffers[w][k] = b.detach().clone()
         return torch.stack(grads), torch.stack(losses)
 
-    def _vmapped(self, batches: List[Tuple[torch.Tensor, torch.Tensor]],
+    def _vmapped(self, active: List[int], batches: List[Tuple[torch.Tensor, torch.Tensor]],
                  t: int) -> Tuple[torch.Tensor, torch.Tensor]:
         from torch.func import functional_call, grad_and_value, vmap
 
         self.model.train()
         pdict = {k: v.detach() for k, v in self.model.named_parameters()}
+        # Each worker's buffers (batch-norm running statistics) stacked along the vmapped
+        # dimension: the in-place updates land in each worker's own slice.
+        bstack = {k: torch.stack([self._worker_buffers[w][k] for w in active])
+                  for k in self._buffers}
         xs = torch.stack([b[0] for b in batches])
         ys = torch.stack([b[1] for b in batches])
-        out0 = functional_call(self.model, pdict, (xs[0],))
-        self._check_output(out0, ys.shape[1])
+        with torch.no_grad():
+            probe = {k: v[0].clone() for k, v in bstack.items()}
+            self._check_output(functional_call(self.model, (pdict, probe), (xs[0],)),
+                               ys.shape[1])
 
-        def loss_fn(p: Dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(functional_call(self.model, p, (x,)), y)
+        def loss_fn(p: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], x: torch.Tensor,
+                    y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(functional_call(self.model, (p, b), (x,)), y)
 
         torch.manual_seed(self._generator_seed * 1_000_003 + t * 4099)
-        g, loss = vmap(grad_and_value(loss_fn), in_dims=(None, 0, 0),
-                       randomness="different")(pdict, xs, ys)
+        g, loss = vmap(grad_and_value(loss_fn), in_dims=(None, 0, 0, 0),
+                       randomness="different")(pdict, bstack, xs, ys)
+        for i, w in enumerate(active):
+            for k, v in bstack.items():
+                self._worker_buffers[w][k] = v[i].detach().clone()
         return torch.cat([g[k].reshape(len(batches), -1) for k in self._names], dim=1), loss
 
     def gradients(self, t: int) -> Tuple[List[int], np.ndarray, np.ndarray]:
@@ -252,7 +260,7 @@ class Simulation:
                    ) -> Tuple[List[int], np.ndarray, np.ndarray]:
         if self.gradient_path == "vmap":
             try:
-                g, loss = self._vmapped(batches, t)
+                g, loss = self._vmapped(active, batches, t)
             except ValueError:
                 raise
             except Exception as e:  # noqa: BLE001 - any op vmap cannot batch
