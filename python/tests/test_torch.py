@@ -267,3 +267,109 @@ def test_cuda_gradients_equal_cpus(synthetic):
     _, b, _ = gpu.gradients(1)
     for w in range(len(a)):
         assert relative(b[w], a[w]) < 1e-4
+
+
+class EngineGradients(bt.Simulation):
+    """The torch backend's round with the Rust engine's gradients fed in: what follows the
+    gradients is then exactly the Rust simulator's."""
+
+    def __init__(self, engine, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._engine_workers = engine.workers()
+
+    def gradients(self, t):
+        needs = self.server.needs_byzantine_messages
+        active = [w for w in range(len(self.workers)) if needs or not self.server.is_byzantine(w)]
+        out = [self._engine_workers[w].gradient(self.server.params) for w in active]
+        return (active, np.stack([np.asarray(g, np.float32) for _, g in out]),
+                np.array([loss for loss, _ in out], np.float32))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "resam", "dra", "mra"])
+def test_the_round_after_the_gradients_is_the_rust_simulators(optimizer, synthetic):
+    """The Rust engine's gradients through the torch backend's round: after 20 rounds the
+    parameters and every round's training metrics are those of the Rust round, bit for bit."""
+    cfg = byzadam.resolve({**SMALL, "rounds": 20, "eval_every": 20,
+                           "optimizer": {"name": optimizer}, "attack": {"name": "alie"}})
+    # The reference: the engine's own workers, the Rust halves (docs/python.md's loop).
+    server, engine = byzadam.Server(cfg), byzadam.Engine(cfg)
+    workers = engine.workers()
+    reference = []
+    for _ in range(20):
+        n, k = server.workers, server.messages
+        messages = np.zeros((k, n, server.dim), np.float32)
+        losses = np.zeros(n, np.float32)
+        params = server.params
+        for w in workers:
+            if w.byzantine and not server.needs_byzantine_messages:
+                continue
+            losses[w.index], sent = w.step(params)
+            for j, m in enumerate(sent):
+                messages[j, w.index] = m
+        reference.append(server.step(list(messages), losses))
+    sim = EngineGradients(byzadam.Engine(cfg), bt.models.mnist_cnn(), synthetic, config=cfg,
+                          params=byzadam.Server(cfg).params)
+    for _ in range(20):
+        sim.step()
+    assert np.array_equal(sim.server.params, server.params)
+    for mine, theirs in zip(sim.metrics, reference):
+        for key in ("train_loss", "xi_norm", "lambda", "diverged"):
+            assert mine[key] == theirs[key] or (mine[key] != mine[key] and theirs[key] != theirs[key]), key
+
+
+def test_the_quickstart_with_the_torch_backend_ends_where_byzadam_run_does(data_dir):
+    """The quickstart (DRA, trimmed mean, Little, 15 workers on MNIST, 300 rounds; evaluated
+    once, at the end, to keep CI short) from the engine's initial parameters: the torch
+    backend's final accuracy is within 0.5 points of byzadam.run's."""
+    cfg = byzadam.resolve(None, set=["eval_every=300"])
+    ref = byzadam.run(cfg, data_dir=data_dir, progress=False)
+    mnist = byzadam.data.load("mnist", data_dir)
+    sim = bt.Simulation(bt.models.mnist_cnn(), mnist, mnist, config=cfg,
+                        params=byzadam.Server(cfg).params)
+    summary = sim.run(progress=False)
+    assert abs(summary.final_accuracy - ref.final_accuracy) <= 0.005, (
+        summary.final_accuracy, ref.final_accuracy)
+
+
+def test_a_checkpointed_run_resumes_with_the_same_bits(synthetic, tmp_path):
+    """Three rounds, a checkpoint, a fresh simulation restored from it, three more rounds:
+    the parameters, the batch-norm statistics and the metrics of six rounds straight."""
+    cfg = {**SMALL, "rounds": 6, "eval_every": 3, "optimizer": {"name": "mra"},
+           "aggregator": {"name": "centered_clipping", "tau": 1.0}, "attack": {"name": "alie"}}
+    torch.manual_seed(3)
+    start = bt.models.flat(SmallResNet()).detach().numpy()
+
+    def make():
+        torch.manual_seed(3)
+        return bt.Simulation(SmallResNet(), synthetic, synthetic, config=cfg, params=start)
+
+    straight = make()
+    straight.run(progress=False)
+    first = make()
+    for _ in range(3):
+        first.step()
+    state = first.checkpoint()
+    second = make()
+    second.restore(state)
+    assert second.server.round == 3 and len(second.metrics) == 3
+    summary = second.run(progress=False)
+    assert np.array_equal(second.server.params, straight.server.params)
+    assert second.metrics == straight.metrics
+    for w in range(cfg["workers"]):
+        for k, v in straight._worker_buffers[w].items():
+            assert torch.equal(second._worker_buffers[w][k], v)
+    assert summary.final_accuracy == straight.metrics[-1]["eval"]["accuracy"]
+    # Through a file, as run(checkpoint=...) does: resumed, then deleted at the end.
+    path = tmp_path / "run.ckpt"
+    path.write_bytes(state)
+    third = make()
+    third.run(progress=False, checkpoint=str(path))
+    assert np.array_equal(third.server.params, straight.server.params)
+    assert not path.exists()
+    # Another config's checkpoint: refused, nothing changed.
+    other = bt.Simulation(SmallResNet(), synthetic, config={**cfg, "seed": 9}, params=start)
+    with pytest.raises(ValueError, match="another config"):
+        other.restore(state)
+    assert other.server.round == 0
+    with pytest.raises(ValueError, match="not a byzadam.torch checkpoint"):
+        other.restore(b"garbage")

@@ -165,6 +165,27 @@ impl PySampler {
         PyArray1::from_vec(py, all).reshape([rounds, b])
     }
 
+    /// The sampler's state (its order, position and random stream) as bytes.
+    fn checkpoint<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let json = serde_json::to_vec(&self.inner).map_err(error)?;
+        Ok(pyo3::types::PyBytes::new(py, &json))
+    }
+
+    /// Continues from [`checkpoint`](Self::checkpoint)'s bytes, which must come from a
+    /// sampler over the same shard with the same batch size (anything else is refused and
+    /// nothing changes).
+    fn restore(&mut self, state: &[u8]) -> PyResult<()> {
+        let restored: EpochSampler = serde_json::from_slice(state)
+            .map_err(|e| error(format!("not a sampler's state: {e}")))?;
+        if !restored.continues(&self.inner) {
+            return Err(error(
+                "the state belongs to a sampler over another shard or batch size",
+            ));
+        }
+        self.inner = restored;
+        Ok(())
+    }
+
     /// Epochs started so far.
     #[getter]
     fn epoch(&self) -> u64 {

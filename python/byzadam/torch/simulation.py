@@ -324,11 +324,97 @@ class Simulation:
         self.metrics.append(metrics)
         return metrics
 
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def checkpoint(self) -> bytes:
+        """Everything carried to the next round, as bytes (an ``.npz`` archive, no pickle):
+        the server half, every worker's optimizer state, sampler and buffers, and the
+        metrics so far. :meth:`restore` on a simulation of the same config and model
+        continues with the same bits."""
+        import io
+        import json
+
+        parts: Dict[str, np.ndarray] = {
+            "config": np.frombuffer(json.dumps(self.config, sort_keys=True).encode(), np.uint8),
+            "metrics": np.frombuffer(json.dumps(self.metrics).encode(), np.uint8),
+            "dim": np.array([self.dim], np.int64),
+            "server": np.frombuffer(self.server.checkpoint(), np.uint8),
+        }
+        for w, (worker, sampler) in enumerate(zip(self.workers, self._samplers)):
+            parts[f"worker/{w}"] = np.frombuffer(worker.checkpoint(), np.uint8)
+            parts[f"sampler/{w}"] = np.frombuffer(sampler.checkpoint(), np.uint8)
+            for k, v in self._worker_buffers[w].items():
+                parts[f"buffer/{w}/{k}"] = v.detach().cpu().numpy()
+        out = io.BytesIO()
+        np.savez(out, **parts)
+        return out.getvalue()
+
+    def restore(self, state: bytes) -> None:
+        """Continues from :meth:`checkpoint`'s bytes. A checkpoint of another config or
+        model is refused before anything changes."""
+        import io
+        import json
+
+        try:
+            z = np.load(io.BytesIO(bytes(state)), allow_pickle=False)
+            parts = {k: z[k] for k in z.files}
+        except Exception as e:  # noqa: BLE001 - any malformed archive
+            raise ValueError(f"not a byzadam.torch checkpoint: {e}") from None
+        if "config" not in parts or json.loads(parts["config"].tobytes()) != json.loads(
+                json.dumps(self.config, sort_keys=True)):
+            raise ValueError("the checkpoint belongs to another config")
+        if int(parts["dim"][0]) != self.dim:
+            raise ValueError(f"the checkpoint is of a model with {int(parts['dim'][0])} "
+                             f"parameters, this one has {self.dim}")
+        n = len(self.workers)
+        for w in range(n):
+            for k, v in self._worker_buffers[w].items():
+                got = parts.get(f"buffer/{w}/{k}")
+                if got is None or tuple(got.shape) != tuple(v.shape):
+                    raise ValueError(f"the checkpoint's buffer {k} of worker {w} does not fit "
+                                     "the model")
+        # Everything checked that can be: restore (each half checks its own bytes first).
+        saved = self.checkpoint()
+        try:
+            self.server.restore(parts["server"].tobytes())
+            for w in range(n):
+                self.workers[w].restore(parts[f"worker/{w}"].tobytes())
+                self._samplers[w].restore(parts[f"sampler/{w}"].tobytes())
+                for k, v in self._worker_buffers[w].items():
+                    self._worker_buffers[w][k] = torch.from_numpy(
+                        parts[f"buffer/{w}/{k}"].copy()).to(v.device, v.dtype)
+            self.metrics = json.loads(parts["metrics"].tobytes())
+        except Exception:
+            if state != saved:
+                self.restore(saved)
+            raise
+
     def run(self, progress: bool = True,
-            on_round: Optional[Callable[[Dict[str, Any]], None]] = None) -> Summary:
+            on_round: Optional[Callable[[Dict[str, Any]], None]] = None,
+            checkpoint: Optional[str] = None, checkpoint_every: float = 60.0) -> Summary:
         """The remaining rounds (a tqdm bar when tqdm is installed and ``progress``), each
-        round's metrics passed to ``on_round``; the summary."""
+        round's metrics passed to ``on_round``; the summary. With ``checkpoint`` (a file
+        path) the run resumes from that file if it exists, writes it atomically every
+        ``checkpoint_every`` seconds and on Ctrl-C (then re-raises ``KeyboardInterrupt``),
+        and deletes it when the run completes."""
+        import os
+
+        if checkpoint is not None and os.path.exists(checkpoint):
+            with open(checkpoint, "rb") as f:
+                self.restore(f.read())
+
+        def save() -> None:
+            if checkpoint is None:
+                return
+            tmp = f"{checkpoint}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(self.checkpoint())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, checkpoint)
+
         start = time.perf_counter()
+        last_save = time.monotonic()
         rounds = self.config["rounds"]
         bar = None
         if progress:
@@ -338,8 +424,26 @@ class Simulation:
                 bar = tqdm(total=rounds, initial=self.server.round, unit="round")
             except ImportError:
                 bar = None
+        # Ctrl-C stops between rounds (a checkpoint holds whole rounds only); a second one
+        # stops at once.
+        import signal
+        import threading
+
+        stop: List[int] = []
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            def on_sigint(signum: int, frame: Any) -> None:
+                if stop:
+                    raise KeyboardInterrupt
+                stop.append(signum)
+            previous = signal.signal(signal.SIGINT, on_sigint)
         try:
             while self.server.round < rounds:
+                if stop:
+                    save()
+                    raise KeyboardInterrupt(
+                        f"stopped after round {self.server.round}"
+                        + (f"; {checkpoint} resumes it" if checkpoint else ""))
                 m = self.step()
                 if on_round is not None:
                     on_round(m)
@@ -347,9 +451,16 @@ class Simulation:
                     bar.update(1)
                     if m.get("eval"):
                         bar.set_postfix_str(f"test accuracy {m['eval']['accuracy']:.4f}")
+                if checkpoint is not None and time.monotonic() - last_save >= checkpoint_every:
+                    save()
+                    last_save = time.monotonic()
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if bar is not None:
                 bar.close()
+        if checkpoint is not None and os.path.exists(checkpoint):
+            os.remove(checkpoint)
         evals = [m["eval"] for m in self.metrics if m.get("eval")]
         if not evals:
             raise ValueError("no round was evaluated: give a test set")

@@ -1,0 +1,146 @@
+"""The torch backend's round (``byzadam.torch``) against the alternatives on the same work, in
+one process, interleaved: ``--sets`` times, each engine runs ``--rounds`` rounds; the medians
+over the sets of the per-round milliseconds are printed with their ratios to the torch
+backend's vmap path, measured in the same run.
+
+The work: the thesis's MNIST setting of ``benchmarks/byzfl_baseline.py`` (the MNIST CNN,
+15 workers of which 5 Byzantine, batch 25, RESAM, trimmed mean f = 5, ALIE), one thread
+(``--threads``), on real MNIST batches.
+
+- ``byzadam.torch vmap`` / ``loop``: ``bt.Simulation.step`` (gradients by torch, the rest in
+  Rust), no evaluation.
+- ``built-in engine``: the Rust engine's workers and server half (``byzadam.Engine``).
+- ``PyTorch loop + ByzFL``: what a ByzFL user's round does: 10 honest gradients in a torch
+  loop, RESAM's momentum in torch, ByzFL 0.0.11's ``ALittleIsEnough`` and ``TrMean`` on the
+  momentum vectors, the SGD step in torch. (ByzFL's own ``Client``/``Server`` classes add
+  their bookkeeping on top of these same calls.)
+- ``PyTorch loop``: the 15 gradients alone, the floor for any torch-based round.
+
+    BYZADAM_DATA_DIR=../shared/data python benchmarks/torch_backend.py --sets 3 --rounds 10
+
+Report with the CPU model (``lscpu``) and the command, as BENCHMARKS.md does.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+# The built-in engine's pool: as many threads as torch gets (set before byzadam loads).
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+os.environ.setdefault("RAYON_NUM_THREADS", _threads)
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import byzadam
+import byzadam.torch as bt
+
+p = argparse.ArgumentParser()
+p.add_argument("--sets", type=int, default=3)
+p.add_argument("--rounds", type=int, default=10)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--no-byzfl", action="store_true", help="skip the ByzFL round")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+
+CFG = byzadam.resolve({
+    "dataset": "mnist", "workers": 15, "byzantine": 5, "batch": 25, "rounds": 100000,
+    "eval_every": 100000, "optimizer": {"name": "resam", "lr": {"name": "constant", "value": 0.75},
+                                        "beta": 0.99},
+    "aggregator": {"name": "trimmed_mean", "f": 5}, "attack": {"name": "a_little_is_enough"}})
+mnist = byzadam.data.load("mnist")
+start = byzadam.Server(CFG).params
+
+
+def torch_backend(vmap: bool):
+    sim = bt.Simulation(bt.models.mnist_cnn(), mnist, config=CFG, params=start, vmap=vmap)
+    return lambda: sim.step()
+
+
+def engine():
+    server, eng = byzadam.Server(CFG), byzadam.Engine(CFG)
+    workers = eng.workers()
+    n, k, dim = server.workers, server.messages, server.dim
+
+    def step():
+        messages = np.zeros((k, n, dim), np.float32)
+        losses = np.zeros(n, np.float32)
+        params = server.params
+        for w in workers:
+            if w.byzantine and not server.needs_byzantine_messages:
+                continue
+            losses[w.index], sent = w.step(params)
+            for j, m in enumerate(sent):
+                messages[j, w.index] = m
+        server.step(list(messages), losses)
+    return step
+
+
+def honest_batches():
+    x = torch.from_numpy(mnist["train_images"][:25 * 10]).float().div(255).sub(0.1307).div(0.3081)
+    y = torch.from_numpy(mnist["train_labels"][:25 * 10].astype(np.int64))
+    return [(x[i * 25:(i + 1) * 25], y[i * 25:(i + 1) * 25]) for i in range(10)]
+
+
+def pytorch_loop(workers: int):
+    model = bt.models.mnist_cnn()
+    batches = (honest_batches() * 2)[:workers]
+
+    def step():
+        for x, y in batches:
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+    return step
+
+
+def pytorch_byzfl():
+    import byzfl
+
+    model = bt.models.mnist_cnn()
+    params = list(model.parameters())
+    batches = honest_batches()
+    momenta = [torch.zeros(sum(p.numel() for p in params)) for _ in batches]
+    attack, rule = byzfl.ALittleIsEnough(), byzfl.TrMean(f=5)
+
+    def step():
+        for i, (x, y) in enumerate(batches):
+            model.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            g = torch.cat([p.grad.reshape(-1) for p in params])
+            momenta[i].mul_(0.99).add_(g, alpha=0.01)
+        honest = torch.stack(momenta)
+        byz = attack(honest)
+        agg = rule(torch.cat([honest, byz.unsqueeze(0).repeat(5, 1)]))
+        with torch.no_grad():
+            flat = torch.nn.utils.parameters_to_vector(params) - 0.75 * agg
+            torch.nn.utils.vector_to_parameters(flat, params)
+    return step
+
+
+engines = {
+    "byzadam.torch vmap": torch_backend(True),
+    "byzadam.torch loop": torch_backend(False),
+    "built-in engine": engine(),
+    "PyTorch loop (15 gradients)": pytorch_loop(15),
+}
+if not args.no_byzfl:
+    engines["PyTorch loop + ByzFL"] = pytorch_byzfl()
+times = {name: [] for name in engines}
+for name, step in engines.items():  # warm-up
+    step()
+for s in range(args.sets):
+    for name, step in engines.items():
+        t = time.perf_counter()
+        for _ in range(args.rounds):
+            step()
+        times[name].append((time.perf_counter() - t) * 1e3 / args.rounds)
+base = statistics.median(times["byzadam.torch vmap"])
+print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.sets} sets × "
+      f"{args.rounds} rounds, medians over the sets\n")
+print("| round of | ms per round | × byzadam.torch vmap |")
+print("| --- | ---: | ---: |")
+for name, ts in times.items():
+    m = statistics.median(ts)
+    print(f"| {name} | {m:.1f} | {m / base:.2f} |")
