@@ -240,6 +240,8 @@ class WrongShape(nn.Module):
      byzadam.ByzadamError, r"workers"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL).evaluate(), ValueError,
      r"no test set"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL).run(), ValueError,
+     r"give a test set"),
 ])
 def test_bad_input_is_a_clear_exception(call, error, message, synthetic):
     with pytest.raises(error, match=message):

@@ -399,6 +399,8 @@ class Simulation:
         and deletes it when the run completes."""
         import os
 
+        if self._test is None:
+            raise ValueError("run() evaluates the model: give a test set (or call step())")
         if checkpoint is not None and os.path.exists(checkpoint):
             with open(checkpoint, "rb") as f:
                 self.restore(f.read())
@@ -462,8 +464,9 @@ class Simulation:
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)
         evals = [m["eval"] for m in self.metrics if m.get("eval")]
-        if not evals:
-            raise ValueError("no round was evaluated: give a test set")
+        if not evals:  # nothing left to run and nothing evaluated: evaluate now
+            acc, loss = self.evaluate()
+            evals = [{"accuracy": acc, "loss": loss}]
         diverged = next((m["round"] for m in self.metrics if m.get("diverged")), None)
         return Summary(final_accuracy=evals[-1]["accuracy"],
                        best_accuracy=max(e["accuracy"] for e in evals),
