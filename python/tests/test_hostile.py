@@ -140,7 +140,11 @@ for i, shape in enumerate(["(100000000000, 100000)", "(18446744073709551615, 2)"
         cli_case(f"npy-huge-shape-{i}-{descr}", ["aggregate", "{d}/x.npy", "--rule", "mean"],
                  1, r"truncated: the header's shape", files={"x.npy": npy(descr, shape)})
 cli_case("npy-shape-over-2^64", ["aggregate", "{d}/x.npy", "--rule", "mean"], 1,
-         r"not a valid \.npy", files={"x.npy": npy("<f4", "(18446744073709551616, 2)")})
+         r"truncated: the header's shape \[18446744073709551616, 2\] claims",
+         files={"x.npy": npy("<f4", "(18446744073709551616, 2)")})
+cli_case("npy-strides-overflow-zero-count", ["aggregate", "{d}/x.npy", "--rule", "mean"], 1,
+         r"truncated: the header's shape \[3, 9223372036854775807, 0\]",
+         files={"x.npy": npy("<f4", "(3, 9223372036854775807, 0)", b"")})
 cli_case("npy-negative-shape", ["aggregate", "{d}/x.npy", "--rule", "mean"], 1,
          r"not a valid \.npy", files={"x.npy": npy("<f4", "(-1, 2)")})
 cli_case("npy-1d", ["aggregate", "{d}/x.npy", "--rule", "mean"], 1, r"expected a 2-D array",
