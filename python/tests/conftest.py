@@ -44,6 +44,24 @@ def run_cli(cli, *args, cwd=None):
     return r.stdout
 
 
+def engine_messages(server, workers):
+    """One round of the built-in engine's ``workers`` at the server's parameters, as
+    docs/python.md's loop runs it: every worker's messages (``messages × workers × dim``,
+    rows in worker order; a Byzantine worker's row left zero when the attack ignores it)
+    and losses."""
+    n, dim, k = server.workers, server.dim, server.messages
+    messages = np.zeros((k, n, dim), dtype=np.float32)
+    losses = np.zeros(n, dtype=np.float32)
+    params = server.params
+    for w in workers:
+        if w.byzantine and not server.needs_byzantine_messages:
+            continue
+        losses[w.index], sent = w.step(params)
+        for j, m in enumerate(sent):
+            messages[j, w.index] = m
+    return messages, losses
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261201)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import byzadam
+from conftest import engine_messages
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "python.md"
 
@@ -23,20 +24,11 @@ def small(**over):
 
 
 def loop(server, engine, workers, rounds):
-    n, dim, k = server.workers, server.dim, server.messages
     out = []
     for _ in range(rounds):
         t = server.round + 1
         due = server.evaluation_due()
-        params = server.params
-        messages = np.zeros((k, n, dim), dtype=np.float32)
-        losses = np.zeros(n, dtype=np.float32)
-        for w in workers:
-            if w.byzantine and not server.needs_byzantine_messages:
-                continue
-            losses[w.index], sent = w.step(params)
-            for j, m in enumerate(sent):
-                messages[j, w.index] = m
+        messages, losses = engine_messages(server, workers)
         ev = engine.evaluate(server.params, workers, t) if due == "before" else None
         m = server.step(list(messages), losses)
         if due == "after":

@@ -11,6 +11,7 @@ from torch import nn
 
 import byzadam
 import byzadam.torch as bt
+from conftest import engine_messages
 
 SMALL = {"dataset": "synthetic", "model": {"name": "mnist_cnn"}, "workers": 4, "byzantine": 1,
          "batch": 16, "rounds": 3, "eval_every": 1, "eval_samples": 300,
@@ -298,16 +299,7 @@ def test_the_round_after_the_gradients_is_the_rust_simulators(optimizer, synthet
     workers = engine.workers()
     reference = []
     for _ in range(20):
-        n, k = server.workers, server.messages
-        messages = np.zeros((k, n, server.dim), np.float32)
-        losses = np.zeros(n, np.float32)
-        params = server.params
-        for w in workers:
-            if w.byzantine and not server.needs_byzantine_messages:
-                continue
-            losses[w.index], sent = w.step(params)
-            for j, m in enumerate(sent):
-                messages[j, w.index] = m
+        messages, losses = engine_messages(server, workers)
         reference.append(server.step(list(messages), losses))
     sim = EngineGradients(byzadam.Engine(cfg), bt.models.mnist_cnn(), synthetic, config=cfg,
                           params=byzadam.Server(cfg).params)

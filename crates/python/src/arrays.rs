@@ -38,3 +38,11 @@ pub(crate) fn bytes<'a>(a: &'a PyReadonlyArray1<'_, u8>) -> Cow<'a, [u8]> {
         Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
     }
 }
+
+/// `k` zeroed buffers of `dim` float32 values, a worker's messages; allocated fallibly, so a
+/// `dim` too large for the machine is a Python error, not an abort.
+pub(crate) fn message_buffers(k: usize, dim: usize) -> PyResult<Vec<Vec<f32>>> {
+    (0..k)
+        .map(|_| byzadam_robust::limits::zeros("a worker message", dim).map_err(crate::error))
+        .collect()
+}

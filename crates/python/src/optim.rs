@@ -1,9 +1,9 @@
 //! The optimizers' two halves on flat vectors: what a worker sends, how the server steps.
 
-use crate::arrays::vector;
+use crate::arrays::{message_buffers, vector};
 use crate::error;
 use byzadam_optim::{Optimizer, WorkerState};
-use byzadam_robust::limits::{at_most, zeros, MAX_DIMENSION, MAX_VALUES};
+use byzadam_robust::limits::{at_most, MAX_DIMENSION, MAX_VALUES};
 use numpy::{PyArray1, PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -83,9 +83,7 @@ impl PyOptimizer {
             ))
         };
         let inner = self.inner.try_worker_state(dim).map_err(out_of_memory)?;
-        let messages = (0..self.inner.messages())
-            .map(|_| zeros("a worker message", dim).map_err(error))
-            .collect::<PyResult<_>>()?;
+        let messages = message_buffers(self.inner.messages(), dim)?;
         Ok(PyWorkerState {
             inner,
             dim,

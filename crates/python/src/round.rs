@@ -2,9 +2,8 @@
 //! for any gradient source, and the built-in engine's workers and evaluation. A Python loop
 //! that feeds the server with the workers' messages reproduces `byzadam.run` bit for bit.
 
-use crate::arrays::vector;
+use crate::arrays::{message_buffers, vector};
 use crate::error;
-use byzadam_robust::limits::zeros;
 use byzadam_sim::round::{honest_mean_state, ServerCheckpoint, WorkerCheckpoint};
 use byzadam_sim::{
     EngineWorker, EvaluationDue, Evaluator, RoundError, RoundMetrics, RunConfig, Server, Worker,
@@ -207,9 +206,7 @@ fn send<'py>(
 ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
     let params = vector(&params);
     let mut g = vector(&gradient).into_owned();
-    let mut out = (0..w.messages())
-        .map(|_| zeros("a worker message", w.dim()).map_err(error))
-        .collect::<PyResult<Vec<_>>>()?;
+    let mut out = message_buffers(w.messages(), w.dim())?;
     py.detach(|| w.message(&params, &mut g, &mut out))
         .map_err(round_error)?;
     Ok(messages_out(py, &out))

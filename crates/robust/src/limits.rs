@@ -10,8 +10,6 @@
 //! The limits are far above any experiment in the thesis (15 workers, 1.3 million parameters)
 //! and below what would exhaust a large machine by accident. docs/config.md lists them.
 
-use std::fmt;
-
 /// Most vectors in one call or one round: workers, Byzantine vectors to forge, rows of a
 /// matrix file.
 pub const MAX_VECTORS: usize = 100_000;
@@ -70,13 +68,6 @@ pub fn matrix(what: &str, rows: u128, dim: u128) -> Result<usize, SizeError> {
 /// A zeroed vector of `len` float32 values, or an error if `len` is past [`MAX_VALUES`] or the
 /// allocator refuses it.
 pub fn zeros(what: &str, len: usize) -> Result<Vec<f32>, SizeError> {
-    let mut v = reserve(what, len)?;
-    v.resize(len, 0.0);
-    Ok(v)
-}
-
-/// An empty vector with room for `len` float32 values, with [`zeros`]'s checks.
-pub fn reserve(what: &str, len: usize) -> Result<Vec<f32>, SizeError> {
     at_most(what, len as u128, MAX_VALUES)?;
     let mut v = Vec::new();
     v.try_reserve_exact(len)
@@ -85,25 +76,8 @@ pub fn reserve(what: &str, len: usize) -> Result<Vec<f32>, SizeError> {
             values: len,
             bytes: len as u128 * 4,
         })?;
+    v.resize(len, 0.0);
     Ok(v)
-}
-
-impl SizeError {
-    /// The same error about `what` instead.
-    pub fn about(self, what: impl fmt::Display) -> Self {
-        match self {
-            Self::OverLimit { value, limit, .. } => Self::OverLimit {
-                what: what.to_string(),
-                value,
-                limit,
-            },
-            Self::OutOfMemory { values, bytes, .. } => Self::OutOfMemory {
-                what: what.to_string(),
-                values,
-                bytes,
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -130,6 +104,5 @@ mod tests {
             Err(SizeError::OverLimit { .. })
         ));
         assert_eq!(zeros("x", 3).unwrap(), vec![0.0; 3]);
-        assert!(reserve("x", 5).unwrap().capacity() >= 5);
     }
 }

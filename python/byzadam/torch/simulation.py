@@ -169,6 +169,7 @@ class Simulation:
                                 for _ in range(n)]
         self.gradient_path = "vmap" if vmap else "loop"
         self.fallback_reason: Optional[str] = None if vmap else "vmap=False"
+        self._output_checked = False
         self._eval_batch = int(eval_batch)
         self._generator_seed = int(cfg["seed"])
         self.metrics: List[Dict[str, Any]] = []
@@ -222,10 +223,14 @@ class Simulation:
                   for k in self._buffers}
         xs = torch.stack([b[0] for b in batches])
         ys = torch.stack([b[1] for b in batches])
-        with torch.no_grad():
-            probe = {k: v[0].clone() for k, v in bstack.items()}
-            self._check_output(functional_call(self.model, (pdict, probe), (xs[0],)),
-                               ys.shape[1])
+        if not self._output_checked:
+            # Once: vmap's result has no per-worker output to look at, so one forward on the
+            # first worker's batch (buffers copied, so no statistics move) checks its shape.
+            with torch.no_grad():
+                probe = {k: v[0].clone() for k, v in bstack.items()}
+                self._check_output(functional_call(self.model, (pdict, probe), (xs[0],)),
+                                   ys.shape[1])
+            self._output_checked = True
 
         def loss_fn(p: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], x: torch.Tensor,
                     y: torch.Tensor) -> torch.Tensor:
