@@ -12,8 +12,15 @@ The work: the thesis's MNIST setting of ``benchmarks/byzfl_baseline.py`` (the MN
 - ``built-in engine``: the Rust engine's workers and server half (``byzadam.Engine``).
 - ``PyTorch loop + ByzFL``: what a ByzFL user's round does: 10 honest gradients in a torch
   loop, RESAM's momentum in torch, ByzFL 0.0.11's ``ALittleIsEnough`` and ``TrMean`` on the
-  momentum vectors, the SGD step in torch. (ByzFL's own ``Client``/``Server`` classes add
-  their bookkeeping on top of these same calls.)
+  momentum vectors, the SGD step in torch.
+- ``ByzFL's own loop``: ByzFL 0.0.11's ``Client``/``ByzantineClient``/``Server`` classes as its
+  documentation's training loop uses them: each round the server's state dict is loaded into
+  each of the 10 honest clients, each client draws its batch from its own ``DataLoader``
+  (shuffled, batch 25, over pre-normalised tensors: cheaper than the torchvision transforms
+  ByzFL's own benchmark applies per image), computes its gradient and its RESAM momentum
+  (``get_flat_gradients_with_momentum``), the ``ByzantineClient`` forges ALIE, and
+  ``Server.update_model_with_gradients`` aggregates with ``TrMean`` and steps (SGD, lr 0.75).
+  The same CNN (``bt.models.mnist_cnn``, registered in ByzFL's model table).
 - ``PyTorch loop``: the 15 gradients alone, the floor for any torch-based round.
 
     BYZADAM_DATA_DIR=../shared/data python benchmarks/torch_backend.py --sets 3 --rounds 10
@@ -119,6 +126,37 @@ def pytorch_byzfl():
     return step
 
 
+def byzfl_own_loop():
+    import byzfl
+    import byzfl.fed_framework.models as byzfl_models
+
+    byzfl_models.byzadam_mnist_cnn = bt.models.mnist_cnn
+    x = torch.from_numpy(mnist["train_images"][:6000]).float().div(255).sub(0.1307).div(0.3081)
+    y = torch.from_numpy(mnist["train_labels"][:6000].astype(np.int64))
+    shards = [torch.utils.data.TensorDataset(x[i::10], y[i::10]) for i in range(10)]
+    clients = [byzfl.Client({
+        "model_name": "byzadam_mnist_cnn", "device": "cpu", "loss_name": "CrossEntropyLoss",
+        "LabelFlipping": False, "nb_labels": 10, "momentum": 0.99,
+        "training_dataloader": torch.utils.data.DataLoader(shard, batch_size=25, shuffle=True),
+        "store_per_client_metrics": False}) for shard in shards]
+    test = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:100], y[:100]))
+    server = byzfl.Server({
+        "device": "cpu", "model_name": "byzadam_mnist_cnn", "optimizer_name": "SGD",
+        "learning_rate": 0.75, "weight_decay": 0.0, "milestones": [], "learning_rate_decay": 1.0,
+        "aggregator_info": {"name": "TrMean", "parameters": {"f": 5}}, "pre_agg_list": [],
+        "test_loader": test})
+    attacker = byzfl.ByzantineClient({"f": 5, "name": "ALittleIsEnough", "parameters": {}})
+
+    def step():
+        state = server.get_dict_parameters()
+        for client in clients:
+            client.set_model_state(state)
+            client.compute_gradients()
+        honest = [client.get_flat_gradients_with_momentum() for client in clients]
+        server.update_model_with_gradients(honest + attacker.apply_attack(honest))
+    return step
+
+
 engines = {
     "byzadam.torch vmap": torch_backend(True),
     "byzadam.torch loop": torch_backend(False),
@@ -127,6 +165,7 @@ engines = {
 }
 if not args.no_byzfl:
     engines["PyTorch loop + ByzFL"] = pytorch_byzfl()
+    engines["ByzFL's own loop"] = byzfl_own_loop()
 times = {name: [] for name in engines}
 for name, step in engines.items():  # warm-up
     step()
