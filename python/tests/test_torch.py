@@ -367,3 +367,36 @@ def test_a_checkpointed_run_resumes_with_the_same_bits(synthetic, tmp_path):
     assert other.server.round == 0
     with pytest.raises(ValueError, match="not a byzadam.torch checkpoint"):
         other.restore(b"garbage")
+
+
+def test_metrics_go_to_tensorboard(synthetic, tmp_path):
+    """Every round's metrics as TensorBoard scalars, read back from the event file: the same
+    values (float32, as TensorBoard stores them) at the same steps."""
+    pytest.importorskip("tensorboard", reason="the tensorboard package is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = {**SMALL, "rounds": 4, "eval_every": 2}
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg)
+    sim.run(progress=False, tensorboard=str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = {tag: {e.step: e.value for e in events.Scalars(tag)}
+               for tag in events.Tags()["scalars"]}
+    expected = {"train/loss": "train_loss", "train/lr": "lr", "robustness/xi_norm": "xi_norm",
+                "robustness/honest_diameter": "honest_diameter", "robustness/lambda": "lambda"}
+    for tag, key in expected.items():
+        assert scalars[tag] == {m["round"]: np.float32(m[key]) for m in sim.metrics}, tag
+    evaluated = [m for m in sim.metrics if m.get("eval")]
+    assert [m["round"] for m in evaluated] == [2, 4]
+    for tag, key in [("test/accuracy", "accuracy"), ("test/loss", "loss")]:
+        assert scalars[tag] == {m["round"]: np.float32(m["eval"][key]) for m in evaluated}
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(synthetic, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=SMALL)
+    with pytest.raises(ImportError, match="pip install tensorboard"):
+        sim.run(progress=False, tensorboard=str(tmp_path / "tb"))
+    assert sim.server.round == 0

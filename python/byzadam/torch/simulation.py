@@ -408,16 +408,32 @@ class Simulation:
 
     def run(self, progress: bool = True,
             on_round: Optional[Callable[[Dict[str, Any]], None]] = None,
-            checkpoint: Optional[str] = None, checkpoint_every: float = 60.0) -> Summary:
+            checkpoint: Optional[str] = None, checkpoint_every: float = 60.0,
+            tensorboard: Optional[str] = None) -> Summary:
         """The remaining rounds (a tqdm bar when tqdm is installed and ``progress``), each
         round's metrics passed to ``on_round``; the summary. With ``checkpoint`` (a file
         path) the run resumes from that file if it exists, writes it atomically every
         ``checkpoint_every`` seconds and on Ctrl-C (then re-raises ``KeyboardInterrupt``),
-        and deletes it when the run completes."""
+        and deletes it when the run completes.
+
+        With ``tensorboard`` (a log directory) each round's metrics are written there as
+        TensorBoard scalars, step = round: ``train/loss``, ``train/lr``, ``robustness/xi_norm``
+        (‖aggregate − honest mean‖), ``robustness/honest_diameter``, ``robustness/lambda``
+        (their ratio, when defined) and, on evaluation rounds, ``test/accuracy`` and
+        ``test/loss``. Needs the ``tensorboard`` package (``pip install tensorboard``); a
+        resumed run appends to the same directory from the round it resumes at."""
         import os
 
         if self._test is None:
             raise ValueError("run() evaluates the model: give a test set (or call step())")
+        writer = None
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ImportError("run(tensorboard=...) needs the tensorboard package: "
+                                  f"pip install tensorboard ({e})") from e
+            writer = SummaryWriter(log_dir=os.fspath(tensorboard))
         if checkpoint is not None and os.path.exists(checkpoint):
             with open(checkpoint, "rb") as f:
                 self.restore(f.read())
@@ -464,6 +480,8 @@ class Simulation:
                         f"stopped after round {self.server.round}"
                         + (f"; {checkpoint} resumes it" if checkpoint else ""))
                 m = self.step()
+                if writer is not None:
+                    _log_scalars(writer, m)
                 if on_round is not None:
                     on_round(m)
                 if bar is not None:
@@ -478,6 +496,8 @@ class Simulation:
                 signal.signal(signal.SIGINT, previous)
             if bar is not None:
                 bar.close()
+            if writer is not None:
+                writer.close()
         if checkpoint is not None and os.path.exists(checkpoint):
             os.remove(checkpoint)
         evals = [m["eval"] for m in self.metrics if m.get("eval")]
@@ -490,3 +510,18 @@ class Simulation:
                        final_loss=evals[-1]["loss"], rounds=self.server.round,
                        diverged_at=diverged, seconds=time.perf_counter() - start,
                        metrics=list(self.metrics))
+
+
+def _log_scalars(writer: Any, m: Dict[str, Any]) -> None:
+    """One round's metrics as TensorBoard scalars (see ``Simulation.run``)."""
+    t = m["round"]
+    scalars = {"train/loss": m.get("train_loss"), "train/lr": m.get("lr"),
+               "robustness/xi_norm": m.get("xi_norm"),
+               "robustness/honest_diameter": m.get("honest_diameter"),
+               "robustness/lambda": m.get("lambda")}
+    if m.get("eval"):
+        scalars["test/accuracy"] = m["eval"]["accuracy"]
+        scalars["test/loss"] = m["eval"]["loss"]
+    for tag, value in scalars.items():
+        if value is not None:
+            writer.add_scalar(tag, float(value), t)
