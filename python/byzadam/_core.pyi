@@ -13,6 +13,7 @@ __all__ = [
     "Engine",
     "EngineWorker",
     "EpochSampler",
+    "GridStore",
     "Optimizer",
     "Pipeline",
     "PreAggregator",
@@ -23,6 +24,7 @@ __all__ = [
     "WorkerState",
     "__version__",
     "canonical_name",
+    "expand_grid",
     "grid",
     "load_dataset",
     "partition_shards",
@@ -30,6 +32,7 @@ __all__ = [
     "registry_json",
     "resolve_config",
     "run",
+    "run_id",
     "squared_distances",
 ]
 __version__: str
@@ -152,6 +155,31 @@ class Store:
     def results_versions(self) -> List[Tuple[int, int]]: ...
     @property
     def path(self) -> str: ...
+
+@final
+class GridStore:
+    def __new__(cls, path: str) -> Self: ...
+    def register_grid(self, name: str, ids: Sequence[str]) -> None: ...
+    def done(self) -> List[str]: ...
+    def checkpoint_dir(self) -> str: ...
+    def insert_run(
+        self,
+        backend: str,
+        id: str,
+        config_json: str,
+        rounds: Sequence[
+            Tuple[int, float, float, float, float, Optional[float], bool, Optional[Tuple[float, float]]]
+        ],
+        train_seconds: float,
+        wall_seconds: float,
+        threads: int,
+        identity: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def path(self) -> str: ...
+
+def expand_grid(text: str, file: str) -> Tuple[str, List[Tuple[str, str]]]: ...
+def run_id(config_json: str, identity: str) -> str: ...
 
 @final
 class Server:

@@ -240,7 +240,9 @@ class Store:
         return self._core.path
 
     def runs(self, grid: Optional[str] = None) -> List[Dict[str, Any]]:
-        """Every finished run (or grid ``grid``'s): dicts with ``id``, ``config``, ``summary``."""
+        """Every finished run (or grid ``grid``'s): dicts with ``id``, ``config``, ``summary``
+        and ``backend`` (``"builtin"``, or ``"torch:<model>@<fingerprint>"`` for a run of
+        :func:`byzadam.torch.grid`)."""
         return [json.loads(r) for r in self._core.runs(grid)]
 
     def grids(self) -> List[Tuple[str, int, int]]:
@@ -262,7 +264,7 @@ class Store:
         rows = []
         for r in self.runs(grid):
             c = r["config"]
-            rows.append({"id": r["id"], "optimizer": c["optimizer"]["name"],
+            rows.append({"id": r["id"], "backend": r["backend"], "optimizer": c["optimizer"]["name"],
                          "aggregator": c["aggregator"]["name"],
                          "attack": (c.get("attack") or {}).get("name", "none") if isinstance(c.get("attack"), dict) else c.get("attack"),
                          "seed": c["seed"], **r["summary"]})

@@ -90,10 +90,24 @@ pub struct Run {
 /// filled across such builds never holds two results under one id, and a grid re-run after
 /// such a change runs again (issue 13).
 pub fn run_id(config: &RunConfig) -> String {
+    run_id_of(store::BUILTIN, config)
+}
+
+/// The id of `config` run by `backend`: [`run_id`] for [`store::BUILTIN`]; for another
+/// backend (`torch:<model>`, whose name says which model and initial parameters) the
+/// backend joins the hashed JSON, so its runs never share an id with the built-in engine's
+/// or another model's.
+pub fn run_id_of(backend: &str, config: &RunConfig) -> String {
     let canonical = serde_json::to_value(config)
         .map(|v| {
-            serde_json::json!({ "config": v, "results_version": byzadam_sim::RESULTS_VERSION })
-                .to_string()
+            let mut key = serde_json::json!({
+                "config": v,
+                "results_version": byzadam_sim::RESULTS_VERSION,
+            });
+            if backend != store::BUILTIN {
+                key["backend"] = backend.into();
+            }
+            key.to_string()
         })
         .unwrap_or_default();
     Sha256::digest(canonical.as_bytes())

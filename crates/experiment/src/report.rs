@@ -1,5 +1,6 @@
 //! From stored runs to the thesis's tables: runs grouped into sections (one per setting:
-//! everything but optimizer, aggregator, attack and seeds), cells (optimizer × aggregator ×
+//! everything but optimizer, aggregator, attack and seeds; the backend too, when a run is not
+//! the built-in engine's), cells (optimizer × aggregator ×
 //! attack) holding the mean and standard deviation over seeds of the final test accuracy and
 //! of each evaluation round, and the tables rendered as Markdown, LaTeX and CSV.
 //!
@@ -148,11 +149,17 @@ type Grouped<'a> = Vec<(Value, Vec<(Value, Vec<&'a StoredRun>)>)>;
 pub fn sections(runs: &[StoredRun], curve: &dyn Fn(&str) -> Vec<(u64, f64)>) -> Vec<Section> {
     // setting JSON -> (cell key JSON -> runs)
     let mut settings: Grouped = Vec::new();
+    let other_backends = runs.iter().any(|r| r.backend != crate::store::BUILTIN);
     for run in runs {
         let v = serde_json::to_value(&run.config).unwrap_or_default();
         let mut setting = v.clone();
         let mut key = serde_json::Map::new();
         if let Some(obj) = setting.as_object_mut() {
+            // Another backend's runs (`byzadam.torch`) are a setting of their own: a torch
+            // model's numbers never average with the built-in engine's.
+            if other_backends {
+                obj.insert("backend".into(), run.backend.clone().into());
+            }
             for k in VARYING {
                 if let Some(x) = obj.remove(k) {
                     if k != "seed" && k != "data_seed" {

@@ -8,7 +8,9 @@
 //!   `best_accuracy`, `final_loss`, `diverged_at`), timings (`setup_seconds`,
 //!   `train_seconds`, `checkpoint_seconds`, `wall_seconds`), `threads`, `host`,
 //!   `byzadam_version` (version and git commit), `finished_at` (Unix seconds), `results_version`
-//!   (`byzadam_sim::RESULTS_VERSION` of the build that computed it; 0 before it was recorded).
+//!   (`byzadam_sim::RESULTS_VERSION` of the build that computed it; 0 before it was recorded),
+//!   `class_recall` (JSON), `backend` (what computed the gradients: `builtin`, the CPU engine,
+//!   or `torch:<model>` for `byzadam.torch`, whose runs have ids of their own).
 //! - `rounds`: one row per (run, round): `lr`, `train_loss`, `xi_norm`, `honest_diameter`,
 //!   `lambda`, `diverged`, `test_accuracy` and `test_loss` (NULL on rounds without
 //!   evaluation). SQLite has no NaN: a NaN (a diverged run's loss) is stored as NULL.
@@ -33,8 +35,12 @@ pub struct StoreError {
     pub message: String,
 }
 
-/// 2: `runs.results_version` (runs of stores of version 1 read as results version 0).
-const SCHEMA_VERSION: i64 = 3;
+/// 2: `runs.results_version` (runs of stores of version 1 read as results version 0);
+/// 3: `runs.class_recall`; 4: `runs.backend` (runs of older stores are the built-in engine's).
+const SCHEMA_VERSION: i64 = 4;
+
+/// The backend of a run of the built-in engine (every run before `byzadam.torch`).
+pub const BUILTIN: &str = "builtin";
 
 /// What `byzadam_version` records: the crate version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -73,7 +79,8 @@ CREATE TABLE IF NOT EXISTS runs (
     byzadam_version TEXT NOT NULL,
     finished_at INTEGER NOT NULL,
     results_version INTEGER NOT NULL DEFAULT 0,
-    class_recall TEXT
+    class_recall TEXT,
+    backend TEXT NOT NULL DEFAULT 'builtin'
 );
 CREATE TABLE IF NOT EXISTS rounds (
     run_id TEXT NOT NULL,
@@ -120,6 +127,8 @@ pub struct StoredRun {
     pub config: RunConfig,
     /// Its summary.
     pub summary: Summary,
+    /// What computed its gradients: [`BUILTIN`] or `torch:<model>`.
+    pub backend: String,
 }
 
 /// One test-set evaluation of a run: (round, accuracy).
@@ -214,7 +223,9 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
         .optional()
         .map_err(|e| not_ours(e.to_string()))?;
     match version {
-        Some(v) if v == SCHEMA_VERSION.to_string() || v == "1" || v == "2" => Ok((conn, v)),
+        Some(v) if v == SCHEMA_VERSION.to_string() || ["1", "2", "3"].contains(&v.as_str()) => {
+            Ok((conn, v))
+        }
         Some(v) => Err(fail(format!(
             "store schema version {v}; this byzadam reads version {SCHEMA_VERSION}"
         ))),
@@ -265,17 +276,25 @@ impl Store {
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             // Version 1 lacked the results version: its runs predate them (version 0);
-            // version 2 lacked the per-class recall (NULL for its runs).
-            Some(v) if v == "1" || v == "2" => {
+            // version 2 lacked the per-class recall (NULL for its runs); version 3 the
+            // backend (its runs are the built-in engine's). Columns are added in the order
+            // a new store has them, so `SELECT *` copies between stores line up.
+            Some(v) if ["1", "2", "3"].contains(&v.as_str()) => {
                 let results_version = if v == "1" {
                     "ALTER TABLE runs ADD COLUMN results_version INTEGER NOT NULL DEFAULT 0;"
                 } else {
                     ""
                 };
+                let class_recall = if v == "3" {
+                    ""
+                } else {
+                    "ALTER TABLE runs ADD COLUMN class_recall TEXT;"
+                };
                 conn.execute_batch(&format!(
                     "BEGIN;
                      {results_version}
-                     ALTER TABLE runs ADD COLUMN class_recall TEXT;
+                     {class_recall}
+                     ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT '{BUILTIN}';
                      UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
                      COMMIT;"
                 ))
@@ -370,10 +389,24 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// Writes a finished run (its row, every round, in one transaction). A run already
-    /// present is left as it is (same id, same config).
+    /// Writes a finished run of the built-in engine (its row, every round, in one
+    /// transaction). A run already present is left as it is (same id, same config).
     pub fn insert_run(
         &mut self,
+        id: &str,
+        config: &RunConfig,
+        metrics: &[RoundMetrics],
+        summary: &Summary,
+        timings: &Timings,
+    ) -> Result<(), StoreError> {
+        self.insert_run_of(BUILTIN, id, config, metrics, summary, timings)
+    }
+
+    /// Writes a finished run computed by `backend` ([`BUILTIN`], or `torch:<model>`; its id
+    /// from [`crate::run_id_of`]), as [`Store::insert_run`] does.
+    pub fn insert_run_of(
+        &mut self,
+        backend: &str,
         id: &str,
         config: &RunConfig,
         metrics: &[RoundMetrics],
@@ -402,9 +435,9 @@ impl Store {
                  preaggregators, attack, seed, data_seed, workers, byzantine, rounds,
                  final_accuracy, best_accuracy, final_loss, diverged_at, setup_seconds,
                  train_seconds, checkpoint_seconds, wall_seconds, threads, host,
-                 byzadam_version, finished_at, results_version, class_recall)
+                 byzadam_version, finished_at, results_version, class_recall, backend)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
                 params![
                     id,
                     json,
@@ -435,6 +468,7 @@ impl Store {
                     (!summary.class_recall.is_empty())
                         .then(|| serde_json::to_string(&summary.class_recall).ok())
                         .flatten(),
+                    backend,
                 ],
             )
             .map_err(err)?;
@@ -470,13 +504,14 @@ impl Store {
         let sql = match grid {
             Some(_) => {
                 "SELECT r.id, r.config, r.rounds, r.final_accuracy, r.best_accuracy, r.final_loss,
-                 r.diverged_at, r.train_seconds, r.class_recall FROM runs r
+                 r.diverged_at, r.train_seconds, r.class_recall, r.backend FROM runs r
                  JOIN grid_runs g ON g.run_id = r.id
                  WHERE g.grid = ?1 ORDER BY g.position"
             }
             None => {
                 "SELECT id, config, rounds, final_accuracy, best_accuracy, final_loss,
-                 diverged_at, train_seconds, class_recall FROM runs WHERE ?1 IS NULL ORDER BY id"
+                 diverged_at, train_seconds, class_recall, backend FROM runs
+                 WHERE ?1 IS NULL ORDER BY id"
             }
         };
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
@@ -497,18 +532,20 @@ impl Store {
                             .and_then(|j| serde_json::from_str(&j).ok())
                             .unwrap_or_default(),
                     },
+                    r.get::<_, String>(9)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|(id, json, summary)| {
+            .map(|(id, json, summary, backend)| {
                 let config = serde_json::from_str(&json)
                     .map_err(|e| self.err(format!("run {id}: stored config unreadable: {e}")))?;
                 Ok(StoredRun {
                     id,
                     config,
                     summary,
+                    backend,
                 })
             })
             .collect()
@@ -648,6 +685,7 @@ impl Store {
         let mut w = csv::Writer::from_writer(out);
         let header = [
             "run_id",
+            "backend",
             "dataset",
             "partition",
             "optimizer",
@@ -672,7 +710,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT r.id, r.dataset, r.partition, r.optimizer, r.aggregator,
+                "SELECT r.id, r.backend, r.dataset, r.partition, r.optimizer, r.aggregator,
                  r.preaggregators, r.attack, r.seed, r.data_seed, r.workers, r.byzantine,
                  m.round, m.lr, m.train_loss, m.xi_norm, m.honest_diameter, m.lambda,
                  m.diverged, m.test_accuracy, m.test_loss

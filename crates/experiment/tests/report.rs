@@ -36,6 +36,7 @@ fn run(id: &str, opt: &str, agg: AggregatorConfig, attack: bool, seed: u64, acc:
             seconds: 1.0,
             class_recall: Vec::new(),
         },
+        backend: byzadam_experiment::store::BUILTIN.into(),
     }
 }
 
@@ -144,6 +145,25 @@ fn settings_that_differ_make_sections_and_same_named_settings_are_told_apart() {
     assert_eq!(secs.len(), 1);
     assert_eq!(secs[0].optimizers.len(), 2);
     assert!(secs[0].optimizers.iter().all(|o| o.starts_with("SGD ")));
+}
+
+#[test]
+fn another_backends_runs_are_a_section_of_their_own() {
+    // Same config, one run of the built-in engine and two of a torch model (two seeds): two
+    // sections, the torch one titled by its backend; the torch seeds average together only.
+    let builtin = run("a", "sgd", avg(), true, 0, 0.5);
+    let mut t0 = run("t0", "sgd", avg(), true, 0, 0.7);
+    let mut t1 = run("t1", "sgd", avg(), true, 1, 0.9);
+    t0.backend = "torch:Net".into();
+    t1.backend = "torch:Net".into();
+    let secs = sections(&[builtin, t0, t1], &|_| Vec::new());
+    assert_eq!(secs.len(), 2);
+    assert_eq!(secs[0].title, "backend = \"builtin\"");
+    assert_eq!(secs[1].title, "backend = \"torch:Net\"");
+    let torch = &secs[1].cells[&(0, 0, 0)];
+    assert_eq!(torch.runs, ["t0", "t1"]);
+    assert!((torch.final_accuracy.mean - 0.8).abs() < 1e-12);
+    assert_eq!(secs[0].cells[&(0, 0, 0)].final_accuracy.n, 1);
 }
 
 #[test]

@@ -264,7 +264,11 @@ fn stores_merge_and_export_the_tidy_table() {
     assert_eq!(rows, 6 * 16, "one row per run and round");
     let text = String::from_utf8(csv).unwrap();
     let header = text.lines().next().unwrap();
-    assert!(header.starts_with("run_id,dataset,partition,optimizer,aggregator"));
+    assert!(header.starts_with("run_id,backend,dataset,partition,optimizer,aggregator"));
+    assert!(text
+        .lines()
+        .skip(1)
+        .all(|l| l.split(',').nth(1) == Some("builtin")));
     let evals = text.lines().skip(1).filter(|l| !l.ends_with(",,")).count();
     assert_eq!(evals, 6 * 4, "test accuracy on evaluation rounds only");
 }
@@ -374,7 +378,8 @@ fn a_store_of_schema_1_gains_results_versions_and_mixed_versions_are_reported() 
     // Make it a store as schema 1 wrote it: no results_version column.
     let conn = rusqlite::Connection::open(&p).unwrap();
     conn.execute_batch(
-        "ALTER TABLE runs DROP COLUMN class_recall;
+        "ALTER TABLE runs DROP COLUMN backend;
+         ALTER TABLE runs DROP COLUMN class_recall;
          ALTER TABLE runs DROP COLUMN results_version;
          UPDATE meta SET value = '1' WHERE key = 'schema_version';",
     )
@@ -417,7 +422,8 @@ fn a_store_of_schema_2_gains_class_recall_and_still_merges() {
     // Make it a store as schema 2 wrote it: no class_recall column.
     let conn = rusqlite::Connection::open(&old).unwrap();
     conn.execute_batch(
-        "ALTER TABLE runs DROP COLUMN class_recall;
+        "ALTER TABLE runs DROP COLUMN backend;
+         ALTER TABLE runs DROP COLUMN class_recall;
          UPDATE meta SET value = '2' WHERE key = 'schema_version';",
     )
     .unwrap();
@@ -440,4 +446,64 @@ fn a_store_of_schema_2_gains_class_recall_and_still_merges() {
     );
     assert_eq!(recall(&runs[1].id), [0.5, 1.0]);
     assert_eq!(recall(&runs[2].id), [0.25], "merged from a fresh store");
+}
+
+#[test]
+fn a_store_of_schema_3_gains_backends_and_merges_a_torch_run() {
+    // Schema 4 (issue 23): runs.backend. An older store's runs are the built-in engine's; a
+    // torch run has an id of its own (same config) and merges beside them.
+    use byzadam_experiment::store::{Timings, BUILTIN};
+    use byzadam_experiment::{run_id, run_id_of};
+    use byzadam_sim::Summary;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, fresh) = (dir.path().join("old.db"), dir.path().join("fresh.db"));
+    let run = &runs()[0];
+    let m = alone(&run.config);
+    let summary = Summary::from_metrics(&m, 0.0).unwrap();
+    {
+        let mut store = Store::open(&old).unwrap();
+        store
+            .insert_run(&run.id, &run.config, &m, &summary, &Timings::default())
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN backend;
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(conn);
+    let torch_id = run_id_of("torch:Net", &run.config);
+    assert_eq!(run_id_of(BUILTIN, &run.config), run_id(&run.config));
+    assert_eq!(run_id(&run.config), run.id, "built-in ids unchanged");
+    assert_ne!(torch_id, run.id);
+    assert_ne!(torch_id, run_id_of("torch:Other", &run.config));
+    {
+        let mut store = Store::open(&fresh).unwrap();
+        store
+            .insert_run_of(
+                "torch:Net",
+                &torch_id,
+                &run.config,
+                &m,
+                &summary,
+                &Timings::default(),
+            )
+            .unwrap();
+    }
+    let mut store = Store::open(&old).unwrap();
+    assert_eq!(store.merge(&[fresh]).unwrap(), (1, 0));
+    let mut read: Vec<(String, String)> = store
+        .runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.backend))
+        .collect();
+    read.sort();
+    let mut expected = vec![
+        (run.id.clone(), "builtin".to_string()),
+        (torch_id, "torch:Net".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(read, expected);
 }

@@ -8,7 +8,7 @@ use crate::error;
 use crate::round::metrics_dict;
 use byzadam_experiment::execute::{self, GridJob, GridObserver};
 use byzadam_experiment::runner::Event;
-use byzadam_experiment::store::Store;
+use byzadam_experiment::store::{Store, Timings};
 use byzadam_sim::{Recorder, RoundError, RoundMetrics, RunConfig, Simulation};
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -22,6 +22,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(grid, m)?)?;
     m.add_class::<PyStore>()?;
+    m.add_class::<PyGridStore>()?;
+    m.add_function(wrap_pyfunction!(expand_grid, m)?)?;
+    m.add_function(wrap_pyfunction!(run_id, m)?)?;
     Ok(())
 }
 
@@ -318,6 +321,7 @@ impl PyStore {
                     "id": r.id,
                     "config": r.config,
                     "summary": r.summary,
+                    "backend": r.backend,
                 }))
                 .map_err(error)
             })
@@ -337,6 +341,160 @@ impl PyStore {
     /// `[(results version, runs)]`: more than one means numbers from builds that differ.
     fn results_versions(&self) -> PyResult<Vec<(u32, usize)>> {
         self.inner.results_versions().map_err(error)
+    }
+
+    /// The file.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().display().to_string()
+    }
+}
+
+/// One round's metrics from Python: `(round, lr, train_loss, xi_norm, honest_diameter,
+/// lambda, diverged, (accuracy, loss))`.
+type RoundRow = (
+    u64,
+    f32,
+    f64,
+    f64,
+    f64,
+    Option<f64>,
+    bool,
+    Option<(f64, f64)>,
+);
+
+fn config_from_json(config_json: &str) -> PyResult<RunConfig> {
+    let config: RunConfig = serde_json::from_str(config_json)
+        .map_err(|e| error(format!("not a resolved run config: {e}")))?;
+    config.validate().map_err(error)?;
+    Ok(config)
+}
+
+/// A grid's name and runs, in grid order, each as `(id, config JSON)` with the ids
+/// `byzadam grid` gives them. `text` is the grid file's TOML; `file` names it in errors.
+#[pyfunction]
+fn expand_grid(text: &str, file: &str) -> PyResult<(String, Vec<(String, String)>)> {
+    let grid = byzadam_experiment::Grid::parse(text, file).map_err(error)?;
+    let runs = grid.expand().map_err(error)?;
+    let runs = runs
+        .into_iter()
+        .map(|r| Ok((r.id, serde_json::to_string(&r.config).map_err(error)?)))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((grid.name().to_string(), runs))
+}
+
+/// The id of the run of `config` (resolved JSON) by `identity`: `byzadam grid`'s id for
+/// `"builtin"`, an id of its own for anything else (`"torch:<model>@…/<initial parameters>"`).
+#[pyfunction]
+fn run_id(config_json: &str, identity: &str) -> PyResult<String> {
+    Ok(byzadam_experiment::run_id_of(
+        identity,
+        &config_from_json(config_json)?,
+    ))
+}
+
+/// A results store opened for writing, as `byzadam grid` opens it (created if absent; a file
+/// that is not a byzadam store is refused and left untouched): what `byzadam.torch.grid`
+/// records its runs in.
+#[pyclass(module = "byzadam._core", name = "GridStore", unsendable)]
+pub(crate) struct PyGridStore {
+    inner: Store,
+}
+
+#[pymethods]
+impl PyGridStore {
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Self> {
+        Ok(Self {
+            inner: Store::open(&path).map_err(error)?,
+        })
+    }
+
+    /// Records that grid `name` holds the runs `ids`, in this order.
+    fn register_grid(&mut self, name: &str, ids: Vec<String>) -> PyResult<()> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.inner.register_grid(name, &ids).map_err(error)
+    }
+
+    /// The ids of every finished run.
+    fn done(&self) -> PyResult<Vec<String>> {
+        Ok(self.inner.done().map_err(error)?.into_iter().collect())
+    }
+
+    /// The directory for the checkpoints of unfinished runs (`<store>.checkpoints`).
+    fn checkpoint_dir(&self) -> String {
+        self.inner.checkpoint_dir().display().to_string()
+    }
+
+    /// Writes a finished run computed by `backend`: its resolved config (JSON), every round's
+    /// metrics and its timings, in one transaction. Each round is `(round, lr, train_loss,
+    /// xi_norm, honest_diameter, lambda or None, diverged, (accuracy, loss) or None)`, as the
+    /// server's `step` returns them (NaN allowed). The summary is computed from the metrics
+    /// (an error when no round was evaluated); a run already stored is left as it is.
+    /// `id` must be `run_id(config_json, identity)`, where `identity` (default `backend`)
+    /// is the backend followed by whatever else makes the run (a model's initial
+    /// parameters' fingerprint).
+    #[pyo3(signature = (backend, id, config_json, rounds, train_seconds, wall_seconds, threads, identity = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn insert_run(
+        &mut self,
+        backend: &str,
+        id: &str,
+        config_json: &str,
+        rounds: Vec<RoundRow>,
+        train_seconds: f64,
+        wall_seconds: f64,
+        threads: usize,
+        identity: Option<&str>,
+    ) -> PyResult<()> {
+        let config = config_from_json(config_json)?;
+        let identity = identity.unwrap_or(backend);
+        if !identity.starts_with(backend) {
+            return Err(error(format!(
+                "run {id}: identity {identity:?} does not start with its backend {backend:?}"
+            )));
+        }
+        if byzadam_experiment::run_id_of(identity, &config) != id {
+            return Err(error(format!(
+                "run {id}: not the id of this config and {identity}"
+            )));
+        }
+        if rounds.len() as u64 != config.rounds || rounds.iter().zip(1..).any(|(m, t)| m.0 != t) {
+            return Err(error(format!(
+                "run {id}: the metrics must hold rounds 1..={} in order, one each",
+                config.rounds
+            )));
+        }
+        let metrics: Vec<RoundMetrics> = rounds
+            .into_iter()
+            .map(
+                |(round, lr, train_loss, xi_norm, honest_diameter, lambda, diverged, eval)| {
+                    RoundMetrics {
+                        round,
+                        lr,
+                        train_loss,
+                        xi_norm,
+                        honest_diameter,
+                        lambda,
+                        diverged,
+                        eval: eval
+                            .map(|(accuracy, loss)| byzadam_sim::Evaluation { accuracy, loss }),
+                    }
+                },
+            )
+            .collect();
+        let summary = byzadam_sim::Summary::from_metrics(&metrics, train_seconds)
+            .ok_or_else(|| error(format!("run {id}: no round was evaluated")))?;
+        let timings = Timings {
+            setup_seconds: 0.0,
+            train_seconds,
+            checkpoint_seconds: 0.0,
+            wall_seconds,
+            threads,
+        };
+        self.inner
+            .insert_run_of(backend, id, &config, &metrics, &summary, &timings)
+            .map_err(error)
     }
 
     /// The file.

@@ -14,6 +14,7 @@ so a number from this backend means what it means in ``byzadam run``::
     summary = sim.run()
     print(summary.final_accuracy)
 
+:func:`grid` runs a grid of such runs into the results store ``byzadam grid`` writes.
 :mod:`byzadam.torch.models` holds the built-in engine's networks as torch modules, their
 flat parameters laid out as the engine's.
 """
@@ -25,6 +26,7 @@ except ImportError as e:  # pragma: no cover - exercised where torch is absent
     raise ImportError("byzadam.torch needs PyTorch: pip install torch") from e
 
 from . import models
+from .grid import grid
 from .simulation import Simulation, Summary
 
-__all__ = ["Simulation", "Summary", "models"]
+__all__ = ["Simulation", "Summary", "grid", "models"]
