@@ -37,6 +37,7 @@ def test_modules_have_the_engines_parameter_count(kind):
 
 def test_cifar_module_has_the_engines_parameter_count():
     assert sum(p.numel() for p in bt.models.cifar10_cnn().parameters()) == 1_310_922
+    assert sum(p.numel() for p in bt.models.cifar10_cnn_thesis_code().parameters()) == 1_310_794
 
 
 @pytest.mark.parametrize("kind", [{"name": "mnist_cnn"}, {"name": "mlp", "hidden": [64]}])
@@ -56,16 +57,19 @@ def test_gradients_equal_the_rust_engines(kind, synthetic):
         assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), w
 
 
-def test_cifar_gradients_equal_the_rust_engines(data_dir):
-    """The CIFAR-10 CNN, batch norm in training mode, dropout off: the same gradients."""
-    cfg = {**SMALL, "dataset": "cifar10", "model": {"name": "cifar10_cnn", "dropout": 0.0},
+@pytest.mark.parametrize("name", ["cifar10_cnn", "cifar10_cnn_thesis_code"])
+def test_cifar_gradients_equal_the_rust_engines(name, data_dir):
+    """The CIFAR-10 CNNs (the thesis's, and its code's variant whose batch norms keep no
+    running statistics), batch norm in training mode, dropout off: the same gradients."""
+    cfg = {**SMALL, "dataset": "cifar10", "model": {"name": name, "dropout": 0.0},
            "attack": "none", "byzantine": 0, "workers": 2, "batch": 8,
            "aggregator": {"name": "average"}}
     server = byzadam.Server(cfg)
     engine = byzadam.Engine(cfg, data_dir=data_dir)
     rust = [w.gradient(server.params) for w in engine.workers()]
     cifar = byzadam.data.load("cifar10", data_dir)
-    sim = bt.Simulation(bt.models.cifar10_cnn(0.0), cifar, config=cfg, params=server.params)
+    sim = bt.Simulation(bt.models.from_config(cfg["model"]), cifar, config=cfg,
+                        params=server.params)
     _, grads, losses = sim.gradients(1)
     for w, (loss, g) in enumerate(rust):
         assert relative(grads[w], np.asarray(g)) < 1e-4, w

@@ -9,7 +9,8 @@ from typing import Any, Dict, Sequence
 import torch
 from torch import nn
 
-__all__ = ["mnist_cnn", "cifar10_cnn", "logistic_regression", "mlp", "from_config"]
+__all__ = ["mnist_cnn", "cifar10_cnn", "cifar10_cnn_thesis_code", "logistic_regression", "mlp",
+           "from_config"]
 
 
 def mnist_cnn() -> nn.Module:
@@ -31,6 +32,25 @@ def cifar10_cnn(dropout: float = 0.25) -> nn.Module:
     return nn.Sequential(
         *block(3, 64), *block(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout),
         *block(64, 128), *block(128, 128), nn.MaxPool2d(2), nn.Dropout(dropout),
+        nn.Flatten(), nn.Linear(128 * 8 * 8, 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(128, 10))
+
+
+def cifar10_cnn_thesis_code(dropout: float = 0.25) -> nn.Module:
+    """The thesis's code's CIFAR-10 CNN (its ``model.py``'s ``CnnCifar10``, as the engine's
+    ``cifar10_cnn_thesis_code`` builds it), which differs from the text's in where dropout and
+    batch norm sit: C(64) – ReLU – D – C(64) – ReLU – BN – MaxPool2 – D – C(128) – ReLU – BN –
+    C(128) – ReLU – BN – MaxPool2 – D – L(128) – ReLU – D – L(10), 3×3 convolutions with
+    padding 1, 1,310,794 parameters. Its batch norms keep no running statistics
+    (``track_running_stats=False``: batch statistics in evaluation too)."""
+    def bn(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c, track_running_stats=False)
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Dropout(dropout),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), bn(64), nn.MaxPool2d(2), nn.Dropout(dropout),
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), bn(128),
+        nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(), bn(128), nn.MaxPool2d(2),
+        nn.Dropout(dropout),
         nn.Flatten(), nn.Linear(128 * 8 * 8, 128), nn.ReLU(), nn.Dropout(dropout),
         nn.Linear(128, 10))
 
@@ -58,12 +78,14 @@ def from_config(model: Dict[str, Any]) -> nn.Module:
         return mnist_cnn()
     if name == "cifar10_cnn":
         return cifar10_cnn(float(model.get("dropout", 0.25)))
+    if name == "cifar10_cnn_thesis_code":
+        return cifar10_cnn_thesis_code(float(model.get("dropout", 0.25)))
     if name == "logistic_regression":
         return logistic_regression()
     if name == "mlp":
         return mlp(model["hidden"])
     raise ValueError(f"no torch module for model {name!r} (mnist_cnn, cifar10_cnn, "
-                     "logistic_regression, mlp)")
+                     "cifar10_cnn_thesis_code, logistic_regression, mlp)")
 
 
 def flat(module: nn.Module) -> torch.Tensor:
