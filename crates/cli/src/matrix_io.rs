@@ -9,6 +9,7 @@
 //! column.
 
 use anyhow::{anyhow, bail, Context, Result};
+use byzadam_data::npy::narrow;
 use byzadam_robust::Submissions;
 use std::io::Write;
 use std::path::Path;
@@ -128,111 +129,15 @@ fn read_bounded(path: &Path, format: Format) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The shape an `.npy` header claims, read before npyz sees the file: npyz multiplies the
-/// dimensions without checking for overflow (a panic in a debug build, a wrapped count in a
-/// release one), so a shape whose element count (its non-zero dimensions' product) exceeds
-/// the file's bytes is refused here.
-/// `None` where the header cannot be read this way (npyz then reports what is wrong).
-fn claimed_elements(bytes: &[u8]) -> Option<(Vec<u128>, u128)> {
-    let rest = bytes.strip_prefix(b"\x93NUMPY")?;
-    let (&major, rest) = rest.split_first()?;
-    let rest = rest.get(1..)?;
-    let (len, rest) = match major {
-        1 => (
-            u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize,
-            &rest[2..],
-        ),
-        _ => (
-            u32::from_le_bytes([*rest.first()?, *rest.get(1)?, *rest.get(2)?, *rest.get(3)?])
-                as usize,
-            rest.get(4..)?,
-        ),
-    };
-    let header = std::str::from_utf8(rest.get(..len.min(rest.len()))?).ok()?;
-    let at = header
-        .find("'shape'")
-        .or_else(|| header.find("\"shape\""))?;
-    let open = at + header[at..].find('(')?;
-    let close = open + header[open..].find(')')?;
-    let dims: Option<Vec<u128>> = header[open + 1..close]
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse::<u128>().ok())
-        .collect();
-    let dims = dims?;
-    // Zero dimensions left out: npyz's strides multiply the others all the same.
-    let count = dims
-        .iter()
-        .filter(|&&d| d != 0)
-        .fold(1u128, |a, &d| a.saturating_mul(d));
-    Some((dims, count))
-}
-
 fn parse_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
-    if let Some((dims, count)) = claimed_elements(bytes) {
-        if count > bytes.len() as u128 {
-            bail!(
-                "truncated: the header's shape {dims:?} claims {count} values, more than the \
-                 file's {} bytes can hold",
-                bytes.len()
-            );
-        }
-    }
-    let npy = npyz::NpyFile::new(bytes).map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
-    let shape = npy.shape().to_vec();
-    let [rows, dim] = shape[..] else {
-        bail!("expected a 2-D array (vectors × dimension), got shape {shape:?}");
-    };
-    let descr = npy.dtype().descr();
-    let width: u128 = match descr.trim_matches('\'') {
-        "<f4" | ">f4" => 4,
-        "<f8" | ">f8" => 8,
-        other => bail!("unsupported dtype {other}: use float32 or float64"),
-    };
-    // The header's shape is checked against the bytes that follow it before anything is
-    // allocated: a header claiming 10^16 values in a 200-byte file is "truncated", not an
-    // allocation of 40 petabytes.
-    let claimed = rows as u128 * dim as u128 * width;
-    if claimed > bytes.len() as u128 {
+    let array = byzadam_data::npy::parse(bytes).map_err(|e| anyhow!(e))?;
+    let [rows, dim] = array.shape[..] else {
         bail!(
-            "truncated: the header's shape [{rows}, {dim}] needs {claimed} bytes of data, the \
-             file has {} in all",
-            bytes.len()
+            "expected a 2-D array (vectors × dimension), got shape {:?}",
+            array.shape
         );
-    }
-    byzadam_robust::limits::matrix("the matrix", rows as u128, dim as u128)?;
-    let (rows, dim) = (rows as usize, dim as usize);
-    let fortran = npy.order() == npyz::Order::Fortran;
-    let truncated = |e: std::io::Error| anyhow!("truncated or unreadable data: {e}");
-    let data: Vec<f32> = if width == 4 {
-        npy.into_vec::<f32>().map_err(truncated)?
-    } else {
-        let wide = npy.into_vec::<f64>().map_err(truncated)?;
-        let mut out = Vec::with_capacity(wide.len());
-        for (k, &x) in wide.iter().enumerate() {
-            let (i, j) = if fortran {
-                (k % rows.max(1), k / rows.max(1))
-            } else {
-                (k / dim.max(1), k % dim.max(1))
-            };
-            out.push(narrow(x).map_err(|e| anyhow!("row {}, column {}: {e}", i + 1, j + 1))?);
-        }
-        out
     };
-    if data.len() != rows * dim {
-        bail!("truncated: {} values for shape [{rows}, {dim}]", data.len());
-    }
-    if fortran {
-        let mut c = vec![0.0; data.len()];
-        for i in 0..rows {
-            for j in 0..dim {
-                c[i * dim + j] = data[j * rows + i];
-            }
-        }
-        return Ok((rows, dim, c));
-    }
-    Ok((rows, dim, data))
+    Ok((rows, dim, array.data))
 }
 
 /// Parses one number, accepting the spellings of ±∞ and NaN. A finite number past float32's
@@ -251,19 +156,6 @@ fn parse_number(s: &str) -> Result<f32, String> {
             Ok(x) => narrow(x),
             Err(_) => Err(format!("{s:?} is not a number")),
         },
-    }
-}
-
-/// `x` as float32, or why not: a finite value past float32's range (±3.4e38) would silently
-/// become ±∞, so it is refused (byzadam computes in float32).
-fn narrow(x: f64) -> Result<f32, String> {
-    let y = x as f32;
-    if x.is_finite() && y.is_infinite() {
-        Err(format!(
-            "{x:e} is outside float32's range (±3.4e38; byzadam computes in float32)"
-        ))
-    } else {
-        Ok(y)
     }
 }
 

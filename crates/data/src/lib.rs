@@ -21,6 +21,7 @@ mod dataset;
 pub mod download;
 mod error;
 mod files;
+pub mod npy;
 pub mod partition;
 pub mod sampler;
 pub mod subsets;
