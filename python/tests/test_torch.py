@@ -404,3 +404,39 @@ def test_tensorboard_without_the_package_is_a_clear_error(synthetic, tmp_path, m
     with pytest.raises(ImportError, match="pip install tensorboard"):
         sim.run(progress=False, tensorboard=str(tmp_path / "tb"))
     assert sim.server.round == 0
+
+
+def test_init_starts_both_backends_from_the_file(synthetic, tmp_path):
+    """`init`: a flat .npy of initial parameters serves `byzadam run` and the torch backend
+    alike; the resolved config pins the file's SHA-256; the torch backend with the file's
+    parameters tracks the built-in engine as with `params=`."""
+    import hashlib
+
+    cfg = {**SMALL, "rounds": 2, "eval_every": 2}
+    drawn = byzadam.Server(cfg).params
+    path = tmp_path / "init.npy"
+    np.save(path, (drawn * 0.5).astype(np.float64))  # float64 is narrowed, as documented
+    with_init = byzadam.resolve({**cfg, "init": str(path)})
+    assert with_init["init"] == {"path": str(path),
+                                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert np.array_equal(byzadam.Server(with_init).params, (drawn * 0.5).astype(np.float32))
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=with_init)
+    assert np.array_equal(sim.server.params, (drawn * 0.5).astype(np.float32))
+    explicit = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg,
+                             params=(drawn * 0.5).astype(np.float32))
+    sim.run(progress=False)
+    explicit.run(progress=False)
+    assert sim.metrics == explicit.metrics
+    # byzadam.run from a file of the parameters it would draw: the same run, bit for bit.
+    same = tmp_path / "same.npy"
+    np.save(same, drawn)
+    a = byzadam.run({**cfg, "init": str(same)}, progress=False)
+    b = byzadam.run(cfg, progress=False)
+    assert a.metrics == b.metrics and a.config["init"]["path"] == str(same)
+    with pytest.raises(ValueError, match="give one"):
+        bt.Simulation(bt.models.mnist_cnn(), synthetic, config=with_init, params=drawn)
+    with pytest.raises(ValueError, match=r"init \(.*\) has \d+ values, the model 7850"):
+        bt.Simulation(bt.models.logistic_regression(), synthetic, config=with_init)
+    np.save(path, np.zeros_like(drawn))
+    with pytest.raises(byzadam.ByzadamError, match="has changed since"):
+        bt.Simulation(bt.models.mnist_cnn(), synthetic, config=with_init)

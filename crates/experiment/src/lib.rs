@@ -240,6 +240,7 @@ impl Grid {
         };
         let mut runs = Vec::new();
         let mut seen = BTreeMap::new();
+        let mut pinned: BTreeMap<String, String> = BTreeMap::new();
         let points = (0..total).map(|index| {
             let mut rest = index;
             let mut point = toml::Table::new();
@@ -266,11 +267,27 @@ impl Grid {
             let label = toml::to_string(&point)
                 .unwrap_or_default()
                 .replace('\n', "; ");
-            let config: RunConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            let mut config: RunConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
                 .map_err(|e| err(format!("run [{label}]: key `{}`: {}", e.path(), e.inner())))?;
-            config
-                .validate()
-                .map_err(|e| err(format!("run [{label}]: key `{}`: {}", e.key, e.reason)))?;
+            let failed = |e: byzadam_sim::ConfigError| {
+                err(format!("run [{label}]: key `{}`: {}", e.key, e.reason))
+            };
+            config.validate().map_err(failed)?;
+            // `init` files pinned by their SHA-256 (each file read once per expansion).
+            match config.init.as_mut() {
+                Some(init) if init.sha256.is_none() => {
+                    if let Some(digest) = pinned.get(&init.path) {
+                        init.sha256 = Some(digest.clone());
+                    } else {
+                        config.pin_init().map_err(failed)?;
+                        if let Some(i) = &config.init {
+                            pinned.insert(i.path.clone(), i.sha256.clone().unwrap_or_default());
+                        }
+                    }
+                }
+                Some(_) => config.pin_init().map_err(failed)?,
+                None => {}
+            }
             let id = run_id(&config);
             if let Some(other) = seen.insert(id.clone(), label.clone()) {
                 return Err(err(format!(

@@ -92,6 +92,109 @@ pub struct RunConfig {
     /// of 25). Default: evaluation mode (running statistics, no dropout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training_mode_eval: Option<TrainingModeEval>,
+    /// Initial parameters from a file instead of drawn from `seed`: a flat `.npy` vector
+    /// (float32, or float64 within float32's range; shape `(d,)` or `(1, d)`) of the model's
+    /// parameter count in its `model.parameters()` order, finite. Given as a path (relative to
+    /// the working directory); resolving the config pins the file's SHA-256 beside it (`init =
+    /// { path, sha256 }`), so a run's id names the file's content and a changed file is an
+    /// error, never another run under the same id. The batch-norm statistics and every random
+    /// stream start as without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitFile>,
+}
+
+/// A run's initial parameters in a file (see [`RunConfig::init`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "InitRepr")]
+pub struct InitFile {
+    /// The `.npy` file.
+    pub path: String,
+    /// The SHA-256 of its bytes (64 lowercase hex digits), recorded when the config is
+    /// resolved ([`RunConfig::pin_init`]) and checked whenever the file is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a path to an .npy file, or a table { path, sha256 }"
+)]
+enum InitRepr {
+    Path(String),
+    Table {
+        path: String,
+        #[serde(default)]
+        sha256: Option<String>,
+    },
+}
+
+impl From<InitRepr> for InitFile {
+    fn from(r: InitRepr) -> Self {
+        match r {
+            InitRepr::Path(path) => Self { path, sha256: None },
+            InitRepr::Table { path, sha256 } => Self { path, sha256 },
+        }
+    }
+}
+
+/// Largest `init` file read: a float64 vector of [`byzadam_model::MAX_PARAMETERS`] values and
+/// its header.
+pub const MAX_INIT_BYTES: u64 = (byzadam_model::MAX_PARAMETERS as u64) * 8 + (1 << 20);
+
+impl InitFile {
+    /// The file's bytes and their SHA-256 (hex), bounded by [`MAX_INIT_BYTES`]; an error
+    /// naming the file when it cannot be read, or when its SHA-256 is not the one recorded.
+    fn read(&self) -> Result<(Vec<u8>, String), ConfigError> {
+        use sha2::{Digest, Sha256};
+        let bytes = crate::resolve::read_bounded(std::path::Path::new(&self.path), MAX_INIT_BYTES)
+            .map_err(|e| bad("init", e))?;
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Some(pinned) = &self.sha256 {
+            if *pinned != digest {
+                return Err(bad(
+                    "init",
+                    format!(
+                        "{} has changed since the config was resolved (SHA-256 {digest}, the \
+                         config records {pinned}): resolve the config again (a new run id) or \
+                         restore the file",
+                        self.path
+                    ),
+                ));
+            }
+        }
+        Ok((bytes, digest))
+    }
+
+    /// The initial parameters: `dim` finite float32 values.
+    pub fn load(&self, dim: usize) -> Result<Vec<f32>, ConfigError> {
+        let (bytes, _) = self.read()?;
+        let at = |e: String| bad("init", format!("{}: {e}", self.path));
+        let array = byzadam_data::npy::parse(&bytes).map_err(at)?;
+        let flat = matches!(array.shape[..], [_] | [1, _]);
+        if !flat {
+            return Err(at(format!(
+                "shape {:?}: expected a flat vector, (d,) or (1, d)",
+                array.shape
+            )));
+        }
+        if array.data.len() != dim {
+            return Err(at(format!(
+                "{} values, but the model has {dim} parameters",
+                array.data.len()
+            )));
+        }
+        if let Some(i) = array.data.iter().position(|x| !x.is_finite()) {
+            return Err(at(format!(
+                "value {i} is {}: initial parameters must be finite",
+                array.data[i]
+            )));
+        }
+        Ok(array.data)
+    }
 }
 
 /// Evaluation in training mode.
@@ -189,6 +292,7 @@ impl Default for RunConfig {
             eval_subset: None,
             eval_before_update: false,
             training_mode_eval: None,
+            init: None,
         }
     }
 }
@@ -242,7 +346,20 @@ impl RunConfig {
         "eval_subset",
         "eval_before_update",
         "training_mode_eval",
+        "init",
     ];
+
+    /// Pins [`RunConfig::init`]: reads its file and records its SHA-256 beside the path (an
+    /// error when the file cannot be read, or differs from a SHA-256 already recorded), so
+    /// that the config, and a run id hashed from it, names the file's content. Nothing to do
+    /// without `init`. [`RunConfig::resolve`] and grid expansion call it.
+    pub fn pin_init(&mut self) -> Result<(), ConfigError> {
+        if let Some(init) = &mut self.init {
+            let (_, digest) = init.read()?;
+            init.sha256 = Some(digest);
+        }
+        Ok(())
+    }
 
     /// The server pipeline this configuration describes.
     pub fn pipeline(&self) -> Pipeline {
@@ -260,6 +377,18 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == 0 {
             return Err(bad("workers", "must be at least 1"));
+        }
+        if let Some(init) = &self.init {
+            if init.path.is_empty() {
+                return Err(bad("init.path", "empty: name an .npy file"));
+            }
+            let hex = |h: &String| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+            if let Some(h) = init.sha256.as_ref().filter(|h| !hex(h)) {
+                return Err(bad(
+                    "init.sha256",
+                    format!("{h:?} is not a SHA-256 (64 hex digits)"),
+                ));
+            }
         }
         use byzadam_robust::limits::{MAX_VALUES, MAX_VECTORS};
         if self.workers > MAX_VECTORS {

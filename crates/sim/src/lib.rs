@@ -22,7 +22,8 @@ pub mod seeds;
 mod simulation;
 
 pub use config::{
-    ByzantineWorkers, ConfigError, EvalSubset, RunConfig, TrainingModeEval, MAX_ROUNDS,
+    ByzantineWorkers, ConfigError, EvalSubset, InitFile, RunConfig, TrainingModeEval,
+    MAX_INIT_BYTES, MAX_ROUNDS,
 };
 
 /// The version of the numbers a config produces. Part of every run's id (`byzadam-experiment`),

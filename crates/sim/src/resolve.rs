@@ -134,7 +134,9 @@ impl RunConfig {
             };
             fail(format!("{name}:{key} {}", e.into_inner()))
         })?;
+        let mut cfg = cfg;
         cfg.validate()
+            .and_then(|()| cfg.pin_init())
             .map_err(|e| fail(format!("{name}: key `{}`: {}", e.key, e.reason)))?;
         Ok(cfg)
     }
@@ -151,6 +153,44 @@ impl RunConfig {
     }
 }
 
+/// A file's bytes, or an error naming the file: what is not a regular file (a directory,
+/// `/dev/zero`, a named pipe, which would block) and what is over `limit` bytes are refused
+/// before reading (memory reserved fallibly), and reading stops at the limit anyway.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    // Checked before opening too: opening a named pipe would wait for a writer forever.
+    if !std::fs::metadata(path).map_err(at)?.is_file() {
+        return Err(format!(
+            "reading {}: not a regular file (a directory, a device or a pipe)",
+            path.display()
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(at)?;
+    let too_large = || {
+        format!(
+            "reading {}: over the limit of {limit} bytes for this file",
+            path.display()
+        )
+    };
+    let size = file.metadata().map_err(at)?.len();
+    if size > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(size as usize).map_err(|_| {
+        format!(
+            "reading {}: not enough memory for {size} bytes",
+            path.display()
+        )
+    })?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(at)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Largest config, grid or reference file read (16 MiB; the thesis's largest grid file has
 /// a few kilobytes).
 pub const MAX_TEXT_BYTES: u64 = 16 << 20;
@@ -159,26 +199,7 @@ pub const MAX_TEXT_BYTES: u64 = 16 << 20;
 /// regular file (a directory, `/dev/zero`, a named pipe, which would block) and what is over
 /// [`MAX_TEXT_BYTES`] are refused before reading, and reading stops at the limit anyway.
 pub fn read_text(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
-    let regular = std::fs::metadata(path).map_err(at)?.is_file();
-    if !regular {
-        return Err(format!(
-            "reading {}: not a regular file (a directory, a device or a pipe)",
-            path.display()
-        ));
-    }
-    let file = std::fs::File::open(path).map_err(at)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TEXT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(at)?;
-    if bytes.len() as u64 > MAX_TEXT_BYTES {
-        return Err(format!(
-            "reading {}: over the limit of {MAX_TEXT_BYTES} bytes for a text file",
-            path.display()
-        ));
-    }
+    let bytes = read_bounded(path, MAX_TEXT_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "reading {}: not UTF-8 text (invalid byte at offset {})",

@@ -54,8 +54,10 @@ pub fn is_byzantine(config: &RunConfig, w: usize) -> bool {
 }
 
 /// The model's initial parameters and batch-norm state, drawn from the run's `seed`
-/// ([`Stream::Init`]), flat in PyTorch's `model.parameters()` order.
-pub fn initial_parameters(config: &RunConfig) -> (Vec<f32>, Vec<f32>) {
+/// ([`Stream::Init`]), flat in PyTorch's `model.parameters()` order; the parameters read
+/// from the config's `init` file instead when it has one (an error naming the file when it
+/// cannot be read, has changed since the config was resolved, or does not fit the model).
+pub fn initial_parameters(config: &RunConfig) -> Result<(Vec<f32>, Vec<f32>), ConfigError> {
     let net = config.model.build();
     let mut params = vec![0.0; net.num_params()];
     let mut state = vec![0.0; net.num_state()];
@@ -64,7 +66,10 @@ pub fn initial_parameters(config: &RunConfig) -> (Vec<f32>, Vec<f32>) {
         &mut params,
         &mut state,
     );
-    (params, state)
+    if let Some(init) = &config.init {
+        params = init.load(params.len())?;
+    }
+    Ok((params, state))
 }
 
 /// The normalisation a run applies: the dataset's, or none (pixels in `[0, 1]`).
@@ -298,7 +303,7 @@ impl EngineWorker {
         }
         let mut net = config.model.build();
         net.set_head(config.head);
-        let (params, bn_state) = initial_parameters(config);
+        let (params, bn_state) = initial_parameters(config)?;
         let dim = params.len();
         let flip = config.attack.clone().and_then(|a| a.build().label_flip());
         let norm = normalization(config, data.train.kind);
@@ -542,7 +547,7 @@ impl Server {
     /// The server of `config` (validated), at the initial parameters drawn from its `seed`.
     pub fn new(config: RunConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let (params, _) = initial_parameters(&config);
+        let (params, _) = initial_parameters(&config)?;
         Ok(Self::at(config, params))
     }
 
@@ -551,6 +556,15 @@ impl Server {
     /// build (the torch backend's), or parameters from elsewhere. They must be finite.
     pub fn with_params(config: RunConfig, params: Vec<f32>) -> Result<Self, ConfigError> {
         config.validate()?;
+        if let Some(init) = &config.init {
+            return Err(bad(
+                "init",
+                format!(
+                    "the config's initial parameters come from {}: give no other parameters",
+                    init.path
+                ),
+            ));
+        }
         if params.is_empty() {
             return Err(bad("params", "at least one parameter is needed"));
         }

@@ -234,7 +234,7 @@ impl Simulation {
         config.validate()?;
         let evaluator = Evaluator::new(&config, &data)?;
         let workers = EngineWorker::all(&config, data)?;
-        let (params, _) = round::initial_parameters(&config);
+        let (params, _) = round::initial_parameters(&config)?;
         let dim = params.len();
         let server = Server::at(config.clone(), params);
         Ok(Self {

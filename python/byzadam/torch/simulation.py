@@ -111,7 +111,8 @@ class Simulation:
     ``byzadam.data.load`` returns (then the config's input normalisation applies as in
     ``byzadam run``). Partitions and batches are byzadam's (the same indices as the Rust
     simulator for the same seeds). The initial parameters are the model's own unless
-    ``params`` (a flat vector) is given.
+    ``params`` (a flat vector) or the config's ``init`` (a flat ``.npy`` file, as
+    ``byzadam run`` reads it) gives them.
 
     Gradients: one batched call over the workers (``torch.func.vmap`` of ``grad``, each
     worker drawing its own dropout masks, each keeping its own buffers such as batch-norm
@@ -143,15 +144,27 @@ class Simulation:
                                                       self.device)
         cfg = self.config
         n = cfg["workers"]
-        if params is None:
+        init = cfg.get("init")
+        if init is not None and params is not None:
+            raise ValueError(f"config key 'init' ({init['path']}) and params= both give the "
+                             "initial parameters: give one")
+        if init is not None:
+            # Read and checked (its pinned SHA-256, length of the config's model) in Rust.
+            self.server = Server(cfg)
+            start = self.server.params
+            source = f"init ({init['path']})"
+        elif params is None:
             start = flat(self.model).detach().cpu().numpy().astype(np.float32)
+            source = "the model"
         else:
             start = np.ascontiguousarray(np.asarray(params, dtype=np.float32).reshape(-1))
+            source = "params"
         self.dim = int(start.size)
         if self.dim != sum(p.numel() for p in self.model.parameters()):
-            raise ValueError(f"params has {self.dim} values, the model "
+            raise ValueError(f"{source} has {self.dim} values, the model "
                              f"{sum(p.numel() for p in self.model.parameters())} parameters")
-        self.server = Server(cfg, params=start)
+        if init is None:
+            self.server = Server(cfg, params=start)
         self.workers = [Worker(cfg, self.dim) for _ in range(n)]
         classes = int(self._train.labels.max()) + 1
         self.classes = max(classes, 10) if isinstance(train, dict) else classes

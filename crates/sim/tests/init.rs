@@ -1,0 +1,181 @@
+//! The `init` run option: initial parameters from a flat `.npy` file, pinned by its SHA-256 when
+//! the config is resolved. Files are written by hand here (the `.npy` format 1.0), so the
+//! reader is checked against an independent writer.
+
+use byzadam_data::{synthetic, Split};
+use byzadam_sim::{RoundMetrics, RunConfig, Server, Simulation};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+fn npy(shape: &str, values: &[f32]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+    out
+}
+
+fn write(path: &Path, shape: &str, values: &[f32]) {
+    std::fs::write(path, npy(shape, values)).unwrap();
+}
+
+/// A small run on synthetic data; `init` (a path) when given.
+fn config(init: Option<&Path>) -> RunConfig {
+    let mut text = String::from(
+        "dataset = \"synthetic\"\nmodel = { name = \"mlp\", hidden = [16] }\nworkers = 4\n\
+         byzantine = 1\nbatch = 8\nrounds = 3\neval_every = 3\n\
+         aggregator = { name = \"trimmed_mean\", f = 1 }\nattack = { name = \"sign_flip\" }\n",
+    );
+    if let Some(p) = init {
+        text.push_str(&format!("init = {:?}\n", p.display().to_string()));
+    }
+    RunConfig::resolve(Some(&text), "test.toml", &[]).expect("valid config")
+}
+
+fn data() -> Split {
+    synthetic::generate(3, 600, 100)
+}
+
+fn metrics(config: RunConfig, data: &Split) -> Vec<RoundMetrics> {
+    let mut m = Vec::new();
+    Simulation::new(config, data).unwrap().run(&mut m).unwrap();
+    m
+}
+
+#[test]
+fn the_file_is_where_the_run_starts_and_its_sha256_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let drawn = Server::new(config(None)).unwrap().params().to_vec();
+    // The drawn parameters written out: the same run, bit for bit (only the parameters come
+    // from the file; batch-norm state and every random stream are as without it).
+    let same = dir.path().join("same.npy");
+    write(&same, &format!("{},", drawn.len()), &drawn);
+    let cfg = config(Some(&same));
+    let pinned = cfg.init.as_ref().unwrap().sha256.clone().unwrap();
+    let expected: String = Sha256::digest(std::fs::read(&same).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(pinned, expected);
+    let data = data();
+    assert_eq!(metrics(cfg, &data), metrics(config(None), &data));
+    // Other values (and a (1, d) shape): the server starts there, and the run differs.
+    let halved: Vec<f32> = drawn.iter().map(|x| x * 0.5).collect();
+    let other = dir.path().join("halved.npy");
+    write(&other, &format!("1, {}", drawn.len()), &halved);
+    let cfg = config(Some(&other));
+    assert_eq!(Server::new(cfg.clone()).unwrap().params(), &halved[..]);
+    assert_ne!(metrics(cfg, &data), metrics(config(None), &data));
+}
+
+#[test]
+fn configs_without_init_serialise_as_before() {
+    // Their ids (hashes of this JSON) must not change.
+    let json = serde_json::to_string(&config(None)).unwrap();
+    assert!(!json.contains("init"), "{json}");
+}
+
+#[test]
+fn a_changed_file_is_an_error_not_another_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let drawn = Server::new(config(None)).unwrap().params().to_vec();
+    let path = dir.path().join("init.npy");
+    write(&path, &format!("{},", drawn.len()), &drawn);
+    let cfg = config(Some(&path));
+    write(
+        &path,
+        &format!("{},", drawn.len()),
+        &vec![0.25; drawn.len()],
+    );
+    let e = Server::new(cfg).err().unwrap().to_string();
+    assert!(
+        e.starts_with("init: ") && e.contains("has changed since"),
+        "{e}"
+    );
+}
+
+#[test]
+fn files_that_do_not_fit_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = Server::new(config(None)).unwrap().params().len();
+    let resolve = |name: &str, bytes: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let text = format!(
+            "dataset = \"synthetic\"\nmodel = {{ name = \"mlp\", hidden = [16] }}\n\
+             init = {:?}\n",
+            p.display().to_string()
+        );
+        // Resolving pins the file; the contents are checked when the parameters are loaded.
+        RunConfig::resolve(Some(&text), "test.toml", &[])
+            .map_err(|e| e.to_string())
+            .and_then(|c| Server::new(c).map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap_err()
+    };
+    let short = resolve(
+        "short.npy",
+        npy(&format!("{},", dim - 1), &vec![0.0; dim - 1]),
+    );
+    assert!(
+        short.contains("short.npy") && short.contains("but the model has"),
+        "{short}"
+    );
+    let square = resolve(
+        "square.npy",
+        npy(&format!("2, {}", dim / 2), &vec![0.0; dim]),
+    );
+    assert!(square.contains("expected a flat vector"), "{square}");
+    let mut values = vec![0.0; dim];
+    values[7] = f32::NAN;
+    let nan = resolve("nan.npy", npy(&format!("{dim},"), &values));
+    assert!(nan.contains("value 7 is NaN"), "{nan}");
+    let text = resolve("text.npy", b"0.1, 0.2".to_vec());
+    assert!(text.contains("not a valid .npy"), "{text}");
+    let missing = RunConfig::resolve(Some("init = \"/nonexistent/x.npy\"\n"), "t.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("t.toml")
+            && missing.contains("init")
+            && missing.contains("/nonexistent/x.npy"),
+        "{missing}"
+    );
+    let dir_as_file = RunConfig::resolve(
+        Some(&format!("init = {:?}\n", dir.path().display().to_string())),
+        "t.toml",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(dir_as_file.contains("not a regular file"), "{dir_as_file}");
+    let bad_hash = RunConfig::resolve(
+        Some("init = { path = \"x.npy\", sha256 = \"abc\" }\n"),
+        "t.toml",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad_hash.contains("init.sha256"), "{bad_hash}");
+    let bad_shape = RunConfig::resolve(Some("init = 3\n"), "t.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(bad_shape.contains("a path to an .npy file"), "{bad_shape}");
+}
+
+#[test]
+fn explicit_parameters_and_init_are_not_both_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let drawn = Server::new(config(None)).unwrap().params().to_vec();
+    let path = dir.path().join("init.npy");
+    write(&path, &format!("{},", drawn.len()), &drawn);
+    let e = Server::with_params(config(Some(&path)), drawn)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("give no other parameters"), "{e}");
+}
