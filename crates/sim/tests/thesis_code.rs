@@ -71,7 +71,14 @@ fn everything_on() -> RunConfig {
 
 #[test]
 fn the_keys_list_is_every_field_and_defaults_are_not_written() {
-    let json = serde_json::to_value(everything_on()).unwrap();
+    let all = RunConfig {
+        init: Some(byzadam_sim::InitFile {
+            path: "init.npy".into(),
+            sha256: Some("0".repeat(64)),
+        }),
+        ..everything_on()
+    };
+    let json = serde_json::to_value(&all).unwrap();
     let mut keys: Vec<&str> = json
         .as_object()
         .unwrap()
@@ -93,12 +100,13 @@ fn the_keys_list_is_every_field_and_defaults_are_not_written() {
         "eval_subset",
         "eval_before_update",
         "training_mode_eval",
+        "init",
     ] {
         assert!(default.get(key).is_none(), "{key}");
     }
     // And every option reads back.
     let back: RunConfig = serde_json::from_value(json).unwrap();
-    assert_eq!(back, everything_on());
+    assert_eq!(back, all);
     everything_on().validate().unwrap();
     Simulation::new(everything_on(), &data()).unwrap();
 }
