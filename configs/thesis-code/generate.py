@@ -114,6 +114,10 @@ data_seed = 0
 '''
 
 
+# Run from the repository root, after `python3 configs/thesis-code/init/make_init.py`.
+INIT = 'init = "configs/thesis-code/init/mnist-cnn-torch-seed-123.npy"   # main.py: torch.manual_seed(123); CnnMist()\n'
+
+
 def cells(table):
     rows = list(csv.DictReader(open(TABLES / table)))
     rows.sort(key=lambda r: (OPTIMIZERS.index(r["optimizer"]), list(ATTACKS).index(r["attack"])))
@@ -146,7 +150,16 @@ def table_grid(name, description, setting, heterogeneous, f, table):
     opts, aggs = optimizers(heterogeneous), aggregators(f)
     s = "# %s\n#\n#   byzadam grid configs/thesis-code/%s.toml\n" % (description, name)
     s += "#   byzadam report results/thesis-code-%s.db --reference configs/thesis/tables/%s\n#\n" % (name, table)
-    s += COMMON + '\nname = "thesis-code-%s"\ndescription = "%s"\n\n[base]\n' % (name, description)
+    common = COMMON
+    if INIT in setting:  # the initial weights are the code's own here
+        common = common.replace("""the initial weights'
+# random numbers (PyTorch's generator vs ours, the same distributions), the shuffles after the
+# first epoch, and each epoch's last short batch (the code's loader yields it, byzadam's
+# sampler drops it).""", """the shuffles (the
+# first epoch's shared permutation and every later one come from byzadam's generator, not
+# PyTorch's) and each epoch's last short batch (the code's loader yields it, byzadam's sampler
+# drops it).""")
+    s += common + '\nname = "thesis-code-%s"\ndescription = "%s"\n\n[base]\n' % (name, description)
     s += setting + CODE
     for r in cells(table):
         s += include(r["optimizer"], r["aggregator"], r["attack"], opts, aggs,
@@ -441,6 +454,10 @@ if __name__ == "__main__":
               HOMOGENEOUS, False, 5, list(ATTACKS))
     table_grid("mnist-homogeneous-table", "Table 4.1's 28 cells as the thesis's code ran them, each with the thesis's reported aggregator",
                HOMOGENEOUS, False, 5, "table-4.1.csv")
+    # The same cells from the code's own initial weights (init/make_init.py writes the file:
+    # torch.manual_seed(123), then model.py's layers in model.py's order).
+    table_grid("mnist-homogeneous-table-init", "Table 4.1's 28 cells as the thesis's code ran them, from its initial weights (torch.manual_seed(123))",
+               HOMOGENEOUS + INIT, False, 5, "table-4.1.csv")
     full_grid("mnist-heterogeneous", "Table 4.2 as the thesis's code ran it: heterogeneous MNIST with NNM, 4 optimizers x 5 aggregators x 6 attacks",
               HETEROGENEOUS, True, 4, [a for a in ATTACKS if a != "-Inf"])
     table_grid("mnist-heterogeneous-table", "Table 4.2's 24 cells as the thesis's code ran them, each with the thesis's reported aggregator",

@@ -97,9 +97,15 @@ pub fn run_id(config: &RunConfig) -> String {
 /// backend (`torch:<model>`, whose name says which model and initial parameters) the
 /// backend joins the hashed JSON, so its runs never share an id with the built-in engine's
 /// or another model's.
+///
+/// An `init` file counts by its content (the SHA-256 the config pins), not by its path: the
+/// same file named from another directory, or moved, keeps its runs' ids.
 pub fn run_id_of(backend: &str, config: &RunConfig) -> String {
     let canonical = serde_json::to_value(config)
-        .map(|v| {
+        .map(|mut v| {
+            if let Some(init) = v.get_mut("init").and_then(|i| i.as_object_mut()) {
+                init.remove("path");
+            }
             let mut key = serde_json::json!({
                 "config": v,
                 "results_version": byzadam_sim::RESULTS_VERSION,

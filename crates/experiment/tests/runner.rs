@@ -507,3 +507,22 @@ fn a_store_of_schema_3_gains_backends_and_merges_a_torch_run() {
     expected.sort();
     assert_eq!(read, expected);
 }
+
+#[test]
+fn an_init_file_counts_by_its_content_not_its_path() {
+    use byzadam_experiment::run_id;
+    use byzadam_sim::InitFile;
+    let with = |path: &str, sha: char| RunConfig {
+        init: Some(InitFile {
+            path: path.into(),
+            sha256: Some(sha.to_string().repeat(64)),
+        }),
+        ..RunConfig::default()
+    };
+    assert_eq!(
+        run_id(&with("a.npy", 'a')),
+        run_id(&with("/elsewhere/b.npy", 'a'))
+    );
+    assert_ne!(run_id(&with("a.npy", 'a')), run_id(&with("a.npy", 'b')));
+    assert_ne!(run_id(&with("a.npy", 'a')), run_id(&RunConfig::default()));
+}
