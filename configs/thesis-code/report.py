@@ -272,6 +272,46 @@ REPORTED = [  # (reference, code profile's grid, text profile's grid, columns)
 ]
 
 
+def from_code_init():
+    """Table 4.1's cells from the code's own initial weights (mnist-homogeneous-table-init)
+    beside the same cells from byzadam's draw (the code profile) and the thesis."""
+    ref = reference("table-4.1.csv")
+    drawn, init = by_cell(code_runs("mnist-homogeneous")), by_cell(runs("mnist-homogeneous-table-init"))
+    if not init:
+        return "(no store: byzadam grid configs/thesis-code/mnist-homogeneous-table-init.toml)"
+    attacks = list(ATTACK_NAMES.values())
+    lines = ["| | " + " | ".join(attacks) + " |", "|---|" + "---:|" * len(attacks)]
+    counts = {"drawn": 0, "init": 0}
+    total = 0
+    notes = []
+    for opt in OPTIMIZERS:
+        cells = []
+        for a in attacks:
+            if (opt, a) not in ref:
+                cells.append("")
+                continue
+            acc, agg = ref[(opt, a)]
+            d = drawn.get((opt, a, agg), {}).get("accuracy")
+            r = init.get((opt, a, agg))
+            i = r["accuracy"] if r else None
+            total += 1
+            marks = []
+            for key, x in (("drawn", d), ("init", i)):
+                ok = x is not None and abs(x - acc) <= CLOSE
+                counts[key] += ok
+                marks.append("" if ok else " ✗")
+            if r and abs(i - acc) > CLOSE:
+                notes.append("- %s, %s: thesis %.4f (%s), from the code's weights %s, from byzadam's "
+                             "draw %s; dead classes: %s" % (opt, a, acc, agg, fmt(i), fmt(d),
+                                                            dead_text(r["recall"])))
+            cells.append("%.4f %s<br>**%s**%s<br>%s%s" % (acc, agg, fmt(i), marks[1], fmt(d), marks[0]))
+        lines.append("| %s | %s |" % (opt, " | ".join(cells)))
+    return ("\n".join(lines) + "\n\nWithin %.2f of the thesis: %d of %d cells from the code's "
+            "initial weights, %d of %d from byzadam's draw.\n\n" % (CLOSE, counts["init"], total,
+                                                                   counts["drawn"], total)
+            + "\n".join(notes))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))
     for i, (table, code_grid, text_grid, attacks) in enumerate(REPORTED):
@@ -286,6 +326,7 @@ if __name__ == "__main__":
         print("\n## %s, every aggregator (code profile)\n\n%s\n" % (grid, t))
         print("byzadam's best within %.2f of the thesis's best: %d of %d cells; the thesis's best rule is also byzadam's best (or tied with it): %d of %d.\n"
               % (CLOSE, close, total, same_rule, total))
+    print("\n## Table 4.1 from the code's initial weights\n\n" + from_code_init())
     print("\n## Ablation\n" + ablation())
     print("\n## The head alone, three seeds (accuracy/number of dead classes per seed)\n\n" + head_seeds())
     print("\n## Seeds\n\n" + seeds())

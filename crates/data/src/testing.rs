@@ -47,3 +47,22 @@ pub fn try_dataset(kind: DatasetKind, manifest_dir: &Path) -> Result<Split, Stri
 pub fn dataset(kind: DatasetKind, manifest_dir: &Path) -> Split {
     try_dataset(kind, manifest_dir).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// An `.npy` file (format 1.0) written by hand, independently of the reader under test:
+/// `descr` (`"<f4"`, `"<f8"`, …), the order flag, the shape as NumPy writes it inside its
+/// parentheses (`"3,"`, `"2, 3"`) and the raw data bytes.
+pub fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({shape}), }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}

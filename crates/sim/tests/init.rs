@@ -7,17 +7,10 @@ use byzadam_sim::{RoundMetrics, RunConfig, Server, Simulation};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// A float32 `.npy` of `values` with the shape `shape` (as NumPy writes it).
 fn npy(shape: &str, values: &[f32]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(values.iter().flat_map(|x| x.to_le_bytes()));
-    out
+    let data: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    byzadam_data::testing::npy_bytes("<f4", false, shape, &data)
 }
 
 fn write(path: &Path, shape: &str, values: &[f32]) {
