@@ -748,6 +748,80 @@ fn rules_lists_each_entrys_parameters_and_json_the_whole_registry() {
     assert_eq!(cc["aliases"][0], "cc");
 }
 
+/// `grid --dry-run` writes nothing: no store, no results directory; it reads an existing
+/// store (its stored runs are not listed as to run) and refuses one that is not a store,
+/// leaving it as it was.
+#[test]
+fn a_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = d.join("g.toml");
+    std::fs::write(
+        &g,
+        "name = \"dry\"\n[base]\ndataset = \"synthetic\"\nrounds = 1\nworkers = 4\n\
+         byzantine = 1\naggregator = { name = \"median\" }\nattack = { name = \"sign_flip\" }\n\
+         eval_every = 1\neval_samples = 50\n[axes]\nseed = [0, 1]\n",
+    )
+    .unwrap();
+    let (out, _) =
+        success(
+            byzadam()
+                .current_dir(d)
+                .args(["grid", g.to_str().unwrap(), "--dry-run"]),
+        );
+    assert!(
+        out.contains("2 to run") && out.contains("nothing written"),
+        "{out}"
+    );
+    assert!(!d.join("results").exists(), "a dry run created a store");
+    // With a store holding one of the two runs: that one is not listed.
+    let store = d.join("s.db");
+    success(byzadam().current_dir(d).args([
+        "grid",
+        g.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let g1 = d.join("g1.toml");
+    std::fs::write(
+        &g1,
+        std::fs::read_to_string(&g)
+            .unwrap()
+            .replace("seed = [0, 1]", "seed = [0, 1, 2]"),
+    )
+    .unwrap();
+    let before = std::fs::read(&store).unwrap();
+    let (out, _) = success(byzadam().current_dir(d).args([
+        "grid",
+        g1.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--dry-run",
+    ]));
+    assert!(
+        out.contains("2 already in") && out.contains("1 to run"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 2, "the one pending run: {out}");
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        before,
+        "the store was written"
+    );
+    let junk = d.join("junk.db");
+    std::fs::write(&junk, "not a store").unwrap();
+    let err = failure(byzadam().current_dir(d).args([
+        "grid",
+        g.to_str().unwrap(),
+        "--store",
+        junk.to_str().unwrap(),
+        "--dry-run",
+    ]));
+    assert!(err.contains("not a byzadam results store"), "{err}");
+    assert_eq!(std::fs::read(&junk).unwrap(), b"not a store");
+}
+
 /// Hostile sizes and paths refused before any work (issue 22): a grid named as a path, a
 /// grid whose axes multiply past any machine (or wrap to 0), a test image listed twice,
 /// absurd thread counts.

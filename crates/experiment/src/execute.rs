@@ -9,6 +9,7 @@ use crate::{Grid, Run, Shard};
 use byzadam_data::download::Progress;
 use byzadam_data::{DatasetKind, Split};
 use byzadam_sim::RunConfig;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -100,28 +101,25 @@ fn data_key(c: &RunConfig) -> (DatasetKind, u64) {
     (c.dataset, seed)
 }
 
-/// Expands `job`'s grid, opens its store (registering the grid), removes stale checkpoints
-/// and splits the runs into stored and pending. An error for a grid or store that cannot be
-/// read, or bad options.
-pub fn prepare_grid(job: &GridJob) -> Result<PreparedGrid, String> {
+/// The grid of `job`, expanded (every run, before sharding).
+fn expand_job(job: &GridJob) -> Result<(Grid, Vec<Run>), String> {
     let file = job.file.display().to_string();
     let text = byzadam_sim::read_text(&job.file)?;
     let grid = Grid::parse(&text, &file).map_err(|e| e.to_string())?;
     let all = grid.expand().map_err(|e| e.to_string())?;
-    let total = all.len();
-    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
-    let store_path = job.store.clone().unwrap_or_else(|| default_store(&grid));
-    let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
-    store
-        .register_grid(grid.name(), &ids)
-        .map_err(|e| e.to_string())?;
-    let removed = runner::remove_stale_checkpoints(&store)
-        .map_err(|e| format!("cleaning {}: {e}", store.checkpoint_dir().display()))?;
+    Ok((grid, all))
+}
+
+/// `job`'s runs and options: split into stored (`done`) and pending, the options checked.
+fn split_runs(
+    job: &GridJob,
+    all: Vec<Run>,
+    done: &BTreeSet<String>,
+) -> Result<(usize, Vec<Run>, Options), String> {
     let mine = match job.shard {
         Some(s) => s.select(all),
         None => all,
     };
-    let done = store.done().map_err(|e| e.to_string())?;
     let (finished, pending): (Vec<Run>, Vec<Run>) =
         mine.into_iter().partition(|r| done.contains(&r.id));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -140,10 +138,71 @@ pub fn prepare_grid(job: &GridJob) -> Result<PreparedGrid, String> {
         options.threads = t;
     }
     options.checkpoint_every = job.checkpoint_every;
+    Ok((finished.len(), pending, options))
+}
+
+/// What `job` would do, found without writing anything: the grid expanded, its store read
+/// (read-only) if it exists, the runs split into stored and pending (`grid --dry-run`).
+pub struct DryRun {
+    /// The grid's name.
+    pub name: String,
+    /// Runs in the whole grid.
+    pub total: usize,
+    /// Runs of this job (its shard) already in the store.
+    pub finished: usize,
+    /// Runs of this job still to do.
+    pub pending: Vec<Run>,
+    /// The store's path (which may not exist yet).
+    pub store_path: PathBuf,
+    /// How the runs would run.
+    pub options: Options,
+}
+
+/// [`prepare_grid`] without its writes: no store is created, no grid registered, no
+/// checkpoint removed. A file at the store's path that is not a byzadam store is an error.
+pub fn dry_run(job: &GridJob) -> Result<DryRun, String> {
+    let (grid, all) = expand_job(job)?;
+    let total = all.len();
+    let store_path = job.store.clone().unwrap_or_else(|| default_store(&grid));
+    let exists = store_path.metadata().is_ok_and(|m| m.len() > 0);
+    let done = if exists {
+        Store::open_read_only(&store_path)
+            .and_then(|s| s.done())
+            .map_err(|e| e.to_string())?
+    } else {
+        BTreeSet::new()
+    };
+    let (finished, pending, options) = split_runs(job, all, &done)?;
+    Ok(DryRun {
+        name: grid.name().to_string(),
+        total,
+        finished,
+        pending,
+        store_path,
+        options,
+    })
+}
+
+/// Expands `job`'s grid, opens its store (registering the grid), removes stale checkpoints
+/// and splits the runs into stored and pending. An error for a grid or store that cannot be
+/// read, or bad options.
+pub fn prepare_grid(job: &GridJob) -> Result<PreparedGrid, String> {
+    let (grid, all) = expand_job(job)?;
+    let total = all.len();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    let store_path = job.store.clone().unwrap_or_else(|| default_store(&grid));
+    let mut store = Store::open(&store_path).map_err(|e| e.to_string())?;
+    store
+        .register_grid(grid.name(), &ids)
+        .map_err(|e| e.to_string())?;
+    let removed = runner::remove_stale_checkpoints(&store)
+        .map_err(|e| format!("cleaning {}: {e}", store.checkpoint_dir().display()))?;
+    let done = store.done().map_err(|e| e.to_string())?;
+    let (finished, pending, options) = split_runs(job, all, &done)?;
     Ok(PreparedGrid {
         name: grid.name().to_string(),
         total,
-        finished: finished.len(),
+        finished,
         pending,
         store_path,
         options,

@@ -154,6 +154,13 @@ impl GridObserver for Display<'_> {
     }
 }
 
+/// " (shard i/k: n runs)" when the job is a shard.
+fn shard_text(args: &GridArgs, runs: usize) -> String {
+    args.shard
+        .map(|s| format!(" (shard {}/{}: {runs} runs)", s.index, s.count))
+        .unwrap_or_default()
+}
+
 /// Runs a grid file; `stop` is set on Ctrl-C.
 pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()> {
     let job = GridJob {
@@ -166,18 +173,31 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
         data_dir: args.data.resolve(),
         download_progress: byzadam_data::download::Progress::Bar,
     };
+    if args.dry_run {
+        // Nothing written: no store created, no grid registered, no checkpoint removed.
+        let plan = execute::dry_run(&job).map_err(|e| anyhow!(e))?;
+        writeln!(
+            w,
+            "grid {} ({}): {} runs{}; {} already in {}, {} to run as {} at a time × {} thread{} \
+             (dry run: nothing written)",
+            plan.name,
+            args.file.display(),
+            plan.total,
+            shard_text(args, plan.finished + plan.pending.len()),
+            plan.finished,
+            plan.store_path.display(),
+            plan.pending.len(),
+            plan.options.jobs,
+            plan.options.threads,
+            if plan.options.threads == 1 { "" } else { "s" }
+        )?;
+        for r in &plan.pending {
+            writeln!(w, "{}  {}", r.id, run_label(&r.config))?;
+        }
+        return Ok(());
+    }
     let plan = execute::prepare_grid(&job).map_err(|e| anyhow!(e))?;
-    let shard = args
-        .shard
-        .map(|s| {
-            format!(
-                " (shard {}/{}: {} runs)",
-                s.index,
-                s.count,
-                plan.finished + plan.pending.len()
-            )
-        })
-        .unwrap_or_default();
+    let shard = shard_text(args, plan.finished + plan.pending.len());
     let o = &plan.options;
     writeln!(
         w,
@@ -198,12 +218,6 @@ pub fn grid(args: &GridArgs, stop: &AtomicBool, w: &mut dyn Write) -> Result<()>
             "removed {} stale checkpoint file(s) of stored runs",
             plan.removed
         )?;
-    }
-    if args.dry_run {
-        for r in &plan.pending {
-            writeln!(w, "{}  {}", r.id, run_label(&r.config))?;
-        }
-        return Ok(());
     }
     if plan.pending.is_empty() {
         writeln!(w, "nothing to do: every run is in the store")?;
