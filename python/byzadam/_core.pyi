@@ -24,6 +24,7 @@ __all__ = [
     "WorkerState",
     "__version__",
     "canonical_name",
+    "eval_subset",
     "expand_grid",
     "grid",
     "load_dataset",
@@ -117,7 +118,14 @@ def load_dataset(name: str, data_dir: Optional[str] = None, seed: int = 0) -> Di
 
 @final
 class EpochSampler:
-    def __new__(cls, shard: npt.NDArray[np.uint32], batch: int, seed: int, worker: int) -> Self: ...
+    def __new__(
+        cls,
+        shard: npt.NDArray[np.uint32],
+        batch: int,
+        seed: int,
+        worker: int,
+        shared_first_shuffle: bool = False,
+    ) -> Self: ...
     def next_batch(self) -> npt.NDArray[np.uint32]: ...
     def checkpoint(self) -> bytes: ...
     def restore(self, state: bytes) -> None: ...
@@ -178,6 +186,7 @@ class GridStore:
     @property
     def path(self) -> str: ...
 
+def eval_subset(config_json: str) -> Optional[List[int]]: ...
 def expand_grid(text: str, file: str) -> Tuple[str, List[Tuple[str, str]]]: ...
 def run_id(config_json: str, identity: str) -> str: ...
 

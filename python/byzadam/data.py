@@ -49,9 +49,12 @@ def partition(labels: Any, workers: int, scheme: Union[str, dict] = "homogeneous
                                   _scheme(scheme), check_number("partition", "data_seed", data_seed, integer=True, minimum=0))
 
 
-def sampler(shard: Any, batch: int, seed: int, worker: int) -> "EpochSampler":
+def sampler(shard: Any, batch: int, seed: int, worker: int,
+            shared_first_shuffle: bool = False) -> "EpochSampler":
     """Worker ``worker``'s epoch sampler in a run with seed ``seed``: ``next_batch()`` gives
-    the sample indices it trains on in the next round, ``batches(k)`` the next ``k``."""
+    the sample indices it trains on in the next round, ``batches(k)`` the next ``k``. With
+    ``shared_first_shuffle`` (the run option of that name) its first epoch is drawn from the
+    run's one shared stream, as every worker's is."""
     a = np.asarray(shard)
     if a.ndim != 1 or a.dtype.kind not in "iu":
         raise TypeError(f"sampler: shard must be a 1-D array of sample indices (integers), "
@@ -62,4 +65,5 @@ def sampler(shard: Any, batch: int, seed: int, worker: int) -> "EpochSampler":
     s = np.ascontiguousarray(a, dtype=np.uint32)
     return _core.EpochSampler(s, check_number("sampler", "batch", batch, integer=True, minimum=1),
                               check_number("sampler", "seed", seed, integer=True, minimum=0),
-                              check_number("sampler", "worker", worker, integer=True, minimum=0))
+                              check_number("sampler", "worker", worker, integer=True, minimum=0),
+                              bool(shared_first_shuffle))

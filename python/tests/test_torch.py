@@ -232,9 +232,12 @@ class WrongShape(nn.Module):
      r"device 'nope' is not a torch device"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, device="cuda:7"),
      ValueError, r"cuda:7"),
-    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={**SMALL, "head":
-                                                               "softmax_then_cross_entropy"}),
-     ValueError, r"'head': not supported by the torch backend"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={
+        **SMALL, "training_mode_eval": {"batch": 25}}),
+     ValueError, r"'training_mode_eval': not supported by the torch backend"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config={
+        **SMALL, "eval_samples": None, "eval_subset": [10**6]}),
+     ValueError, r"eval_subset: index 1000000 is past the test set"),
     (lambda d: bt.Simulation("not a model", d, config=SMALL), TypeError, r"torch.nn.Module"),
     (lambda d: bt.Simulation(nn.ReLU(), d, config=SMALL), ValueError, r"no parameters"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), [1, 2], config=SMALL), TypeError,
@@ -440,3 +443,46 @@ def test_init_starts_both_backends_from_the_file(synthetic, tmp_path):
     np.save(path, np.zeros_like(drawn))
     with pytest.raises(byzadam.ByzadamError, match="has changed since"):
         bt.Simulation(bt.models.mnist_cnn(), synthetic, config=with_init)
+
+
+CODE_PROFILE = {"head": "softmax_then_cross_entropy", "shared_first_shuffle": True,
+                "normalize_inputs": False}
+
+
+def test_the_code_profiles_options_give_the_engines_gradients(synthetic):
+    """The thesis's code's softmax head and shared first epoch (and unnormalised inputs):
+    the same batches and gradients as the engine's workers, round after round (relative
+    1e-4), so the torch backend runs the code profile."""
+    cfg = {**SMALL, **CODE_PROFILE, "attack": "none", "byzantine": 0}
+    server = byzadam.Server(cfg)
+    engine = byzadam.Engine(cfg)
+    workers = engine.workers()
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=server.params)
+    first = []
+    for t in (1, 2):
+        rust = [w.gradient(server.params) for w in workers]
+        _, grads, losses = sim.gradients(t)
+        for w, (loss, g) in enumerate(rust):
+            assert relative(grads[w], np.asarray(g)) < 1e-4, (t, w)
+            assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), (t, w)
+        first.append(grads)
+    # The shared first epoch is what the engine does: without it the batches differ.
+    other = bt.Simulation(bt.models.mnist_cnn(), synthetic,
+                          config={**cfg, "shared_first_shuffle": False}, params=server.params)
+    assert relative(other.gradients(1)[1][0], first[0][0]) > 1e-3
+
+
+def test_evaluation_on_an_eval_subset_with_the_softmax_head_is_the_engines(synthetic):
+    cfg = {**SMALL, **CODE_PROFILE, "eval_samples": None,
+           "eval_subset": [5, 0, 17, 3, 250, 42]}
+    params = byzadam.Server(cfg).params
+    engine = byzadam.Engine(cfg)
+    acc, loss = engine.evaluate(params, engine.workers(), 1)
+    sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg, params=params)
+    got_acc, got_loss = sim.evaluate()
+    assert got_acc == acc
+    assert abs(got_loss - loss) < 1e-5 * max(1.0, abs(loss))
+    # The subset, not the first eval_samples images: another subset, another loss.
+    other = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic,
+                          config={**cfg, "eval_subset": [1, 2, 4, 6, 7, 8]}, params=params)
+    assert other.evaluate()[1] != got_loss

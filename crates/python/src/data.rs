@@ -114,11 +114,13 @@ pub(crate) struct PySampler {
 #[pymethods]
 impl PySampler {
     #[new]
+    #[pyo3(signature = (shard, batch, seed, worker, shared_first_shuffle = false))]
     fn new(
         shard: PyReadonlyArray1<'_, u32>,
         batch: usize,
         seed: u64,
         worker: usize,
+        shared_first_shuffle: bool,
     ) -> PyResult<Self> {
         let shard: Vec<u32> = shard.as_array().iter().copied().collect();
         if shard.is_empty() {
@@ -130,9 +132,14 @@ impl PySampler {
                 shard.len()
             )));
         }
-        Ok(Self {
-            inner: EpochSampler::new(shard, batch, seeds::rng(seed, Stream::Sampler { worker })),
-        })
+        let mut inner =
+            EpochSampler::new(shard, batch, seeds::rng(seed, Stream::Sampler { worker }));
+        if shared_first_shuffle {
+            // The run option `shared_first_shuffle`: every worker's first epoch from the one
+            // shared stream, as the simulator's workers draw it.
+            inner.start_first_epoch_with(&mut seeds::rng(seed, Stream::SharedFirstEpoch));
+        }
+        Ok(Self { inner })
     }
 
     /// The next batch's sample indices.

@@ -24,6 +24,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
     m.add_class::<PyGridStore>()?;
     m.add_function(wrap_pyfunction!(expand_grid, m)?)?;
+    m.add_function(wrap_pyfunction!(eval_subset, m)?)?;
     m.add_function(wrap_pyfunction!(run_id, m)?)?;
     Ok(())
 }
@@ -368,6 +369,19 @@ fn config_from_json(config_json: &str) -> PyResult<RunConfig> {
         .map_err(|e| error(format!("not a resolved run config: {e}")))?;
     config.validate().map_err(error)?;
     Ok(config)
+}
+
+/// The test-set indices a resolved config (JSON) evaluates on when it has `eval_subset` (a
+/// named list resolved for its dataset, or its own list); `None` without one.
+#[pyfunction]
+fn eval_subset(config_json: &str) -> PyResult<Option<Vec<u32>>> {
+    let config = config_from_json(config_json)?;
+    config
+        .eval_subset
+        .as_ref()
+        .map(|s| s.indices(config.dataset))
+        .transpose()
+        .map_err(|e| error(format!("eval_subset: {e}")))
 }
 
 /// A grid's name and runs, in grid order, each as `(id, config JSON)` with the ids

@@ -4,6 +4,7 @@ forgeries, pre-aggregation, the rule, the server step, ξ and λ) from the Rust 
 (:class:`byzadam.Server`, :class:`byzadam.Worker`): no second round in Python."""
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import _core
 from .. import data as _data
 from ..round import Server, Worker, resolve
 from .models import flat
@@ -22,11 +24,17 @@ __all__ = ["Simulation", "Summary"]
 # Run options of `byzadam run` the torch backend does not implement (yet): refused when set,
 # never silently ignored. Their defaults, as `byzadam.resolve` gives them.
 _UNSUPPORTED = {
-    "head": "log_softmax",
-    "eval_subset": None,
     "training_mode_eval": None,
-    "shared_first_shuffle": False,
 }
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, softmax_head: bool,
+          reduction: str = "mean") -> torch.Tensor:
+    """The run's loss on the model's outputs: cross-entropy on the logits, or with ``head =
+    "softmax_then_cross_entropy"`` (the thesis's code) cross-entropy on the softmax of them,
+    as the engine computes both."""
+    return F.cross_entropy(F.softmax(out, dim=1) if softmax_head else out, y,
+                           reduction=reduction)
 
 
 @dataclass
@@ -170,7 +178,16 @@ class Simulation:
         self.classes = max(classes, 10) if isinstance(train, dict) else classes
         shards = _data.partition(self._train.labels, n, cfg["partition"], cfg["data_seed"],
                                  classes=self.classes)
-        self._samplers = [_data.sampler(s, cfg["batch"], cfg["seed"], w)
+        self._softmax_head = cfg.get("head", "log_softmax") == "softmax_then_cross_entropy"
+        subset = _core.eval_subset(json.dumps(cfg))
+        self._eval_indices = None if subset is None else torch.tensor(subset, dtype=torch.long,
+                                                                      device=self.device)
+        if self._eval_indices is not None and self._test is not None \
+                and int(self._eval_indices.max()) >= len(self._test.y):
+            raise ValueError(f"eval_subset: index {int(self._eval_indices.max())} is past the "
+                             f"test set's {len(self._test.y)} images")
+        self._samplers = [_data.sampler(s, cfg["batch"], cfg["seed"], w,
+                                        shared_first_shuffle=bool(cfg.get("shared_first_shuffle")))
                           for w, s in enumerate(shards)]
         attack = cfg.get("attack")
         attack = attack if isinstance(attack, dict) else {}  # "none" or absent: no attack
@@ -227,7 +244,7 @@ class Simulation:
                 b.copy_(self._worker_buffers[w][k])
             out = self.model(x)
             self._check_output(out, len(y))
-            loss = F.cross_entropy(out, y)
+            loss = _loss(out, y, self._softmax_head)
             g = torch.autograd.grad(loss, params, allow_unused=True)
             grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
                                     for gi, p in zip(g, params)]))
@@ -259,7 +276,7 @@ class Simulation:
 
         def loss_fn(p: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], x: torch.Tensor,
                     y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(functional_call(self.model, (p, b), (x,)), y)
+            return _loss(functional_call(self.model, (p, b), (x,)), y, self._softmax_head)
 
         self._seed(self._generator_seed * 1_000_003 + t * 4099)
         g, loss = vmap(grad_and_value(loss_fn), in_dims=(None, 0, 0, 0),
@@ -307,9 +324,10 @@ class Simulation:
     # -- evaluation -----------------------------------------------------------------------
 
     def evaluate(self) -> Tuple[float, float]:
-        """``(accuracy, loss)`` of the server's parameters on the test set's first
-        ``eval_samples`` inputs (all without it), batch-norm statistics the honest workers'
-        mean."""
+        """``(accuracy, loss)`` of the server's parameters on the test set's ``eval_subset``
+        images, else its first ``eval_samples`` (all without either), batch-norm statistics
+        the honest workers' mean; with the softmax head, the loss is the run's and the
+        prediction the arg-max of the probabilities, as the engine's."""
         if self._test is None:
             raise ValueError("no test set was given")
         torch.nn.utils.vector_to_parameters(
@@ -318,16 +336,20 @@ class Simulation:
         for k, b in self._buffers.items():
             stacked = torch.stack([self._worker_buffers[w][k].to(torch.float64) for w in honest])
             b.copy_(stacked.mean(0).to(b.dtype))
-        k = self.config.get("eval_samples") or len(self._test.y)
-        x, y = self._test.x[:k], self._test.y[:k]
+        if self._eval_indices is not None:
+            x, y = self._test.x[self._eval_indices], self._test.y[self._eval_indices]
+        else:
+            k = self.config.get("eval_samples") or len(self._test.y)
+            x, y = self._test.x[:k], self._test.y[:k]
         self.model.eval()
         correct, total_loss = 0, 0.0
         with torch.no_grad():
             for s in range(0, len(y), self._eval_batch):
                 out = self.model(x[s:s + self._eval_batch])
                 yy = y[s:s + self._eval_batch]
-                total_loss += float(F.cross_entropy(out, yy, reduction="sum"))
-                correct += int((out.argmax(1) == yy).sum())
+                total_loss += float(_loss(out, yy, self._softmax_head, reduction="sum"))
+                scores = F.softmax(out, dim=1) if self._softmax_head else out
+                correct += int((scores.argmax(1) == yy).sum())
         return correct / len(y), total_loss / len(y)
 
     # -- the round --------------------------------------------------------------------------
