@@ -207,3 +207,28 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, synthetic):
                 vmap=False, progress=False)
     (stored,) = byzadam.Store(tmp_path / "f.db").runs()
     assert stored["config"]["seed"] == 1
+
+
+def test_a_grid_with_init_starts_every_run_from_the_file(tmp_path, synthetic):
+    """`init` in a grid: each run starts from the file (its SHA-256 pinned at expansion), as
+    a direct bt.Simulation of the resolved config does."""
+    drawn = byzadam.Server({**BASE, "seed": 0}).params
+    path = tmp_path / "init.npy"
+    np.save(path, drawn * 0.5)
+    grid = {"name": "i", "base": {**BASE, "rounds": 2, "init": str(path)},
+            "axes": {"seed": [0, 1]}}
+    db = tmp_path / "i.db"
+    bt.grid(grid, store=db, train=synthetic, test=synthetic, progress=False)
+    runs = byzadam.Store(db).runs()
+    assert len(runs) == 2
+    for r in runs:
+        assert r["config"]["init"]["sha256"] and r["config"]["init"]["path"] == str(path)
+        sim = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=r["config"])
+        assert np.array_equal(sim.server.params, (drawn * 0.5).astype(np.float32))
+        sim.run(progress=False)
+        rows = stored_rounds(db, r["id"])
+        assert [row[2] for row in rows] == [m["train_loss"] for m in sim.metrics]
+    # A user model whose parameter count is not the config's model's: a clear error per run.
+    with pytest.raises(RuntimeError, match="2 of 2 runs failed"):
+        bt.grid({**grid, "name": "j"}, lambda cfg: Net(), store=tmp_path / "j.db",
+                train=synthetic, test=synthetic, progress=False)

@@ -50,7 +50,6 @@ def _initial(config: Dict[str, Any], model_factory: Optional[Callable[[Dict[str,
         # The config's own network, from the built-in engine's initial parameters: the run
         # starts where `byzadam run` starts.
         model = from_config(config["model"])
-        start = Server(config).params
         name = model_name or "config-model"
     else:
         # The user's module, drawn under the run's seed (the caller's generator restored).
@@ -60,8 +59,12 @@ def _initial(config: Dict[str, Any], model_factory: Optional[Callable[[Dict[str,
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model_factory must return a torch.nn.Module, got "
                             f"{type(model).__name__}")
-        start = flat(model).detach().cpu().numpy().astype(np.float32)
         name = model_name or type(model).__qualname__
+    if model_factory is None or config.get("init"):
+        # The engine's draw, or the config's `init` file (read and checked in Rust).
+        start = Server(config).params
+    else:
+        start = flat(model).detach().cpu().numpy().astype(np.float32)
     structure = hashlib.sha256(repr(
         (type(model).__qualname__,
          [(k, tuple(v.shape), str(v.dtype)) for k, v in model.named_parameters()],
@@ -88,7 +91,8 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
       ``torch.manual_seed(config["seed"])``, so its initial parameters follow the run's seed);
       without it, each run trains the network its config's ``model`` names
       (:func:`byzadam.torch.models.from_config`) from the built-in engine's initial
-      parameters, as ``byzadam run`` would.
+      parameters, as ``byzadam run`` would. A config's ``init`` file gives the initial
+      parameters either way (it holds the config's ``model``'s parameter count).
     - Each run is stored with ``backend = "torch:<model>@<structure>"``: ``<model>`` is
       ``model_name`` or the module's class name (``config-model`` without a factory),
       ``<structure>`` 8 hex digits of the SHA-256 of its parameters' and buffers' names,
@@ -146,8 +150,8 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
                     datasets[key] = _data.load(key[0], data_dir, seed=key[1])
                 tr = datasets[key]
                 te = te if te is not None else tr
-            sim = Simulation(model, tr, te, config=config, device=device, params=start,
-                             vmap=vmap)
+            sim = Simulation(model, tr, te, config=config, device=device,
+                             params=None if config.get("init") else start, vmap=vmap)
             if sim.config != config:
                 raise RuntimeError("the simulation resolved the run's config differently: "
                                    "please report this as a bug")
