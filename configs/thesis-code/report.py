@@ -273,15 +273,19 @@ REPORTED = [  # (reference, code profile's grid, text profile's grid, columns)
 
 
 def from_code_init():
-    """Table 4.1's cells from the code's own initial weights (mnist-homogeneous-table-init)
-    beside the same cells from byzadam's draw (the code profile) and the thesis."""
+    """Table 4.1's cells from the code's own initial weights (mnist-homogeneous-table-init) on
+    the built-in engine and, when its store exists, through byzadam.torch
+    (mnist-homogeneous-table-init-torch, written by `bt.grid`), beside the same cells from
+    byzadam's draw (the code profile) and the thesis."""
     ref = reference("table-4.1.csv")
-    drawn, init = by_cell(code_runs("mnist-homogeneous")), by_cell(runs("mnist-homogeneous-table-init"))
+    drawn = by_cell(code_runs("mnist-homogeneous"))
+    init = by_cell(runs("mnist-homogeneous-table-init"))
+    torch_runs = by_cell(runs("mnist-homogeneous-table-init-torch"))
     if not init:
         return "(no store: byzadam grid configs/thesis-code/mnist-homogeneous-table-init.toml)"
     attacks = list(ATTACK_NAMES.values())
     lines = ["| | " + " | ".join(attacks) + " |", "|---|" + "---:|" * len(attacks)]
-    counts = {"drawn": 0, "init": 0}
+    counts = {"drawn": 0, "init": 0, "torch": 0}
     total = 0
     notes = []
     for opt in OPTIMIZERS:
@@ -294,22 +298,28 @@ def from_code_init():
             d = drawn.get((opt, a, agg), {}).get("accuracy")
             r = init.get((opt, a, agg))
             i = r["accuracy"] if r else None
+            t = torch_runs.get((opt, a, agg), {}).get("accuracy")
             total += 1
-            marks = []
-            for key, x in (("drawn", d), ("init", i)):
+            marks = {}
+            for key, x in (("drawn", d), ("init", i), ("torch", t)):
                 ok = x is not None and abs(x - acc) <= CLOSE
                 counts[key] += ok
-                marks.append("" if ok else " ✗")
+                marks[key] = "" if ok or x is None else " ✗"
             if r and abs(i - acc) > CLOSE:
-                notes.append("- %s, %s: thesis %.4f (%s), from the code's weights %s, from byzadam's "
-                             "draw %s; dead classes: %s" % (opt, a, acc, agg, fmt(i), fmt(d),
-                                                            dead_text(r["recall"])))
-            cells.append("%.4f %s<br>**%s**%s<br>%s%s" % (acc, agg, fmt(i), marks[1], fmt(d), marks[0]))
+                notes.append("- %s, %s: thesis %.4f (%s), from the code's weights %s (torch %s), "
+                             "from byzadam's draw %s; dead classes: %s" % (
+                                 opt, a, acc, agg, fmt(i), fmt(t), fmt(d), dead_text(r["recall"])))
+            cell = "%.4f %s<br>**%s**%s" % (acc, agg, fmt(i), marks["init"])
+            if torch_runs:
+                cell += "<br>_%s_%s" % (fmt(t), marks["torch"])
+            cells.append(cell + "<br>%s%s" % (fmt(d), marks["drawn"]))
         lines.append("| %s | %s |" % (opt, " | ".join(cells)))
-    return ("\n".join(lines) + "\n\nWithin %.2f of the thesis: %d of %d cells from the code's "
-            "initial weights, %d of %d from byzadam's draw.\n\n" % (CLOSE, counts["init"], total,
-                                                                   counts["drawn"], total)
-            + "\n".join(notes))
+    summary = "Within %.2f of the thesis: %d of %d cells from the code's initial weights" % (
+        CLOSE, counts["init"], total)
+    if torch_runs:
+        summary += " (%d of %d through byzadam.torch)" % (counts["torch"], total)
+    summary += ", %d of %d from byzadam's draw.\n\n" % (counts["drawn"], total)
+    return "\n".join(lines) + "\n\n" + summary + "\n".join(notes)
 
 
 if __name__ == "__main__":
