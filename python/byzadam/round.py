@@ -113,11 +113,17 @@ class Server:
         """Whether the next round is the run's last."""
         return self._core.next_is_last()
 
-    def step(self, messages, losses) -> Dict[str, Any]:
+    def step(self, messages, losses, present: Optional[Sequence[bool]] = None) -> Dict[str, Any]:
         """One round. ``messages``: a ``workers × dim`` array (one message per worker, rows in
         worker order), or a list of them for MRA's two messages (or a ``2 × workers × dim``
         array); ``losses``: each worker's batch loss (the honest ones are averaged). Returns
-        the round's metrics (``eval`` is ``None``: evaluation is the caller's)."""
+        the round's metrics (``eval`` is ``None``: evaluation is the caller's).
+
+        ``present`` (a networked round past its deadline): whether each worker's reply
+        arrived; the others' rows and losses are not read. The rows that arrived are
+        aggregated when the rule's requirement holds for their count (e.g. n′ > 2f), else
+        :class:`byzadam.TooFewReplies` is raised and nothing changes (:meth:`skip` moves on).
+        With every worker present it is the same round, bit for bit."""
         if isinstance(messages, np.ndarray) and messages.ndim == 2:
             messages = [messages]
         rows = [_f32(m, "a message") for m in messages]
@@ -125,7 +131,13 @@ class Server:
             if m.ndim != 2:
                 raise _core.ByzadamError(
                     f"each message must be a {self.workers} × {self.dim} array, got shape {m.shape}")
-        return self._core.step(rows, _f32(losses, "losses").reshape(-1))
+        flags = None if present is None else [bool(p) for p in present]
+        return self._core.step(rows, _f32(losses, "losses").reshape(-1), flags)
+
+    def skip(self) -> None:
+        """A round without an update (too few replies): the round counter moves on; the
+        parameters and the rule's carried state stay."""
+        self._core.skip()
 
     def checkpoint(self) -> bytes:
         """The state carried to the next round (parameters, the rule's state, the round)."""
@@ -194,3 +206,12 @@ class Engine:
         recall."""
         return self._core.evaluate(_f32(params, "params").reshape(-1), list(workers), int(round),
                                    recall)
+
+    def evaluate_states(self, params, states: Sequence[Any], round: int,
+                        recall: bool = False) -> Tuple:
+        """:meth:`evaluate` with the honest workers' batch-norm states (each worker's
+        ``bn_state``, in worker order) instead of the workers themselves, for a server that
+        receives them over the network; their mean is computed as :meth:`evaluate` does."""
+        return self._core.evaluate_states(_f32(params, "params").reshape(-1),
+                                          [_f32(s, "a batch-norm state").reshape(-1)
+                                           for s in states], int(round), recall)

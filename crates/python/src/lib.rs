@@ -28,6 +28,14 @@ pyo3::create_exception!(
     "An input or a parameter byzadam cannot use; the message says which and why."
 );
 
+pyo3::create_exception!(
+    _core,
+    TooFewReplies,
+    ByzadamError,
+    "A round whose replies are too few for the rule's requirement (a networked round past its \
+     deadline): nothing changed; `Server.skip()` moves on without an update."
+);
+
 /// A [`ByzadamError`] from anything displayable.
 pub(crate) fn error(e: impl std::fmt::Display) -> PyErr {
     ByzadamError::new_err(e.to_string())
@@ -37,6 +45,7 @@ pub(crate) fn error(e: impl std::fmt::Display) -> PyErr {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ByzadamError", m.py().get_type::<ByzadamError>())?;
+    m.add("TooFewReplies", m.py().get_type::<TooFewReplies>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RESULTS_VERSION", byzadam_sim::RESULTS_VERSION)?;
     robust::register(m)?;

@@ -4,7 +4,7 @@
 
 use crate::arrays::{message_buffers, vector};
 use crate::error;
-use byzadam_sim::round::{honest_mean_state, ServerCheckpoint, WorkerCheckpoint};
+use byzadam_sim::round::{honest_mean_state, mean_state, ServerCheckpoint, WorkerCheckpoint};
 use byzadam_sim::{
     EngineWorker, EvaluationDue, Evaluator, RoundError, RoundMetrics, RunConfig, Server, Worker,
 };
@@ -31,7 +31,10 @@ fn config(json: &str) -> PyResult<RunConfig> {
 }
 
 fn round_error(e: RoundError) -> PyErr {
-    error(e)
+    match e {
+        RoundError::TooFewReplies { .. } => crate::TooFewReplies::new_err(e.to_string()),
+        e => error(e),
+    }
 }
 
 /// A round's metrics as a dict, the same keys and values as `metrics.jsonl`'s lines (the
@@ -141,12 +144,15 @@ impl PyServer {
     }
 
     /// One round: `messages`, one float32 `workers × dim` array per message (rows in worker
-    /// order), `losses` one float32 per worker. Returns the round's metrics (no evaluation).
+    /// order), `losses` one float32 per worker, `present` (optional) whether each worker's
+    /// reply arrived. Returns the round's metrics (no evaluation).
+    #[pyo3(signature = (messages, losses, present = None))]
     fn step<'py>(
         &mut self,
         py: Python<'py>,
         messages: Vec<PyReadonlyArray2<'py, f32>>,
         losses: PyReadonlyArray1<'py, f32>,
+        present: Option<Vec<bool>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (n, dim) = (self.inner.workers(), self.inner.dim());
         for m in &messages {
@@ -168,9 +174,17 @@ impl PyServer {
         let losses = vector(&losses);
         let server = &mut self.inner;
         let m = py
-            .detach(|| server.step(&refs, &losses))
+            .detach(|| match &present {
+                None => server.step(&refs, &losses),
+                Some(p) => server.step_present(&refs, &losses, p),
+            })
             .map_err(round_error)?;
         metrics_dict(py, &m)
+    }
+
+    /// A round without an update (too few replies): the round moves on, nothing else.
+    fn skip(&mut self) -> PyResult<()> {
+        self.inner.skip().map_err(round_error)
     }
 
     /// The state carried to the next round, as bytes.
@@ -321,8 +335,46 @@ impl PyEngine {
         round: u64,
         recall: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let params = vector(&params);
         let state = honest_mean_state(workers.iter().map(|w| &w.inner));
+        self.evaluate_with(py, params, state, round, recall)
+    }
+
+    /// `evaluate` with the honest workers' batch-norm states given (`states`, in worker
+    /// order, each `EngineWorker.bn_state`'s length) instead of the workers: their mean is
+    /// computed as `evaluate` computes it.
+    #[pyo3(signature = (params, states, round, recall = false))]
+    fn evaluate_states<'py>(
+        &mut self,
+        py: Python<'py>,
+        params: PyReadonlyArray1<'py, f32>,
+        states: Vec<PyReadonlyArray1<'py, f32>>,
+        round: u64,
+        recall: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let states: Vec<_> = states.iter().map(vector).collect();
+        let len = self.evaluator.state_len();
+        if let Some(s) = states.iter().find(|s| s.len() != len) {
+            return Err(error(format!(
+                "each batch-norm state must hold {len} values, got {}",
+                s.len()
+            )));
+        }
+        let refs: Vec<&[f32]> = states.iter().map(|s| &s[..]).collect();
+        let state = mean_state(&refs, len);
+        self.evaluate_with(py, params, state, round, recall)
+    }
+}
+
+impl PyEngine {
+    fn evaluate_with<'py>(
+        &mut self,
+        py: Python<'py>,
+        params: PyReadonlyArray1<'py, f32>,
+        state: Vec<f32>,
+        round: u64,
+        recall: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let params = vector(&params);
         let ev = &mut self.evaluator;
         if recall {
             let (e, r) = py
@@ -357,6 +409,12 @@ impl PyEngineWorker {
     #[getter]
     fn byzantine(&self) -> bool {
         self.inner.is_byzantine()
+    }
+
+    /// Its batch-norm running statistics (empty for a model without batch norm).
+    #[getter]
+    fn bn_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f32>> {
+        PyArray1::from_slice(py, self.inner.bn_state())
     }
 
     /// `(loss, gradient)` at `params` on its next batch.

@@ -476,12 +476,22 @@ impl EngineWorker {
 /// worker's value divided by their count, summed in worker order).
 pub fn honest_mean_state<'a>(workers: impl IntoIterator<Item = &'a EngineWorker>) -> Vec<f32> {
     let all: Vec<&EngineWorker> = workers.into_iter().collect();
-    let honest: Vec<&EngineWorker> = all.iter().copied().filter(|w| !w.byzantine).collect();
-    let len = all.first().map_or(0, |w| w.bn_state.len());
+    let honest: Vec<&[f32]> = all
+        .iter()
+        .filter(|w| !w.byzantine)
+        .map(|w| w.bn_state.as_slice())
+        .collect();
+    mean_state(&honest, all.first().map_or(0, |w| w.bn_state.len()))
+}
+
+/// The mean of batch-norm states (`len` values each, in worker order; zeros when there are
+/// none), computed as [`honest_mean_state`] computes it: for a front end that receives the
+/// honest workers' states rather than holding the workers (the networked mode).
+pub fn mean_state(states: &[&[f32]], len: usize) -> Vec<f32> {
     let mut state = vec![0.0; len];
-    for w in &honest {
-        for (s, &v) in state.iter_mut().zip(&w.bn_state) {
-            *s += v / honest.len() as f32;
+    for w in states {
+        for (s, &v) in state.iter_mut().zip(*w) {
+            *s += v / states.len() as f32;
         }
     }
     state
@@ -688,6 +698,52 @@ impl Server {
         messages: &[&[f32]],
         losses: &[f32],
     ) -> Result<RoundMetrics, RoundError> {
+        self.step_inner(messages, losses, None)
+    }
+
+    /// [`Server::step`] when only some workers replied (a networked round past its deadline):
+    /// `present[w]` says whether worker `w`'s reply arrived; the rows and losses of the others
+    /// are not read. The round aggregates the rows that arrived (the attack forges for the
+    /// Byzantine workers present) when the pipeline's requirement holds for that smaller
+    /// count, e.g. n′ > 2f for the trimmed mean; otherwise it returns
+    /// [`RoundError::TooFewReplies`] and changes nothing ([`Server::skip`] then moves on).
+    /// With every worker present it is [`Server::step`], bit for bit.
+    pub fn step_present(
+        &mut self,
+        messages: &[&[f32]],
+        losses: &[f32],
+        present: &[bool],
+    ) -> Result<RoundMetrics, RoundError> {
+        if present.len() != self.workers() {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "the server takes {} presence flags (one per worker), got {}",
+                    self.workers(),
+                    present.len()
+                ),
+            });
+        }
+        self.step_inner(messages, losses, Some(present))
+    }
+
+    /// A round without an update (too few replies): the round counter moves on, the
+    /// parameters and the rule's carried state stay as they are.
+    pub fn skip(&mut self) -> Result<(), RoundError> {
+        if self.round >= self.config.rounds {
+            return Err(RoundError::Input {
+                reason: format!("the run's {} rounds are done", self.config.rounds),
+            });
+        }
+        self.round += 1;
+        Ok(())
+    }
+
+    fn step_inner(
+        &mut self,
+        messages: &[&[f32]],
+        losses: &[f32],
+        present: Option<&[bool]>,
+    ) -> Result<RoundMetrics, RoundError> {
         let (n, dim) = (self.workers(), self.dim());
         if messages.len() != self.messages() || messages.iter().any(|m| m.len() != n * dim) {
             return Err(RoundError::Input {
@@ -707,8 +763,31 @@ impl Server {
         }
         let t = self.round + 1;
         let byzantine_compute = self.needs_byzantine_messages();
-        let honest_count = self.byzantine.iter().filter(|&&b| !b).count();
-        let byz_count = n - honest_count;
+        let here = |w: usize| present.is_none_or(|p| p[w]);
+        let honest_count = (0..n).filter(|&w| here(w) && !self.byzantine[w]).count();
+        let byz_count = (0..n).filter(|&w| here(w) && self.byzantine[w]).count();
+        if present.is_some() {
+            let replies = honest_count + byz_count;
+            // The rule sees the honest rows and, under an attack, one forged row for each
+            // Byzantine worker present (without one, their rows are dropped).
+            let rows = honest_count
+                + if self.attacks[0].is_some() {
+                    byz_count
+                } else {
+                    0
+                };
+            let too_few = |reason: String| RoundError::TooFewReplies {
+                round: t,
+                replies,
+                reason,
+            };
+            if honest_count == 0 {
+                return Err(too_few("no honest worker replied".into()));
+            }
+            if let Err(e) = self.pipelines[0].check(rows) {
+                return Err(too_few(e.to_string()));
+            }
+        }
         let mut xi_norm = 0.0;
         let mut diameter = 0.0;
         for (k, rows) in messages.iter().enumerate() {
@@ -716,7 +795,10 @@ impl Server {
             honest.reshape(honest_count, dim);
             own.reshape(byz_count, dim);
             let (mut hi, mut bi) = (0, 0);
-            for (row, &byzantine) in rows.chunks_exact(dim).zip(&self.byzantine) {
+            for (w, (row, &byzantine)) in rows.chunks_exact(dim).zip(&self.byzantine).enumerate() {
+                if !here(w) {
+                    continue;
+                }
                 if byzantine {
                     own.row_mut(bi).copy_from_slice(row);
                     bi += 1;
@@ -726,7 +808,10 @@ impl Server {
                 }
             }
             self.all.copy_from(honest);
-            if let Some(attack) = self.attacks[k].as_mut() {
+            if let Some(attack) = self.attacks[k]
+                .as_mut()
+                .filter(|_| byz_count > 0 || present.is_none())
+            {
                 let ctx = AttackContext {
                     n,
                     byzantine: byz_count,
@@ -781,8 +866,9 @@ impl Server {
         let train_loss = losses
             .iter()
             .zip(&self.byzantine)
-            .filter(|(_, &b)| !b)
-            .map(|(&l, _)| l as f64)
+            .enumerate()
+            .filter(|&(w, (_, &b))| !b && here(w))
+            .map(|(_, (&l, _))| l as f64)
             .sum::<f64>()
             / honest_count as f64;
         Ok(RoundMetrics {
@@ -974,6 +1060,11 @@ impl Evaluator {
         let mut predictions = Vec::new();
         let e = self.pass(params, state, round, Some(&mut predictions));
         Ok((e, self.recall_of(&predictions)))
+    }
+
+    /// The length of the batch-norm state it evaluates with (0 without batch norm).
+    pub fn state_len(&self) -> usize {
+        self.net.num_state()
     }
 
     fn check(&self, params: &[f32], state: &[f32]) -> Result<(), RoundError> {

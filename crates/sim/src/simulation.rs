@@ -93,6 +93,17 @@ pub enum RoundError {
         /// What is wrong.
         reason: String,
     },
+    /// Too few replies arrived for the pipeline's requirement (a networked round past its
+    /// deadline, [`crate::round::Server::step_present`]): the round was not applied.
+    #[error("round {round}: {replies} replies are too few to aggregate: {reason}")]
+    TooFewReplies {
+        /// The round, from 1.
+        round: u64,
+        /// Replies that arrived.
+        replies: usize,
+        /// What the pipeline requires.
+        reason: String,
+    },
     /// The recorder asked the run to stop ([`Recorder::stop`]) after `round` rounds: a Ctrl-C
     /// in the Python bindings.
     #[error("interrupted after round {round}")]

@@ -215,3 +215,124 @@ fn a_server_starts_from_given_parameters_and_refuses_non_finite_ones() {
         assert_eq!(e.key, "params");
     }
 }
+
+/// Random message rows for every worker, seeded.
+fn random_rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
+#[test]
+fn every_worker_present_is_step_bit_for_bit() {
+    let config = config(
+        "dra",
+        "little",
+        "aggregator = { name = \"trimmed_mean\", f = 5 }",
+    );
+    let mut a = Server::new(config.clone()).unwrap();
+    let mut b = Server::new(config).unwrap();
+    let (n, dim) = (a.workers(), a.dim());
+    for t in 0..3 {
+        let rows = random_rows(n, dim, t);
+        let losses: Vec<f32> = (0..n).map(|w| w as f32).collect();
+        let ma = a.step(&[&rows], &losses).unwrap();
+        let mb = b.step_present(&[&rows], &losses, &vec![true; n]).unwrap();
+        assert_eq!(ma, mb);
+        assert_eq!(a.params(), b.params());
+    }
+}
+
+#[test]
+fn missing_replies_are_left_out_of_the_aggregate_and_the_loss() {
+    // The average with the sign flip: the rule sees the honest rows present and, for each
+    // Byzantine worker present, its own row negated; absent rows are never read (NaN here).
+    let config = config("sgd", "sign_flip", "aggregator = { name = \"average\" }");
+    let mut server = Server::new(config.clone()).unwrap();
+    let (n, dim) = (server.workers(), server.dim());
+    let byz: Vec<bool> = (0..n).map(|w| server.is_byzantine(w).unwrap()).collect();
+    let absent = [
+        byz.iter().position(|&b| !b).unwrap(),
+        byz.iter().position(|&b| b).unwrap(),
+    ];
+    let present: Vec<bool> = (0..n).map(|w| !absent.contains(&w)).collect();
+    let mut rows = random_rows(n, dim, 7);
+    let mut losses: Vec<f32> = (0..n).map(|w| 1.0 + w as f32).collect();
+    for &w in &absent {
+        rows[w * dim..(w + 1) * dim].fill(f32::NAN);
+        losses[w] = f32::NAN;
+    }
+    let before = server.params().to_vec();
+    let m = server.step_present(&[&rows], &losses, &present).unwrap();
+
+    let count = present.iter().filter(|&&p| p).count() as f64;
+    let mut mean = vec![0.0f32; dim];
+    for (j, m) in mean.iter_mut().enumerate() {
+        let s: f64 = (0..n)
+            .filter(|&w| present[w])
+            .map(|w| f64::from(rows[w * dim + j]) * if byz[w] { -1.0 } else { 1.0 })
+            .sum();
+        *m = (s / count) as f32;
+    }
+    let mut expected = before;
+    config.optimizer.server_step(1, &mut expected, &[&mean]);
+    for (x, y) in server.params().iter().zip(&expected) {
+        assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{x} vs {y}");
+    }
+    let honest: Vec<f64> = (0..n)
+        .filter(|&w| present[w] && !byz[w])
+        .map(|w| f64::from(losses[w]))
+        .collect();
+    let mean_loss = honest.iter().sum::<f64>() / honest.len() as f64;
+    assert!((m.train_loss - mean_loss).abs() < 1e-12);
+    assert!(m.xi_norm.is_finite() && m.honest_diameter.is_finite());
+}
+
+#[test]
+fn too_few_replies_change_nothing_and_skip_moves_the_round_on() {
+    // 15 workers, the trimmed mean trimming f = 5 needs more than 2f = 10 rows.
+    let config = config(
+        "sgd",
+        "none",
+        "aggregator = { name = \"trimmed_mean\", f = 5 }",
+    );
+    let mut server = Server::new(config).unwrap();
+    let (n, dim) = (server.workers(), server.dim());
+    assert_eq!(n, 15);
+    let rows = random_rows(n, dim, 3);
+    let losses = vec![1.0f32; n];
+    let before = server.params().to_vec();
+    // Ten honest present: 10 rows is not more than 2f.
+    let present: Vec<bool> = (0..n).map(|w| w < 10).collect();
+    match server.step_present(&[&rows], &losses, &present) {
+        Err(RoundError::TooFewReplies {
+            round: 1,
+            replies: 10,
+            reason,
+        }) => {
+            assert!(!reason.is_empty())
+        }
+        r => panic!("expected too few replies, got {r:?}"),
+    }
+    assert_eq!(server.params(), before);
+    assert_eq!(server.round(), 0);
+    // Nobody honest present: refused whatever the rule.
+    let only_byz: Vec<bool> = (0..n).map(|w| server.is_byzantine(w).unwrap()).collect();
+    assert!(matches!(
+        server.step_present(&[&rows], &losses, &only_byz),
+        Err(RoundError::TooFewReplies { .. })
+    ));
+    // Eleven present: more than 2f, aggregated.
+    let present: Vec<bool> = (0..n).map(|w| w < 11).collect();
+    server.skip().unwrap();
+    assert_eq!(server.round(), 1);
+    assert_eq!(server.params(), before);
+    server.step_present(&[&rows], &losses, &present).unwrap();
+    assert_eq!(server.round(), 2);
+    assert_ne!(server.params(), before);
+    // Wrong flag count: an input error.
+    assert!(matches!(
+        server.step_present(&[&rows], &losses, &present[1..]),
+        Err(RoundError::Input { .. })
+    ));
+}

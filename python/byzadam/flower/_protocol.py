@@ -1,0 +1,97 @@
+"""What the server and the workers send each other, and the checks on what comes back.
+
+Server → worker (``train``): ``arrays["params"]`` (float32, the parameters),
+``config["run-config"]`` (the resolved run config, JSON: both halves run the same one),
+``config["round"]`` (from 1), ``config["compute"]`` (whether this worker computes its
+genuine message: always for an honest one; for a Byzantine one only when the attack reads
+it).
+
+Worker → server: ``arrays["message-0"]`` (and ``"message-1"`` under MRA), float32 of the
+parameter count, absent when the worker did not compute; ``arrays["bn"]``, its batch-norm
+statistics (empty without batch norm); ``metrics["partition-id"]`` and ``metrics["loss"]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+MESSAGE_TYPE = "train"
+
+
+def request(params: np.ndarray, config_json: str, round: int, compute: bool) -> RecordDict:
+    """The content of a train message."""
+    return RecordDict({
+        "arrays": ArrayRecord({"params": Array(np.ascontiguousarray(params, np.float32))}),
+        "config": ConfigRecord({"run-config": config_json, "round": int(round),
+                                "compute": bool(compute)}),
+    })
+
+
+def reply(partition: int, loss: float, messages: List[np.ndarray], bn: np.ndarray) -> RecordDict:
+    """The content of a worker's reply."""
+    arrays = {f"message-{k}": Array(np.ascontiguousarray(m, np.float32))
+              for k, m in enumerate(messages)}
+    arrays["bn"] = Array(np.ascontiguousarray(bn, np.float32))
+    return RecordDict({
+        "arrays": ArrayRecord(arrays),
+        "metrics": MetricRecord({"partition-id": int(partition), "loss": float(loss)}),
+    })
+
+
+class BadReply(Exception):
+    """A reply the server cannot use; the message says why."""
+
+
+@dataclass
+class Decoded:
+    """A reply that passed every check."""
+
+    partition: int
+    loss: float
+    messages: Optional[List[np.ndarray]]
+    bn: np.ndarray
+
+
+def _vector(arrays: ArrayRecord, key: str, length: Optional[int]) -> np.ndarray:
+    try:
+        a = arrays[key].numpy()
+    except Exception as e:  # noqa: BLE001 - any decoding failure is the sender's
+        raise BadReply(f"{key}: not a decodable array ({type(e).__name__}: {e})") from None
+    if a.dtype != np.float32:
+        raise BadReply(f"{key}: dtype {a.dtype}, expected float32")
+    if a.ndim != 1 or (length is not None and a.shape[0] != length):
+        raise BadReply(f"{key}: shape {a.shape}, expected ({length},)")
+    return a
+
+
+def decode(content: RecordDict, *, workers: int, dim: int, messages: int, bn_len: int,
+           compute: bool) -> Decoded:
+    """Checks a reply's content: its keys, each array's dtype and length, the partition and
+    the loss. Raises :class:`BadReply`."""
+    try:
+        metrics = content["metrics"]
+        arrays = content["arrays"]
+    except Exception:  # noqa: BLE001
+        raise BadReply("the reply lacks its metrics or arrays record") from None
+    if not isinstance(metrics, MetricRecord) or not isinstance(arrays, ArrayRecord):
+        raise BadReply("the reply's records have the wrong types")
+    pid = metrics.get("partition-id")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < workers:
+        raise BadReply(f"partition-id {pid!r} is not a worker index below {workers}")
+    loss = metrics.get("loss")
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        raise BadReply(f"loss {loss!r} is not a number")
+    bn = _vector(arrays, "bn", bn_len) if "bn" in arrays else None
+    if bn is None:
+        raise BadReply("the reply lacks its batch-norm state (`bn`)")
+    if not compute:
+        return Decoded(pid, float(loss), None, bn)
+    expected = {f"message-{k}" for k in range(messages)}
+    got = set(arrays.keys()) - {"bn"}
+    if got != expected:
+        raise BadReply(f"arrays {sorted(got)}, expected {sorted(expected)}")
+    rows = [_vector(arrays, f"message-{k}", dim) for k in range(messages)]
+    return Decoded(pid, float(loss), rows, bn)

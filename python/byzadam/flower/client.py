@@ -1,0 +1,115 @@
+"""The worker half on a Flower SuperNode: one honest (or Byzantine) worker of the run.
+
+Node config (``flower-supernode --node-config "…"``):
+
+- ``partition-id`` (required): the worker's index, 0 … workers − 1; its shard is byzadam's
+  partition of that index, as in ``byzadam run``.
+- ``data-dir``: where the dataset's files are (else ``BYZADAM_DATA_DIR``, else a checked
+  download, as ``byzadam run`` finds them).
+- ``state-dir``: a folder where the worker keeps its state (optimizer moments, sampler,
+  batch-norm statistics, dropout stream) after each round, so that a restarted SuperNode
+  rejoins where it was. Without it the state lives in the node's ``context.state`` (kept by
+  the SuperNode process for the run).
+- ``fault`` (experiments and tests only): ``wrong-length`` or ``garbage`` makes this node
+  send a message of the wrong length or an undecodable payload, as a faulty node would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from flwr.app import Array, ConfigRecord, Context, Message
+
+from ..round import Engine
+from . import _protocol
+
+_STATE = "byzadam-worker"
+
+
+def _node_config(context: Context) -> Tuple[int, Optional[str], Optional[str], str]:
+    cfg = context.node_config
+    if "partition-id" not in cfg:
+        raise ValueError("this SuperNode has no `partition-id` in its node config: start it "
+                         "with --node-config \"partition-id=I\" (I from 0 to workers - 1)")
+    pid = cfg["partition-id"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 0:
+        raise ValueError(f"node config partition-id = {pid!r}: expected a worker index >= 0")
+    data_dir = str(cfg["data-dir"]) if cfg.get("data-dir") else None
+    state_dir = str(cfg["state-dir"]) if cfg.get("state-dir") else None
+    fault = str(cfg.get("fault", "") or "")
+    if fault not in ("", "none", "wrong-length", "garbage"):
+        raise ValueError(f"node config fault = {fault!r}: expected wrong-length or garbage")
+    return pid, data_dir, state_dir, fault
+
+
+def _load(context: Context, path: Optional[str], run_key: str) -> Optional[Dict[str, Any]]:
+    if path is not None and os.path.isfile(path):
+        with open(path, "rb") as f:
+            raw = f.read()
+        head, _, rest = raw.partition(b"\n")
+        meta = json.loads(head)
+        if meta.get("run") != run_key:
+            return None
+        n = meta["state_len"]
+        return {"round": meta["round"], "state": rest[:n], "before": rest[n:]}
+    rec = context.state.get(_STATE) if hasattr(context.state, "get") else None
+    if isinstance(rec, ConfigRecord) and rec.get("run") == run_key:
+        return {"round": int(rec["round"]), "state": bytes(rec["state"]),
+                "before": bytes(rec["before"])}
+    return None
+
+
+def _save(context: Context, path: Optional[str], run_key: str, t: int, state: bytes,
+          before: bytes) -> None:
+    if path is not None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        head = json.dumps({"run": run_key, "round": t, "state_len": len(state)}).encode()
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".worker-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(head + b"\n" + state + before)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    context.state[_STATE] = ConfigRecord({"run": run_key, "round": t, "state": state,
+                                          "before": before})
+
+
+def train(msg: Message, context: Context) -> Message:
+    """One round of one worker: its next batch, its gradient at the server's parameters, the
+    gradient policy and its optimizer's worker step; the reply carries its message(s)."""
+    pid, data_dir, state_dir, fault = _node_config(context)
+    request = msg.content["config"]
+    config_json = str(request["run-config"])
+    t = int(request["round"])
+    compute = bool(request["compute"])
+    params = msg.content["arrays"]["params"].numpy()
+    config = json.loads(config_json)
+    if pid >= int(config["workers"]):
+        raise ValueError(f"node config partition-id = {pid}, but the run has "
+                         f"{config['workers']} workers")
+    run_key = hashlib.sha256(config_json.encode()).hexdigest()[:16]
+    path = None if state_dir is None else os.path.join(state_dir, f"worker-{pid}-{run_key}.state")
+    worker = Engine(config, data_dir=data_dir).workers()[pid]
+    saved = _load(context, path, run_key)
+    if saved is not None:
+        # The same round again (a retried message): start from the state before it, so the
+        # reply is the same; otherwise continue from the last round's state.
+        worker.restore(saved["before"] if saved["round"] == t else saved["state"])
+    before = worker.checkpoint()
+    if compute:
+        loss, sent = worker.step(params)
+    else:
+        loss, sent = 0.0, []
+    _save(context, path, run_key, t, worker.checkpoint(), before)
+    content = _protocol.reply(pid, loss, sent, worker.bn_state)
+    if fault == "wrong-length" and sent:
+        content["arrays"]["message-0"] = Array(np.zeros(len(params) + 1, np.float32))
+    elif fault == "garbage" and sent:
+        content["arrays"]["message-0"] = Array(dtype="float32", shape=(len(params),),
+                                                stype="numpy.ndarray", data=b"\x00garbage")
+    return Message(content, reply_to=msg)
