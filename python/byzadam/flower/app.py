@@ -9,13 +9,15 @@ The ServerApp reads the run config (``flwr run … --run-config '…'``):
   (``"attack.name=gaussian; aggregator.f=4"``);
 - the common keys of ``byzadam run`` themselves (``rounds``, ``workers``, ``byzantine``,
   ``dataset``, ``seed``, ``optimizer.name``, ``aggregator.name``, ``attack.name`` …): an
-  empty string leaves the key as the config has it;
+  empty string leaves the key as the config has it; a new ``….name`` starts that table
+  from the named entry's defaults (``attack.name = "gaussian"`` drops Little's ``unbiased``);
 - ``round-timeout``, ``connect-timeout`` (seconds), ``data-dir`` (the server's data), and
   ``out-dir`` (metrics.jsonl and the per-round checkpoint) and ``store`` (a results store
   that receives the run), both empty for none.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Dict, List, Tuple
 
@@ -40,10 +42,18 @@ def _toml(v: Any) -> str:
 def from_run_config(rc: Dict[str, Any]) -> Tuple[Any, List[str], Dict[str, Any]]:
     """``(config, set, strategy options)`` from a Flower run config."""
     overrides: List[str] = []
+    tables: List[str] = []
     for key, value in sorted(rc.items()):
         if key in STRATEGY_KEYS or value == "" or value is None:
             continue
-        overrides.append(f"{key}={_toml(value)}")
+        table, _, field = key.partition(".")
+        if field == "name":
+            # A new rule, attack or optimizer starts from its own defaults, not from the
+            # fields of the one it replaces; its other keys (aggregator.f) then apply.
+            tables.append(f"{table}={{name={json.dumps(str(value))}}}")
+        else:
+            overrides.append(f"{key}={_toml(value)}")
+    overrides = tables + overrides
     extra = str(rc.get("set", "") or "")
     overrides += [s.strip() for s in extra.split(";") if s.strip()]
     path = str(rc.get("config", "") or "")

@@ -30,6 +30,19 @@ from . import _protocol
 _STATE = "byzadam-worker"
 
 
+_ENGINE: Dict[Tuple[str, Optional[str]], Engine] = {}
+
+
+def _engine(config_json: str, data_dir: Optional[str]) -> Engine:
+    """The engine of a config (its data loaded once per process: a SuperNode starts a fresh
+    ClientApp process per message, an in-process node reuses it)."""
+    key = (config_json, data_dir)
+    if key not in _ENGINE:
+        _ENGINE.clear()
+        _ENGINE[key] = Engine(json.loads(config_json), data_dir=data_dir)
+    return _ENGINE[key]
+
+
 def _node_config(context: Context) -> Tuple[int, Optional[str], Optional[str], str]:
     cfg = context.node_config
     if "partition-id" not in cfg:
@@ -94,7 +107,7 @@ def train(msg: Message, context: Context) -> Message:
                          f"{config['workers']} workers")
     run_key = hashlib.sha256(config_json.encode()).hexdigest()[:16]
     path = None if state_dir is None else os.path.join(state_dir, f"worker-{pid}-{run_key}.state")
-    worker = Engine(config, data_dir=data_dir).workers()[pid]
+    worker = _engine(config_json, data_dir).workers()[pid]
     saved = _load(context, path, run_key)
     if saved is not None:
         # The same round again (a retried message): start from the state before it, so the

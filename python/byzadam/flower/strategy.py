@@ -109,10 +109,13 @@ class ByzadamStrategy(Strategy):
         losses = np.zeros(n, dtype=np.float32)
         present = [False] * n
         entry = RoundLog(round=server_round, metrics=None)
-        for reply in replies:
+        # In node order, whatever order they arrived in: which of two nodes claiming one
+        # partition is refused does not depend on timing.
+        for reply in sorted(replies, key=lambda r: (
+                self._sent.get(r.metadata.reply_to_message_id, 1 << 64), r.metadata.src_node_id)):
             node = self._sent.get(reply.metadata.reply_to_message_id)
             if node is None:
-                entry.refused.append({"node": reply.metadata.src_node_id,
+                entry.refused.append({"node": reply.metadata.src_node_id, "partition": None,
                                       "reason": "a reply to no message of this round"})
                 continue
             if reply.has_error():
