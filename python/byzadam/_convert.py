@@ -11,18 +11,23 @@ import contextlib
 import functools
 import math
 import numbers
+import sys
 from typing import Any, Callable, Iterator, Tuple
 
 import numpy as np
 
-try:  # torch is optional
-    import torch as _torch
-except ImportError:  # pragma: no cover - exercised where torch is absent
-    _torch = None
+
+
+def _torch() -> Any:
+    """torch, when the caller has imported it (a tensor cannot exist otherwise): byzadam
+    never imports it itself, so ``import byzadam`` stays light (no 0.5 GB, no 2 s) in
+    processes that never touch torch, such as a Flower ClientApp."""
+    return sys.modules.get("torch")
 
 
 def _is_tensor(x: Any) -> bool:
-    return _torch is not None and isinstance(x, _torch.Tensor)
+    t = _torch()
+    return t is not None and isinstance(x, t.Tensor)
 
 
 def _float_dtype(dtype: np.dtype, where: str) -> None:
@@ -39,7 +44,7 @@ def _tensor_to_numpy(t: Any, where: str) -> np.ndarray:
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
-    if t.dtype != _torch.float32:
+    if t.dtype != _torch().float32:
         # Read at full width: _contiguous narrows it, refusing a finite value float32 lacks.
         return t.double().numpy()
     return t.numpy()
@@ -154,7 +159,7 @@ def _to_numpy(dtype: np.dtype) -> Callable[[np.ndarray], Any]:
 
 def _to_tensor(dtype: Any, device: Any) -> Callable[[np.ndarray], Any]:
     def back(out: np.ndarray) -> Any:
-        return _torch.from_numpy(out).to(device=device, dtype=dtype)
+        return _torch().from_numpy(out).to(device=device, dtype=dtype)
 
     return back
 

@@ -8,7 +8,8 @@ it).
 
 Worker → server: ``arrays["message-0"]`` (and ``"message-1"`` under MRA), float32 of the
 parameter count, absent when the worker did not compute; ``arrays["bn"]``, its batch-norm
-statistics (empty without batch norm); ``metrics["partition-id"]`` and ``metrics["loss"]``.
+statistics (empty without batch norm); ``metrics["partition-id"]``, ``metrics["loss"]`` and
+``metrics["seconds"]`` (the node's own time, for the round-time breakdown only).
 """
 from __future__ import annotations
 
@@ -30,14 +31,17 @@ def request(params: np.ndarray, config_json: str, round: int, compute: bool) -> 
     })
 
 
-def reply(partition: int, loss: float, messages: List[np.ndarray], bn: np.ndarray) -> RecordDict:
-    """The content of a worker's reply."""
+def reply(partition: int, loss: float, messages: List[np.ndarray], bn: np.ndarray,
+          seconds: float = 0.0) -> RecordDict:
+    """The content of a worker's reply (``seconds``: the node's own time for it, reported
+    for the round-time breakdown; never used in the round)."""
     arrays = {f"message-{k}": Array(np.ascontiguousarray(m, np.float32))
               for k, m in enumerate(messages)}
     arrays["bn"] = Array(np.ascontiguousarray(bn, np.float32))
     return RecordDict({
         "arrays": ArrayRecord(arrays),
-        "metrics": MetricRecord({"partition-id": int(partition), "loss": float(loss)}),
+        "metrics": MetricRecord({"partition-id": int(partition), "loss": float(loss),
+                                 "seconds": float(seconds)}),
     })
 
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -95,6 +96,7 @@ def _save(context: Context, path: Optional[str], run_key: str, t: int, state: by
 def train(msg: Message, context: Context) -> Message:
     """One round of one worker: its next batch, its gradient at the server's parameters, the
     gradient policy and its optimizer's worker step; the reply carries its message(s)."""
+    started = time.perf_counter()
     pid, data_dir, state_dir, fault = _node_config(context)
     request = msg.content["config"]
     config_json = str(request["run-config"])
@@ -119,7 +121,8 @@ def train(msg: Message, context: Context) -> Message:
     else:
         loss, sent = 0.0, []
     _save(context, path, run_key, t, worker.checkpoint(), before)
-    content = _protocol.reply(pid, loss, sent, worker.bn_state)
+    content = _protocol.reply(pid, loss, sent, worker.bn_state,
+                              seconds=time.perf_counter() - started)
     if fault == "wrong-length" and sent:
         content["arrays"]["message-0"] = Array(np.zeros(len(params) + 1, np.float32))
     elif fault == "garbage" and sent:

@@ -32,7 +32,13 @@ class RoundLog:
     missing: List[int] = field(default_factory=list)
     refused: List[Dict[str, Any]] = field(default_factory=list)
     skipped: Optional[str] = None
+    #: Seconds from sending the round's messages to the last reply (or the deadline).
+    wait_seconds: float = 0.0
+    #: Seconds aggregating, stepping and evaluating.
     seconds: float = 0.0
+    #: The nodes' own seconds inside the ClientApp function (data, gradient, message), as
+    #: they reported them: the mean and the largest.
+    node_seconds: Tuple[float, float] = (0.0, 0.0)
 
 
 class ByzadamStrategy(Strategy):
@@ -221,11 +227,19 @@ class ByzadamStrategy(Strategy):
         while self.server.round < self.config["rounds"]:
             t = self.server.round + 1
             messages = list(self.configure_train(t, ArrayRecord(), ConfigRecord(), grid))
+            sent = time.perf_counter()
             ids = list(grid.push_messages(messages))
             self._sent = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages)
                           if mid is not None}
             replies = self._pull(grid, set(self._sent), deadline)
+            waited = time.perf_counter() - sent
             arrays, metrics = self.aggregate_train(t, replies)
+            self.history[-1].wait_seconds = waited
+            own = [float(r.content["metrics"]["seconds"]) for r in replies
+                   if not r.has_error() and "metrics" in r.content
+                   and isinstance(r.content["metrics"].get("seconds"), float)]
+            if own:
+                self.history[-1].node_seconds = (sum(own) / len(own), max(own))
             if metrics is not None:
                 result.train_metrics_clientapp[t] = metrics
             result.arrays = arrays
@@ -326,7 +340,8 @@ class ByzadamStrategy(Strategy):
         n = int.from_bytes(raw[:8], "little")
         meta = json.loads(raw[8:8 + n])
         self.server.restore(raw[8 + n:])
-        self.history = [RoundLog(**h) for h in meta["history"]]
+        self.history = [RoundLog(**{**h, "node_seconds": tuple(h.get("node_seconds", (0, 0)))})
+                        for h in meta["history"]]
         self._partition_of = {int(k): v for k, v in meta["partition_of"].items()}
         self._node_of = {v: k for k, v in self._partition_of.items()}
         self._bn = {int(k): np.asarray(v, np.float32) for k, v in meta["bn"].items()}
