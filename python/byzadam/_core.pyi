@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 __all__ = [
     "Attack",
+    "AttackFailed",
     "ByzadamError",
     "TooFewReplies",
     "Engine",
@@ -42,6 +43,9 @@ RESULTS_VERSION: int
 
 class ByzadamError(ValueError):
     """An input or a parameter byzadam cannot use; the message says which and why."""
+
+class AttackFailed(ByzadamError):
+    """The attack could not forge the Byzantine workers' messages from what it sees (Little with fewer than two Byzantine workers present, say): nothing changed."""
 
 class TooFewReplies(ByzadamError):
     """A round whose replies are too few for the rule's requirement (a networked round past its deadline): nothing changed; `Server.skip()` moves on without an update."""
@@ -214,6 +218,10 @@ class Server:
     def next_is_last(self) -> bool: ...
     def step(self, messages: List[npt.NDArray[np.float32]], losses: npt.NDArray[np.float32], present: Optional[List[bool]] = None) -> Dict[str, Any]: ...
     def skip(self) -> None: ...
+    @property
+    def rows_as_sent(self) -> bool: ...
+    @rows_as_sent.setter
+    def rows_as_sent(self, as_sent: bool) -> None: ...
     def checkpoint(self) -> bytes: ...
     def restore(self, bytes: bytes) -> None: ...
 

@@ -100,6 +100,18 @@ class Server:
         label flip…): then they compute them; otherwise their rows are ignored."""
         return self._core.needs_byzantine_messages
 
+    @property
+    def rows_as_sent(self) -> bool:
+        """Whether the Byzantine workers' rows are aggregated as sent, their forgeries made
+        elsewhere (the networked mode's node-side attacks), instead of being forged here by
+        the config's attack. Off by default; setting it makes
+        :attr:`needs_byzantine_messages` true."""
+        return self._core.rows_as_sent
+
+    @rows_as_sent.setter
+    def rows_as_sent(self, as_sent: bool) -> None:
+        self._core.rows_as_sent = bool(as_sent)
+
     def is_byzantine(self, worker: int) -> bool:
         """Whether ``worker`` is Byzantine."""
         return self._core.is_byzantine(worker)

@@ -305,3 +305,59 @@ def test_a_node_without_a_partition_or_with_a_bad_fault_is_an_error():
         ctx = Context(run_id=1, node_id=5, node_config=cfg, state=RecordDict(), run_config={})
         with pytest.raises(ValueError, match=match):
             client.train(msg, ctx)
+
+
+def test_byzantine_nodes_forging_their_own_sign_flip_give_the_simulators_bits():
+    # Sign flip on each node's own message is per row and deterministic: forged on the nodes
+    # or on the server, the same rows.
+    sets = SMALL + ["rounds=3", 'attack={name="sign_flip"}']
+    node, _ = flower_run(sets, attack_at="node")
+    assert node.server.rows_as_sent
+    expected = byzadam.run(None, set=sets, progress=False)
+    assert [h.metrics["train_loss"] for h in node.history] == \
+        [m["train_loss"] for m in expected.metrics]
+    assert [h.metrics["xi_norm"] for h in node.history] == [m["xi_norm"] for m in expected.metrics]
+    assert np.array_equal(node.server.params, halves(node.config))
+
+
+def test_byzantine_nodes_forging_gaussian_noise_use_streams_of_their_own():
+    sets = SMALL + ["rounds=2", 'attack={name="gaussian", std=200.0}']
+    a, _ = flower_run(sets, attack_at="node")
+    b, _ = flower_run(sets, attack_at="node")
+    server, _ = flower_run(sets)
+    assert np.array_equal(a.server.params, b.server.params)  # seeded: reproducible
+    assert not np.array_equal(a.server.params, server.server.params)  # not the server's stream
+    assert all(not h.refused and h.skipped is None for h in a.history)
+    # Round 1's honest rows are the same whoever forges (the parameters only part after it).
+    assert a.history[0].metrics["honest_diameter"] == server.history[0].metrics["honest_diameter"]
+    assert a.history[0].metrics["xi_norm"] != server.history[0].metrics["xi_norm"]
+
+
+def test_attacks_a_lone_node_cannot_mount_stay_on_the_server():
+    for attack in ('{name="little"}', '{name="alie"}', '{name="mimic"}'):
+        with pytest.raises(ValueError, match="runs only on the server"):
+            ByzadamStrategy(None, set=SMALL + ["rounds=1", f"attack={attack}"], attack_at="node")
+    from byzadam.flower import _protocol
+
+    with pytest.raises(ValueError, match="needs an attack"):
+        _protocol.node_attacks({"attack": None, "optimizer": {"name": "dra"}})
+    with pytest.raises(ValueError, match="attack_at"):
+        ByzadamStrategy(None, set=SMALL + ["rounds=1"], attack_at="nodes")
+
+
+def test_an_attack_the_byzantine_workers_present_cannot_mount_leaves_their_rows_out():
+    # Little needs two Byzantine workers; with one of the two silent it cannot forge: the
+    # round aggregates the honest rows alone and says why.
+    sets = SMALL + ["rounds=2", "attack.name=little"]
+    byz = [w for w in range(7) if byzadam.Server(None, set=sets).is_byzantine(w)]
+    strategy, _ = flower_run(sets, lambda node, t, r, m: None if node - 100 == byz[0] else r)
+    for h in strategy.history:
+        assert h.missing == [byz[0]] and h.skipped is None
+        assert "at least 2 Byzantine" in h.attack_failed
+    server, engine = byzadam.Server(strategy.config), byzadam.Engine(strategy.config)
+    workers = engine.workers()
+    honest = [not server.is_byzantine(w) for w in range(7)]
+    for _ in range(2):
+        messages, losses = engine_messages(server, workers)
+        server.step(list(messages), losses, honest)
+    assert np.array_equal(strategy.server.params, server.params)

@@ -36,6 +36,14 @@ pyo3::create_exception!(
      deadline): nothing changed; `Server.skip()` moves on without an update."
 );
 
+pyo3::create_exception!(
+    _core,
+    AttackFailed,
+    ByzadamError,
+    "The attack could not forge the Byzantine workers' messages from what it sees (Little with \
+     fewer than two Byzantine workers present, say): nothing changed."
+);
+
 /// A [`ByzadamError`] from anything displayable.
 pub(crate) fn error(e: impl std::fmt::Display) -> PyErr {
     ByzadamError::new_err(e.to_string())
@@ -46,6 +54,7 @@ pub(crate) fn error(e: impl std::fmt::Display) -> PyErr {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ByzadamError", m.py().get_type::<ByzadamError>())?;
     m.add("TooFewReplies", m.py().get_type::<TooFewReplies>())?;
+    m.add("AttackFailed", m.py().get_type::<AttackFailed>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RESULTS_VERSION", byzadam_sim::RESULTS_VERSION)?;
     robust::register(m)?;

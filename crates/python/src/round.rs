@@ -33,6 +33,7 @@ fn config(json: &str) -> PyResult<RunConfig> {
 fn round_error(e: RoundError) -> PyErr {
     match e {
         RoundError::TooFewReplies { .. } => crate::TooFewReplies::new_err(e.to_string()),
+        RoundError::Attack { .. } => crate::AttackFailed::new_err(e.to_string()),
         e => error(e),
     }
 }
@@ -180,6 +181,18 @@ impl PyServer {
             })
             .map_err(round_error)?;
         metrics_dict(py, &m)
+    }
+
+    /// Whether the Byzantine workers' rows are aggregated as sent (their nodes forge them)
+    /// instead of being forged here by the config's attack.
+    #[getter]
+    fn rows_as_sent(&self) -> bool {
+        self.inner.rows_as_sent()
+    }
+
+    #[setter]
+    fn set_rows_as_sent(&mut self, as_sent: bool) {
+        self.inner.set_rows_as_sent(as_sent);
     }
 
     /// A round without an update (too few replies): the round moves on, nothing else.

@@ -523,6 +523,9 @@ pub struct Server {
     forged: Submissions<'static>,
     all: Submissions<'static>,
     aggregated: Vec<Vec<f32>>,
+    /// The Byzantine workers forge their own rows (networked, node-side attacks): their rows
+    /// are aggregated as sent and the config's attack is not run here.
+    rows_as_sent: bool,
 }
 
 /// The server half's state between rounds: restoring it into a server of the same config
@@ -615,6 +618,7 @@ impl Server {
             forged: Submissions::default(),
             all: Submissions::default(),
             aggregated: vec![vec![0.0; dim]; messages],
+            rows_as_sent: false,
             config,
         }
     }
@@ -659,16 +663,29 @@ impl Server {
         self.byzantine.get(w).copied()
     }
 
+    /// Makes the Byzantine workers' rows the forgeries themselves (a networked run whose
+    /// Byzantine nodes forge their own messages): [`Server::step`] aggregates them as sent
+    /// and never runs the config's attack; [`Server::needs_byzantine_messages`] is then true.
+    pub fn set_rows_as_sent(&mut self, as_sent: bool) {
+        self.rows_as_sent = as_sent;
+    }
+
+    /// Whether the Byzantine rows are aggregated as sent ([`Server::set_rows_as_sent`]).
+    pub fn rows_as_sent(&self) -> bool {
+        self.rows_as_sent
+    }
+
     /// Whether the attack reads the Byzantine workers' genuine messages (Little, sign flip,
     /// Empire on its own base, label flip): then they compute them, and [`Server::step`]
     /// reads their rows; otherwise those rows are ignored.
     pub fn needs_byzantine_messages(&self) -> bool {
-        self.attacks.iter().flatten().any(|a| {
-            matches!(
-                a.threat_model(),
-                ThreatModel::OwnGenuine | ThreatModel::DataPoisoning
-            )
-        })
+        self.rows_as_sent
+            || self.attacks.iter().flatten().any(|a| {
+                matches!(
+                    a.threat_model(),
+                    ThreatModel::OwnGenuine | ThreatModel::DataPoisoning
+                )
+            })
     }
 
     /// Whether the next round ([`Server::round`] + 1) is evaluated, and when: every
@@ -771,7 +788,7 @@ impl Server {
             // The rule sees the honest rows and, under an attack, one forged row for each
             // Byzantine worker present (without one, their rows are dropped).
             let rows = honest_count
-                + if self.attacks[0].is_some() {
+                + if self.attacks[0].is_some() || self.rows_as_sent {
                     byz_count
                 } else {
                     0
@@ -808,10 +825,16 @@ impl Server {
                 }
             }
             self.all.copy_from(honest);
-            if let Some(attack) = self.attacks[k]
-                .as_mut()
-                .filter(|_| byz_count > 0 || present.is_none())
-            {
+            if self.rows_as_sent {
+                // The Byzantine nodes forged their rows themselves: aggregated as sent.
+                self.all.extend(own).map_err(|source| RoundError::Attack {
+                    round: t,
+                    message: k,
+                    source,
+                })?;
+            }
+            let forge = !self.rows_as_sent && (byz_count > 0 || present.is_none());
+            if let Some(attack) = self.attacks[k].as_mut().filter(|_| forge) {
                 let ctx = AttackContext {
                     n,
                     byzantine: byz_count,

@@ -21,11 +21,12 @@ machines (the thesis's Figure 2.1), with Flower 1.42 as the transport (``pip ins
   machine, TLS and node authentication on, one command.
 
 Threat model. A Byzantine node (``byzantine`` of the run config, by partition) replies
-through the same protocol. Attacks that need the other workers' messages (ALIE/Little,
-mimic, Empire, the optimal attacks) cannot run on a real node; they run, as in the
-simulator, as the server's research hook: the strategy forges the rows of the Byzantine
-workers whose nodes replied (``Server.step``). The node-side forging of the attacks a real
-node could mount alone is not built yet (see docs/flower.md).
+through the same protocol. By default (``attack_at="server"``) the config's attack forges the
+Byzantine rows on the server, as in the simulator: the only place for attacks that need the
+other workers' messages (ALIE, Little, mimic, the optimal attacks), a research hook since no
+real node sees them. With ``attack_at="node"`` each Byzantine node forges its own message
+(blind attacks, label flip, sign flip and Empire on its own message) and the server takes
+the rows as sent (docs/flower.md).
 """
 try:
     import flwr  # noqa: F401

@@ -4,7 +4,8 @@ Server → worker (``train``): ``arrays["params"]`` (float32, the parameters),
 ``config["run-config"]`` (the resolved run config, JSON: both halves run the same one),
 ``config["round"]`` (from 1), ``config["compute"]`` (whether this worker computes its
 genuine message: always for an honest one; for a Byzantine one only when the attack reads
-it).
+it), and ``config["forge"]`` when the Byzantine nodes forge their own messages (the attack
+of each message, JSON).
 
 Worker → server: ``arrays["message-0"]`` (and ``"message-1"`` under MRA), float32 of the
 parameter count, absent when the worker did not compute; ``arrays["bn"]``, its batch-norm
@@ -14,7 +15,8 @@ statistics (empty without batch norm); ``metrics["partition-id"]``, ``metrics["l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+import json
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
@@ -22,12 +24,42 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 MESSAGE_TYPE = "train"
 
 
-def request(params: np.ndarray, config_json: str, round: int, compute: bool) -> RecordDict:
-    """The content of a train message."""
+#: Attacks that use statistics of the whole Byzantine group (a lone node cannot mount them).
+GROUP_ATTACKS = ("little",)
+
+
+def node_attacks(config: Dict[str, Any]) -> str:
+    """The attack of each message (JSON list) for Byzantine nodes that forge their own
+    messages; a ``ValueError`` naming the attack when a lone node cannot mount it."""
+    from .. import _core
+
+    first = config.get("attack")
+    if first is None:
+        raise ValueError("attack_at = 'node' needs an attack in the run config")
+    attacks = [first]
+    if "mra" == config["optimizer"]["name"]:
+        attacks.append(config.get("second_message_attack") or first)
+    for a in attacks:
+        made = _core.Attack(json.dumps(a), 0)
+        if made.threat_model not in ("blind", "data_poisoning", "own_genuine") \
+                or made.name in GROUP_ATTACKS:
+            raise ValueError(
+                f"attack {made.name} ({made.threat_model}) needs more than one node's own "
+                "messages: it runs only on the server (attack_at = 'server')")
+    return json.dumps(attacks)
+
+
+def request(params: np.ndarray, config_json: str, round: int, compute: bool,
+            forge: Optional[str] = None) -> RecordDict:
+    """The content of a train message (``forge``: the attacks a Byzantine node forges its
+    messages with, when the nodes forge)."""
+    config: Dict[str, Any] = {"run-config": config_json, "round": int(round),
+                              "compute": bool(compute)}
+    if forge is not None:
+        config["forge"] = forge
     return RecordDict({
         "arrays": ArrayRecord({"params": Array(np.ascontiguousarray(params, np.float32))}),
-        "config": ConfigRecord({"run-config": config_json, "round": int(round),
-                                "compute": bool(compute)}),
+        "config": ConfigRecord(config),
     })
 
 
@@ -57,6 +89,15 @@ class Decoded:
     loss: float
     messages: Optional[List[np.ndarray]]
     bn: np.ndarray
+
+
+def claimed_partition(content: RecordDict) -> Optional[int]:
+    """The partition a reply says it is from, unchecked (for the record of a refused one)."""
+    try:
+        pid = content["metrics"].get("partition-id")
+    except Exception:  # noqa: BLE001
+        return None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
 
 
 def _vector(arrays: ArrayRecord, key: str, length: Optional[int]) -> np.ndarray:

@@ -13,7 +13,8 @@ The ServerApp reads the run config (``flwr run … --run-config '…'``):
   from the named entry's defaults (``attack.name = "gaussian"`` drops Little's ``unbiased``);
 - ``round-timeout``, ``connect-timeout`` (seconds), ``data-dir`` (the server's data), and
   ``out-dir`` (metrics.jsonl and the per-round checkpoint) and ``store`` (a results store
-  that receives the run), both empty for none.
+  that receives the run), both empty for none; ``attack-at``: ``server`` (default) or
+  ``node`` (the Byzantine nodes forge their own messages).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from .strategy import ByzadamStrategy
 
 #: Run-config keys that are the strategy's, not the run's.
 STRATEGY_KEYS = ("config", "set", "round-timeout", "connect-timeout", "data-dir", "out-dir",
-                 "store")
+                 "store", "attack-at")
 
 
 def _toml(v: Any) -> str:
@@ -61,7 +62,8 @@ def from_run_config(rc: Dict[str, Any]) -> Tuple[Any, List[str], Dict[str, Any]]
         "round_timeout": float(rc.get("round-timeout", 300.0)),
         "connect_timeout": float(rc.get("connect-timeout", 300.0)),
     }
-    for key, name in (("data-dir", "data_dir"), ("out-dir", "out_dir"), ("store", "store")):
+    for key, name in (("data-dir", "data_dir"), ("out-dir", "out_dir"), ("store", "store"),
+                      ("attack-at", "attack_at")):
         if rc.get(key):
             options[name] = str(rc[key])
     return (path or None), overrides, options

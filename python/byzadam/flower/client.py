@@ -10,6 +10,11 @@ Node config (``flower-supernode --node-config "…"``):
   batch-norm statistics, dropout stream) after each round, so that a restarted SuperNode
   rejoins where it was. Without it the state lives in the node's ``context.state`` (kept by
   the SuperNode process for the run).
+A Byzantine node (its partition is one of the config's Byzantine workers) computes its
+genuine message when the server asks for it, and, when the run's Byzantine nodes forge their
+own messages (the strategy's ``attack_at = "node"``), forges them with the config's attack
+on its own message and its own random stream.
+
 - ``fault`` (experiments and tests only): ``wrong-length`` or ``garbage`` makes this node
   send a message of the wrong length or an undecodable payload, as a faulty node would.
 """
@@ -20,11 +25,12 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from flwr.app import Array, ConfigRecord, Context, Message
 
+from .. import _core
 from ..round import Engine
 from . import _protocol
 
@@ -93,6 +99,21 @@ def _save(context: Context, path: Optional[str], run_key: str, t: int, state: by
                                           "before": before})
 
 
+def _forge(attacks: List[Dict[str, Any]], genuine: List[np.ndarray], config: Dict[str, Any],
+           t: int, pid: int, dim: int) -> List[np.ndarray]:
+    """A Byzantine node's own forgeries: each message's attack on this node alone (its own
+    genuine message, its own random stream, seeded by the run's seed, the round, the worker
+    and the message)."""
+    out = []
+    for k, spec in enumerate(attacks):
+        key = f"byzadam-node-attack/{config['seed']}/{t}/{pid}/{k}".encode()
+        seed = int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
+        attack = _core.Attack(json.dumps(spec), seed)
+        own = genuine[k][None, :] if k < len(genuine) else None
+        out.append(attack.forge(1, own=own, n=int(config["workers"]), dim=dim)[0])
+    return out
+
+
 def train(msg: Message, context: Context) -> Message:
     """One round of one worker: its next batch, its gradient at the server's parameters, the
     gradient policy and its optimizer's worker step; the reply carries its message(s)."""
@@ -120,6 +141,9 @@ def train(msg: Message, context: Context) -> Message:
         loss, sent = worker.step(params)
     else:
         loss, sent = 0.0, []
+    forge = request.get("forge")
+    if forge and worker.byzantine:
+        sent = _forge(json.loads(str(forge)), sent, config, t, pid, len(params))
     _save(context, path, run_key, t, worker.checkpoint(), before)
     content = _protocol.reply(pid, loss, sent, worker.bn_state,
                               seconds=time.perf_counter() - started)

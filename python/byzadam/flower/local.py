@@ -123,6 +123,16 @@ class LocalFederation:
             p.wait(timeout=wait)
         except subprocess.TimeoutExpired:  # pragma: no cover
             self._say(f"{name} (pid {p.pid}) did not exit")
+        # Its group's other members (SuperExec, ServerApp, ClientApps) are killed with it;
+        # wait (bounded) until the kernel has them all gone.
+        end = time.monotonic() + max(wait, 10.0)
+        while time.monotonic() < end:
+            try:
+                os.killpg(p.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        self._say(f"{name}'s process group {p.pid} still exists after SIGKILL")
 
     def log_of(self, name: str) -> str:
         """What process ``name`` (``superlink``, ``node-3``) printed."""
@@ -222,6 +232,26 @@ class LocalFederation:
             argv += ["--root-certificates", os.path.join(self.keys, "ca.crt"),
                      "--auth-supernode-private-key", os.path.join(self.keys, f"node_{i}")]
         return self._spawn(f"node-{i}", argv)
+
+    def restart_node(self, i: int, timeout: float = 180.0, settle: float = 15.0
+                     ) -> subprocess.Popen:
+        """Starts the SuperNode of partition ``i`` again after a crash, retrying while the
+        SuperLink still holds the dead one as online (it refuses a second activation of the
+        same key, exit code 305, until its heartbeat check marks the old one offline, up to
+        about a minute): done when a start survives ``settle`` seconds."""
+        end = time.monotonic() + timeout
+        while True:
+            p = self.start_node(i)
+            up = time.monotonic() + settle
+            while time.monotonic() < up and p.poll() is None:
+                time.sleep(0.5)
+            if p.poll() is None:
+                return p
+            self._stop(f"node-{i}", signal.SIGKILL, wait=5.0)  # and what it started
+            if time.monotonic() >= end:
+                raise TimeoutError(f"node {i} could not rejoin within {timeout:.0f} s:\n"
+                                   + self.log_of(f"node-{i}")[-3000:])
+            time.sleep(5.0)
 
     def stop_node(self, i: int, sig: int = signal.SIGKILL) -> None:
         """Stops the SuperNode of partition ``i`` (SIGKILL: as a crash would)."""

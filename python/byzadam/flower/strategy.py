@@ -25,13 +25,17 @@ log = logging.getLogger("byzadam.flower")
 class RoundLog:
     """What happened in one round, beside its metrics: which workers' replies were missing
     (no reply before the deadline, an error reply, or a reply refused), why each refused
-    reply was refused, and why the update was skipped when it was."""
+    reply was refused, why the update was skipped when it was, and why the attack was not
+    mounted when it could not be for the Byzantine workers present."""
 
     round: int
     metrics: Optional[Dict[str, Any]]
     missing: List[int] = field(default_factory=list)
     refused: List[Dict[str, Any]] = field(default_factory=list)
     skipped: Optional[str] = None
+    #: Why the server's attack could not forge for the Byzantine workers present (their rows
+    #: were then left out).
+    attack_failed: Optional[str] = None
     #: Seconds from sending the round's messages to the last reply (or the deadline).
     wait_seconds: float = 0.0
     #: Seconds aggregating, stepping and evaluating.
@@ -56,16 +60,28 @@ class ByzadamStrategy(Strategy):
     ``server.ckpt`` after every round; a strategy started with an ``out_dir`` holding a
     checkpoint of the same config resumes from it. ``store``: a results store (``byzadam
     grid``'s SQLite file) that receives the finished run as a ``flower`` run. ``poll``:
-    seconds between polls for replies (Flower's own loop polls every 3 s).
+    seconds between polls for replies (Flower's own loop polls every 3 s). ``attack_at``:
+    ``"server"`` (the default: the config's attack forges the Byzantine rows here, as in the
+    simulator; the only place an omniscient attack can run) or ``"node"`` (each Byzantine
+    node forges its own message with the config's attack, which must be one a lone node can
+    mount: blind, label flip, or a per-row attack on its own message such as sign flip; the
+    server aggregates the rows as sent).
     """
 
     def __init__(self, config: Config = None, *, set: Sequence[str] = (),
                  data_dir: Optional[str] = None, round_timeout: float = 300.0,
                  connect_timeout: float = 300.0, out_dir: Optional[str] = None,
-                 store: Optional[str] = None, poll: float = 0.2) -> None:
+                 store: Optional[str] = None, poll: float = 0.2,
+                 attack_at: str = "server") -> None:
         if round_timeout <= 0 or connect_timeout < 0 or poll <= 0:
             raise ValueError("round_timeout and poll must be positive, connect_timeout >= 0")
+        if attack_at not in ("server", "node"):
+            raise ValueError(f"attack_at = {attack_at!r}: expected 'server' or 'node'")
         self.server = Server(config, set=set)
+        self.attack_at = attack_at
+        self._forge = _protocol.node_attacks(self.server.config) if attack_at == "node" else None
+        if self._forge is not None:
+            self.server.rows_as_sent = True
         self.engine = Engine(self.server.config, data_dir=data_dir)
         self.config: Dict[str, Any] = self.server.config
         self.config_json = json.dumps(self.config)
@@ -99,7 +115,7 @@ class ByzadamStrategy(Strategy):
             compute = pid is None or not self.server.is_byzantine(pid) \
                 or self.server.needs_byzantine_messages
             messages.append(Message(_protocol.request(params, self.config_json, server_round,
-                                                      compute),
+                                                      compute, self._forge),
                                     dst_node_id=node, message_type=_protocol.MESSAGE_TYPE,
                                     group_id=str(server_round)))
         return messages
@@ -135,14 +151,16 @@ class ByzadamStrategy(Strategy):
                 d = _protocol.decode(reply.content, workers=n, dim=self._dim, messages=k,
                                      bn_len=self._bn_len, compute=True)
             except _protocol.BadReply as e:
+                # The partition a refused reply came from: the node's, else the one it claims.
+                said = pid if pid is not None else _protocol.claimed_partition(reply.content)
                 if compute:
-                    entry.refused.append({"node": node, "partition": pid, "reason": str(e)})
+                    entry.refused.append({"node": node, "partition": said, "reason": str(e)})
                     continue
                 try:
                     d = _protocol.decode(reply.content, workers=n, dim=self._dim, messages=k,
                                          bn_len=self._bn_len, compute=False)
                 except _protocol.BadReply as e2:
-                    entry.refused.append({"node": node, "partition": pid, "reason": str(e2)})
+                    entry.refused.append({"node": node, "partition": said, "reason": str(e2)})
                     continue
             reason = self._bind(node, d.partition)
             if reason is None and present[d.partition]:
@@ -167,7 +185,16 @@ class ByzadamStrategy(Strategy):
             evaluation = self._evaluate(server_round)
         metrics: Optional[Dict[str, Any]] = None
         try:
-            metrics = s.step(list(rows), losses, None if all(present) else present)
+            try:
+                metrics = s.step(list(rows), losses, None if all(present) else present)
+            except _core.AttackFailed as e:
+                if all(present):
+                    raise  # the config's attack fails in the simulator too
+                # With Byzantine nodes missing the attack may not be mountable (Little needs
+                # two Byzantine workers): their rows are left out, the honest ones aggregate.
+                entry.attack_failed = str(e)
+                honest_only = [p and not s.is_byzantine(w) for w, p in enumerate(present)]
+                metrics = s.step(list(rows), losses, honest_only)
         except _core.TooFewReplies as e:
             entry.skipped = str(e)
             s.skip()
@@ -296,6 +323,8 @@ class ByzadamStrategy(Strategy):
         parts = [f"round {e.round}/{self.config['rounds']}"]
         if e.skipped:
             parts.append(f"skipped: {e.skipped}")
+        if e.attack_failed:
+            parts.append(f"attack not mounted: {e.attack_failed}")
         elif "train_loss" in m:
             parts.append(f"train loss {m['train_loss']:.4f}")
         if ev:
