@@ -336,3 +336,38 @@ fn too_few_replies_change_nothing_and_skip_moves_the_round_on() {
         Err(RoundError::Input { .. })
     ));
 }
+
+#[test]
+fn byzantine_rows_forged_elsewhere_are_aggregated_as_sent() {
+    // Sign flip on the own message, forged here or by the Byzantine workers themselves
+    // (rows as sent, negated by hand): the same rounds, bit for bit.
+    let config = config(
+        "sgd",
+        "sign_flip",
+        "aggregator = { name = \"trimmed_mean\", f = 5 }",
+    );
+    let mut here = Server::new(config.clone()).unwrap();
+    let mut sent = Server::new(config).unwrap();
+    sent.set_rows_as_sent(true);
+    assert!(sent.rows_as_sent() && sent.needs_byzantine_messages());
+    let (n, dim) = (here.workers(), here.dim());
+    for t in 0..3 {
+        let rows = random_rows(n, dim, 10 + t);
+        let mut forged = rows.clone();
+        for w in (0..n).filter(|&w| here.is_byzantine(w).unwrap()) {
+            for x in &mut forged[w * dim..(w + 1) * dim] {
+                *x = -*x;
+            }
+        }
+        let losses = vec![1.0f32; n];
+        let a = here.step(&[&rows], &losses).unwrap();
+        let b = sent.step(&[&forged], &losses).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(here.params(), sent.params());
+    }
+    // The rows as sent are not the attack's: unflipped rows give other parameters.
+    let rows = random_rows(n, dim, 99);
+    here.step(&[&rows], &vec![1.0; n]).unwrap();
+    sent.step(&[&rows], &vec![1.0; n]).unwrap();
+    assert_ne!(here.params(), sent.params());
+}
