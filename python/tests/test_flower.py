@@ -107,6 +107,10 @@ def flower_run(sets, tamper=None, **kw):
     ["optimizer.name=dra", "attack.name=little", "rounds=5"],
     ["optimizer={name=\"mra\"}", "attack={name=\"sign_flip\"}", "rounds=4", "eval_before_update=true"],
     ["optimizer={name=\"resam\"}", "attack={name=\"label_flip\"}", "rounds=3", "aggregator={name=\"median\"}"],
+    ["attack=\"none\"", "rounds=2"],
+    # Batch norm and dropout: the evaluation's statistics are the honest nodes' as sent.
+    ["dataset=cifar10", "model={name=\"cifar10_cnn\"}", "workers=5", "rounds=2",
+     "eval_every=1", "eval_samples=100"],
 ])
 def test_the_strategy_gives_byzadam_runs_metrics_and_parameters_bit_for_bit(extra):
     sets = SMALL + extra
@@ -339,8 +343,11 @@ def test_attacks_a_lone_node_cannot_mount_stay_on_the_server():
             ByzadamStrategy(None, set=SMALL + ["rounds=1", f"attack={attack}"], attack_at="node")
     from byzadam.flower import _protocol
 
+    for none in (None, "none"):
+        with pytest.raises(ValueError, match="needs an attack"):
+            _protocol.node_attacks({"attack": none, "optimizer": {"name": "dra"}})
     with pytest.raises(ValueError, match="needs an attack"):
-        _protocol.node_attacks({"attack": None, "optimizer": {"name": "dra"}})
+        ByzadamStrategy(None, set=SMALL + ["rounds=1", 'attack="none"'], attack_at="node")
     with pytest.raises(ValueError, match="attack_at"):
         ByzadamStrategy(None, set=SMALL + ["rounds=1"], attack_at="nodes")
 

@@ -34,11 +34,12 @@ def node_attacks(config: Dict[str, Any]) -> str:
     from .. import _core
 
     first = config.get("attack")
-    if first is None:
+    if not isinstance(first, dict):  # absent, or "none"
         raise ValueError("attack_at = 'node' needs an attack in the run config")
     attacks = [first]
     if "mra" == config["optimizer"]["name"]:
-        attacks.append(config.get("second_message_attack") or first)
+        second = config.get("second_message_attack")
+        attacks.append(second if isinstance(second, dict) else first)
     for a in attacks:
         made = _core.Attack(json.dumps(a), 0)
         if made.threat_model not in ("blind", "data_poisoning", "own_genuine") \

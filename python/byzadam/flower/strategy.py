@@ -225,9 +225,11 @@ class ByzadamStrategy(Strategy):
 
     def summary(self) -> None:
         """Logs the run's config."""
-        log.info("byzadam strategy: %d workers (%d Byzantine), %s, %s, %s, %d rounds",
-                 self.server.workers, self.config["byzantine"], self.config["optimizer"]["name"],
-                 self.config["aggregator"]["name"], (self.config.get("attack") or {}).get("name"),
+        attack = self.config.get("attack")
+        log.info("byzadam strategy: %d workers (%d Byzantine), %s, %s, %s (forged on the %s), "
+                 "%d rounds", self.server.workers, self.config["byzantine"],
+                 self.config["optimizer"]["name"], self.config["aggregator"]["name"],
+                 attack["name"] if isinstance(attack, dict) else "no attack", self.attack_at,
                  self.config["rounds"])
 
     # --- the run ----------------------------------------------------------------------
