@@ -368,3 +368,55 @@ def test_an_attack_the_byzantine_workers_present_cannot_mount_leaves_their_rows_
         messages, losses = engine_messages(server, workers)
         server.step(list(messages), losses, honest)
     assert np.array_equal(strategy.server.params, server.params)
+
+
+def torch_model(config):
+    """A ``torch-model`` factory for the tests: the config's own network as a torch module."""
+    import byzadam.torch as bt
+
+    return bt.models.from_config(config["model"])
+
+
+@pytest.mark.parametrize("extra", [
+    ["rounds=3", "attack.name=little"],
+    # Batch norm (the buffers travel as the node's `bn`) and dropout (per-worker seeds).
+    ["dataset=cifar10", "model={name=\"cifar10_cnn\"}", "workers=5", "rounds=2",
+     "eval_every=1", "eval_samples=100"],
+])
+def test_a_torch_model_on_the_nodes_gives_byzadam_torchs_numbers_bit_for_bit(extra, tmp_path):
+    torch = pytest.importorskip("torch")
+    import byzadam.torch as bt
+    from byzadam.torch.grid import _initial
+
+    sets = SMALL + extra
+    strategy = ByzadamStrategy(None, set=sets, connect_timeout=0,
+                               torch_model="test_flower:torch_model", store=str(tmp_path / "s.db"))
+    grid = FakeGrid(strategy.server.workers,
+                    node_config={i: {"torch-model": "test_flower:torch_model"}
+                                 for i in range(strategy.server.workers)})
+    strategy.start(grid)
+    cfg = strategy.config
+    model, start, _, identity = _initial(cfg, torch_model, None)
+    data = byzadam.data.load(cfg["dataset"], None)
+    sim = bt.Simulation(model, data, data, config=cfg, params=start, vmap=False)
+    for _ in range(cfg["rounds"]):
+        sim.step()
+    for a, h in zip(sim.metrics, strategy.history):
+        for key in ("train_loss", "xi_norm", "honest_diameter", "lambda", "eval"):
+            assert a[key] == h.metrics[key], (a["round"], key)
+    assert np.array_equal(sim.server.params, strategy.server.params)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        backend, = db.execute("SELECT backend FROM runs").fetchone()
+    assert backend.startswith("flower/torch:") and identity.startswith(backend[len("flower/"):])
+    del torch
+
+
+def test_a_node_whose_torch_model_differs_from_the_runs_refuses_the_round():
+    strategy = ByzadamStrategy(None, set=SMALL + ["rounds=1"],
+                               torch_model="test_flower:torch_model")
+    grid = FakeGrid(7)  # nodes configured for the built-in engine
+    msg = list(strategy.configure_train(1, None, None, grid))[0]
+    with pytest.raises(ValueError, match="torch-model"):
+        client.train(msg, grid.contexts[100])
+    with pytest.raises(ValueError, match="cannot be imported"):
+        ByzadamStrategy(None, set=SMALL + ["rounds=1"], torch_model="no_such_module:f")

@@ -164,3 +164,30 @@ def test_a_killed_node_an_unregistered_node_and_bad_payloads_do_not_stop_the_run
     server = _final_params(fed, byzadam.resolve(None, set=sets))
     assert np.isfinite(server.params).all() and server.round == 8
     assert history[-1]["metrics"]["eval"]["accuracy"] > 0.1
+
+
+def test_a_torch_model_on_real_supernodes_gives_byzadam_torchs_numbers(tmp_path, data_dir):
+    pytest.importorskip("torch")
+    import byzadam.torch as bt
+    from byzadam.flower.torch_worker import config_model
+    from byzadam.torch.grid import _initial
+
+    ref = "byzadam.flower.torch_worker:config_model"
+    sets = ["dataset=mnist", "workers=5", "byzantine=2", "aggregator.f=2", "rounds=3",
+            "model.name=mlp", "model.hidden=[32]"]
+    with LocalFederation(str(tmp_path), 5, data_dir=data_dir,
+                         node_config={i: {"torch-model": ref} for i in range(5)}) as fed:
+        r = fed.run({"set": "; ".join(sets), "torch-model": ref, "round-timeout": 300.0,
+                     "data-dir": data_dir}, timeout=900)
+        assert r.returncode == 0, r.stdout[-4000:]
+        history = _history(fed)
+    assert not _strays(tmp_path), "processes left running"
+    cfg = byzadam.resolve(None, set=sets)
+    model, start, _, _ = _initial(cfg, config_model, None)
+    data = byzadam.data.load("mnist", data_dir)
+    sim = bt.Simulation(model, data, data, config=cfg, params=start, vmap=False)
+    for _ in range(3):
+        sim.step()
+    assert [h["metrics"]["train_loss"] for h in history] == [m["train_loss"] for m in sim.metrics]
+    assert history[-1]["metrics"]["eval"] == sim.metrics[-1]["eval"]
+    assert np.array_equal(_final_params(fed, cfg).params, sim.server.params)

@@ -4,12 +4,13 @@ Server → worker (``train``): ``arrays["params"]`` (float32, the parameters),
 ``config["run-config"]`` (the resolved run config, JSON: both halves run the same one),
 ``config["round"]`` (from 1), ``config["compute"]`` (whether this worker computes its
 genuine message: always for an honest one; for a Byzantine one only when the attack reads
-it), and ``config["forge"]`` when the Byzantine nodes forge their own messages (the attack
-of each message, JSON).
+it), ``config["forge"]`` when the Byzantine nodes forge their own messages (the attack
+of each message, JSON), and ``config["torch-model"]`` when the nodes compute with a PyTorch
+model (``byzadam.flower.torch_worker``).
 
 Worker → server: ``arrays["message-0"]`` (and ``"message-1"`` under MRA), float32 of the
 parameter count, absent when the worker did not compute; ``arrays["bn"]``, its batch-norm
-statistics (empty without batch norm); ``metrics["partition-id"]``, ``metrics["loss"]`` and
+statistics (the torch model's buffers; empty without batch norm); ``metrics["partition-id"]``, ``metrics["loss"]`` and
 ``metrics["seconds"]`` (the node's own time, for the round-time breakdown only).
 """
 from __future__ import annotations
@@ -51,13 +52,16 @@ def node_attacks(config: Dict[str, Any]) -> str:
 
 
 def request(params: np.ndarray, config_json: str, round: int, compute: bool,
-            forge: Optional[str] = None) -> RecordDict:
+            forge: Optional[str] = None, torch_model: Optional[str] = None) -> RecordDict:
     """The content of a train message (``forge``: the attacks a Byzantine node forges its
-    messages with, when the nodes forge)."""
+    messages with, when the nodes forge; ``torch_model``: the PyTorch model the nodes
+    compute with, when not the built-in engine)."""
     config: Dict[str, Any] = {"run-config": config_json, "round": int(round),
                               "compute": bool(compute)}
     if forge is not None:
         config["forge"] = forge
+    if torch_model is not None:
+        config["torch-model"] = torch_model
     return RecordDict({
         "arrays": ArrayRecord({"params": Array(np.ascontiguousarray(params, np.float32))}),
         "config": ConfigRecord(config),

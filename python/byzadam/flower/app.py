@@ -14,7 +14,9 @@ The ServerApp reads the run config (``flwr run … --run-config '…'``):
 - ``round-timeout``, ``connect-timeout`` (seconds), ``data-dir`` (the server's data), and
   ``out-dir`` (metrics.jsonl and the per-round checkpoint) and ``store`` (a results store
   that receives the run), both empty for none; ``attack-at``: ``server`` (default) or
-  ``node`` (the Byzantine nodes forge their own messages).
+  ``node`` (the Byzantine nodes forge their own messages); ``torch-model``:
+  ``"package.module:factory"`` for a PyTorch model the nodes compute with (empty: the
+  built-in engine).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from .strategy import ByzadamStrategy
 
 #: Run-config keys that are the strategy's, not the run's.
 STRATEGY_KEYS = ("config", "set", "round-timeout", "connect-timeout", "data-dir", "out-dir",
-                 "store", "attack-at")
+                 "store", "attack-at", "torch-model")
 
 
 def _toml(v: Any) -> str:
@@ -63,7 +65,7 @@ def from_run_config(rc: Dict[str, Any]) -> Tuple[Any, List[str], Dict[str, Any]]
         "connect_timeout": float(rc.get("connect-timeout", 300.0)),
     }
     for key, name in (("data-dir", "data_dir"), ("out-dir", "out_dir"), ("store", "store"),
-                      ("attack-at", "attack_at")):
+                      ("attack-at", "attack_at"), ("torch-model", "torch_model")):
         if rc.get(key):
             options[name] = str(rc[key])
     return (path or None), overrides, options

@@ -50,6 +50,25 @@ def _engine(config_json: str, data_dir: Optional[str]) -> Engine:
     return _ENGINE[key]
 
 
+_TORCH: Dict[Tuple[str, str, Optional[str]], Any] = {}
+_pristine: Dict[int, bytes] = {}
+
+
+def _torch_sim(ref: str, config_json: str, data_dir: Optional[str]) -> Any:
+    """The torch simulation of a run on this node (built once per process), every worker's
+    starting state kept aside."""
+    key = (ref, config_json, data_dir)
+    if key not in _TORCH:
+        from . import torch_worker as tw
+
+        _TORCH.clear()
+        sim, _, _ = tw.simulation(ref, json.loads(config_json), data_dir, with_test=False)
+        _TORCH[key] = sim
+        _pristine.clear()
+        _pristine.update({w: tw.state(sim, w) for w in range(len(sim.workers))})
+    return _TORCH[key]
+
+
 def _node_config(context: Context) -> Tuple[int, Optional[str], Optional[str], str]:
     cfg = context.node_config
     if "partition-id" not in cfg:
@@ -128,25 +147,42 @@ def train(msg: Message, context: Context) -> Message:
     if pid >= int(config["workers"]):
         raise ValueError(f"node config partition-id = {pid}, but the run has "
                          f"{config['workers']} workers")
-    run_key = hashlib.sha256(config_json.encode()).hexdigest()[:16]
+    ref = str(request.get("torch-model", "") or "")
+    mine = str(context.node_config.get("torch-model", "") or "")
+    if ref != mine:
+        raise ValueError(f"the run's model is torch-model = {ref!r}, this node's node config "
+                         f"says {mine!r}: start the node with --node-config "
+                         f"\"torch-model='{ref}'\" (importable here)" if ref else
+                         f"this node is configured for torch-model = {mine!r}, but the run "
+                         "uses the built-in engine")
+    run_key = hashlib.sha256((config_json + ref).encode()).hexdigest()[:16]
     path = None if state_dir is None else os.path.join(state_dir, f"worker-{pid}-{run_key}.state")
-    worker = _engine(config_json, data_dir).workers()[pid]
     saved = _load(context, path, run_key)
-    if saved is not None:
+    if ref:
+        from . import torch_worker as tw
+
+        sim = _torch_sim(ref, config_json, data_dir)
         # The same round again (a retried message): start from the state before it, so the
-        # reply is the same; otherwise continue from the last round's state.
-        worker.restore(saved["before"] if saved["round"] == t else saved["state"])
-    before = worker.checkpoint()
-    if compute:
-        loss, sent = worker.step(params)
+        # reply is the same; otherwise continue from the last round's state (or the start).
+        tw.restore(sim, pid, _pristine[pid] if saved is None
+                   else saved["before"] if saved["round"] == t else saved["state"])
+        before = tw.state(sim, pid)
+        loss, sent = tw.step(sim, pid, params, t) if compute else (0.0, [])
+        after, bn = tw.state(sim, pid), tw.buffers(sim, pid)
+        byzantine = sim.server.is_byzantine(pid)
     else:
-        loss, sent = 0.0, []
+        worker = _engine(config_json, data_dir).workers()[pid]
+        if saved is not None:
+            worker.restore(saved["before"] if saved["round"] == t else saved["state"])
+        before = worker.checkpoint()
+        loss, sent = worker.step(params) if compute else (0.0, [])
+        after, bn = worker.checkpoint(), worker.bn_state
+        byzantine = worker.byzantine
     forge = request.get("forge")
-    if forge and worker.byzantine:
+    if forge and byzantine:
         sent = _forge(json.loads(str(forge)), sent, config, t, pid, len(params))
-    _save(context, path, run_key, t, worker.checkpoint(), before)
-    content = _protocol.reply(pid, loss, sent, worker.bn_state,
-                              seconds=time.perf_counter() - started)
+    _save(context, path, run_key, t, after, before)
+    content = _protocol.reply(pid, loss, sent, bn, seconds=time.perf_counter() - started)
     if fault == "wrong-length" and sent:
         content["arrays"]["message-0"] = Array(np.zeros(len(params) + 1, np.float32))
     elif fault == "garbage" and sent:

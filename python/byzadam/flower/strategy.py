@@ -72,17 +72,30 @@ class ByzadamStrategy(Strategy):
                  data_dir: Optional[str] = None, round_timeout: float = 300.0,
                  connect_timeout: float = 300.0, out_dir: Optional[str] = None,
                  store: Optional[str] = None, poll: float = 0.2,
-                 attack_at: str = "server") -> None:
+                 attack_at: str = "server", torch_model: Optional[str] = None) -> None:
         if round_timeout <= 0 or connect_timeout < 0 or poll <= 0:
             raise ValueError("round_timeout and poll must be positive, connect_timeout >= 0")
         if attack_at not in ("server", "node"):
             raise ValueError(f"attack_at = {attack_at!r}: expected 'server' or 'node'")
-        self.server = Server(config, set=set)
+        self.torch_model = torch_model or None
+        self._sim: Any = None
+        self._backend, self._identity = "flower", "flower"
+        if self.torch_model is not None:
+            from ..round import resolve
+            from . import torch_worker as tw
+
+            self._sim, backend, identity = tw.simulation(
+                self.torch_model, resolve(config, set=set), data_dir, with_test=True)
+            self.server = self._sim.server
+            self._backend, self._identity = f"flower/{backend}", f"flower/{identity}"
+        else:
+            self.server = Server(config, set=set)
         self.attack_at = attack_at
         self._forge = _protocol.node_attacks(self.server.config) if attack_at == "node" else None
         if self._forge is not None:
             self.server.rows_as_sent = True
-        self.engine = Engine(self.server.config, data_dir=data_dir)
+        self.engine = None if self._sim is not None else Engine(self.server.config,
+                                                                 data_dir=data_dir)
         self.config: Dict[str, Any] = self.server.config
         self.config_json = json.dumps(self.config)
         self.round_timeout = float(round_timeout)
@@ -92,7 +105,12 @@ class ByzadamStrategy(Strategy):
         self.store = None if store is None else os.fspath(store)
         self.history: List[RoundLog] = []
         self._dim = self.server.dim
-        self._bn_len = len(self.engine.workers()[0].bn_state) if self.server.workers else 0
+        if self._sim is not None:
+            from . import torch_worker as tw
+
+            self._bn_len = tw.buffers_len(self._sim)
+        else:
+            self._bn_len = len(self.engine.workers()[0].bn_state)
         # Which node serves which partition: bound by a node's first accepted reply, so a
         # node cannot later speak for another worker and two nodes cannot serve one.
         self._partition_of: Dict[int, int] = {}
@@ -115,7 +133,7 @@ class ByzadamStrategy(Strategy):
             compute = pid is None or not self.server.is_byzantine(pid) \
                 or self.server.needs_byzantine_messages
             messages.append(Message(_protocol.request(params, self.config_json, server_round,
-                                                      compute, self._forge),
+                                                      compute, self._forge, self.torch_model),
                                     dst_node_id=node, message_type=_protocol.MESSAGE_TYPE,
                                     group_id=str(server_round)))
         return messages
@@ -292,6 +310,13 @@ class ByzadamStrategy(Strategy):
         return None
 
     def _evaluate(self, t: int) -> Tuple[float, float]:
+        if self._sim is not None:
+            from . import torch_worker as tw
+
+            for w, state in self._bn.items():
+                tw.set_buffers(self._sim, w, state)
+            return self._sim.evaluate()
+        assert self.engine is not None
         states = [self._bn[w] for w in sorted(self._bn)]
         return tuple(self.engine.evaluate_states(self.server.params, states, t))  # type: ignore
 
@@ -395,8 +420,8 @@ class ByzadamStrategy(Strategy):
                          m["honest_diameter"], m["lambda"], m["diverged"],
                          None if not ev else (ev["accuracy"], ev["loss"])))
         db = _core.GridStore(self.store)
-        run_id = _core.run_id(self.config_json, "flower")
-        db.insert_run("flower", run_id, self.config_json, rows, self._train_seconds,
-                      self._train_seconds, 1, "flower")
+        run_id = _core.run_id(self.config_json, self._identity)
+        db.insert_run(self._backend, run_id, self.config_json, rows, self._train_seconds,
+                      self._train_seconds, 1, self._identity)
         db.register_grid(f"flower-{run_id}", [run_id])
         log.info("run %s recorded in %s", run_id, self.store)
