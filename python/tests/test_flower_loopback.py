@@ -22,6 +22,7 @@ else:
 
 import byzadam  # noqa: E402
 from byzadam.flower.local import LocalFederation  # noqa: E402
+from byzadam.flower.strategy import read_checkpoint  # noqa: E402
 from conftest import engine_messages  # noqa: E402
 
 
@@ -64,11 +65,9 @@ def _history(fed):
 
 
 def _final_params(fed, config):
-    with open(os.path.join(fed.out_dir, "server.ckpt"), "rb") as f:
-        raw = f.read()
-    n = int.from_bytes(raw[:8], "little")
+    _, state = read_checkpoint(os.path.join(fed.out_dir, "server.ckpt"))
     server = byzadam.Server(config)
-    server.restore(raw[8 + n:])
+    server.restore(state)
     return server
 
 

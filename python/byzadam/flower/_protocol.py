@@ -10,8 +10,9 @@ model (``byzadam.flower.torch_worker``).
 
 Worker → server: ``arrays["message-0"]`` (and ``"message-1"`` under MRA), float32 of the
 parameter count, absent when the worker did not compute; ``arrays["bn"]``, its batch-norm
-statistics (the torch model's buffers; empty without batch norm); ``metrics["partition-id"]``, ``metrics["loss"]`` and
-``metrics["seconds"]`` (the node's own time, for the round-time breakdown only).
+statistics (the torch model's buffers; empty without batch norm); ``metrics["partition-id"]``,
+``metrics["loss"]`` and ``metrics["seconds"]`` (the node's own time, for the round-time
+breakdown only).
 """
 from __future__ import annotations
 

@@ -10,13 +10,16 @@ Node config (``flower-supernode --node-config "…"``):
   batch-norm statistics, dropout stream) after each round, so that a restarted SuperNode
   rejoins where it was. Without it the state lives in the node's ``context.state`` (kept by
   the SuperNode process for the run).
+- ``torch-model``: the run's ``torch-model`` (``"package.module:factory"``) when the nodes
+  compute with a PyTorch model (:mod:`byzadam.flower.torch_worker`); a node refuses a run
+  whose model differs from the one it was started for.
+- ``fault`` (experiments and tests only): ``wrong-length`` or ``garbage`` makes this node
+  send a message of the wrong length or an undecodable payload, as a faulty node would.
+
 A Byzantine node (its partition is one of the config's Byzantine workers) computes its
 genuine message when the server asks for it, and, when the run's Byzantine nodes forge their
 own messages (the strategy's ``attack_at = "node"``), forges them with the config's attack
 on its own message and its own random stream.
-
-- ``fault`` (experiments and tests only): ``wrong-length`` or ``garbage`` makes this node
-  send a message of the wrong length or an undecodable payload, as a faulty node would.
 """
 from __future__ import annotations
 
@@ -158,22 +161,22 @@ def train(msg: Message, context: Context) -> Message:
     run_key = hashlib.sha256((config_json + ref).encode()).hexdigest()[:16]
     path = None if state_dir is None else os.path.join(state_dir, f"worker-{pid}-{run_key}.state")
     saved = _load(context, path, run_key)
+    # The same round again (a retried message): start from the state before it, so the reply
+    # is the same; otherwise continue from the last round's state (None: the start).
+    start = None if saved is None else saved["before"] if saved["round"] == t else saved["state"]
     if ref:
         from . import torch_worker as tw
 
         sim = _torch_sim(ref, config_json, data_dir)
-        # The same round again (a retried message): start from the state before it, so the
-        # reply is the same; otherwise continue from the last round's state (or the start).
-        tw.restore(sim, pid, _pristine[pid] if saved is None
-                   else saved["before"] if saved["round"] == t else saved["state"])
+        tw.restore(sim, pid, _pristine[pid] if start is None else start)
         before = tw.state(sim, pid)
         loss, sent = tw.step(sim, pid, params, t) if compute else (0.0, [])
         after, bn = tw.state(sim, pid), tw.buffers(sim, pid)
         byzantine = sim.server.is_byzantine(pid)
     else:
         worker = _engine(config_json, data_dir).workers()[pid]
-        if saved is not None:
-            worker.restore(saved["before"] if saved["round"] == t else saved["state"])
+        if start is not None:
+            worker.restore(start)
         before = worker.checkpoint()
         loss, sent = worker.step(params) if compute else (0.0, [])
         after, bn = worker.checkpoint(), worker.bn_state

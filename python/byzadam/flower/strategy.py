@@ -45,6 +45,16 @@ class RoundLog:
     node_seconds: Tuple[float, float] = (0.0, 0.0)
 
 
+def read_checkpoint(path: str) -> Tuple[Dict[str, Any], bytes]:
+    """``server.ckpt``'s parts: the strategy's own state (history, which node serves which
+    partition, the honest batch-norm states) and the server half's bytes
+    (:meth:`byzadam.Server.restore` takes them; ``.params`` are then the run's)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
 class ByzadamStrategy(Strategy):
     """byzadam's server half for a Flower run.
 
@@ -129,9 +139,7 @@ class ByzadamStrategy(Strategy):
         params = self.server.params
         messages = []
         for node in sorted(grid.get_node_ids()):
-            pid = self._partition_of.get(node)
-            compute = pid is None or not self.server.is_byzantine(pid) \
-                or self.server.needs_byzantine_messages
+            compute = self._computes(self._partition_of.get(node))
             messages.append(Message(_protocol.request(params, self.config_json, server_round,
                                                       compute, self._forge, self.torch_model),
                                     dst_node_id=node, message_type=_protocol.MESSAGE_TYPE,
@@ -164,28 +172,19 @@ class ByzadamStrategy(Strategy):
                                                 f"{reply.error.reason}"})
                 continue
             pid = self._partition_of.get(node)
-            compute = pid is None or not s.is_byzantine(pid) or s.needs_byzantine_messages
             try:
+                # Messages are required from every worker asked to compute them (an unbound
+                # node is asked, whatever it turns out to be).
                 d = _protocol.decode(reply.content, workers=n, dim=self._dim, messages=k,
-                                     bn_len=self._bn_len, compute=True)
+                                     bn_len=self._bn_len, compute=self._computes(pid))
             except _protocol.BadReply as e:
                 # The partition a refused reply came from: the node's, else the one it claims.
                 said = pid if pid is not None else _protocol.claimed_partition(reply.content)
-                if compute:
-                    entry.refused.append({"node": node, "partition": said, "reason": str(e)})
-                    continue
-                try:
-                    d = _protocol.decode(reply.content, workers=n, dim=self._dim, messages=k,
-                                         bn_len=self._bn_len, compute=False)
-                except _protocol.BadReply as e2:
-                    entry.refused.append({"node": node, "partition": said, "reason": str(e2)})
-                    continue
+                entry.refused.append({"node": node, "partition": said, "reason": str(e)})
+                continue
             reason = self._bind(node, d.partition)
             if reason is None and present[d.partition]:
                 reason = f"a second reply for partition {d.partition}"
-            if reason is None and d.messages is None and (
-                    not s.is_byzantine(d.partition) or s.needs_byzantine_messages):
-                reason = f"partition {d.partition} sent no message"
             if reason is not None:
                 entry.refused.append({"node": node, "partition": d.partition, "reason": reason})
                 continue
@@ -297,6 +296,12 @@ class ByzadamStrategy(Strategy):
 
     # --- helpers ----------------------------------------------------------------------
 
+    def _computes(self, pid: Optional[int]) -> bool:
+        """Whether the worker of partition ``pid`` (``None``: a node not yet bound) computes
+        its genuine message: every honest one, a Byzantine one when the attack reads it."""
+        s = self.server
+        return pid is None or not s.is_byzantine(pid) or s.needs_byzantine_messages
+
     def _bind(self, node: int, pid: int) -> Optional[str]:
         bound = self._partition_of.get(node)
         if bound is not None:
@@ -391,11 +396,8 @@ class ByzadamStrategy(Strategy):
         path = os.path.join(self.out_dir, "server.ckpt")
         if not os.path.isfile(path):
             return
-        with open(path, "rb") as f:
-            raw = f.read()
-        n = int.from_bytes(raw[:8], "little")
-        meta = json.loads(raw[8:8 + n])
-        self.server.restore(raw[8 + n:])
+        meta, server = read_checkpoint(path)
+        self.server.restore(server)
         self.history = [RoundLog(**{**h, "node_seconds": tuple(h.get("node_seconds", (0, 0)))})
                         for h in meta["history"]]
         self._partition_of = {int(k): v for k, v in meta["partition_of"].items()}
