@@ -93,6 +93,9 @@ pub enum Command {
 impl Cli {
     /// Runs the command, writing its output to `w`.
     pub fn run(&self, w: &mut dyn Write) -> Result<()> {
+        // An explicit BYZADAM_CPU that cannot be honoured stops here, before any work (the
+        // libraries would only warn and fall back).
+        byzadam_cpu::requested()?;
         match &self.command {
             Command::Run(args) => run_cmd::run(args, w),
             Command::Grid(args) => grid::run(args, w),

@@ -26,7 +26,7 @@ mod sums;
 mod trunk;
 mod winograd;
 
-pub use cpu::fast_paths;
+pub use cpu::{cpu_level, fast_paths, CpuError, Level};
 pub use gradient_policy::{GradientOrder, GradientPolicy};
 pub use layers::{Head, LayerSpec, Shape};
 pub use network::{Evaluation, Network};

@@ -2,8 +2,7 @@
 //! them, owns their buffers, and runs their forward and backward passes in order over flat
 //! parameter vectors.
 
-#[cfg(byzadam_x86)]
-use crate::cpu;
+use crate::cpu::{self, CpuError, Level};
 use crate::gemm::Pack;
 use crate::layers::{
     batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer,
@@ -119,7 +118,28 @@ impl Network {
     #[doc(hidden)]
     pub fn set_winograd(&mut self, on: bool) {
         self.winograd = on;
-        self.ws = Workspace::default();
+        self.ws = Workspace {
+            pack: std::mem::take(&mut self.ws.pack),
+            ..Workspace::default()
+        };
+    }
+
+    /// Runs this network's passes at `level` (AVX-512, AVX2 + FMA or portable: see
+    /// `byzadam_cpu`) from now on; an error, changing nothing, when this build or CPU cannot.
+    /// A network takes the level of the thread that builds it (the CPU's best, lowered by
+    /// `BYZADAM_CPU`); the x86-64 levels give the same bits (the twin tests compare them).
+    pub fn set_cpu_level(&mut self, level: Level) -> Result<(), CpuError> {
+        cpu::check(level)?;
+        if level != self.ws.pack.level() {
+            self.ws.pack.set_level(level);
+            self.ws.lanes = None;
+        }
+        Ok(())
+    }
+
+    /// The level this network's passes run at.
+    pub fn cpu_level(&self) -> Level {
+        self.ws.pack.level()
     }
 
     /// Sets what the last layer's outputs feed into the loss, in training and evaluation.
@@ -137,7 +157,10 @@ impl Network {
     #[doc(hidden)]
     pub fn set_lanes(&mut self, on: bool) {
         self.lanes = on;
-        self.ws = Workspace::default();
+        self.ws = Workspace {
+            pack: std::mem::take(&mut self.ws.pack),
+            ..Workspace::default()
+        };
     }
 
     /// Number of parameters (the length of the flat vector).
@@ -271,13 +294,20 @@ impl Network {
         from: usize,
     ) {
         #[cfg(byzadam_x86)]
-        if cpu::fast() {
-            // SAFETY: `cpu::fast` checked that the CPU has AVX2 and FMA.
+        match self.ws.pack.level() {
+            // SAFETY: a network's level is at most what the CPU runs (`cpu::level`,
+            // `Network::set_cpu_level`): AVX-512 F, BW, VL, AVX2 and FMA, or AVX2 and FMA.
             #[allow(unsafe_code)]
-            unsafe {
-                x86::forward(self, params, state, batch, train, rng, from)
-            };
-            return;
+            cpu::Level::Avx512 => {
+                unsafe { x86::forward512(self, params, state, batch, train, rng, from) };
+                return;
+            }
+            #[allow(unsafe_code)]
+            cpu::Level::Avx2 => {
+                unsafe { x86::forward(self, params, state, batch, train, rng, from) };
+                return;
+            }
+            cpu::Level::Portable => {}
         }
         self.forward_impl(params, state, batch, train, rng, from)
     }
@@ -292,7 +322,8 @@ impl Network {
         let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         if self.lanes && self.ws.lanes.is_none() {
             let threads = rayon::current_num_threads();
-            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd, threads));
+            let level = self.ws.pack.level();
+            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd, threads, level));
         }
         let end = self.ws.lanes.as_ref().map_or(0, Lanes::end);
         if !self.lanes || end == 0 {
@@ -313,13 +344,21 @@ impl Network {
             .zip(self.ws.acts[end][..batch * width].par_chunks_mut(share * width))
             .for_each(|((s, xs), ys)| {
                 #[cfg(byzadam_x86)]
-                if cpu::fast() {
-                    // SAFETY: `cpu::fast` checked that the CPU has AVX2 and FMA.
+                match lanes.level {
+                    // SAFETY: the plan's level is the network's, at most what the CPU runs.
                     #[allow(unsafe_code)]
-                    unsafe {
-                        x86::eval_chunks(lanes, s, params, state, input, xs, width, ys)
-                    };
-                    return;
+                    cpu::Level::Avx512 => {
+                        unsafe {
+                            x86::eval_chunks512(lanes, s, params, state, input, xs, width, ys)
+                        };
+                        return;
+                    }
+                    #[allow(unsafe_code)]
+                    cpu::Level::Avx2 => {
+                        unsafe { x86::eval_chunks(lanes, s, params, state, input, xs, width, ys) };
+                        return;
+                    }
+                    cpu::Level::Portable => {}
                 }
                 trunk::run_chunks(lanes, s, params, state, input, xs, width, ys)
             });
@@ -337,13 +376,19 @@ impl Network {
         g2: &mut Vec<f32>,
     ) {
         #[cfg(byzadam_x86)]
-        if cpu::fast() {
-            // SAFETY: `cpu::fast` checked that the CPU has AVX2 and FMA.
+        match self.ws.pack.level() {
+            // SAFETY: as in `forward`.
             #[allow(unsafe_code)]
-            unsafe {
-                x86::backward(self, params, batch, grad, g, g2)
-            };
-            return;
+            cpu::Level::Avx512 => {
+                unsafe { x86::backward512(self, params, batch, grad, g, g2) };
+                return;
+            }
+            #[allow(unsafe_code)]
+            cpu::Level::Avx2 => {
+                unsafe { x86::backward(self, params, batch, grad, g, g2) };
+                return;
+            }
+            cpu::Level::Portable => {}
         }
         self.backward_impl(params, batch, grad, g, g2)
     }

@@ -17,6 +17,7 @@
 //! per-image layout and the remaining layers (the linear ones, for the thesis's models) run on
 //! the whole batch as in training.
 
+use crate::cpu::Level;
 use crate::gemm::{self, Offsets, MR};
 use crate::layers::batch_norm::BN_EPS;
 use crate::layers::pool::pool_takes;
@@ -88,6 +89,8 @@ pub(crate) struct Lanes {
     packed: Vec<f32>,
     /// One set of chunk buffers per thread that runs the trunk (see [`Lanes::run`]).
     pub(crate) scratch: Vec<Scratch>,
+    /// The level the plan's tiles are sized for and its products run at.
+    pub(crate) level: Level,
 }
 
 /// The buffers one thread needs to run the trunk on a chunk.
@@ -102,11 +105,15 @@ pub(crate) struct Scratch {
     m: Vec<f32>,
 }
 
-/// Rows per register tile for `out` output channels: as many as the kernel has (6), unless
-/// 5 divides the count and 6 does not (20 channels: four tiles of 5, not three of 6 and a
-/// slow one of 2).
-fn tile_rows(out: usize) -> usize {
-    if !out.is_multiple_of(MR) && out.is_multiple_of(5) {
+/// Rows per register tile for `out` output channels. AVX2: as many as the kernel has (6),
+/// unless 5 divides the count and 6 does not (20 channels: four tiles of 5, not three of 6 and
+/// a slow one of 2). AVX-512: the fewest tiles of at most 24 rows, as even as they divide (20
+/// channels: one tile; 64: 22, 22 and 20).
+fn tile_rows(out: usize, level: Level) -> usize {
+    if level == Level::Avx512 {
+        let most = gemm::gathered_rows(level);
+        out.div_ceil(out.div_ceil(most)).max(1)
+    } else if !out.is_multiple_of(MR) && out.is_multiple_of(5) {
         5
     } else {
         MR
@@ -118,9 +125,12 @@ impl Lanes {
     /// convolutions it applies to), with buffers for `threads` threads. The plan is empty when
     /// the CPU lacks what the gathered kernel needs or when the first layer cannot be in a
     /// trunk.
-    pub(crate) fn plan(layers: &[Layer], winograd: bool, threads: usize) -> Self {
-        let mut lanes = Lanes::default();
-        if !gemm::gathered_available() {
+    pub(crate) fn plan(layers: &[Layer], winograd: bool, threads: usize, level: Level) -> Self {
+        let mut lanes = Lanes {
+            level,
+            ..Lanes::default()
+        };
+        if !gemm::gathered_available(level) {
             return lanes;
         }
         let (mut packed, mut widest, mut padded) = (0, 0, 0);
@@ -151,7 +161,7 @@ impl Lanes {
                         relu,
                         weights: (l.params.0, out * c * 9),
                         bias: l.params.0 + out * c * 9,
-                        rows: tile_rows(out),
+                        rows: tile_rows(out, level),
                         panels: packed..packed + 16 * out * c,
                         block_rows,
                         offs,
@@ -185,7 +195,7 @@ impl Lanes {
                         relu,
                         weights: (l.params.0, out * k),
                         bias: l.params.0 + out * k,
-                        rows: tile_rows(out),
+                        rows: tile_rows(out, level),
                         panels: packed..packed + out * k,
                         offs,
                     };
@@ -290,7 +300,7 @@ impl Lanes {
         out: &mut [f32],
     ) {
         assert!(count <= LANES && !self.steps.is_empty());
-        let per = input.len();
+        let (per, level) = (input.len(), self.level);
         // Into lanes: value j of image b at j · LANES + b; missing images are zeros.
         let (mut src, mut dst) = (&mut s.a, &mut s.b);
         if count < LANES {
@@ -342,6 +352,7 @@ impl Lanes {
                             for ox in 0..wo {
                                 let at = (oy * wo + ox) * LANES;
                                 gemm::gathered(
+                                    level,
                                     height,
                                     a,
                                     x,
@@ -366,6 +377,7 @@ impl Lanes {
                     offs,
                     ..
                 } => winograd_step(
+                    level,
                     x,
                     *ishape,
                     *out,
@@ -489,6 +501,7 @@ fn lane(s: &[f32], at: usize) -> Lane {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn winograd_step(
+    level: Level,
     x: &[f32],
     shape: Shape,
     out: usize,
@@ -535,6 +548,7 @@ fn winograd_step(
                 let height = rows.min(out - q0);
                 for t in 0..nt {
                     gemm::gathered(
+                        level,
                         height,
                         &u[q0 * c..(q0 + height) * c],
                         v,

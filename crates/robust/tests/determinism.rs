@@ -50,3 +50,65 @@ fn every_rule_gives_the_same_bits_with_one_and_two_threads() {
     };
     assert_eq!(run(1), run(2));
 }
+
+/// Every rule and a pipeline with both kinds of pre-aggregators give the same bits at every
+/// level the CPU supports (AVX-512, AVX2 + FMA, portable: `byzadam_cpu`), on input with NaN,
+/// ±∞ and huge values mixed in. The pool has one thread, so every kernel runs on the thread
+/// the level is set on.
+#[test]
+fn every_rule_gives_the_same_bits_at_every_cpu_level() {
+    let mut x: Vec<Vec<f32>> = {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        (0..11)
+            .map(|_| (0..2 * 8192 + 45).map(|_| r.gen_range(-3.0..3.0)).collect())
+            .collect()
+    };
+    x[3][7] = f32::NAN;
+    x[4][100] = f32::INFINITY;
+    x[5][100] = f32::NEG_INFINITY;
+    x[6][9000] = 3.0e38;
+    let x = Submissions::from_rows(&x).unwrap();
+    let levels = byzadam_cpu::supported();
+    eprintln!("levels compared: {levels:?}");
+    let at = |level, f: &mut (dyn FnMut() -> Vec<u32> + Send)| {
+        in_pool(1, || byzadam_cpu::scoped(level, f).unwrap())
+    };
+    let names: Vec<String> = common::all_rules(11)
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let results: Vec<Vec<u32>> = levels
+            .iter()
+            .map(|&level| {
+                let mut rule = common::all_rules(11).remove(i);
+                at(level, &mut || match rule.aggregate(&x) {
+                    Ok(v) => v.iter().map(|v| v.to_bits()).collect(),
+                    Err(_) => vec![u32::MAX],
+                })
+            })
+            .collect();
+        for (level, r) in levels.iter().zip(&results) {
+            assert!(
+                r == &results[0],
+                "{name}: {level} differs from {}",
+                levels[0]
+            );
+        }
+    }
+    let pipeline = |level| {
+        at(level, &mut || {
+            let pre: Vec<Box<dyn PreAggregator>> = vec![
+                Box::new(Bucketing { s: 2 }),
+                Box::new(NearestNeighborMixing::new(2)),
+            ];
+            let mut server = Pipeline::new(pre, Box::new(TrimmedMean::new(2)));
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+            let v = server.run(&x, &mut rng).unwrap();
+            v.iter().map(|v| v.to_bits()).collect()
+        })
+    };
+    for &level in &levels {
+        assert_eq!(pipeline(level), pipeline(levels[0]), "pipeline at {level}");
+    }
+}

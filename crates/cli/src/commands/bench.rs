@@ -123,16 +123,13 @@ pub fn bench(args: &BenchArgs, w: &mut dyn Write) -> Result<()> {
     }
     writeln!(
         w,
-        "n = {}, f = {}, {} repeats (median), {} threads, AVX2+FMA {}",
+        "n = {}, f = {}, {} repeats (median), {} threads, CPU level {} ({})",
         args.n,
         args.f,
         args.repeats,
         rayon::current_num_threads(),
-        if byzadam_robust::fast_paths() {
-            "on"
-        } else {
-            "off"
-        }
+        byzadam_cpu::level(),
+        byzadam_cpu::level().describe(),
     )?;
     writeln!(w)?;
     writeln!(w, "| d | kernel | median ms | ratio | to |")?;
@@ -215,7 +212,7 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     writeln!(
         w,
         "{} workers × batch {}, {} rounds (median), {} threads, 3 × 3 convolutions by {}, \
-         evaluation {}",
+         evaluation {}, CPU level {} ({})",
         args.workers,
         args.batch,
         args.repeats,
@@ -225,7 +222,9 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             "image by image"
         } else {
             "sixteen images abreast"
-        }
+        },
+        byzadam_model::cpu_level(),
+        byzadam_model::cpu_level().describe(),
     )?;
     writeln!(w)?;
     writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;

@@ -1,7 +1,7 @@
-//! The SGEMM micro-kernels, written with AVX2 + FMA intrinsics (x86-64 only: see
-//! `crate::cpu`). Their callers in `gemm` check the CPU's features and every slice bound.
+//! The SGEMM micro-kernels, written with AVX2 + FMA and with AVX-512 intrinsics (x86-64 only:
+//! see `crate::cpu`). Their callers in `gemm` check the CPU's features and every slice bound.
 
-use super::{KC, MR, NR};
+use super::{KC, MG512, MR, MR512, NR, NR512};
 
 /// `C (R × NR, row stride ldc) = Σ_p ap[p][..R] ⊗ bp[p] + beta · C` over `kc` packed depths
 /// (`R ≤ MR` rows of an `MR`-row panel): up to twelve AVX accumulators, one broadcast of A
@@ -124,6 +124,131 @@ pub(super) unsafe fn gathered_tile<const R: usize>(
                 }
                 _mm256_storeu_ps(c0, v0);
                 _mm256_storeu_ps(c1, v1);
+            }
+        }
+        p0 = end;
+    }
+}
+
+/// `C (R × cols, row stride ldc) = Σ_p ap[p·h ..][..R] ⊗ bp[p·NR512 ..][..cols]`, plus C when
+/// `add`, over `kc` packed depths (`R ≤ h ≤ MR512` rows of an `h`-row A panel, `cols ≤
+/// NR512`): up to 24 AVX-512 accumulators, two loads of B and one broadcast of A per pair of
+/// FMAs; the columns past `cols` are neither read nor written (masked). Each value is the same
+/// chain of FMAs in depth order as [`kernel`]'s, and the sum added to C the same way, so the
+/// two kernels give the same bits.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW and VL, and FMA.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub(super) unsafe fn kernel512<const R: usize>(
+    kc: usize,
+    ap: &[f32],
+    h: usize,
+    bp: &[f32],
+    add: bool,
+    c: &mut [f32],
+    ldc: usize,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    const { assert!(R >= 1 && R <= MR512) };
+    assert!(R <= h && (1..=NR512).contains(&cols));
+    assert!(ap.len() >= kc * h && bp.len() >= kc * NR512 && c.len() >= (R - 1) * ldc + cols);
+    let (a, b) = (ap.as_ptr(), bp.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the reads stay inside the panels (asserted above).
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b.add(p * NR512)),
+                _mm512_loadu_ps(b.add(p * NR512 + 16)),
+            )
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: as above (r < R ≤ h).
+            let x = unsafe { _mm512_set1_ps(*a.add(p * h + r)) };
+            row[0] = _mm512_fmadd_ps(x, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(x, b1, row[1]);
+        }
+    }
+    let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+    let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
+    let cp = c.as_mut_ptr();
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row r of C spans c[r * ldc .. r * ldc + cols], inside `c` (asserted above);
+        // the masked loads and stores touch no lane past `cols`.
+        unsafe {
+            let (c0, c1) = (cp.add(r * ldc), cp.add(r * ldc + 16));
+            let (mut v0, mut v1) = (row[0], row[1]);
+            if add {
+                v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c0), v0);
+                v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c1), v1);
+            }
+            _mm512_mask_storeu_ps(c0, m0, v0);
+            _mm512_mask_storeu_ps(c1, m1, v1);
+        }
+    }
+}
+
+/// [`gathered_tile`] with AVX-512: `R ≤ MG512` rows of one 16-lane vector each (the lanes of
+/// [`NR`] images), one load of the input and `R` broadcast FMAs per depth. Each lane is the
+/// same chain of FMAs in depth order, in the same blocks of [`KC`], with the bias and the ReLU
+/// applied the same way, so it gives [`gathered_tile`]'s bits.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW and VL, and FMA, and the slices must be as
+/// [`super::gathered`] asserts.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub(super) unsafe fn gathered_tile512<const R: usize>(
+    a: &[f32],
+    x: &[f32],
+    base: usize,
+    offs: &[u32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use std::arch::x86_64::*;
+    const { assert!(R >= 1 && R <= MG512 && NR == 16) };
+    let (ap, xp, cp) = (a.as_ptr(), x.as_ptr().wrapping_add(base), c.as_mut_ptr());
+    let k = offs.len();
+    let mut p0 = 0;
+    while p0 < k {
+        let end = (p0 + KC).min(k);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for p in p0..end {
+            // SAFETY: see `gathered`: p < k = offs.len(), and the lanes at offs[p] are inside x.
+            let b = unsafe { _mm512_loadu_ps(xp.add(*offs.get_unchecked(p) as usize)) };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: p · R + r < k · R ≤ a.len().
+                let v = unsafe { _mm512_set1_ps(*ap.add(p * R + r)) };
+                *row = _mm512_fmadd_ps(v, b, *row);
+            }
+        }
+        let last = end == k;
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: row r of C spans c[r · ldc ..][..NR], inside c (see `gathered`).
+            unsafe {
+                let c0 = cp.add(r * ldc);
+                let mut v = *row;
+                if p0 > 0 {
+                    v = _mm512_add_ps(_mm512_loadu_ps(c0), v);
+                }
+                if last {
+                    if let Some(bias) = bias {
+                        v = _mm512_add_ps(v, _mm512_set1_ps(bias[r]));
+                    }
+                    if relu {
+                        // max(v, 0) is 0 for a NaN v, as `f32::max(v, 0.0)` and AVX2's max.
+                        v = _mm512_max_ps(v, _mm512_setzero_ps());
+                    }
+                }
+                _mm512_storeu_ps(c0, v);
             }
         }
         p0 = end;

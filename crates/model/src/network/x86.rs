@@ -1,5 +1,6 @@
-//! The network's passes compiled a second time with AVX2 + FMA enabled (x86-64 only: see
-//! `crate::cpu`). Each function is the portable one, inlined into a `#[target_feature]` body.
+//! The network's passes compiled twice more, with AVX2 + FMA and with AVX-512 (F, BW, VL)
+//! enabled (x86-64 only: see `crate::cpu`). Each function is the portable one, inlined into a
+//! `#[target_feature]` body.
 
 use super::Network;
 use crate::layers::Shape;
@@ -34,6 +35,46 @@ pub(super) fn backward(
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn eval_chunks(
+    lanes: &Lanes,
+    s: &mut trunk::Scratch,
+    params: &[f32],
+    state: &[f32],
+    input: Shape,
+    images: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    trunk::run_chunks(lanes, s, params, state, input, images, width, out)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) fn forward512(
+    net: &mut Network,
+    params: &[f32],
+    state: &mut [f32],
+    batch: usize,
+    train: bool,
+    rng: &mut dyn RngCore,
+    from: usize,
+) {
+    net.forward_impl(params, state, batch, train, rng, from)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(super) fn backward512(
+    net: &mut Network,
+    params: &[f32],
+    batch: usize,
+    grad: &mut [f32],
+    g: &mut Vec<f32>,
+    g2: &mut Vec<f32>,
+) {
+    net.backward_impl(params, batch, grad, g, g2)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn eval_chunks512(
     lanes: &Lanes,
     s: &mut trunk::Scratch,
     params: &[f32],

@@ -2,34 +2,44 @@
 //! that each kernel file uses to build its own twins (the macro holds the `unsafe` call of a
 //! `#[target_feature]` function; `mix.rs` holds the only hand-written intrinsics).
 //!
-//! Each kernel is written once as plain, `#[inline(always)]` Rust. `dispatch!` gives it a twin
-//! compiled with AVX2 + FMA enabled, chosen at run time when the CPU has them (integer min/max
+//! Each kernel is written once as plain, `#[inline(always)]` Rust. `dispatch!` gives it two
+//! twins, compiled with AVX-512 (F, BW, VL) and with AVX2 + FMA enabled, chosen at run time by
+//! the level (`byzadam_cpu`: the CPU's features, lowered by `BYZADAM_CPU`) (integer min/max
 //! for the sorting networks needs SSE4.1 at least; the x86-64 baseline has only SSE2), and the
-//! generic build everywhere else. Both compute the same operations in the same order, so the
+//! generic build everywhere else. All three compute the same operations in the same order, so the
 //! results are bit-identical: FMA contraction is never implied by Rust's float semantics.
 #![allow(unsafe_code)]
 
-/// Whether the CPU has AVX2 and FMA: the condition for every fast path here.
-#[cfg(byzadam_x86)]
-pub(crate) fn avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-/// Whether this build and CPU run the AVX2 + FMA kernels: compiled for x86-64 without the
-/// `portable` feature (`build.rs`), and the CPU has both. Results are the same bits either way.
-pub fn fast_paths() -> bool {
+/// The level the kernels run at on this thread ([`byzadam_cpu::level`]; always portable
+/// in a build without the x86-64 fast paths).
+pub(crate) fn level() -> byzadam_cpu::Level {
     #[cfg(byzadam_x86)]
     {
-        avx2_fma()
+        byzadam_cpu::level()
     }
     #[cfg(not(byzadam_x86))]
     {
-        false
+        byzadam_cpu::Level::Portable
     }
 }
 
+/// Whether the CPU has AVX2 and FMA and the level allows them (AVX-512 included): the
+/// condition for the hand-written AVX2 intrinsics of `mix.rs`.
+#[cfg(byzadam_x86)]
+pub(crate) fn avx2_fma() -> bool {
+    level() >= byzadam_cpu::Level::Avx2
+}
+
+/// Whether this build and CPU run the x86-64 vector kernels (AVX2 + FMA, or AVX-512): compiled
+/// for x86-64 without the `portable` feature (`build.rs`), the CPU has them, and
+/// `BYZADAM_CPU` does not ask for `portable`. Results are the same bits either way.
+pub fn fast_paths() -> bool {
+    level() > byzadam_cpu::Level::Portable
+}
+
 /// `dispatch! { /// doc\n fn name(args) => plain_kernel }` defines `name`, which runs
-/// `plain_kernel` compiled with AVX2 + FMA when the CPU has them, else the plain build.
+/// `plain_kernel` compiled with AVX-512 (F, BW, VL) or with AVX2 + FMA when the level
+/// ([`level`]) allows them, else the plain build.
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path) => {
         $(#[$m])*
@@ -37,16 +47,31 @@ macro_rules! dispatch {
         pub(crate) fn $name($($a: $t),*) {
             #[cfg(byzadam_x86)]
             {
-                if $crate::kernels::simd::avx2_fma() {
-                    #[target_feature(enable = "avx2,fma")]
-                    #[allow(clippy::too_many_arguments)]
-                    unsafe fn fast($($a: $t),*) {
-                        $generic($($a),*)
+                match $crate::kernels::simd::level() {
+                    byzadam_cpu::Level::Avx512 => {
+                        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                        #[allow(clippy::too_many_arguments)]
+                        unsafe fn wide($($a: $t),*) {
+                            $generic($($a),*)
+                        }
+                        // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW
+                        // and VL, AVX2 and FMA (`byzadam_cpu::check`); `wide` has no other
+                        // precondition.
+                        unsafe { wide($($a),*) };
+                        return;
                     }
-                    // SAFETY: the CPU supports AVX2 and FMA, checked just above; `fast` has no
-                    // other precondition.
-                    unsafe { fast($($a),*) };
-                    return;
+                    byzadam_cpu::Level::Avx2 => {
+                        #[target_feature(enable = "avx2,fma")]
+                        #[allow(clippy::too_many_arguments)]
+                        unsafe fn fast($($a: $t),*) {
+                            $generic($($a),*)
+                        }
+                        // SAFETY: the level is AVX2 only when the CPU has AVX2 and FMA; `fast`
+                        // has no other precondition.
+                        unsafe { fast($($a),*) };
+                        return;
+                    }
+                    byzadam_cpu::Level::Portable => {}
                 }
             }
             // Its own function, not inlined here: unoptimised builds give every inlined
