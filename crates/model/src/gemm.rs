@@ -210,15 +210,16 @@ fn pack_panels<const W: usize>(
     }
 }
 
-/// [`pack_panels`] with panels of `h` lines, `h` known only at run time (the AVX-512 path's
-/// A panels, `h ≤ MR512`).
+/// Packs the `width` rows `x0..` of a transposed A (row `x` at depth `p` is
+/// `src[p * ld + x]`) over depths `p0..p0+kc` into panels of `h` rows, `h` known only at run
+/// time (the AVX-512 path's A panels, `h ≤ MR512`): panel `q`, depth `p`, row `l` at
+/// `dst[(q * kc + p) * h + l]`; rows past `width` are zeros.
 #[cfg(byzadam_x86)]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pack_rows(
     src: &[f32],
     ld: usize,
-    depth_major: bool,
     x0: usize,
     width: usize,
     p0: usize,
@@ -230,26 +231,13 @@ fn pack_rows(
         let panel = &mut dst[q * kc * h..(q + 1) * kc * h];
         let lines = h.min(width - q * h);
         let l0 = x0 + q * h;
-        if depth_major {
-            for p in 0..kc {
-                let at = (p0 + p) * ld + l0;
-                let d = &mut panel[p * h..p * h + h];
-                d[..lines].copy_from_slice(&src[at..at + lines]);
-                d[lines..].fill(0.0);
+        for (p, d) in panel.chunks_exact_mut(h).enumerate() {
+            let at = (p0 + p) * ld + l0;
+            // An inline loop: a call to memcpy per row of up to 12 floats costs more.
+            for (v, &x) in d[..lines].iter_mut().zip(&src[at..at + lines]) {
+                *v = x;
             }
-        } else {
-            for l in 0..h {
-                if l < lines {
-                    let at = (l0 + l) * ld + p0;
-                    for (p, &v) in src[at..at + kc].iter().enumerate() {
-                        panel[p * h + l] = v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        panel[p * h + l] = 0.0;
-                    }
-                }
-            }
+            d[lines..].fill(0.0);
         }
     }
 }
@@ -288,21 +276,48 @@ unsafe fn packed512(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let add = beta != 0.0 || p0 > 0;
-            pack_panels::<NR512>(b, if tb { k } else { n }, !tb, j0, nc, p0, kc, &mut pack.b);
+            let ldb = if tb { k } else { n };
+            if tb {
+                // Lines of op(B) contiguous over the depth: transposed sixteen at a time.
+                for q in 0..nc.div_ceil(NR512) {
+                    let panel = &mut pack.b[q * kc * NR512..(q + 1) * kc * NR512];
+                    for half in 0..2 {
+                        let l0 = j0 + q * NR512 + half * 16;
+                        let lines = (nc + j0).saturating_sub(l0).min(16);
+                        let from = &b[(l0 * ldb + p0).min(b.len())..];
+                        // SAFETY: the CPU has AVX-512 (this function's contract); the slices
+                        // are checked by `transpose_pack`.
+                        unsafe {
+                            x86::transpose_pack(
+                                from,
+                                ldb,
+                                lines,
+                                kc,
+                                &mut panel[half * 16..],
+                                NR512,
+                                16,
+                            )
+                        };
+                    }
+                }
+            } else {
+                pack_panels::<NR512>(b, ldb, true, j0, nc, p0, kc, &mut pack.b);
+            }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
                 let h = mc.div_ceil(mc.div_ceil(MR512));
-                pack_rows(
-                    a,
-                    if ta { m } else { k },
-                    ta,
-                    i0,
-                    mc,
-                    p0,
-                    kc,
-                    h,
-                    &mut pack.a,
-                );
+                if ta {
+                    pack_rows(a, m, i0, mc, p0, kc, h, &mut pack.a);
+                } else {
+                    // Rows of A contiguous over the depth: transposed, a panel at a time.
+                    for q in 0..mc.div_ceil(h) {
+                        let lines = h.min(mc - q * h);
+                        let from = &a[(i0 + q * h) * k + p0..];
+                        let panel = &mut pack.a[q * kc * h..(q + 1) * kc * h];
+                        // SAFETY: as above.
+                        unsafe { x86::transpose_pack(from, k, lines, kc, panel, h, h) };
+                    }
+                }
                 for qb in 0..nc.div_ceil(NR512) {
                     let bp = &pack.b[qb * kc * NR512..(qb + 1) * kc * NR512];
                     let cols = NR512.min(nc - qb * NR512);
@@ -771,6 +786,49 @@ mod tests {
                         c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                     };
                     assert_eq!(run(Level::Avx2), run(Level::Avx512), "k {k} rows {rows}");
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 transposing packer against its definition, every line count and width and
+    /// depths around its blocks of sixteen; the lanes past the width are left alone.
+    #[cfg(byzadam_x86)]
+    #[test]
+    fn transpose_pack_matches_its_definition() {
+        if crate::cpu::best() < Level::Avx512 {
+            eprintln!("no AVX-512 here");
+            return;
+        }
+        let ld = 70;
+        let src: Vec<f32> = (0..16 * ld).map(|i| i as f32 + 0.5).collect();
+        for kc in [1, 15, 16, 17, 33, 64] {
+            for width in 1..=16 {
+                for lines in 0..=width {
+                    let stride = width + 3;
+                    let mut dst = vec![-1f32; kc * stride];
+                    // SAFETY: the CPU has AVX-512 (checked above); the function checks the
+                    // slices.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::transpose_pack(&src, ld, lines, kc, &mut dst, stride, width)
+                    };
+                    for p in 0..kc {
+                        for l in 0..stride {
+                            let want = if l < lines {
+                                src[l * ld + p]
+                            } else if l < width {
+                                0.0
+                            } else {
+                                -1.0
+                            };
+                            assert_eq!(
+                                dst[p * stride + l],
+                                want,
+                                "kc {kc} w {width} lines {lines}"
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -254,3 +254,92 @@ pub(super) unsafe fn gathered_tile512<const R: usize>(
         p0 = end;
     }
 }
+
+/// Packs `lines ≤ 16` lines of `kc` values each (line `l`, depth `p` at `src[l · ld + p]`)
+/// transposed: depth `p`'s `width` values (`lines ≤ width ≤ 16`) at `dst[p · stride ..]`, line
+/// `l` in lane `l`, lanes `lines..width` zero. Sixteen depths at a time: sixteen lines loaded
+/// (masked past `kc`, zeros past `lines`), transposed in registers, stored (masked to
+/// `width`): the SGEMM's packing of an operand whose lines are contiguous over the depth (a
+/// transposed B, a plain A), where one scattered store per value used to cost more than the
+/// products. Pure data movement: the packed values are the same bits.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW and VL.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn transpose_pack(
+    src: &[f32],
+    ld: usize,
+    lines: usize,
+    kc: usize,
+    dst: &mut [f32],
+    stride: usize,
+    width: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(lines <= width && (1..=16).contains(&width) && kc >= 1);
+    assert!(lines == 0 || src.len() >= (lines - 1) * ld + kc);
+    assert!(dst.len() >= (kc - 1) * stride + width);
+    let out_mask = ((1u32 << width) - 1) as __mmask16;
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut p = 0;
+    while p < kc {
+        let depths = (kc - p).min(16);
+        let in_mask = ((1u32 << depths) - 1) as __mmask16;
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (l, row) in r.iter_mut().enumerate().take(lines) {
+            // SAFETY: line l < lines, depths p .. p + depths ≤ kc: inside `src` (asserted);
+            // the masked-off lanes are not read.
+            *row = unsafe { _mm512_maskz_loadu_ps(in_mask, sp.add(l * ld + p)) };
+        }
+        let t = transpose16(r);
+        for (d, col) in t.iter().enumerate().take(depths) {
+            // SAFETY: depth p + d < kc, lanes < width: inside `dst` (asserted).
+            unsafe { _mm512_mask_storeu_ps(dp.add((p + d) * stride), out_mask, *col) };
+        }
+        p += depths;
+    }
+}
+
+/// The transpose of a 16 × 16 block held as sixteen rows: `out[c]` lane `i` = `r[i]` lane `c`
+/// (within 128-bit lanes by pairs of floats, then of doubles, then across lanes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    let z = _mm512_setzero_ps();
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved (a0 b0 a1 b1 | a2 b2 a3 b3 per 128 bits).
+    let mut t = [z; 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + j], 128-bit lane L: column 4L + j of rows 4g .. 4g + 4.
+    let mut u = [z; 16];
+    for g in 0..4 {
+        let pd = |v: __m512| _mm512_castps_pd(v);
+        let (t0, t1, t2, t3) = (
+            pd(t[4 * g]),
+            pd(t[4 * g + 1]),
+            pd(t[4 * g + 2]),
+            pd(t[4 * g + 3]),
+        );
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+    }
+    // Column 4L + j = lane L of u[j], u[4 + j], u[8 + j], u[12 + j], in that order.
+    let mut out = [z; 16];
+    for j in 0..4 {
+        let lo01 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
+        let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
+        let lo23 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
+        let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
+        out[j] = _mm512_shuffle_f32x4::<0x88>(lo01, lo23);
+        out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(lo01, lo23);
+        out[8 + j] = _mm512_shuffle_f32x4::<0x88>(hi01, hi23);
+        out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(hi01, hi23);
+    }
+    out
+}
