@@ -62,3 +62,57 @@ fn same_seeds_give_the_same_bits() {
         assert_ne!(a.0, other, "another seed, other parameters");
     }
 }
+
+/// A network's gradient depends only on the batch it is given, not on what it computed
+/// before: after a training step on other images, a smaller batch, an evaluation of yet other
+/// images and an im2col network's evaluation at a larger batch, the gradient of a batch is
+/// the bits a fresh network gives (no buffer of an earlier batch leaks into it).
+#[test]
+fn a_gradient_does_not_depend_on_earlier_batches() {
+    for (kind, winograd) in [
+        (ModelKind::MnistCnn, true),
+        (ModelKind::Cifar10Cnn { dropout: 0.0 }, false),
+    ] {
+        let build = || {
+            let mut net = kind.build();
+            net.set_winograd(winograd);
+            net
+        };
+        let net = build();
+        let mut p = vec![0.0; net.num_params()];
+        let mut s = vec![0.0; net.num_state()];
+        net.init(
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(2),
+            &mut p,
+            &mut s,
+        );
+        let mut data = ChaCha8Rng::seed_from_u64(8);
+        let images = |n: usize, data: &mut ChaCha8Rng| -> Vec<f32> {
+            (0..n * net.input().len())
+                .map(|_| data.gen_range(-1.0..1.0))
+                .collect()
+        };
+        let (a, b, c) = (
+            images(6, &mut data),
+            images(4, &mut data),
+            images(9, &mut data),
+        );
+        let labels = [0u8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let grad_of = |net: &mut byzadam_model::Network, x: &[f32], n: usize| {
+            let mut g = vec![0.0; net.num_params()];
+            let mut st = s.clone();
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let loss = net.loss_and_grad(&p, &mut st, x, &labels[..n], &mut rng, &mut g);
+            (
+                loss.to_bits(),
+                g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            )
+        };
+        let fresh = grad_of(&mut build(), &b, 4);
+        let mut used = build();
+        grad_of(&mut used, &a, 6);
+        grad_of(&mut used, &c[..3 * net.input().len()], 3);
+        used.evaluate(&p, &s, &c, &labels, 9);
+        assert!(grad_of(&mut used, &b, 4) == fresh, "{kind:?}");
+    }
+}
