@@ -16,7 +16,7 @@ MDA's ties; ByzFL's defaults for the geometric median and ALIE). Errors from the
 :class:`ByzadamError` (a ``ValueError``) with its message.
 """
 from . import _core
-from ._core import AttackFailed, ByzadamError, RESULTS_VERSION, TooFewReplies, __version__
+from ._core import AttackFailed, ByzadamError, RESULTS_VERSION, TooFewReplies, __version__, cpu_level
 from .aggregators import *  # noqa: F401,F403
 from .aggregators import __all__ as _aggregators
 from .attacks import *  # noqa: F401,F403
@@ -45,6 +45,6 @@ def registry(parameters: bool = False) -> dict:
     return _core.registry()
 
 
-__all__ = (["AttackFailed", "ByzadamError", "TooFewReplies", "RESULTS_VERSION", "__version__", "RobustAggregator", "Result",
+__all__ = (["AttackFailed", "ByzadamError", "TooFewReplies", "RESULTS_VERSION", "__version__", "cpu_level", "RobustAggregator", "Result",
             "Store", "grid", "run", "data", "optim", "Server", "Worker", "Engine", "resolve", "byzfl_compat", "registry"]
            + list(_aggregators) + list(_attacks) + list(_preaggregators))

@@ -26,6 +26,7 @@ __all__ = [
     "WorkerState",
     "__version__",
     "canonical_name",
+    "cpu_level",
     "eval_subset",
     "expand_grid",
     "grid",
@@ -260,3 +261,5 @@ class Engine:
     def workers(self) -> List[EngineWorker]: ...
     def evaluate(self, params: npt.NDArray[np.float32], workers: List[EngineWorker], round: int, recall: bool = False) -> Any: ...
     def evaluate_states(self, params: npt.NDArray[np.float32], states: List[npt.NDArray[np.float32]], round: int, recall: bool = False) -> Any: ...
+
+def cpu_level() -> str: ...

@@ -118,3 +118,43 @@ def test_run_config_errors_name_the_key():
         byzadam.run({"rounds": "many"}, progress=False)
     with pytest.raises(byzadam.ByzadamError, match="no store at"):
         byzadam.Store("/nonexistent/store.db")
+
+
+def _cpu_level_in(env_value):
+    """`byzadam.cpu_level()` in a fresh interpreter with BYZADAM_CPU set (the level is read
+    once per process): its output, or the exception's type and message."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, BYZADAM_CPU=env_value)
+    code = ("import byzadam\ntry:\n    print(byzadam.cpu_level())\n"
+            "except byzadam.ByzadamError as e:\n    print('error:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_cpu_level_names_a_level_and_byzadam_cpu_lowers_it():
+    best = byzadam.cpu_level()
+    assert best in ("avx512", "avx2", "portable")
+    assert _cpu_level_in("portable") == "portable"
+    if best != "portable":
+        assert _cpu_level_in(" AVX2 ") == "avx2"
+    # A name that is no level, and a level above the CPU's, are errors naming the variable.
+    assert _cpu_level_in("avx1024").startswith('error: BYZADAM_CPU="avx1024" is not a CPU level')
+    if best != "avx512":
+        assert "supports at most" in _cpu_level_in("avx512")
+    # A kernel still runs (at the best level below the one asked for) and gives the same
+    # values as at the best level: the levels compute the same bits.
+    code = ("import numpy as np, byzadam\nx = np.random.default_rng(1).normal(size=(11, 20000))"
+            ".astype(np.float32)\nprint(byzadam.TrMean(f=3)(x).tobytes().hex()[:64])\n")
+    import os
+    import subprocess
+    import sys
+
+    outs = {subprocess.run([sys.executable, "-c", code], env=dict(os.environ, BYZADAM_CPU=lvl),
+                           capture_output=True, text=True, check=True, timeout=120).stdout
+            for lvl in ("portable", best, "avx1024")}
+    assert len(outs) == 1, outs

@@ -49,6 +49,16 @@ pub(crate) fn error(e: impl std::fmt::Display) -> PyErr {
     ByzadamError::new_err(e.to_string())
 }
 
+/// The CPU level byzadam's kernels run at in this process (`"avx512"`, `"avx2"` or
+/// `"portable"`): the CPU's best, lowered by the environment variable `BYZADAM_CPU`. Raises
+/// `ByzadamError` when `BYZADAM_CPU` names no level or one this CPU lacks (the kernels then run
+/// at the best level below it, with a warning on standard error).
+#[pyfunction]
+fn cpu_level() -> PyResult<&'static str> {
+    byzadam_cpu::requested().map_err(error)?;
+    Ok(byzadam_cpu::process_level().name())
+}
+
 /// The module `byzadam._core`.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -57,6 +67,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AttackFailed", m.py().get_type::<AttackFailed>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("RESULTS_VERSION", byzadam_sim::RESULTS_VERSION)?;
+    m.add_function(wrap_pyfunction!(cpu_level, m)?)?;
     robust::register(m)?;
     optim::register(m)?;
     data::register(m)?;
