@@ -375,10 +375,42 @@ fn packed(
             let kc = KC.min(k - p0);
             let beta = if p0 == 0 { beta } else { 1.0 };
             // op(B)[p0.., j0..]: columns of op(B) are rows of a transposed B.
-            pack_panels::<NR>(b, if tb { k } else { n }, !tb, j0, nc, p0, kc, &mut pack.b);
+            if tb {
+                // Lines of op(B) contiguous over the depth: transposed eight at a time.
+                for q in 0..nc.div_ceil(NR) {
+                    let panel = &mut pack.b[q * kc * NR..(q + 1) * kc * NR];
+                    for half in 0..2 {
+                        let l0 = j0 + q * NR + half * 8;
+                        let lines = (nc + j0).saturating_sub(l0).min(8);
+                        let from = &b[(l0 * k + p0).min(b.len())..];
+                        // SAFETY: `gemm` runs this only when the CPU has AVX2 and FMA; the
+                        // slices are checked by `transpose_pack8`.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            x86::transpose_pack8(from, k, lines, kc, &mut panel[half * 8..], NR, 8)
+                        };
+                    }
+                }
+            } else {
+                pack_panels::<NR>(b, n, true, j0, nc, p0, kc, &mut pack.b);
+            }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                pack_panels::<MR>(a, if ta { m } else { k }, ta, i0, mc, p0, kc, &mut pack.a);
+                if ta {
+                    pack_panels::<MR>(a, m, true, i0, mc, p0, kc, &mut pack.a);
+                } else {
+                    // Rows of A contiguous over the depth: transposed, a panel at a time.
+                    for q in 0..mc.div_ceil(MR) {
+                        let lines = MR.min(mc - q * MR);
+                        let from = &a[(i0 + q * MR) * k + p0..];
+                        let panel = &mut pack.a[q * kc * MR..(q + 1) * kc * MR];
+                        // SAFETY: as above.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            x86::transpose_pack8(from, k, lines, kc, panel, MR, MR)
+                        };
+                    }
+                }
                 for qb in 0..nc.div_ceil(NR) {
                     let bp = &pack.b[qb * kc * NR..(qb + 1) * kc * NR];
                     let cols = NR.min(nc - qb * NR);
@@ -566,8 +598,15 @@ mod tests {
             (64, 40, 600),
             (5, 3, 0),
         ];
+        for level in crate::cpu::supported() {
+            gemm_matches_the_definition_at(level, &shapes);
+        }
+    }
+
+    fn gemm_matches_the_definition_at(level: Level, shapes: &[(usize, usize, usize)]) {
         let mut pack = Pack::default();
-        for &(m, n, k) in &shapes {
+        pack.set_level(level);
+        for &(m, n, k) in shapes {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37) % 101) as f32 * 0.02 - 1.0)
                 .collect();
@@ -600,7 +639,7 @@ mod tests {
                             let tol = 1e-4 * (k as f64 + 1.0);
                             assert!(
                                 (c[i] as f64 - w).abs() <= tol,
-                                "m {m} n {n} k {k} ta {ta} tb {tb} beta {beta} at {i}: {} vs {w}",
+                                "{level}: m {m} n {n} k {k} ta {ta} tb {tb} beta {beta} at {i}: {} vs {w}",
                                 c[i]
                             );
                         }
@@ -812,6 +851,48 @@ mod tests {
                     #[allow(unsafe_code)]
                     unsafe {
                         x86::transpose_pack(&src, ld, lines, kc, &mut dst, stride, width)
+                    };
+                    for p in 0..kc {
+                        for l in 0..stride {
+                            let want = if l < lines {
+                                src[l * ld + p]
+                            } else if l < width {
+                                0.0
+                            } else {
+                                -1.0
+                            };
+                            assert_eq!(
+                                dst[p * stride + l],
+                                want,
+                                "kc {kc} w {width} lines {lines}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The AVX2 transposing packer against its definition, as the AVX-512 one above.
+    #[cfg(byzadam_x86)]
+    #[test]
+    fn transpose_pack8_matches_its_definition() {
+        if crate::cpu::best() < Level::Avx2 {
+            eprintln!("no AVX2 here");
+            return;
+        }
+        let ld = 40;
+        let src: Vec<f32> = (0..8 * ld).map(|i| i as f32 + 0.25).collect();
+        for kc in [1, 7, 8, 9, 17, 32] {
+            for width in 1..=8 {
+                for lines in 0..=width {
+                    let stride = width + 2;
+                    let mut dst = vec![-1f32; kc * stride];
+                    // SAFETY: the CPU has AVX2 (checked above); the function checks the
+                    // slices.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::transpose_pack8(&src, ld, lines, kc, &mut dst, stride, width)
                     };
                     for p in 0..kc {
                         for l in 0..stride {

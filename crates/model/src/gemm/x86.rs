@@ -343,3 +343,78 @@ fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512
     }
     out
 }
+
+/// [`transpose_pack`] with AVX2: `lines ≤ 8` lines, `width ≤ 8` lanes per depth, eight depths
+/// at a time through an 8 × 8 register transpose (masked loads past `kc`, zeros past `lines`,
+/// masked stores to `width` lanes). The same packed values, bit for bit.
+///
+/// # Safety
+///
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn transpose_pack8(
+    src: &[f32],
+    ld: usize,
+    lines: usize,
+    kc: usize,
+    dst: &mut [f32],
+    stride: usize,
+    width: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(lines <= width && (1..=8).contains(&width) && kc >= 1);
+    assert!(lines == 0 || src.len() >= (lines - 1) * ld + kc);
+    assert!(dst.len() >= (kc - 1) * stride + width);
+    // Lane i of a mask is on when i < n (the sign bit of each 32-bit lane).
+    let mask = |n: usize| {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+    };
+    let out_mask = mask(width);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut p = 0;
+    while p < kc {
+        let depths = (kc - p).min(8);
+        let in_mask = mask(depths);
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (l, row) in r.iter_mut().enumerate().take(lines) {
+            // SAFETY: line l < lines, depths p .. p + depths ≤ kc: inside `src` (asserted);
+            // masked-off lanes are not read.
+            *row = unsafe { _mm256_maskload_ps(sp.add(l * ld + p), in_mask) };
+        }
+        let t = transpose8(r);
+        for (d, col) in t.iter().enumerate().take(depths) {
+            // SAFETY: depth p + d < kc, lanes < width: inside `dst` (asserted).
+            unsafe { _mm256_maskstore_ps(dp.add((p + d) * stride), out_mask, *col) };
+        }
+        p += depths;
+    }
+}
+
+/// The transpose of an 8 × 8 block held as eight rows: `out[c]` lane `i` = `r[i]` lane `c`.
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved within each 128-bit half.
+    let mut t = [_mm256_setzero_ps(); 8];
+    for i in 0..4 {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + j], half H: column 4H + j of rows 4g .. 4g + 4.
+    let mut u = [_mm256_setzero_ps(); 8];
+    for g in 0..2 {
+        let (t0, t1, t2, t3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm256_shuffle_ps::<0x44>(t0, t2);
+        u[4 * g + 1] = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        u[4 * g + 2] = _mm256_shuffle_ps::<0x44>(t1, t3);
+        u[4 * g + 3] = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    }
+    let mut out = [_mm256_setzero_ps(); 8];
+    for j in 0..4 {
+        out[j] = _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]);
+        out[4 + j] = _mm256_permute2f128_ps::<0x31>(u[j], u[4 + j]);
+    }
+    out
+}
