@@ -13,31 +13,42 @@ impl Lanes64 {
     /// Adds `f(x)` for every `x` in `xs`.
     #[inline(always)]
     pub(crate) fn add(&mut self, xs: &[f32], f: impl Fn(f32) -> f64) {
+        // The sums in a local array (registers), written back once: through `self` the
+        // compiler kept them in memory and converted one term at a time.
+        let mut sums = self.0;
         let chunks = xs.chunks_exact(16);
         let rest = chunks.remainder();
         for c in chunks {
-            for (s, &x) in self.0.iter_mut().zip(c) {
+            let c: &[f32; 16] = c.try_into().expect("16 terms");
+            for (s, &x) in sums.iter_mut().zip(c) {
                 *s += f(x);
             }
         }
-        for (s, &x) in self.0.iter_mut().zip(rest) {
+        for (s, &x) in sums.iter_mut().zip(rest) {
             *s += f(x);
         }
+        self.0 = sums;
     }
 
     /// Adds `f(a, b)` for every pair of `as` and `bs` (of one length).
     #[inline(always)]
     pub(crate) fn add2(&mut self, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) {
+        let mut sums = self.0;
         let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
         let (ra, rb) = (ca.remainder(), cb.remainder());
         for (ca, cb) in ca.zip(cb) {
-            for ((s, &x), &y) in self.0.iter_mut().zip(ca).zip(cb) {
+            let (ca, cb): (&[f32; 16], &[f32; 16]) = (
+                ca.try_into().expect("16 terms"),
+                cb.try_into().expect("16 terms"),
+            );
+            for ((s, &x), &y) in sums.iter_mut().zip(ca).zip(cb) {
                 *s += f(x, y);
             }
         }
-        for ((s, &x), &y) in self.0.iter_mut().zip(ra).zip(rb) {
+        for ((s, &x), &y) in sums.iter_mut().zip(ra).zip(rb) {
             *s += f(x, y);
         }
+        self.0 = sums;
     }
 
     /// The sum of every term added.
