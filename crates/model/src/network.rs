@@ -142,6 +142,29 @@ impl Network {
         self.ws.pack.level()
     }
 
+    /// Exchanges this network's reusable buffers (activations, packing buffers, evaluation
+    /// plan) with `other`'s, a network of the same layers: a simulator lends one scratch
+    /// network per thread to each worker it runs, so that one set of buffers stays in cache
+    /// instead of one per worker. No result depends on a workspace's contents (tested), and
+    /// the level travels with the buffers.
+    ///
+    /// Panics if the two networks' layers differ.
+    pub fn swap_workspace(&mut self, other: &mut Network) {
+        assert!(
+            self.input == other.input
+                && self.num_params == other.num_params
+                && self.winograd == other.winograd
+                && self.layers.len() == other.layers.len()
+                && self
+                    .layers
+                    .iter()
+                    .zip(&other.layers)
+                    .all(|(a, b)| a.spec == b.spec),
+            "swap_workspace: the networks' layers differ"
+        );
+        std::mem::swap(&mut self.ws, &mut other.ws);
+    }
+
     /// Sets what the last layer's outputs feed into the loss, in training and evaluation.
     pub fn set_head(&mut self, head: Head) {
         self.head = head;

@@ -116,3 +116,45 @@ fn a_gradient_does_not_depend_on_earlier_batches() {
         assert!(grad_of(&mut used, &b, 4) == fresh, "{kind:?}");
     }
 }
+
+/// A workspace lent by another network of the same model (the simulator's per-thread scratch
+/// networks) gives the bits of the network's own; networks of other layers refuse to swap.
+#[test]
+fn a_borrowed_workspace_gives_the_same_bits_and_other_layers_refuse() {
+    let kind = ModelKind::Cifar10Cnn { dropout: 0.25 };
+    let mut own = kind.build();
+    let mut lender = kind.build();
+    let mut p = vec![0.0; own.num_params()];
+    let mut s = vec![0.0; own.num_state()];
+    own.init(
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(4),
+        &mut p,
+        &mut s,
+    );
+    let mut data = ChaCha8Rng::seed_from_u64(6);
+    let x: Vec<f32> = (0..5 * own.input().len())
+        .map(|_| data.gen_range(-1.0..1.0))
+        .collect();
+    let y = [3u8, 1, 4, 1, 5];
+    let grad = |net: &mut byzadam_model::Network, n: usize| {
+        let mut g = vec![0.0; net.num_params()];
+        let mut st = s.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let l = net.loss_and_grad(&p, &mut st, &x[..n * 3072], &y[..n], &mut rng, &mut g);
+        (
+            l.to_bits(),
+            g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            st,
+        )
+    };
+    let want = grad(&mut kind.build(), 3);
+    grad(&mut lender, 5);
+    own.swap_workspace(&mut lender);
+    assert!(grad(&mut own, 3) == want);
+    own.swap_workspace(&mut lender);
+    let mut other = ModelKind::MnistCnn.build();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        own.swap_workspace(&mut other)
+    }));
+    assert!(refused.is_err());
+}

@@ -230,6 +230,10 @@ pub struct Simulation {
     // Per-round buffers, reused: each message of every worker (`workers × dim`), the losses.
     messages: Vec<Vec<f32>>,
     losses: Vec<f32>,
+    /// One scratch network per thread, whose buffers each worker a thread runs borrows for
+    /// its step (`EngineWorker::swap_workspace`): one set of buffers per thread stays in cache
+    /// where fifteen workers' sets would evict each other. Never part of a result.
+    scratch: Vec<std::sync::Mutex<byzadam_model::Network>>,
 }
 
 impl Simulation {
@@ -251,6 +255,13 @@ impl Simulation {
         Ok(Self {
             messages: vec![vec![0.0; workers.len() * dim]; server.messages()],
             losses: vec![0.0; workers.len()],
+            scratch: (0..rayon::current_num_threads().min(workers.len()).max(1))
+                .map(|_| {
+                    let mut net = config.model.build();
+                    net.set_head(config.head);
+                    std::sync::Mutex::new(net)
+                })
+                .collect(),
             workers,
             server,
             evaluator,
@@ -398,6 +409,7 @@ impl Simulation {
         let byzantine_compute = self.server.needs_byzantine_messages();
         let dim = self.server.dim();
         let params = self.server.params();
+        let scratch = &self.scratch;
         // Each worker writes its messages straight into its rows of the server's input.
         let mut rows: Vec<Vec<&mut [f32]>> = (0..self.workers.len())
             .map(|_| Vec::with_capacity(self.messages.len()))
@@ -413,7 +425,19 @@ impl Simulation {
             .zip(self.losses.par_iter_mut())
             .filter(|((w, _), _)| !w.is_byzantine() || byzantine_compute)
             .try_for_each(|((w, out), loss)| {
-                *loss = w.step(params, out)?;
+                // This thread's scratch buffers, if no other step holds them (a nested
+                // step on the same thread, or more threads than scratch networks): else the
+                // worker's own.
+                let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+                let mut held = scratch[i].try_lock().ok();
+                if let Some(net) = held.as_deref_mut() {
+                    w.swap_workspace(net);
+                }
+                let step = w.step(params, out);
+                if let Some(net) = held.as_deref_mut() {
+                    w.swap_workspace(net);
+                }
+                *loss = step?;
                 Ok(())
             })?;
         drop(rows);
