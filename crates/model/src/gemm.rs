@@ -1,4 +1,4 @@
-//! Matrix products on row-major slices: `C (m×n) = op(A) · op(B)`, or `+= ` into `C`.
+//! Matrix products on row-major slices: `C (m×n) = op(A) · op(B)`, or `C += op(A) · op(B)`.
 //!
 //! On x86-64 CPUs with AVX2 and FMA (checked at run time: `crate::cpu`) this is our own
 //! single-threaded, BLIS-style packed SGEMM: `op(B)` is packed into panels of [`NR`] (AVX2) or
@@ -155,18 +155,17 @@ pub(crate) fn library(
     general_mat_mul(1.0, &a, &b, beta, &mut c);
 }
 
-/// Packs the `width` lines `x0..x0+width` (rows of op(A), or columns of op(B)) over depths
-/// `p0..p0+kc` into panels of `W` lines: panel `q`, depth `p`, line `l` at
-/// `dst[(q * kc + p) * W + l]`; lines past `width` are zeros. Line `x` at depth `p` is
-/// `src[p * ld + x]` when `depth_major` (op(A) of a transposed A, op(B) of a plain B), else
-/// `src[x * ld + p]`.
+/// Packs the `width` lines `x0..x0+width` (rows of op(A) of a transposed A, or columns of
+/// op(B) of a plain B: line `x` at depth `p` is `src[p * ld + x]`) over depths `p0..p0+kc`
+/// into panels of `W` lines: panel `q`, depth `p`, line `l` at `dst[(q * kc + p) * W + l]`;
+/// lines past `width` are zeros. (Operands whose lines run along the depth are packed by the
+/// transposing packers of `x86.rs`.)
 #[cfg(byzadam_x86)]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pack_panels<const W: usize>(
     src: &[f32],
     ld: usize,
-    depth_major: bool,
     x0: usize,
     width: usize,
     p0: usize,
@@ -177,7 +176,7 @@ fn pack_panels<const W: usize>(
         let panel = &mut dst[q * kc * W..(q + 1) * kc * W];
         let lines = W.min(width - q * W);
         let l0 = x0 + q * W;
-        if depth_major && lines == W {
+        if lines == W {
             // For each depth the panel's lines are contiguous: copied as a fixed-size array
             // (a call to memcpy per 6 or 16 floats costs more than the copy).
             for (p, d) in panel.chunks_exact_mut(W).enumerate() {
@@ -185,26 +184,14 @@ fn pack_panels<const W: usize>(
                 let line: &[f32; W] = src[at..at + W].try_into().expect("W wide");
                 d.copy_from_slice(line);
             }
-        } else if depth_major {
-            for p in 0..kc {
-                let at = (p0 + p) * ld + l0;
-                let d = &mut panel[p * W..p * W + W];
-                d[..lines].copy_from_slice(&src[at..at + lines]);
-                d[lines..].fill(0.0);
-            }
         } else {
-            // Each line is contiguous over the depths.
-            for l in 0..W {
-                if l < lines {
-                    let at = (l0 + l) * ld + p0;
-                    for (p, &v) in src[at..at + kc].iter().enumerate() {
-                        panel[p * W + l] = v;
-                    }
-                } else {
-                    for p in 0..kc {
-                        panel[p * W + l] = 0.0;
-                    }
+            for (p, d) in panel.chunks_exact_mut(W).enumerate() {
+                let at = (p0 + p) * ld + l0;
+                // An inline loop: a call to memcpy per depth costs more than the copy.
+                for (v, &x) in d[..lines].iter_mut().zip(&src[at..at + lines]) {
+                    *v = x;
                 }
+                d[lines..].fill(0.0);
             }
         }
     }
@@ -301,7 +288,7 @@ unsafe fn packed512(
                     }
                 }
             } else {
-                pack_panels::<NR512>(b, ldb, true, j0, nc, p0, kc, &mut pack.b);
+                pack_panels::<NR512>(b, ldb, j0, nc, p0, kc, &mut pack.b);
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
@@ -392,12 +379,12 @@ fn packed(
                     }
                 }
             } else {
-                pack_panels::<NR>(b, n, true, j0, nc, p0, kc, &mut pack.b);
+                pack_panels::<NR>(b, n, j0, nc, p0, kc, &mut pack.b);
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
                 if ta {
-                    pack_panels::<MR>(a, m, true, i0, mc, p0, kc, &mut pack.a);
+                    pack_panels::<MR>(a, m, i0, mc, p0, kc, &mut pack.a);
                 } else {
                     // Rows of A contiguous over the depth: transposed, a panel at a time.
                     for q in 0..mc.div_ceil(MR) {
