@@ -817,28 +817,22 @@ mod tests {
         }
     }
 
-    /// The AVX-512 transposing packer against its definition, every line count and width and
-    /// depths around its blocks of sixteen; the lanes past the width are left alone.
+    /// A transposing packer (`pack(src, ld, lines, kc, dst, stride, width)`) against its
+    /// definition: every line count up to every width up to `most`, depths around its blocks
+    /// of `most`; the lanes past the width are left alone.
     #[cfg(byzadam_x86)]
-    #[test]
-    fn transpose_pack_matches_its_definition() {
-        if crate::cpu::best() < Level::Avx512 {
-            eprintln!("no AVX-512 here");
-            return;
-        }
-        let ld = 70;
-        let src: Vec<f32> = (0..16 * ld).map(|i| i as f32 + 0.5).collect();
-        for kc in [1, 15, 16, 17, 33, 64] {
-            for width in 1..=16 {
+    fn check_transposing_packer(
+        most: usize,
+        pack: impl Fn(&[f32], usize, usize, usize, &mut [f32], usize, usize),
+    ) {
+        let ld = 4 * most + 6;
+        let src: Vec<f32> = (0..most * ld).map(|i| i as f32 + 0.5).collect();
+        for kc in [1, most - 1, most, most + 1, 2 * most + 1, 4 * most] {
+            for width in 1..=most {
                 for lines in 0..=width {
                     let stride = width + 3;
                     let mut dst = vec![-1f32; kc * stride];
-                    // SAFETY: the CPU has AVX-512 (checked above); the function checks the
-                    // slices.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        x86::transpose_pack(&src, ld, lines, kc, &mut dst, stride, width)
-                    };
+                    pack(&src, ld, lines, kc, &mut dst, stride, width);
                     for p in 0..kc {
                         for l in 0..stride {
                             let want = if l < lines {
@@ -848,11 +842,8 @@ mod tests {
                             } else {
                                 -1.0
                             };
-                            assert_eq!(
-                                dst[p * stride + l],
-                                want,
-                                "kc {kc} w {width} lines {lines}"
-                            );
+                            let got = dst[p * stride + l];
+                            assert_eq!(got, want, "kc {kc} w {width} lines {lines}");
                         }
                     }
                 }
@@ -860,45 +851,23 @@ mod tests {
         }
     }
 
-    /// The AVX2 transposing packer against its definition, as the AVX-512 one above.
+    /// The AVX-512 (16 × 16) and AVX2 (8 × 8) transposing packers against their definition.
     #[cfg(byzadam_x86)]
     #[test]
-    fn transpose_pack8_matches_its_definition() {
-        if crate::cpu::best() < Level::Avx2 {
-            eprintln!("no AVX2 here");
-            return;
+    fn the_transposing_packers_match_their_definition() {
+        #[allow(unsafe_code)]
+        if crate::cpu::best() >= Level::Avx512 {
+            // SAFETY: the CPU has AVX-512 (checked); the function checks the slices.
+            check_transposing_packer(16, |s, ld, l, kc, d, st, w| unsafe {
+                x86::transpose_pack(s, ld, l, kc, d, st, w)
+            });
         }
-        let ld = 40;
-        let src: Vec<f32> = (0..8 * ld).map(|i| i as f32 + 0.25).collect();
-        for kc in [1, 7, 8, 9, 17, 32] {
-            for width in 1..=8 {
-                for lines in 0..=width {
-                    let stride = width + 2;
-                    let mut dst = vec![-1f32; kc * stride];
-                    // SAFETY: the CPU has AVX2 (checked above); the function checks the
-                    // slices.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        x86::transpose_pack8(&src, ld, lines, kc, &mut dst, stride, width)
-                    };
-                    for p in 0..kc {
-                        for l in 0..stride {
-                            let want = if l < lines {
-                                src[l * ld + p]
-                            } else if l < width {
-                                0.0
-                            } else {
-                                -1.0
-                            };
-                            assert_eq!(
-                                dst[p * stride + l],
-                                want,
-                                "kc {kc} w {width} lines {lines}"
-                            );
-                        }
-                    }
-                }
-            }
+        #[allow(unsafe_code)]
+        if crate::cpu::best() >= Level::Avx2 {
+            // SAFETY: the CPU has AVX2 (checked); the function checks the slices.
+            check_transposing_packer(8, |s, ld, l, kc, d, st, w| unsafe {
+                x86::transpose_pack8(s, ld, l, kc, d, st, w)
+            });
         }
     }
 

@@ -7,82 +7,50 @@ use crate::layers::Shape;
 use crate::trunk::{self, Lanes};
 use rand::RngCore;
 
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn forward(
-    net: &mut Network,
-    params: &[f32],
-    state: &mut [f32],
-    batch: usize,
-    train: bool,
-    rng: &mut dyn RngCore,
-    from: usize,
-) {
-    net.forward_impl(params, state, batch, train, rng, from)
+/// `forward`, `backward` and `eval_chunks` under the names given, compiled with `features`.
+macro_rules! passes {
+    ($features:literal: $forward:ident, $backward:ident, $eval_chunks:ident) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn $forward(
+            net: &mut Network,
+            params: &[f32],
+            state: &mut [f32],
+            batch: usize,
+            train: bool,
+            rng: &mut dyn RngCore,
+            from: usize,
+        ) {
+            net.forward_impl(params, state, batch, train, rng, from)
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) fn $backward(
+            net: &mut Network,
+            params: &[f32],
+            batch: usize,
+            grad: &mut [f32],
+            g: &mut Vec<f32>,
+            g2: &mut Vec<f32>,
+        ) {
+            net.backward_impl(params, batch, grad, g, g2)
+        }
+
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $eval_chunks(
+            lanes: &Lanes,
+            s: &mut trunk::Scratch,
+            params: &[f32],
+            state: &[f32],
+            input: Shape,
+            images: &[f32],
+            width: usize,
+            out: &mut [f32],
+        ) {
+            trunk::run_chunks(lanes, s, params, state, input, images, width, out)
+        }
+    };
 }
 
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn backward(
-    net: &mut Network,
-    params: &[f32],
-    batch: usize,
-    grad: &mut [f32],
-    g: &mut Vec<f32>,
-    g2: &mut Vec<f32>,
-) {
-    net.backward_impl(params, batch, grad, g, g2)
-}
-
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn eval_chunks(
-    lanes: &Lanes,
-    s: &mut trunk::Scratch,
-    params: &[f32],
-    state: &[f32],
-    input: Shape,
-    images: &[f32],
-    width: usize,
-    out: &mut [f32],
-) {
-    trunk::run_chunks(lanes, s, params, state, input, images, width, out)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) fn forward512(
-    net: &mut Network,
-    params: &[f32],
-    state: &mut [f32],
-    batch: usize,
-    train: bool,
-    rng: &mut dyn RngCore,
-    from: usize,
-) {
-    net.forward_impl(params, state, batch, train, rng, from)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-pub(super) fn backward512(
-    net: &mut Network,
-    params: &[f32],
-    batch: usize,
-    grad: &mut [f32],
-    g: &mut Vec<f32>,
-    g2: &mut Vec<f32>,
-) {
-    net.backward_impl(params, batch, grad, g, g2)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn eval_chunks512(
-    lanes: &Lanes,
-    s: &mut trunk::Scratch,
-    params: &[f32],
-    state: &[f32],
-    input: Shape,
-    images: &[f32],
-    width: usize,
-    out: &mut [f32],
-) {
-    trunk::run_chunks(lanes, s, params, state, input, images, width, out)
-}
+passes!("avx2,fma": forward, backward, eval_chunks);
+passes!("avx512f,avx512bw,avx512vl,avx2,fma": forward512, backward512, eval_chunks512);
