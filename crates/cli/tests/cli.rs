@@ -1037,3 +1037,29 @@ fn a_single_run_resumes_from_its_checkpoint_and_never_mixes_runs() {
         "mine"
     );
 }
+
+#[test]
+fn a_bad_pass_size_in_the_environment_stops_the_run_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    for bad in ["0", "two", "-1"] {
+        let err = failure(
+            byzadam()
+                .env("BYZADAM_PASS_WORKERS", bad)
+                .args(["run", "--set", "dataset=\"synthetic\""])
+                .args([
+                    "--set",
+                    "model={name=\"mlp\", hidden=[8]}",
+                    "--set",
+                    "rounds=1",
+                ])
+                .arg("--out")
+                .arg(&out),
+        );
+        assert!(
+            err.contains("BYZADAM_PASS_WORKERS") && err.contains("whole number from 1"),
+            "{bad}: {err}"
+        );
+        assert!(!out.join("metrics.jsonl").exists(), "{bad}: a run started");
+    }
+}

@@ -97,6 +97,110 @@ pub(crate) fn gemm(
     c: &mut [f32],
     pack: &mut Pack,
 ) {
+    product(m, n, k, a, ta, b, tb, beta, c, pack, None)
+}
+
+/// `op(A)` packed once for several products with the same left operand (a layer's weights,
+/// used for every image of a pass): the panels [`gemm`] packs on each call, in the order it
+/// reads them. Filled by [`pack_a`], read by [`gemm_packed_a`]; empty at the portable level.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PackedA {
+    /// The shape, transposition and level the panels were packed for.
+    key: Option<(usize, usize, bool, Level)>,
+    data: Vec<f32>,
+}
+
+/// Packs `op(A)` (`m×k`, `A` stored `k×m` when `ta`) for [`gemm_packed_a`] at `pack`'s level
+/// (nothing to pack at the portable level).
+///
+/// Panics if `a` is shorter than its shape.
+pub(crate) fn pack_a(m: usize, k: usize, a: &[f32], ta: bool, pack: &Pack, out: &mut PackedA) {
+    assert!(a.len() >= m * k);
+    out.key = Some((m, k, ta, pack.level));
+    #[cfg(byzadam_x86)]
+    if pack.level > Level::Portable {
+        let avx512 = pack.level == Level::Avx512;
+        let mut len = 0;
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                let h = if avx512 {
+                    mc.div_ceil(mc.div_ceil(MR512))
+                } else {
+                    MR
+                };
+                len += mc.div_ceil(h) * kc * h;
+            }
+        }
+        if out.data.len() < len {
+            out.data.resize(len, 0.0);
+        }
+        let mut off = 0;
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                let dst = &mut out.data[off..];
+                if avx512 {
+                    let h = mc.div_ceil(mc.div_ceil(MR512));
+                    // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL,
+                    // AVX2 and FMA (`Pack::set_level`).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        pack_a512(a, ta, m, k, i0, mc, p0, kc, h, dst)
+                    };
+                    off += mc.div_ceil(h) * kc * h;
+                } else {
+                    pack_a256(a, ta, m, k, i0, mc, p0, kc, dst);
+                    off += mc.div_ceil(MR) * kc * MR;
+                }
+            }
+        }
+    }
+}
+
+/// [`gemm`] with `op(A)` already packed by [`pack_a`] (from the same `a`, which the portable
+/// level reads instead): the same bits, without packing A again.
+///
+/// Panics as [`gemm`] does, or if `pre` was packed for another shape, transposition or level.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed_a(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    pre: &PackedA,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+    pack: &mut Pack,
+) {
+    assert_eq!(
+        pre.key,
+        Some((m, k, ta, pack.level)),
+        "packed for another product"
+    );
+    product(m, n, k, a, ta, b, tb, beta, c, pack, Some(&pre.data))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+    pack: &mut Pack,
+    pre: Option<&[f32]>,
+) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     assert!(beta == 0.0 || beta == 1.0, "beta is 0 or 1, not {beta}");
     if m == 0 || n == 0 {
@@ -109,17 +213,17 @@ pub(crate) fn gemm(
             // AVX2 and FMA (`Pack::set_level`, `crate::cpu::level`).
             #[allow(unsafe_code)]
             unsafe {
-                packed512(m, n, k, a, ta, b, tb, beta, c, pack)
+                packed512(m, n, k, a, ta, b, tb, beta, c, pack, pre)
             };
             return;
         }
         Level::Avx2 => {
-            packed(m, n, k, a, ta, b, tb, beta, c, pack);
+            packed(m, n, k, a, ta, b, tb, beta, c, pack, pre);
             return;
         }
         Level::Portable => {}
     }
-    let _ = pack;
+    let _ = (pack, pre);
     library(m, n, k, a, ta, b, tb, beta, c);
 }
 
@@ -229,6 +333,76 @@ fn pack_rows(
     }
 }
 
+/// Packs A's rows `i0..i0+mc` over depths `p0..p0+kc` into the AVX-512 path's panels of `h`
+/// rows (`dst[(q * kc + p) * h + l]`).
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW and VL, AVX2 and FMA.
+#[cfg(byzadam_x86)]
+#[allow(clippy::too_many_arguments, unsafe_code)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn pack_a512(
+    a: &[f32],
+    ta: bool,
+    m: usize,
+    k: usize,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    h: usize,
+    dst: &mut [f32],
+) {
+    if ta {
+        pack_rows(a, m, i0, mc, p0, kc, h, dst);
+    } else {
+        // Rows of A contiguous over the depth: transposed, a panel at a time.
+        for q in 0..mc.div_ceil(h) {
+            let lines = h.min(mc - q * h);
+            let from = &a[(i0 + q * h) * k + p0..];
+            let panel = &mut dst[q * kc * h..(q + 1) * kc * h];
+            // SAFETY: the CPU has AVX-512 (this function's contract); the slices are checked
+            // by `transpose_pack`.
+            unsafe { x86::transpose_pack(from, k, lines, kc, panel, h, h) };
+        }
+    }
+}
+
+/// Packs A's rows `i0..i0+mc` over depths `p0..p0+kc` into the AVX2 path's panels of [`MR`]
+/// rows (AVX2 and FMA only: see [`gemm`]).
+#[cfg(byzadam_x86)]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pack_a256(
+    a: &[f32],
+    ta: bool,
+    m: usize,
+    k: usize,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    if ta {
+        pack_panels::<MR>(a, m, i0, mc, p0, kc, dst);
+    } else {
+        // Rows of A contiguous over the depth: transposed, a panel at a time.
+        for q in 0..mc.div_ceil(MR) {
+            let lines = MR.min(mc - q * MR);
+            let from = &a[(i0 + q * MR) * k + p0..];
+            let panel = &mut dst[q * kc * MR..(q + 1) * kc * MR];
+            // SAFETY: this runs only when the CPU has AVX2 and FMA (`gemm`, `pack_a`); the
+            // slices are checked by `transpose_pack8`.
+            #[allow(unsafe_code)]
+            unsafe {
+                x86::transpose_pack8(from, k, lines, kc, panel, MR, MR)
+            };
+        }
+    }
+}
+
 /// The packed product with the AVX-512 micro-kernel (see [`gemm`]). Each block of up to
 /// [`MC`] rows is cut into `t = ⌈rows / MR512⌉` tiles of `h = ⌈rows / t⌉` rows (20 rows: two
 /// of 10; 25: three of 9, 9 and 7), and the kernel writes the columns past `n` through masks,
@@ -251,6 +425,7 @@ unsafe fn packed512(
     beta: f32,
     c: &mut [f32],
     pack: &mut Pack,
+    pre: Option<&[f32]>,
 ) {
     if k == 0 {
         for v in &mut c[..m * n] {
@@ -260,6 +435,7 @@ unsafe fn packed512(
     }
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
+        let mut off = 0;
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let add = beta != 0.0 || p0 > 0;
@@ -293,23 +469,21 @@ unsafe fn packed512(
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
                 let h = mc.div_ceil(mc.div_ceil(MR512));
-                if ta {
-                    pack_rows(a, m, i0, mc, p0, kc, h, &mut pack.a);
-                } else {
-                    // Rows of A contiguous over the depth: transposed, a panel at a time.
-                    for q in 0..mc.div_ceil(h) {
-                        let lines = h.min(mc - q * h);
-                        let from = &a[(i0 + q * h) * k + p0..];
-                        let panel = &mut pack.a[q * kc * h..(q + 1) * kc * h];
+                let len = mc.div_ceil(h) * kc * h;
+                let ablock: &[f32] = match pre {
+                    Some(pre) => &pre[off..off + len],
+                    None => {
                         // SAFETY: as above.
-                        unsafe { x86::transpose_pack(from, k, lines, kc, panel, h, h) };
+                        unsafe { pack_a512(a, ta, m, k, i0, mc, p0, kc, h, &mut pack.a) };
+                        &pack.a[..len]
                     }
-                }
+                };
+                off += len;
                 for qb in 0..nc.div_ceil(NR512) {
                     let bp = &pack.b[qb * kc * NR512..(qb + 1) * kc * NR512];
                     let cols = NR512.min(nc - qb * NR512);
                     for qa in 0..mc.div_ceil(h) {
-                        let ap = &pack.a[qa * kc * h..(qa + 1) * kc * h];
+                        let ap = &ablock[qa * kc * h..(qa + 1) * kc * h];
                         let rows = h.min(mc - qa * h);
                         let (i, j) = (i0 + qa * h, j0 + qb * NR512);
                         let cs = &mut c[i * n + j..(i + rows - 1) * n + j + cols];
@@ -348,6 +522,7 @@ fn packed(
     beta: f32,
     c: &mut [f32],
     pack: &mut Pack,
+    pre: Option<&[f32]>,
 ) {
     if k == 0 {
         for v in &mut c[..m * n] {
@@ -358,6 +533,7 @@ fn packed(
     let mut tile = [0f32; MR * NR];
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
+        let mut off = 0;
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let beta = if p0 == 0 { beta } else { 1.0 };
@@ -383,26 +559,20 @@ fn packed(
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                if ta {
-                    pack_panels::<MR>(a, m, i0, mc, p0, kc, &mut pack.a);
-                } else {
-                    // Rows of A contiguous over the depth: transposed, a panel at a time.
-                    for q in 0..mc.div_ceil(MR) {
-                        let lines = MR.min(mc - q * MR);
-                        let from = &a[(i0 + q * MR) * k + p0..];
-                        let panel = &mut pack.a[q * kc * MR..(q + 1) * kc * MR];
-                        // SAFETY: as above.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            x86::transpose_pack8(from, k, lines, kc, panel, MR, MR)
-                        };
+                let len = mc.div_ceil(MR) * kc * MR;
+                let ablock: &[f32] = match pre {
+                    Some(pre) => &pre[off..off + len],
+                    None => {
+                        pack_a256(a, ta, m, k, i0, mc, p0, kc, &mut pack.a);
+                        &pack.a[..len]
                     }
-                }
+                };
+                off += len;
                 for qb in 0..nc.div_ceil(NR) {
                     let bp = &pack.b[qb * kc * NR..(qb + 1) * kc * NR];
                     let cols = NR.min(nc - qb * NR);
                     for qa in 0..mc.div_ceil(MR) {
-                        let ap = &pack.a[qa * kc * MR..(qa + 1) * kc * MR];
+                        let ap = &ablock[qa * kc * MR..(qa + 1) * kc * MR];
                         let rows = MR.min(mc - qa * MR);
                         let (i, j) = (i0 + qa * MR, j0 + qb * NR);
                         if rows == MR && cols == NR {
@@ -771,6 +941,64 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A product from A packed beforehand ([`pack_a`], [`gemm_packed_a`]) gives the bits of
+    /// [`gemm`] at every level, on shapes of several row blocks, depth blocks and column
+    /// blocks (the packed blocks are found by their running offset, restarted per column
+    /// block), both transposes and betas; one packing serves several products (the same A,
+    /// other B); a packing for another shape is refused.
+    #[test]
+    fn a_product_from_packed_a_gives_gemms_bits() {
+        for level in crate::cpu::supported() {
+            let mut pack = Pack::default();
+            pack.set_level(level);
+            let mut pre = PackedA::default();
+            for &(m, n, k) in &[
+                (50, 64, 500),
+                (73, 1057, 300),
+                (25, 10, 500),
+                (1, 1, 1),
+                (97, 31, 513),
+            ] {
+                let mut a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
+                    .collect();
+                if m * k > 40 {
+                    a[3] = f32::NAN;
+                    a[m * k / 2] = 3.0e38;
+                }
+                for ta in [false, true] {
+                    pack_a(m, k, &a, ta, &pack, &mut pre);
+                    for (seed, tb, beta) in [(53, false, 0.0f32), (29, true, 1.0), (31, false, 1.0)]
+                    {
+                        let b: Vec<f32> = (0..k * n)
+                            .map(|i| ((i * seed) % 97) as f32 * 0.0311 - 1.4)
+                            .collect();
+                        let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
+                        let (mut want, mut got) = (old.clone(), old);
+                        gemm(m, n, k, &a, ta, &b, tb, beta, &mut want, &mut pack);
+                        gemm_packed_a(m, n, k, &a, ta, &pre, &b, tb, beta, &mut got, &mut pack);
+                        let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert!(
+                            bits(&want) == bits(&got),
+                            "{level}: m {m} n {n} k {k} ta {ta} tb {tb} beta {beta}"
+                        );
+                    }
+                }
+            }
+            pack_a(4, 5, &[0.0; 20], false, &pack, &mut pre);
+            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut c = [0.0; 20];
+                gemm_packed_a(
+                    5, 4, 4, &[0.0; 20], false, &pre, &[0.0; 16], false, 0.0, &mut c, &mut pack,
+                )
+            }));
+            assert!(
+                refused.is_err(),
+                "{level}: a packing of another shape was used"
+            );
         }
     }
 

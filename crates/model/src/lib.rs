@@ -29,7 +29,7 @@ mod winograd;
 pub use cpu::{cpu_level, fast_paths, CpuError, Level};
 pub use gradient_policy::{GradientOrder, GradientPolicy};
 pub use layers::{Head, LayerSpec, Shape};
-pub use network::{Evaluation, Network};
+pub use network::{Evaluation, Job, Network};
 use serde::{Deserialize, Serialize};
 
 /// The models byzadam ships.

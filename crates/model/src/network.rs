@@ -29,6 +29,8 @@ struct Workspace {
     conv: conv::Scratch,
     grad_a: Vec<f32>,
     grad_b: Vec<f32>,
+    /// Each worker's first image and image count in a batched pass.
+    bounds: Vec<(usize, usize)>,
     /// The matrix products' packing buffers (fixed size, allocated with the network).
     pack: Pack,
     /// `evaluate`'s copy of the batch-norm running statistics.
@@ -54,6 +56,42 @@ pub struct Network {
     /// What the last layer's outputs feed into the loss (default cross-entropy on logits).
     head: Head,
     ws: Workspace,
+}
+
+/// One worker's share of [`Network::loss_and_grad_batched`]: its batch, its own state, dropout
+/// stream and gradient buffer, and (on return) its batch's mean loss.
+pub struct Job<'a> {
+    /// The batch's images, `labels.len()` of them, flat.
+    pub images: &'a [f32],
+    /// The batch's labels.
+    pub labels: &'a [u8],
+    /// The worker's batch-norm running statistics (updated as in [`Network::loss_and_grad`]).
+    pub state: &'a mut [f32],
+    /// The worker's dropout stream.
+    pub rng: &'a mut dyn RngCore,
+    /// Receives the gradient (overwritten).
+    pub grad: &'a mut [f32],
+    /// Receives the batch's mean loss.
+    pub loss: f32,
+}
+
+impl std::fmt::Debug for Job<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("batch", &self.labels.len())
+            .field("loss", &self.loss)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One worker's images in a pass over several workers' batches: where they start in the
+/// workspace and how many, and what is the worker's own in the forward pass (running
+/// statistics, dropout stream).
+pub(crate) struct Seg<'a> {
+    start: usize,
+    batch: usize,
+    state: &'a mut [f32],
+    rng: &'a mut dyn RngCore,
 }
 
 /// Loss and accuracy counts over a set of samples.
@@ -186,6 +224,32 @@ impl Network {
         };
     }
 
+    /// About how many bytes of buffers a training pass keeps per image (activations, masks,
+    /// arg-max indices, the gradient's ping-pong buffers): what sizes a batched pass
+    /// ([`Network::loss_and_grad_batched`]) grows by per image.
+    pub fn pass_bytes_per_image(&self) -> usize {
+        let acts: usize =
+            self.input.len() + self.layers.iter().map(|l| l.output.len()).sum::<usize>();
+        let kept: usize = self
+            .layers
+            .iter()
+            .map(|l| match l.spec {
+                LayerSpec::Dropout { .. } | LayerSpec::BatchNorm | LayerSpec::MaxPool2 => {
+                    l.output.len()
+                }
+                _ => 0,
+            })
+            .sum();
+        let widest = self
+            .layers
+            .iter()
+            .map(|l| l.output.len())
+            .chain([self.input.len()])
+            .max()
+            .unwrap_or(0);
+        4 * (acts + kept + 2 * widest)
+    }
+
     /// Number of parameters (the length of the flat vector).
     pub fn num_params(&self) -> usize {
         self.num_params
@@ -316,23 +380,42 @@ impl Network {
         rng: &mut dyn RngCore,
         from: usize,
     ) {
+        let mut segs = [Seg {
+            start: 0,
+            batch,
+            state,
+            rng,
+        }];
+        self.forward_segs(params, &mut segs, batch, train, from)
+    }
+
+    /// [`Network::forward_impl`] at the network's level (its AVX2 or AVX-512 build when the
+    /// CPU has it: see [`cpu`]).
+    fn forward_segs(
+        &mut self,
+        params: &[f32],
+        segs: &mut [Seg<'_>],
+        total: usize,
+        train: bool,
+        from: usize,
+    ) {
         #[cfg(byzadam_x86)]
         match self.ws.pack.level() {
             // SAFETY: a network's level is at most what the CPU runs (`cpu::level`,
             // `Network::set_cpu_level`): AVX-512 F, BW, VL, AVX2 and FMA, or AVX2 and FMA.
             #[allow(unsafe_code)]
             cpu::Level::Avx512 => {
-                unsafe { x86::forward512(self, params, state, batch, train, rng, from) };
+                unsafe { x86::forward512(self, params, segs, total, train, from) };
                 return;
             }
             #[allow(unsafe_code)]
             cpu::Level::Avx2 => {
-                unsafe { x86::forward(self, params, state, batch, train, rng, from) };
+                unsafe { x86::forward(self, params, segs, total, train, from) };
                 return;
             }
             cpu::Level::Portable => {}
         }
-        self.forward_impl(params, state, batch, train, rng, from)
+        self.forward_impl(params, segs, total, train, from)
     }
 
     /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
@@ -393,37 +476,42 @@ impl Network {
     fn backward(
         &mut self,
         params: &[f32],
-        batch: usize,
-        grad: &mut [f32],
+        segs: &[(usize, usize)],
+        grads: &mut [&mut [f32]],
+        total: usize,
         g: &mut Vec<f32>,
         g2: &mut Vec<f32>,
     ) {
         #[cfg(byzadam_x86)]
         match self.ws.pack.level() {
-            // SAFETY: as in `forward`.
+            // SAFETY: as in `forward_segs`.
             #[allow(unsafe_code)]
             cpu::Level::Avx512 => {
-                unsafe { x86::backward512(self, params, batch, grad, g, g2) };
+                unsafe { x86::backward512(self, params, segs, grads, total, g, g2) };
                 return;
             }
             #[allow(unsafe_code)]
             cpu::Level::Avx2 => {
-                unsafe { x86::backward(self, params, batch, grad, g, g2) };
+                unsafe { x86::backward(self, params, segs, grads, total, g, g2) };
                 return;
             }
             cpu::Level::Portable => {}
         }
-        self.backward_impl(params, batch, grad, g, g2)
+        self.backward_impl(params, segs, grads, total, g, g2)
     }
 
+    /// Runs layers `from..` on the `total` samples in the workspace, `segs` giving each
+    /// worker's images: layers whose result for an image depends on that image alone
+    /// (convolutions, ReLU, pooling, linear layers) run once over all of them, one larger
+    /// product per layer; batch norm (batch statistics, running statistics) and dropout (the
+    /// worker's stream) run worker by worker. One segment is the one-worker pass.
     #[inline(always)]
     pub(crate) fn forward_impl(
         &mut self,
         params: &[f32],
-        state: &mut [f32],
-        batch: usize,
+        segs: &mut [Seg<'_>],
+        total: usize,
         train: bool,
-        rng: &mut dyn RngCore,
         from: usize,
     ) {
         for (i, l) in self.layers.iter().enumerate().skip(from) {
@@ -433,9 +521,10 @@ impl Network {
                 self.ws.acts.swap(i, i + 1);
                 continue;
             }
+            let (ni, no) = (l.input.len(), l.output.len());
             let (before, after) = self.ws.acts.split_at_mut(i + 1);
-            let x = &before[i][..l.input.len() * batch];
-            let y = &mut after[0][..l.output.len() * batch];
+            let x = &before[i][..ni * total];
+            let y = &mut after[0][..no * total];
             let p = &params[l.params.0..l.params.0 + l.params.1];
             match l.spec {
                 LayerSpec::Conv {
@@ -448,7 +537,7 @@ impl Network {
                     p,
                     x,
                     y,
-                    batch,
+                    total,
                     relu_fused(&self.layers, i + 1),
                     l.wino.filter(|_| self.winograd),
                     &mut self.ws.conv,
@@ -456,24 +545,44 @@ impl Network {
                 ),
                 LayerSpec::Relu => relu::forward(x, y),
                 LayerSpec::MaxPool2 => {
-                    pool::forward(x, l.input, l.output, batch, y, &mut self.ws.pool_idx[i])
+                    pool::forward(x, l.input, l.output, total, y, &mut self.ws.pool_idx[i])
                 }
-                LayerSpec::BatchNorm => batch_norm::forward(
-                    x,
-                    l.input,
-                    batch,
-                    p,
-                    &mut state[l.state.0..l.state.0 + l.state.1],
-                    train,
-                    y,
-                    &mut self.ws.aux[i],
-                    &mut self.ws.inv_std[i],
-                ),
+                LayerSpec::BatchNorm => {
+                    let c = l.input.c;
+                    let inv_std = &mut self.ws.inv_std[i];
+                    if inv_std.len() < c * segs.len() {
+                        inv_std.resize(c * segs.len(), 0.0);
+                    }
+                    for (k, s) in segs.iter_mut().enumerate() {
+                        let (a, b) = (s.start, s.start + s.batch);
+                        batch_norm::forward(
+                            &x[a * ni..b * ni],
+                            l.input,
+                            s.batch,
+                            p,
+                            &mut s.state[l.state.0..l.state.0 + l.state.1],
+                            train,
+                            &mut y[a * no..b * no],
+                            &mut self.ws.aux[i][a * no..b * no],
+                            &mut inv_std[k * c..(k + 1) * c],
+                        )
+                    }
+                }
                 LayerSpec::Dropout { p: drop } => {
-                    dropout::forward(x, y, drop, train, rng, &mut self.ws.aux[i])
+                    for s in segs.iter_mut() {
+                        let (a, b) = (s.start, s.start + s.batch);
+                        dropout::forward(
+                            &x[a * ni..b * ni],
+                            &mut y[a * no..b * no],
+                            drop,
+                            train,
+                            s.rng,
+                            &mut self.ws.aux[i][a * no..b * no],
+                        )
+                    }
                 }
                 LayerSpec::Linear { out } => {
-                    linear::forward(out, l.input.len(), p, x, y, batch, &mut self.ws.pack)
+                    linear::forward(out, ni, p, x, y, total, &mut self.ws.pack)
                 }
             }
         }
@@ -504,26 +613,105 @@ impl Network {
         rng: &mut dyn RngCore,
         grad: &mut [f32],
     ) -> f32 {
-        let batch = labels.len();
-        self.load_input(images, batch);
-        self.forward(params, state, batch, true, rng, 0);
-        grad.fill(0.0);
-        let mut g = std::mem::take(&mut self.ws.grad_a);
-        let mut g2 = std::mem::take(&mut self.ws.grad_b);
-        let (loss, _) = self.cross_entropy(labels, Some(&mut g[..batch * self.classes]));
-        self.backward(params, batch, grad, &mut g, &mut g2);
-        self.ws.grad_a = g;
-        self.ws.grad_b = g2;
-        (loss / batch as f64) as f32
+        let mut jobs = [Job {
+            images,
+            labels,
+            state,
+            rng,
+            grad,
+            loss: 0.0,
+        }];
+        self.loss_and_grad_batched(params, &mut jobs);
+        jobs[0].loss
     }
 
-    /// The backward pass from `d loss / d logits` in `g`; `g2` is the other ping-pong buffer.
+    /// [`Network::loss_and_grad`] for several workers' batches at the same `params`, as one
+    /// batch of all their images: one product per layer over every worker's images
+    /// (the weights packed once, not once per worker), while batch statistics, running
+    /// statistics, dropout masks, losses and weight gradients stay each worker's own. Each
+    /// job gets the same bits as its own [`Network::loss_and_grad`] call (tested), whatever
+    /// the jobs beside it.
+    ///
+    /// Panics if an image buffer does not hold its labels' count of images.
+    pub fn loss_and_grad_batched(&mut self, params: &[f32], jobs: &mut [Job<'_>]) {
+        let per = self.input.len();
+        let total: usize = jobs.iter().map(|j| j.labels.len()).sum();
+        self.prepare(total);
+        let mut start = 0;
+        let mut bounds = std::mem::take(&mut self.ws.bounds);
+        bounds.clear();
+        for j in jobs.iter() {
+            let n = j.labels.len();
+            assert!(
+                j.images.len() >= n * per,
+                "a batch of {n} images needs {} values, got {}",
+                n * per,
+                j.images.len()
+            );
+            self.ws.acts[0][start * per..(start + n) * per].copy_from_slice(&j.images[..n * per]);
+            bounds.push((start, n));
+            start += n;
+        }
+        // One worker (the simulator's per-worker path, Python's `EngineWorker`): no
+        // allocation; several: two short lists per call.
+        fn seg<'a>(j: &'a mut Job<'_>, &(start, batch): &(usize, usize)) -> Seg<'a> {
+            Seg {
+                start,
+                batch,
+                state: &mut *j.state,
+                rng: &mut *j.rng,
+            }
+        }
+        match jobs {
+            [j] => self.forward_segs(params, &mut [seg(j, &bounds[0])], total, true, 0),
+            _ => {
+                let mut segs: Vec<Seg<'_>> = jobs
+                    .iter_mut()
+                    .zip(&bounds)
+                    .map(|(j, b)| seg(j, b))
+                    .collect();
+                self.forward_segs(params, &mut segs, total, true, 0);
+            }
+        }
+        let mut g = std::mem::take(&mut self.ws.grad_a);
+        let mut g2 = std::mem::take(&mut self.ws.grad_b);
+        let c = self.classes;
+        for (j, &(a, n)) in jobs.iter_mut().zip(&bounds) {
+            let logits = &self.ws.acts[self.layers.len()][a * c..(a + n) * c];
+            let (loss, _) = loss::loss(
+                self.head,
+                logits,
+                c,
+                j.labels,
+                Some(&mut g[a * c..(a + n) * c]),
+            );
+            j.loss = (loss / n as f64) as f32;
+            j.grad.fill(0.0);
+        }
+        match jobs {
+            [j] => self.backward(params, &bounds, &mut [&mut *j.grad], total, &mut g, &mut g2),
+            _ => {
+                let mut grads: Vec<&mut [f32]> = jobs.iter_mut().map(|j| &mut *j.grad).collect();
+                self.backward(params, &bounds, &mut grads, total, &mut g, &mut g2);
+            }
+        }
+        self.ws.grad_a = g;
+        self.ws.grad_b = g2;
+        self.ws.bounds = bounds;
+    }
+
+    /// The backward pass from `d loss / d logits` in `g` (`g2` is the other ping-pong buffer)
+    /// over the `total` samples of the forward pass: each worker's weight gradients, batch
+    /// norm and convolutions from its own images (`segs`: start and count) into its own
+    /// `grads` entry; the input gradients of ReLU, pooling, dropout and linear layers once
+    /// over all of them.
     #[inline(always)]
     pub(crate) fn backward_impl(
         &mut self,
         params: &[f32],
-        batch: usize,
-        grad: &mut [f32],
+        segs: &[(usize, usize)],
+        grads: &mut [&mut [f32]],
+        total: usize,
         g: &mut Vec<f32>,
         g2: &mut Vec<f32>,
     ) {
@@ -535,58 +723,76 @@ impl Network {
             let relu_mask = mask_fused(&self.layers, i);
             let l = &self.layers[i];
             let need_dx = i > 0;
-            let x = &self.ws.acts[i][..l.input.len() * batch];
-            let y = &self.ws.acts[i + 1][..l.output.len() * batch];
-            let dy = &g[..l.output.len() * batch];
-            let dx = &mut g2[..l.input.len() * batch];
+            let (ni, no) = (l.input.len(), l.output.len());
+            let x = &self.ws.acts[i][..ni * total];
+            let y = &self.ws.acts[i + 1][..no * total];
+            let dy = &g[..no * total];
+            let dx = &mut g2[..ni * total];
             let (p0, np) = l.params;
             let p = &params[p0..p0 + np];
-            let gp = &mut grad[p0..p0 + np];
+            let parts = segs.iter().zip(grads.iter_mut());
             match l.spec {
                 LayerSpec::Conv {
                     out,
                     kernel,
                     padding,
-                } => conv::backward(
-                    l.io(),
-                    (out, kernel, padding),
-                    p,
-                    x,
-                    dy,
-                    batch,
-                    gp,
-                    need_dx.then_some(dx),
-                    l.wino.filter(|_| self.winograd),
-                    &mut self.ws.conv,
-                    &mut self.ws.pack,
-                ),
+                } => {
+                    for (&(a, n), gp) in parts {
+                        let b = a + n;
+                        conv::backward(
+                            l.io(),
+                            (out, kernel, padding),
+                            p,
+                            &x[a * ni..b * ni],
+                            &dy[a * no..b * no],
+                            n,
+                            &mut gp[p0..p0 + np],
+                            need_dx.then_some(&mut dx[a * ni..b * ni]),
+                            l.wino.filter(|_| self.winograd),
+                            &mut self.ws.conv,
+                            &mut self.ws.pack,
+                        )
+                    }
+                }
                 LayerSpec::Relu => relu::backward(dy, y, dx),
                 LayerSpec::MaxPool2 => {
                     pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], dx)
                 }
-                LayerSpec::BatchNorm => batch_norm::backward(
-                    dy,
-                    l.input,
-                    batch,
-                    p,
-                    &self.ws.aux[i],
-                    &self.ws.inv_std[i],
-                    relu_mask.then_some(x),
-                    gp,
-                    dx,
-                ),
+                LayerSpec::BatchNorm => {
+                    let c = l.input.c;
+                    for (k, (&(a, n), gp)) in parts.enumerate() {
+                        let b = a + n;
+                        batch_norm::backward(
+                            &dy[a * no..b * no],
+                            l.input,
+                            n,
+                            p,
+                            &self.ws.aux[i][a * no..b * no],
+                            &self.ws.inv_std[i][k * c..(k + 1) * c],
+                            relu_mask.then_some(&x[a * ni..b * ni]),
+                            &mut gp[p0..p0 + np],
+                            &mut dx[a * ni..b * ni],
+                        )
+                    }
+                }
                 LayerSpec::Dropout { p: drop } => dropout::backward(dy, drop, &self.ws.aux[i], dx),
-                LayerSpec::Linear { out } => linear::backward(
-                    out,
-                    l.input.len(),
-                    p,
-                    x,
-                    dy,
-                    batch,
-                    gp,
-                    need_dx.then_some(dx),
-                    &mut self.ws.pack,
-                ),
+                LayerSpec::Linear { out } => {
+                    for (&(a, n), gp) in parts {
+                        let b = a + n;
+                        linear::backward_params(
+                            out,
+                            ni,
+                            &x[a * ni..b * ni],
+                            &dy[a * no..b * no],
+                            n,
+                            &mut gp[p0..p0 + np],
+                            &mut self.ws.pack,
+                        )
+                    }
+                    if need_dx {
+                        linear::backward_input(out, ni, p, dy, total, dx, &mut self.ws.pack)
+                    }
+                }
             }
             std::mem::swap(g, g2);
         }

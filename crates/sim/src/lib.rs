@@ -40,4 +40,5 @@ pub use resolve::{apply_set, non_finite, read_text, toml_value, ResolveError, MA
 pub use round::{EngineWorker, EvaluationDue, Evaluator, Server, Worker};
 pub use simulation::{
     Checkpoint, Evaluation, Recorder, RoundError, RoundMetrics, Simulation, Summary,
+    PASS_WORKERS_VAR,
 };

@@ -22,7 +22,7 @@ use crate::{ByzantineWorkers, ConfigError, RunConfig};
 use byzadam_data::partition::partition;
 use byzadam_data::sampler::EpochSampler;
 use byzadam_data::{Dataset, Normalization, Split};
-use byzadam_model::{GradientPolicy, Network};
+use byzadam_model::{GradientPolicy, Job, Network};
 use byzadam_optim::{Optimizer, WorkerState};
 use byzadam_robust::attacks::LabelFlip;
 use byzadam_robust::{
@@ -388,6 +388,72 @@ impl EngineWorker {
     /// [`EngineWorker::last_gradient`]); updates the batch-norm statistics and the dropout
     /// stream. Returns the batch's mean loss. An error when `params` has the wrong length.
     pub fn gradient(&mut self, params: &[f32]) -> Result<f32, RoundError> {
+        self.check_params(params)?;
+        self.draw();
+        Ok(self.net.loss_and_grad(
+            params,
+            &mut self.bn_state,
+            &self.x,
+            &self.y,
+            &mut self.rng,
+            &mut self.grad,
+        ))
+    }
+
+    /// [`EngineWorker::gradient`] for several workers of one run at the same `params`, as one
+    /// batched pass on `net` (a network of the run's model: the simulator's per-thread scratch
+    /// network) or, without one, on the first worker's own network
+    /// ([`Network::loss_and_grad_batched`]): each worker gets the same bits as its own
+    /// `gradient` call. Writes each worker's batch's mean loss into `losses`.
+    ///
+    /// Panics if `losses` is shorter than `workers`.
+    pub fn gradients(
+        workers: &mut [&mut EngineWorker],
+        params: &[f32],
+        net: Option<&mut Network>,
+        losses: &mut [&mut f32],
+    ) -> Result<(), RoundError> {
+        for w in workers.iter() {
+            w.check_params(params)?;
+        }
+        for w in workers.iter_mut() {
+            w.draw();
+        }
+        let Some((first, rest)) = workers.split_first_mut() else {
+            return Ok(());
+        };
+        let EngineWorker {
+            net: own,
+            bn_state,
+            rng,
+            grad,
+            x,
+            y,
+            ..
+        } = &mut **first;
+        let net = net.unwrap_or(own);
+        let mut jobs: Vec<Job<'_>> = std::iter::once((bn_state, rng, grad, x, y))
+            .chain(
+                rest.iter_mut()
+                    .map(|w| (&mut w.bn_state, &mut w.rng, &mut w.grad, &mut w.x, &mut w.y)),
+            )
+            .map(|(state, rng, grad, x, y)| Job {
+                images: x,
+                labels: y,
+                state,
+                rng,
+                grad,
+                loss: 0.0,
+            })
+            .collect();
+        net.loss_and_grad_batched(params, &mut jobs);
+        for (l, j) in losses.iter_mut().zip(&jobs) {
+            **l = j.loss;
+        }
+        Ok(())
+    }
+
+    fn check_params(&self, params: &[f32]) -> Result<(), RoundError> {
         if params.len() != self.dim() {
             return Err(RoundError::Input {
                 reason: format!(
@@ -397,6 +463,12 @@ impl EngineWorker {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Draws the next batch into `x` and `y` (labels flipped for a Byzantine worker under
+    /// label flip).
+    fn draw(&mut self) {
         let (train, per) = (&self.data.train, self.per_image);
         let batch = self.sampler.next_batch();
         self.x.resize(batch.len() * per, 0.0);
@@ -410,14 +482,6 @@ impl EngineWorker {
                 _ => y,
             });
         }
-        Ok(self.net.loss_and_grad(
-            params,
-            &mut self.bn_state,
-            &self.x,
-            &self.y,
-            &mut self.rng,
-            &mut self.grad,
-        ))
     }
 
     /// Exchanges the buffers of this worker's network with `scratch`'s, a network of the same
@@ -436,6 +500,16 @@ impl EngineWorker {
         let loss = self.gradient(params)?;
         self.half.message(params, &mut self.grad, out)?;
         Ok(loss)
+    }
+
+    /// The worker half's [`Worker::message`] for the gradient of the last
+    /// [`EngineWorker::gradient`] or [`EngineWorker::gradients`] call, into `out`.
+    pub(crate) fn send<O: AsMut<[f32]>>(
+        &mut self,
+        params: &[f32],
+        out: &mut [O],
+    ) -> Result<(), RoundError> {
+        self.half.message(params, &mut self.grad, out)
     }
 
     /// [`Worker::message`] on this worker's optimizer state, for a gradient computed elsewhere.

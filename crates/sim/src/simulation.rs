@@ -234,6 +234,35 @@ pub struct Simulation {
     /// its step (`EngineWorker::swap_workspace`): one set of buffers per thread stays in cache
     /// where fifteen workers' sets would evict each other. Never part of a result.
     scratch: Vec<std::sync::Mutex<byzadam_model::Network>>,
+    /// The most workers one gradient pass takes (see [`Simulation::set_pass_workers`]).
+    pass_workers: usize,
+    /// The most workers whose batches keep a pass within [`PASS_BYTES`] (at least one).
+    pass_cap: usize,
+}
+
+/// The most memory one batched pass's buffers may take (activations and what the backward
+/// pass keeps): beyond it a pass is cut into several.
+const PASS_BYTES: usize = 96 << 20;
+
+/// The environment variable that sets [`Simulation::set_pass_workers`] for every run.
+pub const PASS_WORKERS_VAR: &str = "BYZADAM_PASS_WORKERS";
+
+/// `BYZADAM_PASS_WORKERS`, when set: a whole number from 1; an error naming it otherwise.
+fn pass_workers_from_env() -> Result<Option<usize>, ConfigError> {
+    match std::env::var(PASS_WORKERS_VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ConfigError {
+                key: PASS_WORKERS_VAR.into(),
+                reason: format!("{v:?} is not a number of workers: use a whole number from 1"),
+            }),
+        },
+        Err(e) => Err(ConfigError {
+            key: PASS_WORKERS_VAR.into(),
+            reason: e.to_string(),
+        }),
+    }
 }
 
 impl Simulation {
@@ -252,22 +281,35 @@ impl Simulation {
         let (params, _) = round::initial_parameters(&config)?;
         let dim = params.len();
         let server = Server::at(config.clone(), params);
+        let mut net = config.model.build();
+        net.set_head(config.head);
+        let pass_workers = pass_workers_from_env()?.unwrap_or(1);
         Ok(Self {
             messages: vec![vec![0.0; workers.len() * dim]; server.messages()],
             losses: vec![0.0; workers.len()],
             scratch: (0..rayon::current_num_threads().min(workers.len()).max(1))
-                .map(|_| {
-                    let mut net = config.model.build();
-                    net.set_head(config.head);
-                    std::sync::Mutex::new(net)
-                })
+                .map(|_| std::sync::Mutex::new(net.clone()))
                 .collect(),
+            pass_workers,
+            pass_cap: (PASS_BYTES / (net.pass_bytes_per_image() * config.batch).max(1)).max(1),
             workers,
             server,
             evaluator,
             final_recall: Vec::new(),
             config,
         })
+    }
+
+    /// Computes the gradients of up to `n` workers (of those one thread runs) as one batched
+    /// pass: each layer's products over all their images at once, the weights packed once
+    /// (`Network::loss_and_grad_batched`). The results are the same bits whatever `n`
+    /// (tested); only the speed differs. The default, 1, runs each worker's pass on its
+    /// thread's scratch network, whose buffers stay in cache: on the machines measured
+    /// (BENCHMARKS.md, "Workers batched") that was faster end to end than larger passes,
+    /// whose buffers do not fit. `BYZADAM_PASS_WORKERS` sets it for every run. A pass is
+    /// also kept within 96 MiB of buffers, whatever `n`. `0` counts as 1.
+    pub fn set_pass_workers(&mut self, n: usize) {
+        self.pass_workers = n.max(1);
     }
 
     /// The model's parameters now.
@@ -419,27 +461,38 @@ impl Simulation {
                 r.push(row);
             }
         }
-        self.workers
-            .par_iter_mut()
-            .zip(rows.par_iter_mut())
-            .zip(self.losses.par_iter_mut())
+        // The workers that compute, in contiguous groups, one per thread: each group's
+        // gradients as one batched pass on its thread's scratch network (the same bits as one
+        // pass per worker, whatever the grouping), then each worker's message.
+        let mut todo: Vec<(&mut EngineWorker, &mut Vec<&mut [f32]>, &mut f32)> = self
+            .workers
+            .iter_mut()
+            .zip(rows.iter_mut())
+            .zip(self.losses.iter_mut())
             .filter(|((w, _), _)| !w.is_byzantine() || byzantine_compute)
-            .try_for_each(|((w, out), loss)| {
-                // This thread's scratch buffers, if no other step holds them (a nested
-                // step on the same thread, or more threads than scratch networks): else the
-                // worker's own.
-                let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-                let mut held = scratch[i].try_lock().ok();
-                if let Some(net) = held.as_deref_mut() {
-                    w.swap_workspace(net);
-                }
-                let step = w.step(params, out);
-                if let Some(net) = held.as_deref_mut() {
-                    w.swap_workspace(net);
-                }
-                *loss = step?;
-                Ok(())
-            })?;
+            .map(|((w, out), loss)| (w, out, loss))
+            .collect();
+        let size = todo
+            .len()
+            .div_ceil(scratch.len())
+            .clamp(1, self.pass_workers.min(self.pass_cap));
+        todo.par_chunks_mut(size).try_for_each(|group| {
+            // This thread's scratch network, if no other pass holds it (a nested step on the
+            // same thread, or more groups than threads): else the first worker's own.
+            let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+            let mut held = scratch[i].try_lock().ok();
+            let (mut ws, mut losses): (Vec<&mut EngineWorker>, Vec<&mut f32>) = group
+                .iter_mut()
+                .map(|(w, _, loss)| (&mut **w, &mut **loss))
+                .unzip();
+            EngineWorker::gradients(&mut ws, params, held.as_deref_mut(), &mut losses)?;
+            drop(held);
+            for (w, out, _) in group.iter_mut() {
+                w.send(params, out)?;
+            }
+            Ok::<(), RoundError>(())
+        })?;
+        drop(todo);
         drop(rows);
         let before = (due == Some(EvaluationDue::BeforeUpdate)).then(|| self.evaluate_in(t, last));
         let refs: Vec<&[f32]> = self.messages.iter().map(Vec::as_slice).collect();

@@ -76,6 +76,44 @@ fn same_config_and_seed_give_the_same_bits_with_one_and_two_threads() {
     assert!(one.iter().any(|m| m.eval.is_some()) && one.iter().all(|m| m.xi_norm.is_finite()));
 }
 
+#[test]
+fn batched_gradient_passes_give_the_same_bits_as_one_pass_per_worker() {
+    // Label flip (the Byzantine workers compute too, on their own labels), uneven groups:
+    // 15 workers in passes of 1, 4 and all, on one and two threads. (Batch norm and dropout
+    // in batched passes: crates/model/tests/batched.rs.)
+    let data = synthetic::generate(4, 3000, 300);
+    let config = RunConfig {
+        dataset: DatasetKind::Synthetic,
+        model: ModelKind::Mlp { hidden: vec![24] },
+        batch: 8,
+        rounds: 6,
+        eval_every: 3,
+        attack: Some(AttackConfig::LabelFlip(Default::default())),
+        ..RunConfig::default()
+    };
+    let with = |threads, pass| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut sim = Simulation::new(config.clone(), &data).expect("valid config");
+                sim.set_pass_workers(pass);
+                let mut metrics = Vec::new();
+                sim.run(&mut metrics).expect("run");
+                let bits: Vec<u32> = sim.params().iter().map(|v| v.to_bits()).collect();
+                (serde_json::to_string(&metrics).unwrap(), bits)
+            })
+    };
+    let one = with(1, 1);
+    for (threads, pass) in [(1, 4), (1, 100), (2, 4), (2, 100)] {
+        assert!(
+            with(threads, pass) == one,
+            "{threads} threads, passes of {pass} workers"
+        );
+    }
+}
+
 /// Stops after `after` rounds, keeping what it saw.
 struct StopAfter {
     after: usize,

@@ -198,6 +198,10 @@ pub struct EngineArgs {
     /// images abreast (to measure what that gains; the results are the same bits).
     #[arg(long)]
     pub per_image_eval: bool,
+    /// Workers per pass: each group of this many workers computes its gradients as one
+    /// batch (`Network::loss_and_grad_batched`, the same bits); 1 = each worker its own pass.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group: u32,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub threads: Threads,
@@ -211,10 +215,11 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     use rayon::prelude::*;
     writeln!(
         w,
-        "{} workers × batch {}, {} rounds (median), {} threads, 3 × 3 convolutions by {}, \
-         evaluation {}, CPU level {} ({})",
+        "{} workers × batch {} ({} per pass), {} rounds (median), {} threads, 3 × 3 \
+         convolutions by {}, evaluation {}, CPU level {} ({})",
         args.workers,
         args.batch,
+        args.group,
         args.repeats,
         rayon::current_num_threads(),
         if args.im2col { "im2col" } else { "Winograd" },
@@ -265,10 +270,34 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
                 rng: rand_chacha::ChaCha8Rng::seed_from_u64(i as u64),
             })
             .collect();
+        let group = args.group as usize;
         let mut round = || {
-            workers.par_iter_mut().for_each(|wk| {
-                wk.net
-                    .loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
+            if group == 1 {
+                workers.par_iter_mut().for_each(|wk| {
+                    wk.net
+                        .loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
+                });
+                return;
+            }
+            // Each group's first worker's network runs the group's pass.
+            workers.par_chunks_mut(group).for_each(|ws| {
+                let (first, rest) = ws.split_first_mut().expect("chunks are not empty");
+                let job = |state, rng, grad| byzadam_model::Job {
+                    images: &x,
+                    labels: &y,
+                    state,
+                    rng,
+                    grad,
+                    loss: 0.0,
+                };
+                let mut jobs: Vec<byzadam_model::Job<'_>> =
+                    std::iter::once(job(&mut first.state, &mut first.rng, &mut first.grad))
+                        .chain(
+                            rest.iter_mut()
+                                .map(|wk| job(&mut wk.state, &mut wk.rng, &mut wk.grad)),
+                        )
+                        .collect();
+                first.net.loss_and_grad_batched(&params, &mut jobs);
             })
         };
         round();

@@ -4,7 +4,7 @@
 //! (`crate::winograd`); a ReLU right after is applied as the output is written.
 
 use super::shape::{Io, Shape};
-use crate::gemm::{gemm, Pack};
+use crate::gemm::{gemm, gemm_packed_a, pack_a, Pack, PackedA};
 use crate::sums::Lanes64;
 use crate::winograd::{self, Geometry, Winograd};
 
@@ -43,6 +43,8 @@ pub(crate) struct Scratch {
     pub(crate) dcol: Vec<f32>,
     /// Winograd's transformed tiles.
     pub(crate) wino: Winograd,
+    /// The weights packed once per pass for the products of every image.
+    pub(crate) weights: PackedA,
 }
 
 /// `y = conv(x) + b` over `batch` images, or `max(conv(x) + b, 0)` when `relu`; by
@@ -68,6 +70,7 @@ pub(crate) fn forward(
         winograd::forward(&g, batch, x, w, b, y, relu, &mut s.wino, pack);
         return;
     }
+    pack_a(out, ckk, w, false, pack, &mut s.weights);
     for (xb, yb) in x
         .chunks_exact(l.input.len())
         .zip(y.chunks_exact_mut(l.output.len()))
@@ -80,7 +83,8 @@ pub(crate) fn forward(
             l.output,
             &mut s.col[..ckk * hw],
         );
-        gemm(out, hw, ckk, w, false, &s.col, false, 0.0, yb, pack);
+        let pre = &s.weights;
+        gemm_packed_a(out, hw, ckk, w, false, pre, &s.col, false, 0.0, yb, pack);
         for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
             if relu {
                 for v in plane {
@@ -131,6 +135,9 @@ pub(crate) fn backward(
     let mut no_dx = Vec::new();
     let dx = dx.unwrap_or(&mut no_dx);
     let mut dxs = dx.chunks_exact_mut(l.input.len());
+    if need_dx {
+        pack_a(ckk, out, w, true, pack, &mut s.weights);
+    }
     for (xb, dyb) in x
         .chunks_exact(l.input.len())
         .zip(dy.chunks_exact(l.output.len()))
@@ -146,12 +153,13 @@ pub(crate) fn backward(
         gemm(out, ckk, hw, dyb, false, &s.col, true, 1.0, gw, pack);
         if need_dx {
             let dxb = dxs.next().expect("dx holds every image");
-            gemm(
+            gemm_packed_a(
                 ckk,
                 hw,
                 out,
                 w,
                 true,
+                &s.weights,
                 dyb,
                 false,
                 0.0,

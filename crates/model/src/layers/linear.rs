@@ -30,30 +30,38 @@ pub(crate) fn forward(
     }
 }
 
-/// Adds `dyᵀ x` and the column sums of `dy` to the weight and bias gradients (`gp`), and
-/// writes `dx = dy W` when given.
-#[allow(clippy::too_many_arguments)]
+/// Adds `dyᵀ x` and the column sums of `dy` (`batch` rows) to the weight and bias gradients
+/// (`gp`).
 #[inline(always)]
-pub(crate) fn backward(
+pub(crate) fn backward_params(
     out: usize,
     n_in: usize,
-    p: &[f32],
     x: &[f32],
     dy: &[f32],
     batch: usize,
     gp: &mut [f32],
-    dx: Option<&mut [f32]>,
     pack: &mut Pack,
 ) {
-    let (w, _) = p.split_at(out * n_in);
     let (gw, gb) = gp.split_at_mut(out * n_in);
     gemm(out, n_in, batch, dy, true, x, false, 1.0, gw, pack);
-    for row in dy.chunks_exact(out) {
+    for row in dy[..batch * out].chunks_exact(out) {
         for (s, &v) in gb.iter_mut().zip(row) {
             *s += v;
         }
     }
-    if let Some(dx) = dx {
-        gemm(batch, n_in, out, dy, false, w, false, 0.0, dx, pack);
-    }
+}
+
+/// Writes `dx = dy W` for `batch` rows (each row's result depends on its own row alone).
+#[inline(always)]
+pub(crate) fn backward_input(
+    out: usize,
+    n_in: usize,
+    p: &[f32],
+    dy: &[f32],
+    batch: usize,
+    dx: &mut [f32],
+    pack: &mut Pack,
+) {
+    let (w, _) = p.split_at(out * n_in);
+    gemm(batch, n_in, out, dy, false, w, false, 0.0, dx, pack);
 }

@@ -2,10 +2,9 @@
 //! enabled (x86-64 only: see `crate::cpu`). Each function is the portable one, inlined into a
 //! `#[target_feature]` body.
 
-use super::Network;
+use super::{Network, Seg};
 use crate::layers::Shape;
 use crate::trunk::{self, Lanes};
-use rand::RngCore;
 
 /// `forward`, `backward` and `eval_chunks` under the names given, compiled with `features`.
 macro_rules! passes {
@@ -14,25 +13,25 @@ macro_rules! passes {
         pub(super) fn $forward(
             net: &mut Network,
             params: &[f32],
-            state: &mut [f32],
-            batch: usize,
+            segs: &mut [Seg<'_>],
+            total: usize,
             train: bool,
-            rng: &mut dyn RngCore,
             from: usize,
         ) {
-            net.forward_impl(params, state, batch, train, rng, from)
+            net.forward_impl(params, segs, total, train, from)
         }
 
         #[target_feature(enable = $features)]
         pub(super) fn $backward(
             net: &mut Network,
             params: &[f32],
-            batch: usize,
-            grad: &mut [f32],
+            segs: &[(usize, usize)],
+            grads: &mut [&mut [f32]],
+            total: usize,
             g: &mut Vec<f32>,
             g2: &mut Vec<f32>,
         ) {
-            net.backward_impl(params, batch, grad, g, g2)
+            net.backward_impl(params, segs, grads, total, g, g2)
         }
 
         #[target_feature(enable = $features)]
