@@ -191,6 +191,7 @@ class GridStore:
         wall_seconds: float,
         threads: int,
         identity: Optional[str] = None,
+        class_recall: Optional[Sequence[float]] = None,
     ) -> None: ...
     @property
     def path(self) -> str: ...

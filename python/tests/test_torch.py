@@ -232,9 +232,6 @@ class WrongShape(nn.Module):
      r"device 'nope' is not a torch device"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, device="cuda:7"),
      ValueError, r"cuda:7"),
-    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={
-        **SMALL, "training_mode_eval": {"batch": 25}}),
-     ValueError, r"'training_mode_eval': not supported by the torch backend"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config={
         **SMALL, "eval_samples": None, "eval_subset": [10**6]}),
      ValueError, r"eval_subset: index 1000000 is past the test set"),
@@ -470,6 +467,60 @@ def test_the_code_profiles_options_give_the_engines_gradients(synthetic):
     other = bt.Simulation(bt.models.mnist_cnn(), synthetic,
                           config={**cfg, "shared_first_shuffle": False}, params=server.params)
     assert relative(other.gradients(1)[1][0], first[0][0]) > 1e-3
+
+
+def test_training_mode_evaluation_is_the_engines(data_dir):
+    """``training_mode_eval``: each test batch's own batch-norm statistics (dropout off, so
+    nothing random): the same accuracy and loss as the engine's training-mode evaluation;
+    another batch size, another loss; evaluation mode differs; the module's running
+    statistics are left as they were."""
+    cfg = {**SMALL, "dataset": "cifar10", "model": {"name": "cifar10_cnn", "dropout": 0.0},
+           "workers": 2, "byzantine": 0, "attack": "none", "aggregator": {"name": "average"},
+           "batch": 8, "eval_samples": 24, "training_mode_eval": {"batch": 6}}
+    params = byzadam.Server(cfg).params
+    engine = byzadam.Engine(cfg, data_dir=data_dir)
+    acc, loss = engine.evaluate(params, engine.workers(), 1)
+    cifar = byzadam.data.load("cifar10", data_dir)
+    model = bt.models.from_config(cfg["model"])
+    sim = bt.Simulation(model, cifar, cifar, config=cfg, params=params)
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    got_acc, got_loss = sim.evaluate(1)
+    assert got_acc == acc
+    assert abs(got_loss - loss) < 1e-4 * max(1.0, abs(loss))
+    assert all(torch.equal(v, before[k]) for k, v in model.named_buffers())
+    other = bt.Simulation(bt.models.from_config(cfg["model"]), cifar, cifar,
+                          config={**cfg, "training_mode_eval": {"batch": 4}}, params=params)
+    assert abs(other.evaluate(1)[1] - got_loss) > 1e-6
+    plain = bt.Simulation(bt.models.from_config(cfg["model"]), cifar, cifar,
+                          config={k: v for k, v in cfg.items() if k != "training_mode_eval"},
+                          params=params)
+    assert abs(plain.evaluate(1)[1] - got_loss) > 1e-6
+
+
+def test_training_mode_evaluation_draws_dropout_from_the_rounds_stream(synthetic):
+    """With dropout on, a training-mode evaluation is the same for the same round and seed,
+    and another for another round (its masks are drawn per round); the user's generator is
+    left as it was."""
+    cfg = {**SMALL, "model": {"name": "mlp", "hidden": [64]}, "training_mode_eval": {"batch": 50}}
+
+    class Dropping(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = bt.models.from_config(cfg["model"])
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(self.drop(x))
+
+    params = byzadam.Server(cfg).params
+    runs = [bt.Simulation(Dropping(), synthetic, synthetic, config=cfg, params=params)
+            for _ in range(2)]
+    state = torch.random.get_rng_state()
+    first = runs[0].evaluate(3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert runs[1].evaluate(3) == first
+    assert runs[0].evaluate(3) == first
+    assert runs[0].evaluate(4)[1] != first[1]
 
 
 def test_evaluation_on_an_eval_subset_with_the_softmax_head_is_the_engines(synthetic):

@@ -61,6 +61,18 @@ def test_a_grid_is_stored_as_the_simulation_computes_it(tmp_path, capsys):
                             params=byzadam.Server(cfg).params)
         summary = sim.run(progress=False)
         assert r["summary"]["final_accuracy"] == summary.final_accuracy
+        # Each class's recall at the last evaluation, stored as the built-in grid stores it:
+        # recomputed here from the final parameters' predictions on the evaluated images.
+        model = bt.models.mnist_cnn()
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(sim.server.params),
+                                            model.parameters())
+        with torch.no_grad():
+            predicted = model.eval()(sim._test.x[:300]).argmax(1).numpy()
+        labels = sim._test.y[:300].numpy()
+        expected = [float(np.mean(predicted[labels == c] == c)) for c in range(10)]
+        assert summary.class_recall == pytest.approx(expected, abs=1e-12)
+        assert r["summary"]["class_recall"] == pytest.approx(expected, abs=1e-12)
+        assert np.mean(predicted == labels) == pytest.approx(summary.final_accuracy, abs=1e-12)
         rows = stored_rounds(db, r["id"])
         assert [row[0] for row in rows] == [1, 2, 3, 4]
         for row, m in zip(rows, sim.metrics):

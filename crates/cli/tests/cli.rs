@@ -1063,3 +1063,35 @@ fn a_bad_pass_size_in_the_environment_stops_the_run_naming_the_variable() {
         assert!(!out.join("metrics.jsonl").exists(), "{bad}: a run started");
     }
 }
+
+#[test]
+fn bench_engine_gives_the_round_against_its_flop_floor() {
+    let (out, _) = success(byzadam().args([
+        "bench-engine",
+        "--models",
+        "mnist",
+        "--workers",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--sgemm-peak",
+    ]));
+    assert!(out.contains("GFLOP/s"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("| mnist"))
+        .expect("a row for mnist");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | mnist | parameters | round ms | img/s | round GFLOP | floor ms | × floor |
+    assert_eq!(
+        cells[5], "0.30",
+        "2 workers × 25 images × 5.98 MFLOP: {row}"
+    );
+    let times: f64 = cells[7].parse().unwrap();
+    assert!(
+        times > 1.0,
+        "a round cannot beat its products at the peak rate: {row}"
+    );
+}

@@ -30,6 +30,29 @@ pub use cpu::{cpu_level, fast_paths, CpuError, Level};
 pub use gradient_policy::{GradientOrder, GradientPolicy};
 pub use layers::{Head, LayerSpec, Shape};
 pub use network::{Evaluation, Job, Network};
+
+/// Our SGEMM's rate on one thread, in GFLOP/s (two per multiply-add), at this thread's CPU
+/// level: the median of `repeats` products `C = A · B` of `size × size` matrices (after one
+/// untimed product). What `byzadam bench-engine --sgemm-peak` measures the engine's rounds
+/// against (their FLOP floor).
+#[doc(hidden)]
+pub fn sgemm_rate(size: usize, repeats: usize) -> f64 {
+    let mut pack = gemm::Pack::default();
+    let a: Vec<f32> = (0..size * size).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..size * size).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0.0; size * size];
+    let mut run = || {
+        let t = std::time::Instant::now();
+        gemm::gemm(
+            size, size, size, &a, false, &b, false, 0.0, &mut c, &mut pack,
+        );
+        t.elapsed().as_secs_f64()
+    };
+    run();
+    let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    2.0 * (size as f64).powi(3) / times[times.len() / 2] / 1e9
+}
 use serde::{Deserialize, Serialize};
 
 /// The models byzadam ships.
@@ -277,6 +300,23 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn training_flops_are_counted_by_hand() {
+        // MNIST CNN: conv 1→20 (5×5, 24×24 out) 288,000 multiply-adds, conv 20→20 (5×5,
+        // 8×8 out) 640,000, linear 320→500 160,000, linear 500→10 5,000; two FLOPs each, for
+        // the output and weight gradient of the first layer and also the input gradient of
+        // the others.
+        let want = 2 * (288_000 * 2 + (640_000 + 160_000 + 5_000) * 3);
+        assert_eq!(ModelKind::MnistCnn.build().train_flops_per_image(), want);
+        // Logistic regression: one linear layer, the first: no input gradient.
+        assert_eq!(
+            ModelKind::LogisticRegression
+                .build()
+                .train_flops_per_image(),
+            2 * 7_840 * 2
+        );
     }
 
     #[test]

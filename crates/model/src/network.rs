@@ -250,6 +250,27 @@ impl Network {
         4 * (acts + kept + 2 * widest)
     }
 
+    /// The floating-point operations of one training image's forward and backward passes
+    /// as direct products count them (two per multiply-add: each convolution and linear
+    /// layer's output, weight gradient, and input gradient but for the first layer's; what
+    /// Winograd's algorithm saves is not subtracted). Divided by a measured SGEMM rate, the
+    /// time a round cannot beat (`byzadam bench-engine --sgemm-peak`).
+    pub fn train_flops_per_image(&self) -> u64 {
+        let mut flops = 0u64;
+        for (i, l) in self.layers.iter().enumerate() {
+            let macs = match l.spec {
+                LayerSpec::Conv { out, kernel, .. } => {
+                    out * l.input.c * kernel * kernel * l.output.h * l.output.w
+                }
+                LayerSpec::Linear { out } => out * l.input.len(),
+                _ => 0,
+            } as u64;
+            // Output and weight gradient, and the input gradient past the first layer.
+            flops += 2 * macs * if i == 0 { 2 } else { 3 };
+        }
+        flops
+    }
+
     /// Number of parameters (the length of the flat vector).
     pub fn num_params(&self) -> usize {
         self.num_params

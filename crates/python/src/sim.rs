@@ -447,8 +447,10 @@ impl PyGridStore {
     /// (an error when no round was evaluated); a run already stored is left as it is.
     /// `id` must be `run_id(config_json, identity)`, where `identity` (default `backend`)
     /// is the backend followed by whatever else makes the run (a model's initial
-    /// parameters' fingerprint).
-    #[pyo3(signature = (backend, id, config_json, rounds, train_seconds, wall_seconds, threads, identity = None))]
+    /// parameters' fingerprint). `class_recall`: each class's recall at the last round's
+    /// evaluation (each in [0, 1], or NaN for a class the evaluated images lack), stored with
+    /// the summary as the built-in grid stores it.
+    #[pyo3(signature = (backend, id, config_json, rounds, train_seconds, wall_seconds, threads, identity = None, class_recall = None))]
     #[allow(clippy::too_many_arguments)]
     fn insert_run(
         &mut self,
@@ -460,8 +462,24 @@ impl PyGridStore {
         wall_seconds: f64,
         threads: usize,
         identity: Option<&str>,
+        class_recall: Option<Vec<f64>>,
     ) -> PyResult<()> {
         let config = config_from_json(config_json)?;
+        let class_recall = class_recall.unwrap_or_default();
+        if let Some(v) = class_recall
+            .iter()
+            .find(|v| !(v.is_nan() || (0.0..=1.0).contains(*v)))
+        {
+            return Err(error(format!(
+                "run {id}: a class's recall is {v}: each must be in [0, 1] (or NaN)"
+            )));
+        }
+        if class_recall.len() > 256 {
+            return Err(error(format!(
+                "run {id}: {} classes' recalls: at most 256",
+                class_recall.len()
+            )));
+        }
         let identity = identity.unwrap_or(backend);
         if !identity.starts_with(backend) {
             return Err(error(format!(
@@ -497,8 +515,9 @@ impl PyGridStore {
                 },
             )
             .collect();
-        let summary = byzadam_sim::Summary::from_metrics(&metrics, train_seconds)
+        let mut summary = byzadam_sim::Summary::from_metrics(&metrics, train_seconds)
             .ok_or_else(|| error(format!("run {id}: no round was evaluated")))?;
+        summary.class_recall = class_recall;
         let timings = Timings {
             setup_seconds: 0.0,
             train_seconds,

@@ -171,7 +171,7 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
             continue
         db.insert_run(backend, run_id, config_json, [_row(m) for m in sim.metrics],
                       summary.seconds, time.perf_counter() - started, torch.get_num_threads(),
-                      identity)
+                      identity, class_recall=summary.class_recall)
         say(f"    final accuracy {summary.final_accuracy:.4f}")
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(pending)} runs failed:\n"

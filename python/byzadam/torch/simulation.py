@@ -22,10 +22,8 @@ from .models import flat
 __all__ = ["Simulation", "Summary"]
 
 # Run options of `byzadam run` the torch backend does not implement (yet): refused when set,
-# never silently ignored. Their defaults, as `byzadam.resolve` gives them.
-_UNSUPPORTED = {
-    "training_mode_eval": None,
-}
+# never silently ignored. Their defaults, as `byzadam.resolve` gives them. (None left.)
+_UNSUPPORTED: Dict[str, Any] = {}
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, softmax_head: bool,
@@ -41,7 +39,9 @@ def _loss(out: torch.Tensor, y: torch.Tensor, softmax_head: bool,
 class Summary:
     """What a run ends with, as :func:`byzadam.run`'s summary: ``final_accuracy``,
     ``best_accuracy``, ``final_loss``, ``rounds``, ``diverged_at`` (a round or ``None``),
-    ``seconds``; and ``metrics``, one dict per round."""
+    ``seconds``; ``metrics``, one dict per round; and ``class_recall``, each class's recall
+    at the last round's evaluation (NaN for a class the evaluated images lack; empty when
+    the last round was not evaluated)."""
 
     final_accuracy: float
     best_accuracy: float
@@ -50,6 +50,7 @@ class Summary:
     diverged_at: Optional[int]
     seconds: float
     metrics: List[Dict[str, Any]] = field(default_factory=list)
+    class_recall: List[float] = field(default_factory=list)
 
 
 def _device(device: Any) -> torch.device:
@@ -203,6 +204,8 @@ class Simulation:
         self._eval_batch = int(eval_batch)
         self._generator_seed = int(cfg["seed"])
         self.metrics: List[Dict[str, Any]] = []
+        # Each class's recall at the last round's evaluation (as the engine's simulator).
+        self.final_recall: List[float] = []
 
     # -- gradients ----------------------------------------------------------------------
 
@@ -323,11 +326,20 @@ class Simulation:
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def evaluate(self) -> Tuple[float, float]:
+    def evaluate(self, round: Optional[int] = None, recall: bool = False) -> Tuple:
         """``(accuracy, loss)`` of the server's parameters on the test set's ``eval_subset``
         images, else its first ``eval_samples`` (all without either), batch-norm statistics
         the honest workers' mean; with the softmax head, the loss is the run's and the
-        prediction the arg-max of the probabilities, as the engine's."""
+        prediction the arg-max of the probabilities, as the engine's.
+
+        With the run option ``training_mode_eval = {batch = B}`` (the thesis's code's CIFAR-10
+        evaluation) the model is evaluated in training mode, ``B`` test images at a time: each
+        batch's own batch-norm statistics (the running statistics are left as they were) and
+        dropout on, its masks drawn from torch's generator seeded by the run's seed and
+        ``round`` (default: the server's round now), so an evaluation is reproducible.
+
+        ``recall=True`` adds each class's recall (NaN for a class the images lack):
+        ``(accuracy, loss, [recall per class])``."""
         if self._test is None:
             raise ValueError("no test set was given")
         torch.nn.utils.vector_to_parameters(
@@ -341,15 +353,37 @@ class Simulation:
         else:
             k = self.config.get("eval_samples") or len(self._test.y)
             x, y = self._test.x[:k], self._test.y[:k]
-        self.model.eval()
+        training = self.config.get("training_mode_eval")
+        batch = int(training["batch"]) if training is not None else self._eval_batch
+        saved = {k: b.detach().clone() for k, b in self._buffers.items()}
+        self.model.train(training is not None)
+        t = self.server.round if round is None else int(round)
+        cuda = [self.device] if self.device.type == "cuda" else []
         correct, total_loss = 0, 0.0
-        with torch.no_grad():
-            for s in range(0, len(y), self._eval_batch):
-                out = self.model(x[s:s + self._eval_batch])
-                yy = y[s:s + self._eval_batch]
-                total_loss += float(_loss(out, yy, self._softmax_head, reduction="sum"))
-                scores = F.softmax(out, dim=1) if self._softmax_head else out
-                correct += int((scores.argmax(1) == yy).sum())
+        hits = torch.zeros(self.classes, dtype=torch.int64, device=self.device)
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+                if training is not None:
+                    # Dropout's evaluation stream: apart from the workers' (seeds below 2^62).
+                    self._seed((1 << 62) | ((self._generator_seed * 1_000_003 + t)
+                                            & ((1 << 62) - 1)))
+                for s in range(0, len(y), batch):
+                    out = self.model(x[s:s + batch])
+                    yy = y[s:s + batch]
+                    total_loss += float(_loss(out, yy, self._softmax_head, reduction="sum"))
+                    scores = F.softmax(out, dim=1) if self._softmax_head else out
+                    right = scores.argmax(1) == yy
+                    correct += int(right.sum())
+                    if recall:
+                        hits += torch.bincount(yy[right], minlength=self.classes)[:self.classes]
+        finally:
+            # Training mode updates the running statistics: put back the honest mean.
+            for k, b in self._buffers.items():
+                b.copy_(saved[k])
+        if recall:
+            counts = torch.bincount(y, minlength=self.classes)[:self.classes].cpu().tolist()
+            per_class = [h / c if c else float("nan") for h, c in zip(hits.cpu().tolist(), counts)]
+            return correct / len(y), total_loss / len(y), per_class
         return correct / len(y), total_loss / len(y)
 
     # -- the round --------------------------------------------------------------------------
@@ -368,10 +402,15 @@ class Simulation:
             for j, m in enumerate(self.workers[w].message(params, grads[row])):
                 messages[j][w] = m
             all_losses[w] = losses[row]
-        before = self.evaluate() if due == "before" and self._test is not None else None
+        last = t == int(self.config["rounds"])
+        before = (self.evaluate(t, recall=last) if due == "before" and self._test is not None
+                  else None)
         metrics = self.server.step(messages, all_losses)
         if due is not None and self._test is not None:
-            acc, loss = before if before is not None else self.evaluate()
+            result = before if before is not None else self.evaluate(t, recall=last)
+            acc, loss = result[0], result[1]
+            if last:
+                self.final_recall = list(result[2])
             metrics["eval"] = {"accuracy": acc, "loss": loss}
         self.metrics.append(metrics)
         return metrics
@@ -389,6 +428,7 @@ class Simulation:
         parts: Dict[str, np.ndarray] = {
             "config": np.frombuffer(json.dumps(self.config, sort_keys=True).encode(), np.uint8),
             "metrics": np.frombuffer(json.dumps(self.metrics).encode(), np.uint8),
+            "recall": np.asarray(self.final_recall, np.float64),
             "dim": np.array([self.dim], np.int64),
             "server": np.frombuffer(self.server.checkpoint(), np.uint8),
         }
@@ -436,6 +476,7 @@ class Simulation:
                     self._worker_buffers[w][k] = torch.from_numpy(
                         parts[f"buffer/{w}/{k}"].copy()).to(v.device, v.dtype)
             self.metrics = json.loads(parts["metrics"].tobytes())
+            self.final_recall = [float(v) for v in parts.get("recall", np.zeros(0))]
         except Exception:
             if state != saved:
                 self.restore(saved)
@@ -544,7 +585,7 @@ class Simulation:
                        best_accuracy=max(e["accuracy"] for e in evals),
                        final_loss=evals[-1]["loss"], rounds=self.server.round,
                        diverged_at=diverged, seconds=time.perf_counter() - start,
-                       metrics=list(self.metrics))
+                       metrics=list(self.metrics), class_recall=list(self.final_recall))
 
 
 def _log_scalars(writer: Any, m: Dict[str, Any]) -> None:

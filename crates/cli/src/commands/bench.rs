@@ -202,6 +202,11 @@ pub struct EngineArgs {
     /// batch (`Network::loss_and_grad_batched`, the same bits); 1 = each worker its own pass.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub group: u32,
+    /// Also measure our SGEMM's rate on one thread (1024 × 1024 × 1024 products, median of
+    /// 9) and give each round's FLOP floor: its products' operations (direct convolutions,
+    /// two per multiply-add) at that rate, and the round's time as a multiple of it.
+    #[arg(long)]
+    pub sgemm_peak: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub threads: Threads,
@@ -231,9 +236,24 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
         byzadam_model::cpu_level(),
         byzadam_model::cpu_level().describe(),
     )?;
+    let peak = args.sgemm_peak.then(|| byzadam_model::sgemm_rate(1024, 9));
+    if let Some(rate) = peak {
+        writeln!(
+            w,
+            "SGEMM, 1024 × 1024 × 1024, one thread: {rate:.1} GFLOP/s"
+        )?;
+    }
     writeln!(w)?;
-    writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
-    writeln!(w, "| --- | ---: | ---: | ---: |")?;
+    if peak.is_some() {
+        writeln!(
+            w,
+            "| model | parameters | round ms | evaluation img/s | round GFLOP | FLOP floor ms | × floor |"
+        )?;
+        writeln!(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    } else {
+        writeln!(w, "| model | parameters | round ms | evaluation img/s |")?;
+        writeln!(w, "| --- | ---: | ---: | ---: |")?;
+    }
     for name in &args.models {
         let kind = match name.as_str() {
             "mnist" => ModelKind::MnistCnn,
@@ -318,12 +338,21 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
         let t = Instant::now();
         eval_net.evaluate(&params, &state, &xe, &ye, 500);
         let ips = n_eval as f64 / t.elapsed().as_secs_f64();
-        writeln!(
+        let round = median(&mut times);
+        write!(
             w,
-            "| {name} | {} | {:.1} | {ips:.0} |",
-            net.num_params(),
-            median(&mut times)
+            "| {name} | {} | {round:.1} | {ips:.0} |",
+            net.num_params()
         )?;
+        if let Some(rate) = peak {
+            // The round's products spread over the threads: the floor is per thread.
+            let threads = rayon::current_num_threads().min(args.workers).max(1) as f64;
+            let gflop =
+                net.train_flops_per_image() as f64 * (args.workers * args.batch) as f64 / 1e9;
+            let floor = gflop / rate / threads * 1e3;
+            write!(w, " {gflop:.2} | {floor:.1} | {:.2} |", round / floor)?;
+        }
+        writeln!(w)?;
     }
     Ok(())
 }
