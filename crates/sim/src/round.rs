@@ -484,12 +484,6 @@ impl EngineWorker {
         }
     }
 
-    /// Exchanges the buffers of this worker's network with `scratch`'s, a network of the same
-    /// model ([`Network::swap_workspace`]): the simulator's per-thread scratch networks.
-    pub fn swap_workspace(&mut self, scratch: &mut Network) {
-        self.net.swap_workspace(scratch);
-    }
-
     /// [`EngineWorker::gradient`], then the worker half's [`Worker::message`] into `out`.
     /// Returns the batch's loss.
     pub fn step<O: AsMut<[f32]>>(

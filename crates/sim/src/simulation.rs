@@ -230,9 +230,10 @@ pub struct Simulation {
     // Per-round buffers, reused: each message of every worker (`workers × dim`), the losses.
     messages: Vec<Vec<f32>>,
     losses: Vec<f32>,
-    /// One scratch network per thread, whose buffers each worker a thread runs borrows for
-    /// its step (`EngineWorker::swap_workspace`): one set of buffers per thread stays in cache
-    /// where fifteen workers' sets would evict each other. Never part of a result.
+    /// One scratch network per thread, on which the gradient passes of the workers that
+    /// thread runs are computed (`EngineWorker::gradients`): one set of buffers per thread
+    /// stays in cache where fifteen workers' sets would evict each other. Never part of a
+    /// result.
     scratch: Vec<std::sync::Mutex<byzadam_model::Network>>,
     /// The most workers one gradient pass takes (see [`Simulation::set_pass_workers`]).
     pass_workers: usize,
