@@ -119,44 +119,44 @@ pub(crate) fn pack_a(m: usize, k: usize, a: &[f32], ta: bool, pack: &Pack, out: 
     out.key = Some((m, k, ta, pack.level));
     #[cfg(byzadam_x86)]
     if pack.level > Level::Portable {
-        let avx512 = pack.level == Level::Avx512;
-        let mut len = 0;
-        for p0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - p0);
-            for i0 in (0..m).step_by(MC) {
-                let mc = MC.min(m - i0);
-                let h = if avx512 {
-                    mc.div_ceil(mc.div_ceil(MR512))
-                } else {
-                    MR
-                };
-                len += mc.div_ceil(h) * kc * h;
-            }
-        }
-        if out.data.len() < len {
-            out.data.resize(len, 0.0);
-        }
+        // The blocks in the order the products read them (see `off` in `packed512`/`packed`).
         let mut off = 0;
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                let dst = &mut out.data[off..];
-                if avx512 {
-                    let h = mc.div_ceil(mc.div_ceil(MR512));
+                let h = panel_rows(pack.level, mc);
+                let len = mc.div_ceil(h) * kc * h;
+                if out.data.len() < off + len {
+                    out.data.resize(off + len, 0.0);
+                }
+                let dst = &mut out.data[off..off + len];
+                if pack.level == Level::Avx512 {
                     // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL,
                     // AVX2 and FMA (`Pack::set_level`).
                     #[allow(unsafe_code)]
                     unsafe {
                         pack_a512(a, ta, m, k, i0, mc, p0, kc, h, dst)
                     };
-                    off += mc.div_ceil(h) * kc * h;
                 } else {
                     pack_a256(a, ta, m, k, i0, mc, p0, kc, dst);
-                    off += mc.div_ceil(MR) * kc * MR;
                 }
+                off += len;
             }
         }
+    }
+}
+
+/// Rows of each packed A panel (and register tile) for a block of `mc` rows at `level`:
+/// with AVX-512 the block cut into the fewest even tiles of at most [`MR512`] rows (20 rows:
+/// two of 10; 25: 9, 9, 7), with AVX2 [`MR`].
+#[cfg(byzadam_x86)]
+#[inline(always)]
+fn panel_rows(level: Level, mc: usize) -> usize {
+    if level == Level::Avx512 {
+        mc.div_ceil(mc.div_ceil(MR512))
+    } else {
+        MR
     }
 }
 
@@ -468,7 +468,7 @@ unsafe fn packed512(
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                let h = mc.div_ceil(mc.div_ceil(MR512));
+                let h = panel_rows(Level::Avx512, mc);
                 let len = mc.div_ceil(h) * kc * h;
                 let ablock: &[f32] = match pre {
                     Some(pre) => &pre[off..off + len],

@@ -50,6 +50,15 @@ fn constant(value: f64) -> Schedule {
     Schedule::Constant { value }
 }
 
+/// `f` run in a rayon pool of `threads` threads.
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
 #[test]
 fn same_config_and_seed_give_the_same_bits_with_one_and_two_threads() {
     let data = synthetic::generate(4, 3000, 300);
@@ -61,14 +70,8 @@ fn same_config_and_seed_give_the_same_bits_with_one_and_two_threads() {
         eval_every: 4,
         ..RunConfig::default()
     };
-    let in_pool = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| run(config.clone(), &data).0)
-    };
-    let (one, two) = (in_pool(1), in_pool(2));
+    let metrics = |threads| in_pool(threads, || run(config.clone(), &data).0);
+    let (one, two) = (metrics(1), metrics(2));
     assert_eq!(
         serde_json::to_string(&one).unwrap(),
         serde_json::to_string(&two).unwrap()
@@ -92,18 +95,14 @@ fn batched_gradient_passes_give_the_same_bits_as_one_pass_per_worker() {
         ..RunConfig::default()
     };
     let with = |threads, pass| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let mut sim = Simulation::new(config.clone(), &data).expect("valid config");
-                sim.set_pass_workers(pass);
-                let mut metrics = Vec::new();
-                sim.run(&mut metrics).expect("run");
-                let bits: Vec<u32> = sim.params().iter().map(|v| v.to_bits()).collect();
-                (serde_json::to_string(&metrics).unwrap(), bits)
-            })
+        in_pool(threads, || {
+            let mut sim = Simulation::new(config.clone(), &data).expect("valid config");
+            sim.set_pass_workers(pass);
+            let mut metrics = Vec::new();
+            sim.run(&mut metrics).expect("run");
+            let bits: Vec<u32> = sim.params().iter().map(|v| v.to_bits()).collect();
+            (serde_json::to_string(&metrics).unwrap(), bits)
+        })
     };
     let one = with(1, 1);
     for (threads, pass) in [(1, 4), (1, 100), (2, 4), (2, 100)] {
