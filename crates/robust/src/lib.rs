@@ -79,6 +79,28 @@ pub fn pairwise_squared_distances(s: &Submissions, out: &mut [f64]) -> Result<()
     Ok(())
 }
 
+/// `‖point − mean of the rows of s‖`, in `f64`: the mean is `Σᵢ (xᵢ / n)` accumulated in row
+/// order, the squared differences summed in coordinate order, so the result does not depend
+/// on the CPU level or the thread count. The simulator's ξ (the aggregate's distance to the
+/// honest mean).
+///
+/// ```
+/// # use byzadam_robust::{distance_to_mean, Submissions};
+/// let s = Submissions::from_rows(&[[0.0, 0.0], [2.0, 4.0]])?;
+/// assert_eq!(distance_to_mean(&s, &[4.0, 6.0])?, 5.0); // the mean is (1, 2)
+/// # Ok::<(), byzadam_robust::Error>(())
+/// ```
+pub fn distance_to_mean(s: &Submissions, point: &[f32]) -> Result<f64, Error> {
+    s.check_nonempty()?;
+    if point.len() != s.dim() {
+        return Err(Error::OutputLength {
+            expected: s.dim(),
+            found: point.len(),
+        });
+    }
+    Ok(kernels::rowsum::distance_to_mean(s, point))
+}
+
 /// Fails with [`Error::TooFewInputs`] unless `ok`.
 pub(crate) fn require(
     ok: bool,

@@ -26,7 +26,8 @@ use byzadam_model::{GradientPolicy, Job, Network};
 use byzadam_optim::{Optimizer, WorkerState};
 use byzadam_robust::attacks::LabelFlip;
 use byzadam_robust::{
-    pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions, ThreatModel,
+    distance_to_mean, pairwise_squared_distances, Attack, AttackContext, Pipeline, Submissions,
+    ThreatModel,
 };
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
@@ -592,11 +593,11 @@ pub struct Server {
     round: u64,
     diverged_at: Option<u64>,
     // Per-round buffers, reused.
-    honest: Vec<Submissions<'static>>,
     own: Vec<Submissions<'static>>,
     forged: Submissions<'static>,
     all: Submissions<'static>,
     aggregated: Vec<Vec<f32>>,
+    d2: Vec<f64>,
     /// The Byzantine workers forge their own rows (networked, node-side attacks): their rows
     /// are aggregated as sent and the config's attack is not run here.
     rows_as_sent: bool,
@@ -687,7 +688,7 @@ impl Server {
                 .collect(),
             round: 0,
             diverged_at: None,
-            honest: vec![Submissions::default(); messages],
+            d2: Vec::new(),
             own: vec![Submissions::default(); messages],
             forged: Submissions::default(),
             all: Submissions::default(),
@@ -882,39 +883,40 @@ impl Server {
         let mut xi_norm = 0.0;
         let mut diameter = 0.0;
         for (k, rows) in messages.iter().enumerate() {
-            let (honest, own) = (&mut self.honest[k], &mut self.own[k]);
-            honest.reshape(honest_count, dim);
-            own.reshape(byz_count, dim);
+            // The honest rows go straight into the rule's input (`all`, whose first rows they
+            // are); the Byzantine workers' own rows are kept only where the attack or the
+            // networked mode reads them.
+            let keep_own = byzantine_compute || self.rows_as_sent;
+            let own = &mut self.own[k];
+            self.all.reshape(honest_count, dim);
+            own.reshape(if keep_own { byz_count } else { 0 }, dim);
             let (mut hi, mut bi) = (0, 0);
             for (w, (row, &byzantine)) in rows.chunks_exact(dim).zip(&self.byzantine).enumerate() {
                 if !here(w) {
                     continue;
                 }
-                if byzantine {
+                if !byzantine {
+                    self.all.row_mut(hi).copy_from_slice(row);
+                    hi += 1;
+                } else if keep_own {
                     own.row_mut(bi).copy_from_slice(row);
                     bi += 1;
-                } else {
-                    honest.row_mut(hi).copy_from_slice(row);
-                    hi += 1;
                 }
-            }
-            self.all.copy_from(honest);
-            if self.rows_as_sent {
-                // The Byzantine nodes forged their rows themselves: aggregated as sent.
-                self.all.extend(own).map_err(|source| RoundError::Attack {
-                    round: t,
-                    message: k,
-                    source,
-                })?;
             }
             let forge = !self.rows_as_sent && (byz_count > 0 || present.is_none());
             if let Some(attack) = self.attacks[k].as_mut().filter(|_| forge) {
+                let failed = |source| RoundError::Attack {
+                    round: t,
+                    message: k,
+                    source,
+                };
+                let honest = Submissions::borrowed(self.all.as_flat(), dim).map_err(failed)?;
                 let ctx = AttackContext {
                     n,
                     byzantine: byz_count,
                     dim,
                     own: byzantine_compute.then_some(&*own),
-                    honest: Some(&*honest),
+                    honest: Some(&honest),
                     server: Some(&self.pipelines[k]),
                 };
                 let mut rng = seeds::rng(
@@ -924,15 +926,17 @@ impl Server {
                         message: k,
                     },
                 );
-                let failed = |source| RoundError::Attack {
-                    round: t,
-                    message: k,
-                    source,
-                };
                 attack
                     .forge(&ctx, &mut rng, &mut self.forged)
                     .map_err(failed)?;
                 self.all.extend(&self.forged).map_err(failed)?;
+            } else if self.rows_as_sent {
+                // The Byzantine nodes forged their rows themselves: aggregated as sent.
+                self.all.extend(own).map_err(|source| RoundError::Attack {
+                    round: t,
+                    message: k,
+                    source,
+                })?;
             }
             let mut rng = seeds::rng(
                 self.config.seed,
@@ -949,7 +953,9 @@ impl Server {
                     source,
                 })?;
             if k == 0 {
-                (xi_norm, diameter) = xi_and_diameter(&self.aggregated[0], honest);
+                let honest = &self.all.as_flat()[..honest_count * dim];
+                (xi_norm, diameter) =
+                    xi_and_diameter(&self.aggregated[0], honest, dim, &mut self.d2);
             }
         }
         let refs: Vec<&[f32]> = self.aggregated.iter().map(|v| v.as_slice()).collect();
@@ -1034,23 +1040,22 @@ impl Server {
     }
 }
 
-/// `‖F − mean of the honest rows‖` and the honest rows' diameter (0 when it is undefined).
-fn xi_and_diameter(aggregated: &[f32], honest: &Submissions) -> (f64, f64) {
-    let (count, dim) = (honest.n(), honest.dim());
-    let mut mean = vec![0f64; dim];
-    for row in honest.rows() {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v as f64 / count as f64;
-        }
-    }
-    let xi = aggregated
-        .iter()
-        .zip(&mean)
-        .map(|(&a, m)| (a as f64 - m).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let mut d2 = vec![0.0; count * count];
-    let diameter = if pairwise_squared_distances(honest, &mut d2).is_ok() {
+/// `‖F − mean of the honest rows‖` and the honest rows' diameter (0 when it is undefined),
+/// for the honest rows `honest` (flat, `dim` wide); `d2` holds the pairwise distances.
+fn xi_and_diameter(
+    aggregated: &[f32],
+    honest: &[f32],
+    dim: usize,
+    d2: &mut Vec<f64>,
+) -> (f64, f64) {
+    let Ok(rows) = Submissions::borrowed(honest, dim) else {
+        return (0.0, 0.0);
+    };
+    let xi = distance_to_mean(&rows, aggregated).unwrap_or(0.0);
+    let count = rows.n();
+    d2.clear();
+    d2.resize(count * count, 0.0);
+    let diameter = if pairwise_squared_distances(&rows, d2).is_ok() {
         d2.iter().copied().fold(0.0, f64::max).sqrt()
     } else {
         0.0

@@ -1,4 +1,5 @@
 use super::{fill_rows, mean_std, Attack, AttackContext, ThreatModel};
+use crate::kernels::scratch::with_f64;
 use crate::{Error, Submissions};
 use serde::{Deserialize, Serialize};
 
@@ -107,9 +108,11 @@ impl ALittleIsEnough {
 /// `μ − z σ` of the honest messages, into `ctx.byzantine` rows.
 pub(crate) fn alie_rows(honest: &Submissions, z: f64, rows: usize, out: &mut Submissions) {
     let dim = honest.dim();
-    let (mut mean, mut std) = (vec![0.0; dim], vec![0.0; dim]);
-    mean_std(honest, usize::from(honest.n() > 1), &mut mean, &mut std);
-    fill_rows(out, rows, dim, |c| (mean[c] - z * std[c]) as f32);
+    with_f64(2 * dim, |buf| {
+        let (mean, std) = buf.split_at_mut(dim);
+        mean_std(honest, usize::from(honest.n() > 1), mean, std);
+        fill_rows(out, rows, dim, |c| (mean[c] - z * std[c]) as f32);
+    });
 }
 
 impl Attack for ALittleIsEnough {

@@ -25,6 +25,7 @@ pub use mimic::Mimic;
 pub use optimal::{LineSearch, OptimalAlie, OptimalEmpire};
 pub use sign_flip::SignFlip;
 
+use crate::kernels::simd::dispatch;
 use crate::kernels::CHUNK;
 use crate::{Error, Pipeline, Submissions};
 use rayon::prelude::*;
@@ -167,32 +168,57 @@ pub(crate) fn mean_std(s: &Submissions, ddof: usize, mean: &mut [f64], std: &mut
     mean.par_chunks_mut(CHUNK)
         .zip(std.par_chunks_mut(CHUNK))
         .enumerate()
-        .for_each(|(c, (m, sd))| {
-            let c0 = c * CHUNK;
-            m.fill(0.0);
-            for r in 0..n {
-                for (acc, &x) in m.iter_mut().zip(&data[r * dim + c0..]) {
-                    *acc += x as f64;
-                }
-            }
-            for v in m.iter_mut() {
-                *v /= n as f64;
-            }
-            sd.fill(0.0);
-            for r in 0..n {
-                for ((acc, &x), mu) in sd.iter_mut().zip(&data[r * dim + c0..]).zip(m.iter()) {
-                    let d = x as f64 - mu;
-                    *acc += d * d;
-                }
-            }
-            let denom = n.saturating_sub(ddof) as f64;
-            for v in sd.iter_mut() {
-                *v = (*v / denom).sqrt();
-            }
-        });
+        .for_each(|(c, (m, sd))| mean_std_chunk(data, n, dim, c * CHUNK, ddof, m, sd));
 }
 
-/// Writes the same vector `v` into every one of `rows` rows of `out`.
+/// [`mean_std`] on the coordinates `c0..c0 + m.len()`.
+#[inline(always)]
+fn mean_std_chunk_generic(
+    data: &[f32],
+    n: usize,
+    dim: usize,
+    c0: usize,
+    ddof: usize,
+    m: &mut [f64],
+    sd: &mut [f64],
+) {
+    m.fill(0.0);
+    for r in 0..n {
+        for (acc, &x) in m.iter_mut().zip(&data[r * dim + c0..]) {
+            *acc += x as f64;
+        }
+    }
+    for v in m.iter_mut() {
+        *v /= n as f64;
+    }
+    sd.fill(0.0);
+    for r in 0..n {
+        for ((acc, &x), mu) in sd.iter_mut().zip(&data[r * dim + c0..]).zip(m.iter()) {
+            let d = x as f64 - mu;
+            *acc += d * d;
+        }
+    }
+    let denom = n.saturating_sub(ddof) as f64;
+    for v in sd.iter_mut() {
+        *v = (*v / denom).sqrt();
+    }
+}
+
+dispatch! {
+    /// [`mean_std_chunk_generic`], vectorised where the CPU allows (the same bits).
+    fn mean_std_chunk(
+        data: &[f32],
+        n: usize,
+        dim: usize,
+        c0: usize,
+        ddof: usize,
+        m: &mut [f64],
+        sd: &mut [f64],
+    ) => mean_std_chunk_generic
+}
+
+/// Writes the same vector `v` into every one of `rows` rows of `out`: computed into the first
+/// row, then copied.
 pub(crate) fn fill_rows(
     out: &mut Submissions,
     rows: usize,
@@ -200,9 +226,17 @@ pub(crate) fn fill_rows(
     v: impl Fn(usize) -> f32 + Sync,
 ) {
     out.reshape(rows, dim);
-    out.as_flat_mut().par_chunks_mut(dim).for_each(|row| {
-        for (c, x) in row.iter_mut().enumerate() {
-            *x = v(c);
-        }
-    });
+    let Some((first, rest)) = out.as_flat_mut().split_at_mut_checked(dim) else {
+        return;
+    };
+    first
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, x) in chunk.iter_mut().enumerate() {
+                *x = v(c * CHUNK + i);
+            }
+        });
+    rest.par_chunks_mut(dim)
+        .for_each(|row| row.copy_from_slice(first));
 }

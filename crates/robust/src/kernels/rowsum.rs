@@ -96,3 +96,57 @@ dispatch! {
     fn weighted_chunk(data: &[f32], dim: usize, rows: &[usize], w: Option<&[f64]>, scale: f64, c0: usize, out: &mut [f32])
         => weighted_chunk_generic
 }
+
+/// `‖point − mean‖²` added to `acc` coordinate by coordinate in order, the mean of the rows of
+/// `data` (`count` rows, `dim` wide) being `Σ_r (x_r / count)` in `f64`, over the coordinates
+/// `c0..c0 + point.len()` (`mean` their scratch).
+#[inline(always)]
+pub(crate) fn distance_to_mean_chunk_generic(
+    data: &[f32],
+    dim: usize,
+    count: usize,
+    c0: usize,
+    point: &[f32],
+    mean: &mut [f64],
+    acc: &mut f64,
+) {
+    mean.fill(0.0);
+    for r in 0..count {
+        for (m, &v) in mean.iter_mut().zip(&data[r * dim + c0..]) {
+            *m += v as f64 / count as f64;
+        }
+    }
+    let mut sum = *acc;
+    for (&a, m) in point.iter().zip(mean.iter()) {
+        sum += (a as f64 - m).powi(2);
+    }
+    *acc = sum;
+}
+
+dispatch! {
+    /// [`distance_to_mean_chunk_generic`], vectorised where the CPU allows (the same bits).
+    fn distance_to_mean_chunk(data: &[f32], dim: usize, count: usize, c0: usize, point: &[f32], mean: &mut [f64], acc: &mut f64)
+        => distance_to_mean_chunk_generic
+}
+
+/// `‖point − mean of the rows of s‖` in `f64`: the mean `Σ_r (x_r / n)` in row order, the
+/// squared differences summed in coordinate order (one thread: the order is the result's).
+pub(crate) fn distance_to_mean(s: &Submissions, point: &[f32]) -> f64 {
+    let (count, dim) = (s.n(), s.dim());
+    let data = s.as_flat();
+    super::scratch::with_f64(CHUNK.min(dim), |mean| {
+        let mut acc = 0.0;
+        for (c, p) in point.chunks(CHUNK).enumerate() {
+            distance_to_mean_chunk(
+                data,
+                dim,
+                count,
+                c * CHUNK,
+                p,
+                &mut mean[..p.len()],
+                &mut acc,
+            );
+        }
+        acc.sqrt()
+    })
+}
