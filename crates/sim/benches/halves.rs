@@ -57,6 +57,16 @@ fn bench(c: &mut Criterion) {
             worker.message(&params, &mut g, &mut out).expect("shapes")
         })
     });
+    // The quickstart's DRA (Adam's moments, a division and a square root per coordinate).
+    let mut dra_config = config.clone();
+    dra_config.optimizer = serde_json::from_str(r#"{"name": "dra"}"#).expect("DRA");
+    let mut dra = Worker::new(&dra_config, dim);
+    group.bench_function("worker_message_dra", |b| {
+        b.iter(|| {
+            g.copy_from_slice(&gradient);
+            dra.message(&params, &mut g, &mut out).expect("shapes")
+        })
+    });
     group.bench_function("server_step", |b| {
         b.iter(|| server.step(&[&messages], &losses).expect("a round"))
     });
