@@ -180,6 +180,16 @@ class Worker:
         return self._core.message(_f32(params, "params").reshape(-1),
                                   _f32(gradient, "gradient").reshape(-1))
 
+    def message_into(self, params, gradient: np.ndarray, out: Sequence[np.ndarray]) -> None:
+        """:meth:`message` without copies, for loops that feed a :class:`Server`: the
+        messages are written into ``out`` (one contiguous, writeable float32 vector of
+        :attr:`dim` values per message, e.g. ``[m[w] for m in messages]``, the rows of the
+        server's message arrays) and ``gradient`` (a contiguous float32 vector) is
+        overwritten with the gradient after the policy. The same bits as :meth:`message`.
+        Arrays of another dtype or layout are refused rather than converted (a converted copy
+        would receive the result)."""
+        self._core.message_into(_f32(params, "params").reshape(-1), gradient, list(out))
+
     def checkpoint(self) -> bytes:
         """The optimizer state."""
         return self._core.checkpoint()

@@ -110,6 +110,40 @@ def test_the_generic_worker_half_is_the_optimizers_step_after_the_policy():
         w.message(params[:3], g)
 
 
+def test_message_into_writes_messages_bits_in_place():
+    # DRA (two moments, a division and a square root per coordinate) sends what `message`
+    # sends, three rounds running, into rows of a larger array; the gradient is overwritten
+    # with the policy's result.
+    cfg = small(optimizer={"name": "dra"}, gradient={"l2": 0.01, "clip": 0.5})
+    rng = np.random.default_rng(3)
+    params = rng.standard_normal(37).astype(np.float32)
+    a, b = byzadam.Worker(cfg, 37), byzadam.Worker(cfg, 37)
+    rows = np.full((3, 37), 7.0, np.float32)
+    for _ in range(3):
+        g = rng.standard_normal(37).astype(np.float32)
+        (expected,) = a.message(params, g)
+        scratch = g.copy()
+        assert b.message_into(params, scratch, [rows[1]]) is None
+        assert rows[1].tobytes() == expected.tobytes()
+        assert not np.array_equal(scratch, g)  # clipped in place (norm above 0.5)
+    assert np.all(rows[[0, 2]] == 7.0)  # the other rows untouched
+    assert a.checkpoint() == b.checkpoint()
+    # Wrong shapes and layouts: errors, and nothing written or stepped.
+    before = rows.copy()
+    with pytest.raises(byzadam.ByzadamError):
+        b.message_into(params, g.copy(), [rows[1][:36]])
+    with pytest.raises(byzadam.ByzadamError):
+        b.message_into(params[:36], g.copy(), [rows[1]])
+    with pytest.raises(byzadam.ByzadamError):
+        b.message_into(params, g.copy(), [rows[1], rows[2]])  # DRA sends one message
+    with pytest.raises(byzadam.ByzadamError, match="contiguous"):
+        b.message_into(params, g.copy(), [np.zeros((37, 2), np.float32)[:, 0]])
+    with pytest.raises(TypeError):
+        b.message_into(params, g.copy(), [np.zeros(37, np.float64)])
+    assert np.array_equal(rows, before)
+    assert a.checkpoint() == b.checkpoint()
+
+
 def test_wrong_shapes_are_errors_not_crashes():
     cfg = small()
     server = byzadam.Server(cfg)

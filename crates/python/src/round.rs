@@ -8,7 +8,9 @@ use byzadam_sim::round::{honest_mean_state, mean_state, ServerCheckpoint, Worker
 use byzadam_sim::{
     EngineWorker, EvaluationDue, Evaluator, RoundError, RoundMetrics, RunConfig, Server, Worker,
 };
-use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
@@ -269,6 +271,34 @@ impl PyWorker {
         gradient: PyReadonlyArray1<'py, f32>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<f32>>>> {
         send(py, &mut self.inner, params, gradient)
+    }
+
+    /// [`message`](Self::message) without copies: `gradient` (a contiguous float32 vector,
+    /// overwritten with the gradient after the gradient policy) and `out` (one contiguous,
+    /// writeable float32 vector of `dim` values per message, e.g. the rows of the server's
+    /// message arrays) are written in place. The same bits as `message`; a wrong shape is a
+    /// `ValueError` and changes nothing.
+    fn message_into(
+        &mut self,
+        py: Python<'_>,
+        params: PyReadonlyArray1<'_, f32>,
+        mut gradient: PyReadwriteArray1<'_, f32>,
+        mut out: Vec<PyReadwriteArray1<'_, f32>>,
+    ) -> PyResult<()> {
+        let params = vector(&params);
+        let g = gradient
+            .as_slice_mut()
+            .map_err(|_| error("gradient must be a contiguous float32 array"))?;
+        let mut rows = Vec::with_capacity(out.len());
+        for o in out.iter_mut() {
+            rows.push(
+                o.as_slice_mut()
+                    .map_err(|_| error("each output must be a contiguous float32 array"))?,
+            );
+        }
+        let w = &mut self.inner;
+        py.detach(|| w.message(&params, g, &mut rows))
+            .map_err(round_error)
     }
 
     /// The optimizer state, as bytes.

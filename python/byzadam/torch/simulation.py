@@ -201,6 +201,7 @@ class Simulation:
         self.gradient_path = "vmap" if vmap else "loop"
         self.fallback_reason: Optional[str] = None if vmap else "vmap=False"
         self._output_checked = False
+        self._messages: Optional[List[np.ndarray]] = None
         self._eval_batch = int(eval_batch)
         self._generator_seed = int(cfg["seed"])
         self.metrics: List[Dict[str, Any]] = []
@@ -396,11 +397,15 @@ class Simulation:
         active, grads, losses = self.gradients(t)
         params = self.server.params
         n, k = len(self.workers), self.server.messages
-        messages = [np.zeros((n, self.dim), np.float32) for _ in range(k)]
+        if self._messages is None:
+            # The server's message arrays, allocated once: each worker's message is written
+            # into its row in place (the rows of the workers that compute nothing stay 0).
+            self._messages = [np.zeros((n, self.dim), np.float32) for _ in range(k)]
+        messages = self._messages
         all_losses = np.zeros(n, np.float32)
         for row, w in enumerate(active):
-            for j, m in enumerate(self.workers[w].message(params, grads[row])):
-                messages[j][w] = m
+            # The gradient row is this round's own copy: the gradient policy may overwrite it.
+            self.workers[w].message_into(params, grads[row], [m[w] for m in messages])
             all_losses[w] = losses[row]
         last = t == int(self.config["rounds"])
         before = (self.evaluate(t, recall=last) if due == "before" and self._test is not None
