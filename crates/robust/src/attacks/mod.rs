@@ -206,15 +206,8 @@ fn mean_std_chunk_generic(
 
 dispatch! {
     /// [`mean_std_chunk_generic`], vectorised where the CPU allows (the same bits).
-    fn mean_std_chunk(
-        data: &[f32],
-        n: usize,
-        dim: usize,
-        c0: usize,
-        ddof: usize,
-        m: &mut [f64],
-        sd: &mut [f64],
-    ) => mean_std_chunk_generic
+    fn mean_std_chunk(data: &[f32], n: usize, dim: usize, c0: usize, ddof: usize, m: &mut [f64], sd: &mut [f64])
+        => mean_std_chunk_generic
 }
 
 /// Writes the same vector `v` into every one of `rows` rows of `out`: computed into the first
