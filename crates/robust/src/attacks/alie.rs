@@ -1,5 +1,4 @@
-use super::{fill_rows, mean_std, Attack, AttackContext, ThreatModel};
-use crate::kernels::scratch::with_f64;
+use super::{fill_rows, with_mean_std, Attack, AttackContext, ThreatModel};
 use crate::{Error, Submissions};
 use serde::{Deserialize, Serialize};
 
@@ -108,9 +107,7 @@ impl ALittleIsEnough {
 /// `μ − z σ` of the honest messages, into `ctx.byzantine` rows.
 pub(crate) fn alie_rows(honest: &Submissions, z: f64, rows: usize, out: &mut Submissions) {
     let dim = honest.dim();
-    with_f64(2 * dim, |buf| {
-        let (mean, std) = buf.split_at_mut(dim);
-        mean_std(honest, usize::from(honest.n() > 1), mean, std);
+    with_mean_std(honest, usize::from(honest.n() > 1), |mean, std| {
         fill_rows(out, rows, dim, |c| (mean[c] - z * std[c]) as f32);
     });
 }

@@ -1,4 +1,4 @@
-use super::{fill_rows, mean_std, Attack, AttackContext, Base, ThreatModel};
+use super::{fill_rows, with_mean_std, Attack, AttackContext, Base, ThreatModel};
 use crate::{Error, Submissions};
 use serde::{Deserialize, Serialize};
 
@@ -61,9 +61,9 @@ pub(crate) fn scaled_base(
         }
         Base::HonestMean => {
             let honest = ctx.require_honest(name)?;
-            let (mut mean, mut std) = (vec![0.0; ctx.dim], vec![0.0; ctx.dim]);
-            mean_std(honest, 0, &mut mean, &mut std);
-            fill_rows(out, ctx.byzantine, ctx.dim, |c| (mean[c] * factor) as f32);
+            with_mean_std(honest, 0, |mean, _| {
+                fill_rows(out, ctx.byzantine, ctx.dim, |c| (mean[c] * factor) as f32);
+            });
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-use super::{mean_std, Attack, AttackContext, ThreatModel};
+use super::{with_mean_std, Attack, AttackContext, ThreatModel};
 use crate::{Error, Submissions};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -70,14 +70,13 @@ impl Attack for Little {
     ) -> Result<(), Error> {
         self.check(ctx.n, ctx.byzantine)?;
         let own = ctx.require_own(self.name())?;
-        let (mut mean, mut std) = (vec![0.0; ctx.dim], vec![0.0; ctx.dim]);
-        mean_std(own, usize::from(self.unbiased), &mut mean, &mut std);
-        out.copy_from(own);
-        let dim = ctx.dim;
-        out.as_flat_mut().par_chunks_mut(dim).for_each(|row| {
-            for (x, s) in row.iter_mut().zip(&std) {
-                *x = (*x as f64 - s) as f32;
-            }
+        with_mean_std(own, usize::from(self.unbiased), |_, std| {
+            out.copy_from(own);
+            out.as_flat_mut().par_chunks_mut(ctx.dim).for_each(|row| {
+                for (x, s) in row.iter_mut().zip(std) {
+                    *x = (*x as f64 - s) as f32;
+                }
+            });
         });
         Ok(())
     }

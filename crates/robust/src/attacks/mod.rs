@@ -25,6 +25,7 @@ pub use mimic::Mimic;
 pub use optimal::{LineSearch, OptimalAlie, OptimalEmpire};
 pub use sign_flip::SignFlip;
 
+use crate::kernels::scratch::with_f64;
 use crate::kernels::simd::dispatch;
 use crate::kernels::CHUNK;
 use crate::{Error, Pipeline, Submissions};
@@ -169,6 +170,21 @@ pub(crate) fn mean_std(s: &Submissions, ddof: usize, mean: &mut [f64], std: &mut
         .zip(std.par_chunks_mut(CHUNK))
         .enumerate()
         .for_each(|(c, (m, sd))| mean_std_chunk(data, n, dim, c * CHUNK, ddof, m, sd));
+}
+
+/// Runs `f` on the coordinate-wise mean and standard deviation ([`mean_std`]) of the rows of
+/// `s`, held in the thread's scratch (no allocation in steady-state rounds).
+pub(crate) fn with_mean_std<R>(
+    s: &Submissions,
+    ddof: usize,
+    f: impl FnOnce(&[f64], &[f64]) -> R,
+) -> R {
+    let dim = s.dim();
+    with_f64(2 * dim, |buf| {
+        let (mean, std) = buf.split_at_mut(dim);
+        mean_std(s, ddof, mean, std);
+        f(mean, std)
+    })
 }
 
 /// [`mean_std`] on the coordinates `c0..c0 + m.len()`.
