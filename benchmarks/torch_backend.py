@@ -22,6 +22,11 @@ The work: the thesis's MNIST setting of ``benchmarks/byzfl_baseline.py`` (the MN
   ``Server.update_model_with_gradients`` aggregates with ``TrMean`` and steps (SGD, lr 0.75).
   The same CNN (``bt.models.mnist_cnn``, registered in ByzFL's model table).
 - ``PyTorch loop``: the 15 gradients alone, the floor for any torch-based round.
+- ``byzadam.torch`` converts a convolutional model to channels-last weights on the CPU
+  (``Simulation(channels_last=None)``); the ``default layout`` rows turn that off, and the
+  ``channels last`` row gives the PyTorch loop the same conversion. (ByzFL 0.0.11's own loop
+  cannot take it: its ``Client`` flattens the gradients with ``.view(-1)``, which raises on
+  channels-last weights.)
 
     BYZADAM_DATA_DIR=../shared/data python benchmarks/torch_backend.py --sets 3 --rounds 10
 
@@ -61,8 +66,9 @@ mnist = byzadam.data.load("mnist")
 start = byzadam.Server(CFG).params
 
 
-def torch_backend(vmap: bool):
-    sim = bt.Simulation(bt.models.mnist_cnn(), mnist, config=CFG, params=start, vmap=vmap)
+def torch_backend(vmap: bool, channels_last=None, flush_denormal=True):
+    sim = bt.Simulation(bt.models.mnist_cnn(), mnist, config=CFG, params=start, vmap=vmap,
+                        channels_last=channels_last, flush_denormal=flush_denormal)
     return lambda: sim.step()
 
 
@@ -91,8 +97,13 @@ def honest_batches():
     return [(x[i * 25:(i + 1) * 25], y[i * 25:(i + 1) * 25]) for i in range(10)]
 
 
-def pytorch_loop(workers: int):
+def cnn(channels_last: bool):
     model = bt.models.mnist_cnn()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def pytorch_loop(workers: int, channels_last: bool = False):
+    model = cnn(channels_last)
     batches = (honest_batches() * 2)[:workers]
 
     def step():
@@ -130,6 +141,8 @@ def byzfl_own_loop():
     import byzfl
     import byzfl.fed_framework.models as byzfl_models
 
+    # The default layout: ByzFL 0.0.11's Client flattens its gradients with ``.view(-1)``,
+    # which refuses a channels-last model's weights.
     byzfl_models.byzadam_mnist_cnn = bt.models.mnist_cnn
     x = torch.from_numpy(mnist["train_images"][:6000]).float().div(255).sub(0.1307).div(0.3081)
     y = torch.from_numpy(mnist["train_labels"][:6000].astype(np.int64))
@@ -160,8 +173,13 @@ def byzfl_own_loop():
 engines = {
     "byzadam.torch vmap": torch_backend(True),
     "byzadam.torch loop": torch_backend(False),
+    "byzadam.torch vmap, default layout": torch_backend(True, channels_last=False),
+    "byzadam.torch loop, default layout": torch_backend(False, channels_last=False),
+    "byzadam.torch loop, subnormals kept": torch_backend(False, flush_denormal=False),
+    "byzadam.torch loop, neither": torch_backend(False, False, False),
     "built-in engine": engine(),
     "PyTorch loop (15 gradients)": pytorch_loop(15),
+    "PyTorch loop (15 gradients), channels last": pytorch_loop(15, channels_last=True),
 }
 if not args.no_byzfl:
     engines["PyTorch loop + ByzFL"] = pytorch_byzfl()

@@ -79,7 +79,7 @@ def test_cifar_gradients_equal_the_rust_engines(name, data_dir):
 def test_vmap_equals_the_loop(synthetic):
     cfg = {**SMALL, "model": {"name": "mnist_cnn"}}
     start = byzadam.Server(cfg).params
-    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start)
+    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=True)
     b = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=False)
     assert (a.gradient_path, b.gradient_path) == ("vmap", "loop")
     for t in (1, 2):
@@ -99,7 +99,7 @@ def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
     net = SmallResNet()
     cfg = {**SMALL}
     start = bt.models.flat(net).detach().numpy()
-    a = bt.Simulation(net, synthetic, config=cfg, params=start)
+    a = bt.Simulation(net, synthetic, config=cfg, params=start, vmap=True)
     b = bt.Simulation(SmallResNet(), synthetic, config=cfg, params=start, vmap=False)
     for t in (1, 2):
         _, ga, _ = a.gradients(t)
@@ -114,7 +114,8 @@ def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
     # ones with it (each worker its own masks).
     for p, distinct in [(0.0, 1), (0.5, 4)]:
         drop = nn.Sequential(nn.Flatten(), nn.Dropout(p), nn.Linear(784, 10))
-        sim = bt.Simulation(drop, synthetic, config={**SMALL, "byzantine": 0, "attack": "none"})
+        sim = bt.Simulation(drop, synthetic, config={**SMALL, "byzantine": 0, "attack": "none"},
+                            vmap=True)
         same = sim._batch(0, np.arange(16))
         g, _ = sim._vmapped([0, 1, 2, 3], [same] * 4, 1)
         assert len({g[w].numpy().tobytes() for w in range(4)}) == distinct, p
@@ -169,7 +170,7 @@ def test_models_the_engine_lacks_train_under_attack(make, path, synthetic):
     cfg = {**SMALL, "rounds": 25, "eval_every": 25, "workers": 7, "byzantine": 2, "batch": 32,
            "aggregator": {"name": "trimmed_mean", "f": 2}, "attack": {"name": "little"},
            "optimizer": {"name": "dra", "lr": {"name": "constant", "value": 0.01}}}
-    sim = bt.Simulation(make(), synthetic, synthetic, config=cfg)
+    sim = bt.Simulation(make(), synthetic, synthetic, config=cfg, vmap=True)
     assert sim.gradient_path == path
     before = sim.evaluate()[0]
     summary = sim.run(progress=False)
@@ -190,11 +191,86 @@ class NoVmap(nn.Module):
 
 
 def test_a_model_vmap_cannot_batch_falls_back_and_says_so(synthetic):
-    sim = bt.Simulation(NoVmap(), synthetic, config=SMALL)
+    sim = bt.Simulation(NoVmap(), synthetic, config=SMALL, vmap=True)
     with pytest.warns(RuntimeWarning, match="vmap cannot batch this model"):
         _, g, _ = sim.gradients(1)
     assert sim.gradient_path == "loop" and "vmap cannot batch" in sim.fallback_reason
     assert np.isfinite(g).all()
+
+
+def test_the_cpu_default_is_the_loop_on_channels_last_weights(synthetic):
+    """On the CPU the default path is the per-worker loop and a convolutional model's 4-D
+    weights are channels-last (kept so through the rounds), a model without 4-D weights is
+    left as it is; the flat order is the same, and the gradients equal the default layout's
+    to float32 rounding."""
+    cfg = {**SMALL}
+    start = byzadam.Server(cfg).params
+    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg, params=start)
+    b = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg, params=start,
+                      channels_last=False)
+    assert (a.gradient_path, a.channels_last, b.gradient_path, b.channels_last) == (
+        "loop", True, "loop", False)
+    assert "CPU" in a.fallback_reason
+    for t in (1, 2):
+        ia, ga, la = a.gradients(t)
+        ib, gb, lb = b.gradients(t)
+        assert ia == ib
+        for w in range(len(ia)):
+            assert relative(ga[w], gb[w]) < 1e-5, (t, w)
+        assert np.allclose(la, lb, rtol=1e-5)
+    # The server's flat vector went into the channels-last tensors in its own order.
+    assert np.array_equal(bt.models.flat(a.model).detach().numpy(), a.server.params)
+    a.step()
+    conv = a.model[3].weight  # 20 → 20 channels (the first convolution's 1 is both layouts)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert b.model[3].weight.is_contiguous()
+    # Neither a model without 4-D weights nor one with batch norm (see the docstring).
+    assert not bt.Simulation(bt.models.logistic_regression(), synthetic, config=cfg).channels_last
+    assert not bt.Simulation(SmallResNet(), synthetic, config=cfg).channels_last
+    assert bt.Simulation(SmallResNet(), synthetic, config=cfg, channels_last=True).channels_last
+
+
+def _tiny() -> float:
+    """A float32 subnormal times one: 0.0 while the CPU flushes subnormals."""
+    return float(torch.tensor(1e-39) * 1.0)
+
+
+class Probe(nn.Module):
+    """Records, at each forward, whether subnormals are flushed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+        self.flushed: list = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.flushed.append(_tiny() == 0.0)
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False),
+                    reason="this CPU has no control over subnormals")
+def test_subnormals_are_flushed_within_the_gradients_and_evaluation_only(synthetic):
+    from byzadam.torch.simulation import _denormals_flushed
+
+    assert _tiny() != 0.0
+    with _denormals_flushed(True):
+        assert _tiny() == 0.0
+    assert _tiny() != 0.0
+    with _denormals_flushed(False):
+        assert _tiny() != 0.0
+    torch.set_flush_denormal(True)
+    try:  # a user who flushes already keeps flushing
+        with _denormals_flushed(True):
+            assert _tiny() == 0.0
+        assert _tiny() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    for flush in (True, False):
+        sim = bt.Simulation(Probe(), synthetic, synthetic, config=SMALL, flush_denormal=flush)
+        sim.step()  # the gradients and the evaluation (eval_every = 1)
+        assert sim.model.flushed and set(sim.model.flushed) == {flush}
+        assert _tiny() != 0.0
 
 
 def test_a_byzantine_nan_row_is_data(synthetic):

@@ -113,12 +113,6 @@ def step(sim: Simulation, w: int, params: np.ndarray, t: int) -> Tuple[float, Li
     """Worker ``w``'s round ``t`` at ``params``: its next batch, its gradient by torch (the
     simulation's per-worker loop: the same dropout seed and buffers), then the Rust worker
     half. Returns its loss and messages."""
-    torch.nn.utils.vector_to_parameters(
-        torch.from_numpy(np.ascontiguousarray(params, np.float32)).to(sim.device),
-        sim.model.parameters())
     batch = sim._batch(w, np.asarray(sim._samplers[w].next_batch()))
-    cuda = [sim.device] if sim.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        g, loss = sim._loop([w], [batch], t)
-    gradient = g[0].detach().to("cpu", torch.float32).numpy()
-    return float(loss[0]), sim.workers[w].message(params, gradient)
+    _, g, loss = sim._gradients_at(params, t, [w], [batch])
+    return float(loss[0]), sim.workers[w].message(params, g[0])

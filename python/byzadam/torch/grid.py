@@ -78,7 +78,7 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
          model_factory: Optional[Callable[[Dict[str, Any]], torch.nn.Module]] = None, *,
          store: Optional[Union[str, "os.PathLike[str]"]] = None, train: Any = None,
          test: Any = None, data_dir: Optional[str] = None, device: Any = "cpu",
-         model_name: Optional[str] = None, vmap: bool = True,
+         model_name: Optional[str] = None, vmap: Optional[bool] = None,
          checkpoint_every: float = 60.0, tensorboard: Optional[str] = None,
          progress: bool = True) -> Store:
     """Runs every run of a grid (a grid file's path, or the same content as a dict) through the

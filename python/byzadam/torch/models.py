@@ -89,5 +89,7 @@ def from_config(model: Dict[str, Any]) -> nn.Module:
 
 
 def flat(module: nn.Module) -> torch.Tensor:
-    """The module's parameters as one flat vector, in ``parameters()`` order."""
-    return torch.nn.utils.parameters_to_vector(module.parameters())
+    """The module's parameters as one flat vector, in ``parameters()`` order, each tensor's
+    values in its logical (row-major) order whatever its memory format (``torch.nn.utils.
+    parameters_to_vector`` refuses channels-last weights)."""
+    return torch.cat([p.reshape(-1) for p in module.parameters()])

@@ -4,11 +4,12 @@ forgeries, pre-aggregation, the rule, the server step, ξ and λ) from the Rust 
 (:class:`byzadam.Server`, :class:`byzadam.Worker`): no second round in Python."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +25,24 @@ __all__ = ["Simulation", "Summary"]
 # Run options of `byzadam run` the torch backend does not implement (yet): refused when set,
 # never silently ignored. Their defaults, as `byzadam.resolve` gives them. (None left.)
 _UNSUPPORTED: Dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _denormals_flushed(on: bool) -> Iterator[None]:
+    """Within: the CPU flushes subnormal floats to zero (``torch.set_flush_denormal``), unless
+    ``on`` is false; afterwards the mode is what it was. Training drives some activations and
+    gradients below float32's normal range (≈ 1.2e-38), where x86 cores take a slow path on
+    every operation: the gradients of a trained MNIST CNN cost ≈ 35 % more without flushing."""
+    if not on or float(torch.tensor(1e-39) * 1.0) == 0.0:  # off, or flushing already
+        yield
+        return
+    if not torch.set_flush_denormal(True):  # a CPU without the control: nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, softmax_head: bool,
@@ -126,16 +145,34 @@ class Simulation:
     Gradients: one batched call over the workers (``torch.func.vmap`` of ``grad``, each
     worker drawing its own dropout masks, each keeping its own buffers such as batch-norm
     running statistics, stacked along the vmapped dimension; evaluation uses the honest
-    workers' mean, as the Rust engine does), or a per-worker loop with ``vmap=False`` or when
-    vmap cannot batch the model.
+    workers' mean, as the Rust engine does) with ``vmap=True``, or a per-worker loop with
+    ``vmap=False`` or when vmap cannot batch the model. The default, ``vmap=None``, takes the
+    loop on the CPU (the faster path there: PyTorch's batched convolutions over the workers'
+    weights are slower than one convolution per worker) and vmap elsewhere.
     :attr:`gradient_path` says which ran (``"vmap"`` or ``"loop"``) and
     :attr:`fallback_reason` why the loop, if it did.
+
+    ``channels_last``: convert the model's 4-D parameters (convolution weights) to PyTorch's
+    channels-last memory format (``model.to(memory_format=torch.channels_last)``, in place,
+    as ``.to(device)`` is). The default, ``None``, does so on the CPU for a model with a 4-D
+    parameter and no batch norm, where PyTorch's convolutions at small batches run about
+    1.5× faster that way; ``False`` leaves the model's layout alone. The flat parameter order
+    is the same either way and the gradients agree to float32 rounding, except that with
+    batch norm PyTorch's channels-last kernels round differently, which can move a tie that a
+    following max pooling breaks (the thesis's CIFAR-10 CNN: relative 3e-3 from the default
+    layout's gradient; hence not by default there). :attr:`channels_last` says which was used.
+
+    ``flush_denormal``: on the CPU, the gradients and evaluations run with subnormal floats
+    flushed to zero (``torch.set_flush_denormal``; the mode is restored afterwards), since
+    x86 cores slow down on every operation with one, and training produces them; values
+    below 1.2e-38 then count as 0. ``False`` computes with them.
     """
 
     def __init__(self, model: torch.nn.Module, train: Any, test: Any = None, *,
                  config: Any = None, set: Sequence[str] = (), device: Any = "cpu",
                  labels: Any = None, test_labels: Any = None, params: Any = None,
-                 vmap: bool = True, eval_batch: int = 1000) -> None:
+                 vmap: Optional[bool] = None, eval_batch: int = 1000,
+                 channels_last: Optional[bool] = None, flush_denormal: bool = True) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config: Dict[str, Any] = resolve(config, set=set)
@@ -147,6 +184,21 @@ class Simulation:
             raise ValueError("the model has no parameters: nothing to train")
         self.device = _device(device)
         self.model = model.to(self.device)
+        if channels_last is None:
+            # On the CPU, PyTorch's convolutions at the workers' small batches run ≈ 1.5×
+            # faster on channels-last weights (oneDNN) than on the default layout
+            # (BENCHMARKS.md, "The torch backend's round"). Not with batch norm: its
+            # channels-last kernels round differently, which moves the near-ties that max
+            # pooling meets after ReLU → batch norm, and with them whole gradient entries
+            # (the thesis's CIFAR-10 CNN: 3e-3 from the engine's gradient, not 3e-5).
+            channels_last = (self.device.type == "cpu"
+                             and any(p.dim() == 4 for p in self.model.parameters())
+                             and not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                         for m in self.model.modules()))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = bool(channels_last)
+        self.flush_denormal = bool(flush_denormal)
         normalize = bool(self.config.get("normalize_inputs", True))
         self._train = _Split(train, "train", labels, normalize, self.device)
         self._test = None if test is None else _Split(test, "test", test_labels, normalize,
@@ -198,8 +250,17 @@ class Simulation:
         # Each worker's own buffers (batch-norm running statistics), kept apart.
         self._worker_buffers = [{k: v.detach().clone() for k, v in self._buffers.items()}
                                 for _ in range(n)]
-        self.gradient_path = "vmap" if vmap else "loop"
-        self.fallback_reason: Optional[str] = None if vmap else "vmap=False"
+        if vmap is None:
+            # On the CPU the loop is the faster path (at batch 25, one thread: the MNIST CNN's
+            # ten gradients 83 against 96 ms, the CIFAR-10 CNN's five 0.72 against 1.30 s;
+            # BENCHMARKS.md); on an accelerator, one batched call.
+            self.gradient_path = "loop" if self.device.type == "cpu" else "vmap"
+            self.fallback_reason: Optional[str] = (
+                "the CPU (vmap=None): the per-worker loop is the faster path there"
+                if self.gradient_path == "loop" else None)
+        else:
+            self.gradient_path = "vmap" if vmap else "loop"
+            self.fallback_reason = None if vmap else "vmap=False"
         self._output_checked = False
         self._messages: Optional[List[np.ndarray]] = None
         self._eval_batch = int(eval_batch)
@@ -216,6 +277,18 @@ class Simulation:
         if self._flip is not None and self.server.is_byzantine(w):
             y = torch.where(y < self._flip, self._flip - 1 - y, y)
         return x, y
+
+    def _load_params(self, params: Optional[np.ndarray] = None) -> None:
+        """The flat ``params`` (default: the server's) into the model's, each copied into its
+        tensor in place, so the tensors keep their memory format (channels last)."""
+        if params is None:
+            params = self.server.params
+        src = torch.from_numpy(np.ascontiguousarray(params, np.float32)).to(self.device)
+        with torch.no_grad():
+            offset = 0
+            for p in self.model.parameters():
+                p.copy_(src[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
 
     def _seed(self, seed: int) -> None:
         """Seeds the generator the model's dropout draws from on ``self.device``: the CPU's, or
@@ -239,10 +312,13 @@ class Simulation:
 
     def _loop(self, active: List[int], batches: List[Tuple[torch.Tensor, torch.Tensor]],
               t: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        grads, losses = [], []
         self.model.train()
         params = list(self.model.parameters())
-        for w, (x, y) in zip(active, batches):
+        # Each worker's gradient is concatenated straight into its row (no stacking copy).
+        grads = torch.empty((len(active), sum(p.numel() for p in params)),
+                            dtype=params[0].dtype, device=self.device)
+        losses = []
+        for row, (w, (x, y)) in enumerate(zip(active, batches)):
             self._seed(self._generator_seed * 1_000_003 + t * 4099 + w)
             for k, b in self._buffers.items():
                 b.copy_(self._worker_buffers[w][k])
@@ -250,12 +326,12 @@ class Simulation:
             self._check_output(out, len(y))
             loss = _loss(out, y, self._softmax_head)
             g = torch.autograd.grad(loss, params, allow_unused=True)
-            grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                                    for gi, p in zip(g, params)]))
+            torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
+                       for gi, p in zip(g, params)], out=grads[row])
             losses.append(loss.detach())
             for k, b in self._buffers.items():
                 self._worker_buffers[w][k] = b.detach().clone()
-        return torch.stack(grads), torch.stack(losses)
+        return grads, torch.stack(losses)
 
     def _vmapped(self, active: List[int], batches: List[Tuple[torch.Tensor, torch.Tensor]],
                  t: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -298,12 +374,19 @@ class Simulation:
         needs = self.server.needs_byzantine_messages
         active = [w for w in range(n) if needs or not self.server.is_byzantine(w)]
         batches = [self._batch(w, np.asarray(self._samplers[w].next_batch())) for w in active]
-        torch.nn.utils.vector_to_parameters(
-            torch.from_numpy(self.server.params).to(self.device), self.model.parameters())
+        return self._gradients_at(self.server.params, t, active, batches)
+
+    def _gradients_at(self, params: np.ndarray, t: int, active: List[int],
+                      batches: List[Tuple[torch.Tensor, torch.Tensor]]
+                      ) -> Tuple[List[int], np.ndarray, np.ndarray]:
+        """Round ``t``'s gradients of the ``active`` workers on their ``batches`` at the flat
+        ``params`` (the server's, or a Flower node's copy of them)."""
+        self._load_params(params)
         # Dropout draws from torch's generator, seeded per round (and worker): the user's
         # generator state is restored afterwards.
         cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=cuda), \
+                _denormals_flushed(self.flush_denormal and self.device.type == "cpu"):
             return self._gradients(t, active, batches)
 
     def _gradients(self, t: int, active: List[int],
@@ -343,8 +426,7 @@ class Simulation:
         ``(accuracy, loss, [recall per class])``."""
         if self._test is None:
             raise ValueError("no test set was given")
-        torch.nn.utils.vector_to_parameters(
-            torch.from_numpy(self.server.params).to(self.device), self.model.parameters())
+        self._load_params()
         honest = [w for w in range(len(self.workers)) if not self.server.is_byzantine(w)]
         for k, b in self._buffers.items():
             stacked = torch.stack([self._worker_buffers[w][k].to(torch.float64) for w in honest])
@@ -363,7 +445,8 @@ class Simulation:
         correct, total_loss = 0, 0.0
         hits = torch.zeros(self.classes, dtype=torch.int64, device=self.device)
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            with torch.no_grad(), torch.random.fork_rng(devices=cuda), \
+                    _denormals_flushed(self.flush_denormal and self.device.type == "cpu"):
                 if training is not None:
                     # Dropout's evaluation stream: apart from the workers' (seeds below 2^62).
                     self._seed((1 << 62) | ((self._generator_seed * 1_000_003 + t)
