@@ -272,11 +272,21 @@ class Simulation:
     # -- gradients ----------------------------------------------------------------------
 
     def _batch(self, w: int, idx: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        i = torch.from_numpy(idx.astype(np.int64)).to(self.device)
-        x, y = self._train.x[i], self._train.y[i]
-        if self._flip is not None and self.server.is_byzantine(w):
-            y = torch.where(y < self._flip, self._flip - 1 - y, y)
-        return x, y
+        return self._batches([w], [idx])[0]
+
+    def _batches(self, workers: List[int], idx: List[np.ndarray]
+                 ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Each worker's batch of the training images ``idx`` gives it (its labels flipped for a
+        Byzantine worker under the label-flip attack), gathered in one indexing call."""
+        sizes = [len(i) for i in idx]
+        i = torch.from_numpy(np.concatenate(idx).astype(np.int64, copy=False)).to(self.device)
+        xs, ys = self._train.x[i].split(sizes), self._train.y[i].split(sizes)
+        out = []
+        for w, x, y in zip(workers, xs, ys):
+            if self._flip is not None and self.server.is_byzantine(w):
+                y = torch.where(y < self._flip, self._flip - 1 - y, y)
+            out.append((x, y))
+        return out
 
     def _load_params(self, params: Optional[np.ndarray] = None) -> None:
         """The flat ``params`` (default: the server's) into the model's, each copied into its
@@ -373,7 +383,8 @@ class Simulation:
         n = len(self.workers)
         needs = self.server.needs_byzantine_messages
         active = [w for w in range(n) if needs or not self.server.is_byzantine(w)]
-        batches = [self._batch(w, np.asarray(self._samplers[w].next_batch())) for w in active]
+        batches = self._batches(active, [np.asarray(self._samplers[w].next_batch())
+                                         for w in active])
         return self._gradients_at(self.server.params, t, active, batches)
 
     def _gradients_at(self, params: np.ndarray, t: int, active: List[int],
