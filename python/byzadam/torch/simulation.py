@@ -32,7 +32,8 @@ def _denormals_flushed(on: bool) -> Iterator[None]:
     """Within: the CPU flushes subnormal floats to zero (``torch.set_flush_denormal``), unless
     ``on`` is false; afterwards the mode is what it was. Training drives some activations and
     gradients below float32's normal range (≈ 1.2e-38), where x86 cores take a slow path on
-    every operation: the gradients of a trained MNIST CNN cost ≈ 35 % more without flushing."""
+    every operation: the MNIST CNN's gradients after 100 rounds of training cost 2.8× as much
+    without flushing (``benchmarks/torch_paths.py``)."""
     if not on or float(torch.tensor(1e-39) * 1.0) == 0.0:  # off, or flushing already
         yield
         return
@@ -251,9 +252,9 @@ class Simulation:
         self._worker_buffers = [{k: v.detach().clone() for k, v in self._buffers.items()}
                                 for _ in range(n)]
         if vmap is None:
-            # On the CPU the loop is the faster path (at batch 25, one thread: the MNIST CNN's
-            # ten gradients 83 against 96 ms, the CIFAR-10 CNN's five 0.72 against 1.30 s;
-            # BENCHMARKS.md); on an accelerator, one batched call.
+            # On the CPU the loop is the faster path (batch 25, one thread: the MNIST CNN's ten
+            # gradients 48 against vmap's 71 ms, both channels last; the CIFAR-10 CNN's five
+            # 0.84 against 1.11 s; benchmarks/torch_paths.py); elsewhere one batched call.
             self.gradient_path = "loop" if self.device.type == "cpu" else "vmap"
             self.fallback_reason: Optional[str] = (
                 "the CPU (vmap=None): the per-worker loop is the faster path there"
