@@ -32,6 +32,12 @@ The work: the thesis's MNIST setting of ``benchmarks/byzfl_baseline.py`` (the MN
   channels-last weights.)
 
     BYZADAM_DATA_DIR=../shared/data python benchmarks/torch_backend.py --sets 3 --rounds 10
+    BYZADAM_DATA_DIR=../shared/data python benchmarks/torch_backend.py --sets 2 --whole-run 300
+
+The first times rounds early in a run (each engine's first 1 + sets × rounds); the second
+times whole runs, through the phases where training produces subnormal floats (which cost a
+torch run that keeps them, ByzFL's included, up to 2.8× in its gradients:
+``benchmarks/torch_paths.py``).
 
 Report with the CPU model (``lscpu``) and the command, as BENCHMARKS.md does.
 """
@@ -57,6 +63,10 @@ p.add_argument("--sets", type=int, default=3)
 p.add_argument("--rounds", type=int, default=10)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--no-byzfl", action="store_true", help="skip the ByzFL round")
+p.add_argument("--whole-run", type=int, default=0, metavar="R",
+               help="instead: fresh runs of R rounds each (byzadam.torch with its defaults and "
+                    "with subnormals kept, ByzFL's own loop), --sets times in turn; the mean "
+                    "ms per round of each run (training phases with subnormals included)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -174,21 +184,45 @@ def byzfl_own_loop():
 
 
 BASE = "byzadam.torch (CPU defaults)"
-engines = {
-    BASE: torch_backend(None),
-    "byzadam.torch vmap": torch_backend(True),
-    "byzadam.torch loop, default layout": torch_backend(False, channels_last=False),
-    "byzadam.torch loop, subnormals kept": torch_backend(False, flush_denormal=False),
+factories = {
+    BASE: lambda: torch_backend(None),
+    "byzadam.torch vmap": lambda: torch_backend(True),
+    "byzadam.torch loop, default layout": lambda: torch_backend(False, channels_last=False),
+    "byzadam.torch loop, subnormals kept": lambda: torch_backend(False, flush_denormal=False),
     "byzadam.torch loop, neither (the previous defaults but vmap)":
-        torch_backend(False, False, False),
-    "byzadam.torch vmap, neither (the previous defaults)": torch_backend(True, False, False),
-    "built-in engine": engine(),
-    "PyTorch loop (15 gradients)": pytorch_loop(15),
-    "PyTorch loop (15 gradients), channels last": pytorch_loop(15, channels_last=True),
+        lambda: torch_backend(False, False, False),
+    "byzadam.torch vmap, neither (the previous defaults)":
+        lambda: torch_backend(True, False, False),
+    "built-in engine": engine,
+    "PyTorch loop (15 gradients)": lambda: pytorch_loop(15),
+    "PyTorch loop (15 gradients), channels last": lambda: pytorch_loop(15, channels_last=True),
 }
 if not args.no_byzfl:
-    engines["PyTorch loop + ByzFL"] = pytorch_byzfl()
-    engines["ByzFL's own loop"] = byzfl_own_loop()
+    factories["PyTorch loop + ByzFL"] = pytorch_byzfl
+    factories["ByzFL's own loop"] = byzfl_own_loop
+
+if args.whole_run:
+    names = [BASE, "byzadam.torch loop, subnormals kept"]
+    names += [] if args.no_byzfl else ["ByzFL's own loop"]
+    runs = {name: [] for name in names}
+    for _ in range(args.sets):
+        for name in names:
+            step = factories[name]()
+            t = time.perf_counter()
+            for _ in range(args.whole_run):
+                step()
+            runs[name].append((time.perf_counter() - t) * 1e3 / args.whole_run)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.sets} fresh "
+          f"runs of {args.whole_run} rounds each, in turn\n")
+    print(f"| run of | ms per round, each run | median | × {BASE} |")
+    print("| --- | --- | ---: | ---: |")
+    base = statistics.median(runs[BASE])
+    for name, ts in runs.items():
+        m = statistics.median(ts)
+        print(f"| {name} | {', '.join(f'{t:.1f}' for t in ts)} | {m:.1f} | {m / base:.2f} |")
+    sys.exit(0)
+
+engines = {name: make() for name, make in factories.items()}
 times = {name: [] for name in engines}
 for name, step in engines.items():  # warm-up
     step()
