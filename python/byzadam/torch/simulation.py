@@ -159,9 +159,9 @@ class Simulation:
     parameter and no batch norm, where PyTorch's convolutions at small batches run about
     1.5× faster that way; ``False`` leaves the model's layout alone. The flat parameter order
     is the same either way and the gradients agree to float32 rounding, except that with
-    batch norm PyTorch's channels-last kernels round differently, which can move a tie that a
-    following max pooling breaks (the thesis's CIFAR-10 CNN: relative 3e-3 from the engine's
-    gradient, against 1e-6 to 3e-5 on the default layout; hence not by default there).
+    batch norm PyTorch's channels-last gradient is far less accurate (the thesis's CIFAR-10
+    CNN: relative 3e-3 from the engine's gradient and 1.3e-3 from its float64 value, against
+    1e-6 to 3e-5 and 7e-7 on the default layout; hence not by default there).
     :attr:`channels_last` says which was used.
 
     ``flush_denormal``: on the CPU, the gradients and evaluations run with subnormal floats
@@ -189,10 +189,12 @@ class Simulation:
         if channels_last is None:
             # On the CPU, PyTorch's convolutions at the workers' small batches run ≈ 1.5×
             # faster on channels-last weights (oneDNN) than on the default layout
-            # (BENCHMARKS.md, "The torch backend's round"). Not with batch norm: its
-            # channels-last kernels round differently, which moves the near-ties that max
-            # pooling meets after ReLU → batch norm, and with them whole gradient entries
-            # (the thesis's CIFAR-10 CNN: 3e-3 from the engine's gradient, not 1e-6 to 3e-5).
+            # (BENCHMARKS.md, "byzadam.torch on the CPU"). Not with batch norm: there the
+            # channels-last float32 gradient is far less accurate (the thesis's CIFAR-10 CNN:
+            # 3e-3 from the engine's gradient, 1.3e-3 from its float64 value; the default
+            # layout 1e-6 to 3e-5 and 7e-7), the error entering in the backward pass through
+            # a batch norm (each layer alone is accurate; the cause inside PyTorch is not
+            # pinned down).
             channels_last = (self.device.type == "cpu"
                              and any(p.dim() == 4 for p in self.model.parameters())
                              and not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
