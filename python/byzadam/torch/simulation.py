@@ -203,6 +203,8 @@ class Simulation:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.channels_last = bool(channels_last)
         self.flush_denormal = bool(flush_denormal)
+        # Only the CPU's mode is set (torch.set_flush_denormal is the CPU's control).
+        self._flush_on_device = self.flush_denormal and self.device.type == "cpu"
         normalize = bool(self.config.get("normalize_inputs", True))
         self._train = _Split(train, "train", labels, normalize, self.device)
         self._test = None if test is None else _Split(test, "test", test_labels, normalize,
@@ -401,7 +403,7 @@ class Simulation:
         # generator state is restored afterwards.
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda), \
-                _denormals_flushed(self.flush_denormal and self.device.type == "cpu"):
+                _denormals_flushed(self._flush_on_device):
             return self._gradients(t, active, batches)
 
     def _gradients(self, t: int, active: List[int],
@@ -461,7 +463,7 @@ class Simulation:
         hits = torch.zeros(self.classes, dtype=torch.int64, device=self.device)
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=cuda), \
-                    _denormals_flushed(self.flush_denormal and self.device.type == "cpu"):
+                    _denormals_flushed(self._flush_on_device):
                 if training is not None:
                     # Dropout's evaluation stream: apart from the workers' (seeds below 2^62).
                     self._seed((1 << 62) | ((self._generator_seed * 1_000_003 + t)
