@@ -40,8 +40,16 @@ pub fn fast_paths() -> bool {
 /// `dispatch! { /// doc\n fn name(args) => plain_kernel }` defines `name`, which runs
 /// `plain_kernel` compiled with AVX-512 (F, BW, VL) or with AVX2 + FMA when the level
 /// ([`level`]) allows them, else the plain build.
+///
+/// `=> plain_kernel, avx512: wide_kernel` compiles `wide_kernel` for the AVX-512 level instead
+/// (a kernel written for wider vectors, computing the same bits).
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path) => {
+        $crate::kernels::simd::dispatch! {
+            $(#[$m])* fn $name($($a: $t),*) => $generic, avx512: $generic
+        }
+    };
+    ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path, avx512: $wide:path) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments, unsafe_code)]
         pub(crate) fn $name($($a: $t),*) {
@@ -52,7 +60,7 @@ macro_rules! dispatch {
                         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
                         #[allow(clippy::too_many_arguments)]
                         unsafe fn wide($($a: $t),*) {
-                            $generic($($a),*)
+                            $wide($($a),*)
                         }
                         // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW
                         // and VL, AVX2 and FMA (`byzadam_cpu::check`); `wide` has no other

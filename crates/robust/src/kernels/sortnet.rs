@@ -72,8 +72,16 @@ const fn batcher_into(n: usize, out: &mut [(u32, u32)]) -> usize {
 /// comparators).
 pub(crate) const REG_MAX: usize = 16;
 
-/// Coordinates sorted at once in registers: one AVX vector of keys per row.
+/// Coordinates sorted at once in registers: one AVX2 vector of keys per row (the AVX2 and
+/// portable builds).
 pub(crate) const GROUP: usize = 8;
+
+/// Coordinates sorted at once in registers by the AVX-512 build: one 512-bit vector of keys
+/// per row. (With 8 there, LLVM pairs rows into 512-bit vectors and spills, gathers and
+/// scatters to split them: the sort ran 2.7× slower than the AVX2 build's.) The width changes
+/// only how many coordinates share the instructions: every lane's comparators and reduction
+/// are the same, so the results are the same bits.
+pub(crate) const GROUP_WIDE: usize = 16;
 
 const MAX_PAIRS: usize = 64;
 
@@ -99,12 +107,12 @@ impl<const N: usize> Net<N> {
 /// length: unrolled by the macro, so every row index is a constant and `$v` stays in
 /// registers (a loop over the comparators, even of constant length, is not unrolled by LLVM).
 macro_rules! comparators {
-    ($v:ident, $n:ident; $($c:literal)*) => {
+    ($v:ident, $n:ident, $g:ident; $($c:literal)*) => {
         $(
             if $c < Net::<$n>::PAIRS.1 {
                 let (i, j) = Net::<$n>::PAIRS.0[$c];
                 let (a, b) = ($v[i as usize], $v[j as usize]);
-                for l in 0..GROUP {
+                for l in 0..$g {
                     $v[i as usize][l] = a[l].min(b[l]);
                     $v[j as usize][l] = a[l].max(b[l]);
                 }
@@ -113,12 +121,13 @@ macro_rules! comparators {
     };
 }
 
-/// Sorts each of the `GROUP` lanes of `v` (`N` rows of keys) ascending: the same comparators
-/// as [`sort_block`], on values the compiler keeps in registers.
+/// Sorts each of the `G` lanes of `v` (`N` rows of keys) ascending: the same comparators
+/// as [`sort_block`], on values the compiler keeps in registers ([`GROUP`] or
+/// [`GROUP_WIDE`] lanes, one vector register per row).
 #[inline(always)]
-pub(crate) fn sort_group<const N: usize>(v: &mut [[i32; GROUP]; N]) {
+pub(crate) fn sort_group<const N: usize, const G: usize>(v: &mut [[i32; G]; N]) {
     const { assert!(MAX_PAIRS == 64) };
-    comparators!(v, N;
+    comparators!(v, N, G;
         0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
         32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60
         61 62 63);
