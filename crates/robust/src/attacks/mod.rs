@@ -187,9 +187,34 @@ pub(crate) fn with_mean_std<R>(
     })
 }
 
-/// [`mean_std`] on the coordinates `c0..c0 + m.len()`.
+/// Coordinates whose two passes run back to back in [`mean_std_chunk_generic`]: the second
+/// pass reads the rows from L1 (`n` × 1 KB) instead of memory.
+const MEAN_STD_SUB: usize = 256;
+
+/// [`mean_std`] on the coordinates `c0..c0 + m.len()`, in sub-blocks of [`MEAN_STD_SUB`]
+/// (the same operations per coordinate, in the same order).
 #[inline(always)]
 fn mean_std_chunk_generic(
+    data: &[f32],
+    n: usize,
+    dim: usize,
+    c0: usize,
+    ddof: usize,
+    m: &mut [f64],
+    sd: &mut [f64],
+) {
+    for (k, (m, sd)) in m
+        .chunks_mut(MEAN_STD_SUB)
+        .zip(sd.chunks_mut(MEAN_STD_SUB))
+        .enumerate()
+    {
+        mean_std_block(data, n, dim, c0 + k * MEAN_STD_SUB, ddof, m, sd);
+    }
+}
+
+/// [`mean_std`] on the coordinates `c0..c0 + m.len()`, two-pass.
+#[inline(always)]
+fn mean_std_block(
     data: &[f32],
     n: usize,
     dim: usize,
