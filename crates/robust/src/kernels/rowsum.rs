@@ -99,9 +99,11 @@ dispatch! {
 
 /// `‖point − mean‖²` added to `acc` coordinate by coordinate in order, the mean of the rows of
 /// `data` (`count` rows, `dim` wide) being `Σ_r (x_r / count)` in `f64`, over the coordinates
-/// `c0..c0 + point.len()` (`mean` their scratch).
+/// `c0..c0 + point.len()` (`mean` their scratch). In sub-blocks of [`SUB`] coordinates, whose
+/// squares are summed while the block is in L1 (the same operations in the same order).
+/// `FMA`: the divisions by [`div_by_count`] (the same bits, FMA instructions needed).
 #[inline(always)]
-pub(crate) fn distance_to_mean_chunk_generic(
+pub(crate) fn distance_to_mean_chunk_generic<const FMA: bool>(
     data: &[f32],
     dim: usize,
     count: usize,
@@ -110,23 +112,88 @@ pub(crate) fn distance_to_mean_chunk_generic(
     mean: &mut [f64],
     acc: &mut f64,
 ) {
-    mean.fill(0.0);
-    for r in 0..count {
-        for (m, &v) in mean.iter_mut().zip(&data[r * dim + c0..]) {
-            *m += v as f64 / count as f64;
+    let b = count as f64;
+    let inv = 1.0 / b;
+    let fma = FMA && count <= DIV_BY_COUNT_MAX;
+    let mut sum = *acc;
+    for (k, (point, mean)) in point.chunks(SUB).zip(mean.chunks_mut(SUB)).enumerate() {
+        let c = c0 + k * SUB;
+        mean.fill(0.0);
+        for r in 0..count {
+            let row = &data[r * dim + c..r * dim + c + mean.len()];
+            if fma {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += div_by_count(v as f64, b, inv);
+                }
+            } else {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v as f64 / b;
+                }
+            }
+        }
+        for (&a, m) in point.iter().zip(mean.iter()) {
+            sum += (a as f64 - m).powi(2);
         }
     }
-    let mut sum = *acc;
-    for (&a, m) in point.iter().zip(mean.iter()) {
-        sum += (a as f64 - m).powi(2);
-    }
     *acc = sum;
+}
+
+/// Counts up to which [`div_by_count`] is checked to equal the division for every `f32` input
+/// (`tests::div_by_count_is_the_division_for_every_f32_significand`, run with `--ignored`).
+pub(crate) const DIV_BY_COUNT_MAX: usize = 4096;
+
+/// `x / b` for an `f32` value `x` (as `f64`) and an integer count `b ≤` [`DIV_BY_COUNT_MAX`],
+/// given `inv = 1 / b`, without a division: the quotient `q = x · inv` and one correction
+/// (Markstein's): the remainder `x − q·b` is exact in one FMA, and `q + remainder · inv`
+/// rounds to the correctly rounded quotient. Checked for every `f32` significand and every
+/// such count (rounding is scale-invariant, and `f32`'s range keeps every step of this far
+/// from `f64`'s underflow and overflow). Zero remainders (exact quotients, signed zeros) and
+/// non-finite ones (`x` infinite or NaN) take `q`, which is then the quotient. A division is
+/// one 4-lane result every 8 cycles here, this three multiply-adds.
+#[inline(always)]
+pub(crate) fn div_by_count(x: f64, b: f64, inv: f64) -> f64 {
+    let q = x * inv;
+    let r = (-q).mul_add(b, x);
+    if r != 0.0 && r.is_finite() {
+        r.mul_add(inv, q)
+    } else {
+        q
+    }
+}
+
+/// [`distance_to_mean_chunk_generic`] with divisions (the portable build, where `mul_add` is a
+/// library call).
+#[inline(always)]
+fn distance_to_mean_plain(
+    data: &[f32],
+    dim: usize,
+    count: usize,
+    c0: usize,
+    point: &[f32],
+    mean: &mut [f64],
+    acc: &mut f64,
+) {
+    distance_to_mean_chunk_generic::<false>(data, dim, count, c0, point, mean, acc)
+}
+
+/// [`distance_to_mean_chunk_generic`] with [`div_by_count`] (the AVX2 and AVX-512 builds).
+#[inline(always)]
+fn distance_to_mean_fma(
+    data: &[f32],
+    dim: usize,
+    count: usize,
+    c0: usize,
+    point: &[f32],
+    mean: &mut [f64],
+    acc: &mut f64,
+) {
+    distance_to_mean_chunk_generic::<true>(data, dim, count, c0, point, mean, acc)
 }
 
 dispatch! {
     /// [`distance_to_mean_chunk_generic`], vectorised where the CPU allows (the same bits).
     fn distance_to_mean_chunk(data: &[f32], dim: usize, count: usize, c0: usize, point: &[f32], mean: &mut [f64], acc: &mut f64)
-        => distance_to_mean_chunk_generic
+        => distance_to_mean_plain, avx512: distance_to_mean_fma, avx2: distance_to_mean_fma
 }
 
 /// `‖point − mean of the rows of s‖` in `f64`: the mean `Σ_r (x_r / n)` in row order, the
@@ -149,4 +216,80 @@ pub(crate) fn distance_to_mean(s: &Submissions, point: &[f32]) -> f64 {
         }
         acc.sqrt()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `f32` significand `m` (`2²³ ≤ m < 2²⁴`; every other finite non-zero `f32` is one
+    /// of them times a power of two and a sign, which rounding to nearest does not see)
+    /// divided by `count`: `div_by_count` against the division, bit for bit.
+    fn mismatches(count: usize) -> u64 {
+        let b = count as f64;
+        let inv = 1.0 / b;
+        ((1u32 << 23)..(1u32 << 24))
+            .map(|m| {
+                let x = m as f64;
+                (div_by_count(x, b, inv).to_bits() != (x / b).to_bits()) as u64
+            })
+            .sum()
+    }
+
+    #[test]
+    fn div_by_count_is_the_division_for_every_f32_significand_at_some_counts() {
+        for count in [1, 2, 3, 5, 7, 9, 10, 11, 13, 15, 49, 97, 1000, 4093, 4096] {
+            assert_eq!(mismatches(count), 0, "count {count}");
+        }
+    }
+
+    /// The check behind [`DIV_BY_COUNT_MAX`]: every count up to it (about 3 minutes in a release
+    /// build on two cores: `cargo test --release -p byzadam-robust div_by_count -- --ignored`).
+    #[test]
+    #[ignore = "exhaustive, about 3 minutes on two cores"]
+    fn div_by_count_is_the_division_for_every_f32_significand() {
+        use rayon::prelude::*;
+        let bad: Vec<usize> = (1..=DIV_BY_COUNT_MAX)
+            .into_par_iter()
+            .filter(|&c| mismatches(c) > 0)
+            .collect();
+        assert!(bad.is_empty(), "counts {bad:?}");
+    }
+
+    /// Without the correction the quotient is wrong for millions of inputs: the check above
+    /// can fail.
+    #[test]
+    fn the_uncorrected_quotient_is_not_the_division() {
+        let (b, inv) = (7.0f64, 1.0 / 7.0);
+        let wrong = ((1u32 << 23)..(1u32 << 24))
+            .filter(|&m| (m as f64 * inv).to_bits() != (m as f64 / b).to_bits())
+            .count();
+        assert!(wrong > 100_000, "{wrong}");
+    }
+
+    /// The values outside the scaled significands: zeros of both signs, subnormal and extreme
+    /// `f32`s, infinities and NaN.
+    #[test]
+    fn div_by_count_handles_zeros_extremes_infinities_and_nan() {
+        let xs = [
+            0.0f32,
+            -0.0,
+            f32::from_bits(1),
+            -f32::from_bits(1),
+            f32::from_bits(0x007f_ffff),
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        for count in [1usize, 3, 10, 4096] {
+            let (b, inv) = (count as f64, 1.0 / count as f64);
+            for &x in &xs {
+                let (got, want) = (div_by_count(x as f64, b, inv), x as f64 / b);
+                assert_eq!(got.to_bits(), want.to_bits(), "{x} / {count}");
+            }
+            assert!(div_by_count(f64::NAN, b, inv).is_nan());
+        }
+    }
 }

@@ -42,14 +42,21 @@ pub fn fast_paths() -> bool {
 /// ([`level`]) allows them, else the plain build.
 ///
 /// `=> plain_kernel, avx512: wide_kernel` compiles `wide_kernel` for the AVX-512 level instead
-/// (a kernel written for wider vectors, computing the same bits).
+/// (a kernel written for wider vectors, computing the same bits), and `=> plain_kernel,
+/// avx512: wide_kernel, avx2: fast_kernel` `fast_kernel` for the AVX2 level (e.g. one that
+/// needs FMA, which the plain build would call as a library function).
 macro_rules! dispatch {
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path) => {
         $crate::kernels::simd::dispatch! {
-            $(#[$m])* fn $name($($a: $t),*) => $generic, avx512: $generic
+            $(#[$m])* fn $name($($a: $t),*) => $generic, avx512: $generic, avx2: $generic
         }
     };
     ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path, avx512: $wide:path) => {
+        $crate::kernels::simd::dispatch! {
+            $(#[$m])* fn $name($($a: $t),*) => $generic, avx512: $wide, avx2: $generic
+        }
+    };
+    ($(#[$m:meta])* fn $name:ident($($a:ident : $t:ty),* $(,)?) => $generic:path, avx512: $wide:path, avx2: $fast:path) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments, unsafe_code)]
         pub(crate) fn $name($($a: $t),*) {
@@ -72,7 +79,7 @@ macro_rules! dispatch {
                         #[target_feature(enable = "avx2,fma")]
                         #[allow(clippy::too_many_arguments)]
                         unsafe fn fast($($a: $t),*) {
-                            $generic($($a),*)
+                            $fast($($a),*)
                         }
                         // SAFETY: the level is AVX2 only when the CPU has AVX2 and FMA; `fast`
                         // has no other precondition.
