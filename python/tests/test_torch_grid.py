@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -244,3 +245,32 @@ def test_a_grid_with_init_starts_every_run_from_the_file(tmp_path, synthetic):
     with pytest.raises(RuntimeError, match="2 of 2 runs failed"):
         bt.grid({**grid, "name": "j"}, lambda cfg: Net(), store=tmp_path / "j.db",
                 train=synthetic, test=synthetic, progress=False)
+
+
+def test_shards_partition_the_grid_as_byzadam_grid_shard_does(tmp_path):
+    """``shard=(i, k)`` runs every k-th run of the grid's order from the i-th (the runs
+    ``byzadam grid --shard i/k`` selects); two shards run as two processes at once into one
+    store give the same rows as one process running the whole grid, and a whole-grid call
+    afterwards runs nothing."""
+    grid_file = tmp_path / "tg.toml"
+    grid_file.write_text(_to_toml(GRID))
+    _, expanded = _core.expand_grid(_to_toml(GRID), "<test>")
+    order = [json.loads(c) for _, c in expanded]
+    one = tmp_path / "one.db"
+    bt.grid(GRID, store=one, shard=(1, 2), progress=False)
+    stored = {json.dumps(r["config"], sort_keys=True) for r in byzadam.Store(one).runs()}
+    assert stored == {json.dumps(c, sort_keys=True) for c in order[1::2]}
+    bt.grid(GRID, store=one, progress=False)  # the rest
+    # Two processes, one shard each, into one store.
+    both = tmp_path / "both.db"
+    code = ("import sys, byzadam.torch as bt; "
+            "bt.grid(sys.argv[1], store=sys.argv[2], shard=(int(sys.argv[3]), 2), progress=False)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(grid_file), str(both), str(i)])
+             for i in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    runs = {r["id"]: r for r in byzadam.Store(both).runs()}
+    assert sorted(runs) == sorted(r["id"] for r in byzadam.Store(one).runs())
+    for run_id in runs:
+        assert stored_rounds(both, run_id) == stored_rounds(one, run_id)
+    with pytest.raises(ValueError, match="shard must be"):
+        bt.grid(GRID, store=both, shard=(2, 2))

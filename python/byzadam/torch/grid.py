@@ -80,7 +80,7 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
          test: Any = None, data_dir: Optional[str] = None, device: Any = "cpu",
          model_name: Optional[str] = None, vmap: Optional[bool] = None,
          checkpoint_every: float = 60.0, tensorboard: Optional[str] = None,
-         progress: bool = True) -> Store:
+         progress: bool = True, shard: Optional[Tuple[int, int]] = None) -> Store:
     """Runs every run of a grid (a grid file's path, or the same content as a dict) through the
     torch backend into a results store, as ``byzadam grid`` does for the built-in engine:
     runs already stored are skipped, the run in flight is checkpointed every
@@ -107,12 +107,22 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
     - ``train``/``test``: as :class:`Simulation` takes them, for every run; by default each
       run's ``dataset`` is loaded with :func:`byzadam.data.load` (from ``data_dir``).
     - ``tensorboard``: a directory; each run logs to ``<tensorboard>/<run id>``.
+    - ``shard=(i, k)``: only every ``k``-th run of the grid's order from the ``i``-th, as
+      ``byzadam grid --shard i/k`` selects them (the same runs): ``k`` processes with ``i`` from
+      0 to ``k − 1`` share a grid, e.g. on one GPU. They may write the same store (SQLite
+      serialises them) or one each (``byzadam store merge`` joins them).
 
     A run that fails (its exception) does not stop the others: the failures are raised
     together at the end, as a ``RuntimeError`` naming each run.
     """
     if train is not None and test is None:
         raise ValueError("train was given without test: every run is evaluated, give both")
+    if shard is not None:
+        ok = (isinstance(shard, tuple) and len(shard) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+              and 0 <= shard[0] < shard[1])
+        if not ok:
+            raise ValueError(f"shard must be (i, k) with 0 <= i < k, got {shard!r}")
     text, file = _grid_text(spec)
     name, runs = _core.expand_grid(text, file)
     prepared: List[Tuple[str, str, Dict[str, Any], str, str]] = []
@@ -130,10 +140,12 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
     registered = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{name}-{label}")
     db.register_grid(registered, [p[0] for p in prepared])
     done = set(db.done())
-    pending = [p for p in prepared if p[0] not in done]
+    mine = prepared if shard is None else prepared[shard[0]::shard[1]]
+    pending = [p for p in mine if p[0] not in done]
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
-    say(f"grid {name} (byzadam.torch, {device}): {len(prepared)} runs; "
-        f"{len(prepared) - len(pending)} already in {where}, {len(pending)} to run")
+    part = "" if shard is None else f" (shard {shard[0]}/{shard[1]}: {len(mine)} runs)"
+    say(f"grid {name} (byzadam.torch, {device}): {len(prepared)} runs{part}; "
+        f"{len(mine) - len(pending)} already in {where}, {len(pending)} to run")
     checkpoints = db.checkpoint_dir()
     datasets: Dict[Tuple[str, int], Dict[str, Any]] = {}
     failed: List[Tuple[str, str]] = []
