@@ -57,6 +57,7 @@ fn every_grid_expands_to_its_documented_size_with_distinct_runs() {
         ("ablation-head-seeds", 16),
         ("seeds", 48),
         ("cifar10-homogeneous", 140),
+        ("cifar10-homogeneous-table", 28),
         ("cifar10-heterogeneous", 120),
     ] {
         let runs = expand("thesis-code", name);
@@ -69,7 +70,7 @@ fn every_grid_expands_to_its_documented_size_with_distinct_runs() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension() == Some("toml".as_ref()))
         .count();
-    assert_eq!(files, 13);
+    assert_eq!(files, 14);
 }
 
 #[test]
@@ -105,6 +106,11 @@ fn the_grids_that_share_cells_share_their_runs() {
         &expand("thesis-code", "mnist-heterogeneous-table"),
         &full_42,
         "Table 4.2's cells in its full grid",
+    );
+    assert_subset(
+        &expand("thesis-code", "cifar10-homogeneous-table"),
+        &expand("thesis-code", "cifar10-homogeneous"),
+        "Table 4.3's cells in its full grid",
     );
     // The text profile is byzadam's own thesis grids, evaluated at the last round only
     // (`configs/thesis/` evaluates every 25 rounds too; evaluation draws nothing, so the last
