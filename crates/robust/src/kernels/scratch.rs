@@ -33,4 +33,5 @@ macro_rules! scratch {
 scratch!(with_i32, SCRATCH_I32, i32);
 scratch!(with_f64, SCRATCH_F64, f64);
 scratch!(with_f64_b, SCRATCH_F64_B, f64);
+scratch!(with_f64_c, SCRATCH_F64_C, f64);
 scratch!(with_usize, SCRATCH_USIZE, usize);
