@@ -120,7 +120,7 @@ pub(crate) fn chunk_generic<const G: usize>(
         let sorted = &block.as_chunks::<LANES>().0[..n];
         for (g, o) in out[b0..b0 + width].chunks_mut(G).enumerate() {
             let mut reduced = [0f32; G];
-            reduce_group(n, |r| values(sorted, r, g), reduce, &mut reduced);
+            reduce_group(n, &BlockRanks { rows: sorted, g }, reduce, &mut reduced);
             o.copy_from_slice(&reduced[..o.len()]);
         }
         b0 += width;
@@ -158,9 +158,39 @@ fn chunk_registers<const N: usize, const G: usize>(
         // back to values where it is read (a loop converting every row here was vectorised
         // across the rows, with gathers and scatters).
         let sorted = v;
-        reduce_group(N, |r| row_values(&sorted[r]), reduce, o);
+        reduce_group(N, &RegisterRanks(&sorted), reduce, o);
     }
     whole
+}
+
+/// A group's sorted values by rank: `rank(r)` is rank `r` (`0 ≤ r < n`) of every lane. A
+/// trait with an always-inlined method rather than a closure: LLVM declined to inline the
+/// closure into the mean around median's loops (a call per rank, its registers spilled).
+trait Ranks<const G: usize> {
+    fn rank(&self, r: usize) -> [f32; G];
+}
+
+/// The register path's sorted keys (`N` rows of `G` lanes).
+struct RegisterRanks<'a, const N: usize, const G: usize>(&'a [[i32; G]; N]);
+
+impl<const N: usize, const G: usize> Ranks<G> for RegisterRanks<'_, N, G> {
+    #[inline(always)]
+    fn rank(&self, r: usize) -> [f32; G] {
+        row_values(&self.0[r])
+    }
+}
+
+/// Group `g` of the block path's sorted rows.
+struct BlockRanks<'a> {
+    rows: &'a [[i32; LANES]],
+    g: usize,
+}
+
+impl<const G: usize> Ranks<G> for BlockRanks<'_> {
+    #[inline(always)]
+    fn rank(&self, r: usize) -> [f32; G] {
+        values(self.rows, r, self.g)
+    }
 }
 
 /// Applies `reduce` to one group of `G` coordinates whose sorted values `rank(r)` gives
@@ -169,7 +199,7 @@ fn chunk_registers<const N: usize, const G: usize>(
 #[inline(always)]
 fn reduce_group<const G: usize>(
     n: usize,
-    rank: impl Fn(usize) -> [f32; G],
+    ranks: &impl Ranks<G>,
     reduce: Reduce,
     out: &mut [f32; G],
 ) {
@@ -179,7 +209,7 @@ fn reduce_group<const G: usize>(
             // −0.0 averages to −0.0, like every other value repeated.
             let mut acc = [-0.0f64; G];
             for r in lo..hi {
-                let x = rank(r);
+                let x = ranks.rank(r);
                 for l in 0..G {
                     acc[l] += x[l] as f64;
                 }
@@ -190,21 +220,21 @@ fn reduce_group<const G: usize>(
             }
         }
         Reduce::Median => {
-            let hi = rank(n / 2);
+            let hi = ranks.rank(n / 2);
             if n % 2 == 1 {
                 *out = hi;
             } else {
-                let lo = rank(n / 2 - 1);
+                let lo = ranks.rank(n / 2 - 1);
                 for l in 0..G {
                     out[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
                 }
             }
         }
-        Reduce::AroundMedian { keep } => around_median_group(n, rank, keep, out),
+        Reduce::AroundMedian { keep } => around_median_group(n, ranks, keep, out),
     }
 }
 
-/// Mean around median for one group of `G` coordinates: `rank(r)` gives rank `r`
+/// Mean around median for one group of `G` coordinates: `ranks.rank(r)` gives rank `r`
 /// (`0 ≤ r < n`) of every lane's sorted values. The `keep` values closest to the median are a
 /// window of ranks; the window choice compares distances to the median in f32, the inputs' own
 /// precision (as ByzFL and NumPy do on float32 input), and the chosen values are summed in
@@ -213,16 +243,16 @@ fn reduce_group<const G: usize>(
 #[inline(always)]
 fn around_median_group<const G: usize>(
     n: usize,
-    rank: impl Fn(usize) -> [f32; G],
+    ranks: &impl Ranks<G>,
     keep: usize,
     out: &mut [f32; G],
 ) {
     let f = n - keep;
     let mut med = [0f32; G];
     if n % 2 == 1 {
-        med = rank(n / 2);
+        med = ranks.rank(n / 2);
     } else {
-        let (lo, hi) = (rank(n / 2 - 1), rank(n / 2));
+        let (lo, hi) = (ranks.rank(n / 2 - 1), ranks.rank(n / 2));
         for l in 0..G {
             med[l] = (0.5 * (lo[l] as f64 + hi[l] as f64)) as f32;
         }
@@ -232,7 +262,7 @@ fn around_median_group<const G: usize>(
     let mut best = [f32::INFINITY; G];
     let mut start = [0i32; G];
     for i in 0..=f {
-        let (first, last) = (rank(i), rank(i + keep - 1));
+        let (first, last) = (ranks.rank(i), ranks.rank(i + keep - 1));
         for l in 0..G {
             let below = nan_inf32(med[l] - first[l]);
             let above = nan_inf32(last[l] - med[l]);
@@ -251,7 +281,7 @@ fn around_median_group<const G: usize>(
     let neg_zero = (-0.0f32).to_bits();
     let mut acc = [-0.0f64; G];
     for r in 0..n {
-        let xr = rank(r);
+        let xr = ranks.rank(r);
         if f <= r && r < keep {
             for l in 0..G {
                 acc[l] += xr[l] as f64;
