@@ -18,6 +18,13 @@ SMALL = {"dataset": "synthetic", "model": {"name": "mnist_cnn"}, "workers": 4, "
          "aggregator": {"name": "trimmed_mean", "f": 1}, "attack": {"name": "sign_flip"}}
 
 
+# The tests that take `device` run on the CPU and, where there is one, on CUDA: each CUDA case
+# skips with this reason on a machine without (benchmarks/gpu_check.sh runs them on a GPU).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA device on this machine (benchmarks/gpu_check.sh runs the CUDA cases)"))]
+
+
 @pytest.fixture(scope="module")
 def synthetic():
     # What `byzadam run` trains on for dataset = "synthetic" (data_seed 0).
@@ -40,8 +47,9 @@ def test_cifar_module_has_the_engines_parameter_count():
     assert sum(p.numel() for p in bt.models.cifar10_cnn_thesis_code().parameters()) == 1_310_794
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", [{"name": "mnist_cnn"}, {"name": "mlp", "hidden": [64]}])
-def test_gradients_equal_the_rust_engines(kind, synthetic):
+def test_gradients_equal_the_rust_engines(kind, device, synthetic):
     """Same initial parameters, same batches (byzadam's partition and samplers): torch's
     per-worker gradients equal the engine's to relative 1e-4."""
     cfg = {**SMALL, "model": kind, "attack": "none", "byzantine": 0}
@@ -49,7 +57,7 @@ def test_gradients_equal_the_rust_engines(kind, synthetic):
     engine = byzadam.Engine(cfg)
     rust = [w.gradient(server.params) for w in engine.workers()]
     sim = bt.Simulation(bt.models.from_config(kind), synthetic, config=cfg,
-                        params=server.params)
+                        params=server.params, device=device)
     active, grads, losses = sim.gradients(1)
     assert active == [0, 1, 2, 3]
     for w, (loss, g) in enumerate(rust):
@@ -76,11 +84,14 @@ def test_cifar_gradients_equal_the_rust_engines(name, data_dir):
         assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), w
 
 
-def test_vmap_equals_the_loop(synthetic):
+@pytest.mark.parametrize("device", DEVICES)
+def test_vmap_equals_the_loop(device, synthetic):
     cfg = {**SMALL, "model": {"name": "mnist_cnn"}}
     start = byzadam.Server(cfg).params
-    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=True)
-    b = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=False)
+    a = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=True,
+                      device=device)
+    b = bt.Simulation(bt.models.mnist_cnn(), synthetic, config=cfg, params=start, vmap=False,
+                      device=device)
     assert (a.gradient_path, b.gradient_path) == ("vmap", "loop")
     for t in (1, 2):
         ia, ga, la = a.gradients(t)
@@ -91,7 +102,8 @@ def test_vmap_equals_the_loop(synthetic):
         assert np.allclose(la, lb, rtol=1e-5)
 
 
-def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
+@pytest.mark.parametrize("device", DEVICES)
+def test_vmap_equals_the_loop_with_batch_norm_and_dropout(device, synthetic):
     """Batch norm's running statistics per worker, stacked under vmap: the same gradients
     and the same statistics as the loop. Dropout (p = 0.5) draws differ between the paths,
     so it is checked on its own: each worker's masks differ (randomness="different")."""
@@ -99,8 +111,9 @@ def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
     net = SmallResNet()
     cfg = {**SMALL}
     start = bt.models.flat(net).detach().numpy()
-    a = bt.Simulation(net, synthetic, config=cfg, params=start, vmap=True)
-    b = bt.Simulation(SmallResNet(), synthetic, config=cfg, params=start, vmap=False)
+    a = bt.Simulation(net, synthetic, config=cfg, params=start, vmap=True, device=device)
+    b = bt.Simulation(SmallResNet(), synthetic, config=cfg, params=start, vmap=False,
+                      device=device)
     for t in (1, 2):
         _, ga, _ = a.gradients(t)
         _, gb, _ = b.gradients(t)
@@ -115,10 +128,10 @@ def test_vmap_equals_the_loop_with_batch_norm_and_dropout(synthetic):
     for p, distinct in [(0.0, 1), (0.5, 4)]:
         drop = nn.Sequential(nn.Flatten(), nn.Dropout(p), nn.Linear(784, 10))
         sim = bt.Simulation(drop, synthetic, config={**SMALL, "byzantine": 0, "attack": "none"},
-                            vmap=True)
+                            vmap=True, device=device)
         same = sim._batch(0, np.arange(16))
         g, _ = sim._vmapped([0, 1, 2, 3], [same] * 4, 1)
-        assert len({g[w].numpy().tobytes() for w in range(4)}) == distinct, p
+        assert len({g[w].cpu().numpy().tobytes() for w in range(4)}) == distinct, p
 
 
 def test_a_torch_run_tracks_byzadam_run(synthetic):
@@ -164,13 +177,14 @@ class SmallResNet(nn.Module):
         return self.head(torch.relu(h + self.block(h)))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("make,path", [(LayerNormNet, "vmap"), (SmallResNet, "vmap")])
-def test_models_the_engine_lacks_train_under_attack(make, path, synthetic):
+def test_models_the_engine_lacks_train_under_attack(make, path, device, synthetic):
     torch.manual_seed(0)
     cfg = {**SMALL, "rounds": 25, "eval_every": 25, "workers": 7, "byzantine": 2, "batch": 32,
            "aggregator": {"name": "trimmed_mean", "f": 2}, "attack": {"name": "little"},
            "optimizer": {"name": "dra", "lr": {"name": "constant", "value": 0.01}}}
-    sim = bt.Simulation(make(), synthetic, synthetic, config=cfg, vmap=True)
+    sim = bt.Simulation(make(), synthetic, synthetic, config=cfg, vmap=True, device=device)
     assert sim.gradient_path == path
     before = sim.evaluate()[0]
     summary = sim.run(progress=False)
@@ -273,10 +287,43 @@ def test_subnormals_are_flushed_within_the_gradients_and_evaluation_only(synthet
         assert _tiny() != 0.0
 
 
-def test_a_byzantine_nan_row_is_data(synthetic):
+class TF32Probe(nn.Module):
+    """Records, at each forward call, whether PyTorch may use TensorFloat-32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(784, 10)
+        self.seen: list = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return self.lin(x.flatten(1))
+
+
+def test_tf32_is_off_within_the_gradients_and_evaluation_only():
+    """By default the gradients and evaluations run with TensorFloat-32 off (PyTorch lets
+    cuDNN use it for float32 convolutions: about 1e-3 from float32), and PyTorch's flags are
+    as they were afterwards; ``tf32=True`` leaves them alone."""
+    data = byzadam.data.load("synthetic", seed=0)
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+        for tf32, within in [(False, (False, False)), (True, (True, True))]:
+            probe = TF32Probe()
+            sim = bt.Simulation(probe, data, data, config=SMALL, tf32=tf32)
+            sim.step()  # the gradients and the evaluation (eval_every = 1)
+            assert probe.seen and set(probe.seen) == {within}, tf32
+            assert (torch.backends.cudnn.allow_tf32,
+                    torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_byzantine_nan_row_is_data(device, synthetic):
     cfg = {**SMALL, "attack": {"name": "nan"}, "rounds": 3}
-    summary = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg).run(
-        progress=False)
+    summary = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic, config=cfg,
+                            device=device).run(progress=False)
     assert np.isfinite(summary.final_accuracy) and np.isfinite(summary.final_loss)
 
 

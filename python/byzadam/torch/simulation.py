@@ -46,6 +46,26 @@ def _denormals_flushed(on: bool) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+@contextlib.contextmanager
+def _tf32_off(on: bool) -> Iterator[None]:
+    """Within: CUDA computes float32 convolutions and matrix products in float32, not
+    TensorFloat-32 (``torch.backends.cudnn.allow_tf32``, on by default in PyTorch, and
+    ``torch.backends.cuda.matmul.allow_tf32``), unless ``on`` is false; afterwards both are
+    what they were. TF32 keeps 10 mantissa bits: a gradient about 1e-3 (relative) from
+    float32's, where byzadam's proofs compare the torch backend's gradients with the engine's
+    to 1e-4. The flags are global; on the CPU they change nothing."""
+    if not on:
+        yield
+        return
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def _loss(out: torch.Tensor, y: torch.Tensor, softmax_head: bool,
           reduction: str = "mean") -> torch.Tensor:
     """The run's loss on the model's outputs: cross-entropy on the logits, or with ``head =
@@ -168,13 +188,20 @@ class Simulation:
     flushed to zero (``torch.set_flush_denormal``; the mode is restored afterwards), since
     x86 cores slow down on every operation with one, and training produces them; values
     below 1.2e-38 then count as 0. ``False`` computes with them.
+
+    ``tf32``: ``False`` (the default) turns TensorFloat-32 off within the gradients and
+    evaluations (``torch.backends.cudnn.allow_tf32`` and ``torch.backends.cuda.matmul.
+    allow_tf32``, restored afterwards): PyTorch lets cuDNN compute float32 convolutions with
+    10-bit mantissas by default, about 1e-3 from float32, on GPUs since Ampere. ``True``
+    leaves PyTorch's settings as they are (faster on such a GPU, less exact).
     """
 
     def __init__(self, model: torch.nn.Module, train: Any, test: Any = None, *,
                  config: Any = None, set: Sequence[str] = (), device: Any = "cpu",
                  labels: Any = None, test_labels: Any = None, params: Any = None,
                  vmap: Optional[bool] = None, eval_batch: int = 1000,
-                 channels_last: Optional[bool] = None, flush_denormal: bool = True) -> None:
+                 channels_last: Optional[bool] = None, flush_denormal: bool = True,
+                 tf32: bool = False) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config: Dict[str, Any] = resolve(config, set=set)
@@ -205,6 +232,7 @@ class Simulation:
         self.flush_denormal = bool(flush_denormal)
         # Only the CPU's mode is set (torch.set_flush_denormal is the CPU's control).
         self._flush_on_device = self.flush_denormal and self.device.type == "cpu"
+        self.tf32 = bool(tf32)
         normalize = bool(self.config.get("normalize_inputs", True))
         self._train = _Split(train, "train", labels, normalize, self.device)
         self._test = None if test is None else _Split(test, "test", test_labels, normalize,
@@ -402,9 +430,15 @@ class Simulation:
         # Dropout draws from torch's generator, seeded per round (and worker): the user's
         # generator state is restored afterwards.
         cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda), \
-                _denormals_flushed(self._flush_on_device):
+        with torch.random.fork_rng(devices=cuda), self._numerics():
             return self._gradients(t, active, batches)
+
+    @contextlib.contextmanager
+    def _numerics(self) -> Iterator[None]:
+        """The floating-point modes the gradients and evaluations run in: subnormals flushed
+        on the CPU (``flush_denormal``), TensorFloat-32 off (``tf32``)."""
+        with _denormals_flushed(self._flush_on_device), _tf32_off(not self.tf32):
+            yield
 
     def _gradients(self, t: int, active: List[int],
                    batches: List[Tuple[torch.Tensor, torch.Tensor]]
@@ -462,8 +496,7 @@ class Simulation:
         correct, total_loss = 0, 0.0
         hits = torch.zeros(self.classes, dtype=torch.int64, device=self.device)
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=cuda), \
-                    _denormals_flushed(self._flush_on_device):
+            with torch.no_grad(), torch.random.fork_rng(devices=cuda), self._numerics():
                 if training is not None:
                     # Dropout's evaluation stream: apart from the workers' (seeds below 2^62).
                     self._seed((1 << 62) | ((self._generator_seed * 1_000_003 + t)
