@@ -191,8 +191,8 @@ pub(crate) fn with_mean_std<R>(
 /// pass reads the rows from L1 (`n` × 1 KB) instead of memory.
 const MEAN_STD_SUB: usize = 256;
 
-/// [`mean_std`] on the coordinates `c0..c0 + m.len()`, in sub-blocks of [`MEAN_STD_SUB`]
-/// (the same operations per coordinate, in the same order).
+/// [`mean_std`] on the coordinates `c0..c0 + m.len()`, two-pass, in sub-blocks of
+/// [`MEAN_STD_SUB`] (the same operations per coordinate, in the same order).
 #[inline(always)]
 fn mean_std_chunk_generic(
     data: &[f32],
@@ -203,45 +203,32 @@ fn mean_std_chunk_generic(
     m: &mut [f64],
     sd: &mut [f64],
 ) {
+    let denom = n.saturating_sub(ddof) as f64;
     for (k, (m, sd)) in m
         .chunks_mut(MEAN_STD_SUB)
         .zip(sd.chunks_mut(MEAN_STD_SUB))
         .enumerate()
     {
-        mean_std_block(data, n, dim, c0 + k * MEAN_STD_SUB, ddof, m, sd);
-    }
-}
-
-/// [`mean_std`] on the coordinates `c0..c0 + m.len()`, two-pass.
-#[inline(always)]
-fn mean_std_block(
-    data: &[f32],
-    n: usize,
-    dim: usize,
-    c0: usize,
-    ddof: usize,
-    m: &mut [f64],
-    sd: &mut [f64],
-) {
-    m.fill(0.0);
-    for r in 0..n {
-        for (acc, &x) in m.iter_mut().zip(&data[r * dim + c0..]) {
-            *acc += x as f64;
+        let c = c0 + k * MEAN_STD_SUB;
+        m.fill(0.0);
+        for r in 0..n {
+            for (acc, &x) in m.iter_mut().zip(&data[r * dim + c..]) {
+                *acc += x as f64;
+            }
         }
-    }
-    for v in m.iter_mut() {
-        *v /= n as f64;
-    }
-    sd.fill(0.0);
-    for r in 0..n {
-        for ((acc, &x), mu) in sd.iter_mut().zip(&data[r * dim + c0..]).zip(m.iter()) {
-            let d = x as f64 - mu;
-            *acc += d * d;
+        for v in m.iter_mut() {
+            *v /= n as f64;
         }
-    }
-    let denom = n.saturating_sub(ddof) as f64;
-    for v in sd.iter_mut() {
-        *v = (*v / denom).sqrt();
+        sd.fill(0.0);
+        for r in 0..n {
+            for ((acc, &x), mu) in sd.iter_mut().zip(&data[r * dim + c..]).zip(m.iter()) {
+                let d = x as f64 - mu;
+                *acc += d * d;
+            }
+        }
+        for v in sd.iter_mut() {
+            *v = (*v / denom).sqrt();
+        }
     }
 }
 

@@ -334,45 +334,13 @@ fn values<const G: usize>(rows: &[[i32; LANES]], r: usize, g: usize) -> [f32; G]
     v
 }
 
-/// [`chunk_generic`] on groups of [`GROUP`] coordinates (the AVX2 and portable builds).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn chunk_narrow(
-    rows: &[f32],
-    n: usize,
-    dim: usize,
-    c0: usize,
-    out: &mut [f32],
-    net: &[(u32, u32)],
-    reduce: Reduce,
-    block: &mut [i32],
-) {
-    chunk_generic::<GROUP>(rows, n, dim, c0, out, net, reduce, block)
-}
-
-/// [`chunk_generic`] on groups of [`GROUP_WIDE`] coordinates (the AVX-512 build).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn chunk_wide(
-    rows: &[f32],
-    n: usize,
-    dim: usize,
-    c0: usize,
-    out: &mut [f32],
-    net: &[(u32, u32)],
-    reduce: Reduce,
-    block: &mut [i32],
-) {
-    chunk_generic::<GROUP_WIDE>(rows, n, dim, c0, out, net, reduce, block)
-}
-
 dispatch! {
     /// Sorts and reduces one chunk of coordinates (see [`chunk_generic`]): one vector register
     /// per row, 16 coordinates wide at the AVX-512 level, 8 otherwise (the same bits).
     fn coordinatewise_chunk(
         rows: &[f32], n: usize, dim: usize, c0: usize, out: &mut [f32],
         net: &[(u32, u32)], reduce: Reduce, block: &mut [i32],
-    ) => chunk_narrow, avx512: chunk_wide
+    ) => chunk_generic::<GROUP>, avx512: chunk_generic::<GROUP_WIDE>
 }
 
 #[cfg(test)]

@@ -161,39 +161,14 @@ pub(crate) fn div_by_count(x: f64, b: f64, inv: f64) -> f64 {
     }
 }
 
-/// [`distance_to_mean_chunk_generic`] with divisions (the portable build, where `mul_add` is a
-/// library call).
-#[inline(always)]
-fn distance_to_mean_plain(
-    data: &[f32],
-    dim: usize,
-    count: usize,
-    c0: usize,
-    point: &[f32],
-    mean: &mut [f64],
-    acc: &mut f64,
-) {
-    distance_to_mean_chunk_generic::<false>(data, dim, count, c0, point, mean, acc)
-}
-
-/// [`distance_to_mean_chunk_generic`] with [`div_by_count`] (the AVX2 and AVX-512 builds).
-#[inline(always)]
-fn distance_to_mean_fma(
-    data: &[f32],
-    dim: usize,
-    count: usize,
-    c0: usize,
-    point: &[f32],
-    mean: &mut [f64],
-    acc: &mut f64,
-) {
-    distance_to_mean_chunk_generic::<true>(data, dim, count, c0, point, mean, acc)
-}
-
 dispatch! {
-    /// [`distance_to_mean_chunk_generic`], vectorised where the CPU allows (the same bits).
+    /// [`distance_to_mean_chunk_generic`], vectorised where the CPU allows, with
+    /// [`div_by_count`] where FMA is an instruction (the portable build divides: there
+    /// `mul_add` is a library call); the same bits.
     fn distance_to_mean_chunk(data: &[f32], dim: usize, count: usize, c0: usize, point: &[f32], mean: &mut [f64], acc: &mut f64)
-        => distance_to_mean_plain, avx512: distance_to_mean_fma, avx2: distance_to_mean_fma
+        => distance_to_mean_chunk_generic::<false>,
+        avx512: distance_to_mean_chunk_generic::<true>,
+        avx2: distance_to_mean_chunk_generic::<true>
 }
 
 /// `‖point − mean of the rows of s‖` in `f64`: the mean `Σ_r (x_r / n)` in row order, the
