@@ -326,12 +326,7 @@ fn row_values<const G: usize>(keys: &[i32; G]) -> [f32; G] {
 /// `G` lanes (group `g`) of row `r` of a sorted block, mapped back from keys to values.
 #[inline(always)]
 fn values<const G: usize>(rows: &[[i32; LANES]], r: usize, g: usize) -> [f32; G] {
-    let keys: &[i32; G] = &rows[r].as_chunks::<G>().0[g];
-    let mut v = [0f32; G];
-    for l in 0..G {
-        v[l] = unkey(keys[l]);
-    }
-    v
+    row_values(&rows[r].as_chunks::<G>().0[g])
 }
 
 dispatch! {

@@ -99,8 +99,9 @@ dispatch! {
 
 /// `‖point − mean‖²` added to `acc` coordinate by coordinate in order, the mean of the rows of
 /// `data` (`count` rows, `dim` wide) being `Σ_r (x_r / count)` in `f64`, over the coordinates
-/// `c0..c0 + point.len()` (`mean` their scratch). In sub-blocks of [`SUB`] coordinates, whose
-/// squares are summed while the block is in L1 (the same operations in the same order).
+/// `c0..c0 + point.len()`. In sub-blocks of [`SUB`] coordinates, whose squares are summed while
+/// the block is in L1 (the same operations in the same order); `mean` is one sub-block's
+/// scratch (at least `SUB.min(point.len())` long).
 /// `FMA`: the divisions by [`div_by_count`] (the same bits, FMA instructions needed).
 #[inline(always)]
 pub(crate) fn distance_to_mean_chunk_generic<const FMA: bool>(
@@ -116,8 +117,9 @@ pub(crate) fn distance_to_mean_chunk_generic<const FMA: bool>(
     let inv = 1.0 / b;
     let fma = FMA && count <= DIV_BY_COUNT_MAX;
     let mut sum = *acc;
-    for (k, (point, mean)) in point.chunks(SUB).zip(mean.chunks_mut(SUB)).enumerate() {
+    for (k, point) in point.chunks(SUB).enumerate() {
         let c = c0 + k * SUB;
+        let mean = &mut mean[..point.len()];
         mean.fill(0.0);
         for r in 0..count {
             let row = &data[r * dim + c..r * dim + c + mean.len()];
@@ -176,18 +178,10 @@ dispatch! {
 pub(crate) fn distance_to_mean(s: &Submissions, point: &[f32]) -> f64 {
     let (count, dim) = (s.n(), s.dim());
     let data = s.as_flat();
-    super::scratch::with_f64(CHUNK.min(dim), |mean| {
+    super::scratch::with_f64(SUB.min(dim), |mean| {
         let mut acc = 0.0;
         for (c, p) in point.chunks(CHUNK).enumerate() {
-            distance_to_mean_chunk(
-                data,
-                dim,
-                count,
-                c * CHUNK,
-                p,
-                &mut mean[..p.len()],
-                &mut acc,
-            );
+            distance_to_mean_chunk(data, dim, count, c * CHUNK, p, mean, &mut acc);
         }
         acc.sqrt()
     })
