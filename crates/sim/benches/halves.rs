@@ -6,6 +6,9 @@
 //! messages. Every front end (`byzadam run`, `byzadam.torch`, the Flower server) runs these
 //! two per round besides the gradients.
 //!
+//! Also the server's step in two of the thesis code's CIFAR-10 settings (group
+//! `thesis-code-cifar10-server`).
+//!
 //! `cargo bench -p byzadam-sim --bench halves`. BENCHMARKS.md reports the figures.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
@@ -70,6 +73,48 @@ fn bench(c: &mut Criterion) {
     group.bench_function("server_step", |b| {
         b.iter(|| server.step(&[&messages], &losses).expect("a round"))
     });
+    group.finish();
+
+    // The thesis code's CIFAR-10 settings (1,310,922 parameters, the first 5 of 15 workers
+    // Byzantine): its largest-distance filter over 18 parameter tensors under Empire, and the
+    // mean around median under Little.
+    let mut group = c.benchmark_group("thesis-code-cifar10-server");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    for (label, rule) in [
+        (
+            "server_step_mda_empire",
+            r#"optimizer = { name = "resam", lr = { name = "constant", value = 0.25 }, beta = 0.9 }
+            aggregator = { name = "largest_distance_filter", f = 5, segments = [1728, 64, 36864, 64, 64, 64, 73728, 128, 128, 128, 147456, 128, 128, 128, 1048576, 128, 1280, 10] }
+            attack = { name = "empire" }"#,
+        ),
+        (
+            "server_step_meamed_little",
+            r#"optimizer = { name = "sgd", lr = { name = "constant", value = 0.25 } }
+            aggregator = { name = "mean_around_median", f = 5 }
+            attack = { name = "little" }"#,
+        ),
+    ] {
+        let config: RunConfig = toml::from_str(&format!(
+            r#"
+            dataset = "cifar10"
+            model = {{ name = "cifar10_cnn_thesis_code", dropout = 0.25 }}
+            workers = 15
+            byzantine = 5
+            byzantine_workers = "first"
+            {rule}
+            "#
+        ))
+        .expect("a valid config");
+        let mut server = Server::new(config).expect("a server");
+        let (n, dim) = (server.workers(), server.dim());
+        let messages = random(n * dim, 3, 0.01);
+        let losses = vec![2.3f32; n];
+        group.bench_function(label, |b| {
+            b.iter(|| server.step(&[&messages], &losses).expect("a round"))
+        });
+    }
     group.finish();
 }
 
