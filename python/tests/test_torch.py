@@ -660,3 +660,45 @@ def test_evaluation_on_an_eval_subset_with_the_softmax_head_is_the_engines(synth
     other = bt.Simulation(bt.models.mnist_cnn(), synthetic, synthetic,
                           config={**cfg, "eval_subset": [1, 2, 4, 6, 7, 8]}, params=params)
     assert other.evaluate()[1] != got_loss
+
+
+@pytest.mark.parametrize("vmap", [False, True])
+def test_the_largest_run_seeds_draw_dropout_reproducibly(vmap, synthetic):
+    """Every seed ``byzadam run`` accepts (up to 2^63 − 1) runs: the dropout seeds derived
+    from it (seed · 1,000,003 + …) pass 2^63, where torch's generators refuse them ("Overflow
+    when unpacking long long"); they are taken modulo 2^63. The same seed gives the same bits
+    twice, another seed other masks, and a seed below 2^43 the masks it always had."""
+    cfg = {**SMALL, "model": {"name": "mlp", "hidden": [32]}, "byzantine": 0,
+           "attack": "none", "aggregator": {"name": "average"},
+           "training_mode_eval": {"batch": 50}}
+
+    def dropping() -> nn.Module:
+        torch.manual_seed(3)
+        return nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 10))
+
+    def run(seed: int):
+        c = {**cfg, "seed": seed}
+        sim = bt.Simulation(dropping(), synthetic, synthetic, config=c, vmap=vmap)
+        metrics = [sim.step() for _ in range(2)]
+        return sim.server.params.copy(), [m["train_loss"] for m in metrics], sim.evaluate(2)
+
+    for seed in [2**62 + 12345, 2**63 - 1]:
+        a, b = run(seed), run(seed)
+        assert np.isfinite(a[0]).all()
+        assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
+    assert not np.array_equal(run(2**62 + 12345)[0], run(2**63 - 1)[0])
+    # Below 2^43 the derived seeds are what they were before the modulus: the first round's
+    # masks are those of generator seed · 1,000,003 + 4099 + w.
+    sim = bt.Simulation(dropping(), synthetic, config={**cfg, "seed": 7}, vmap=False)
+    _, g, _ = sim.gradients(1)
+    batches = sim._batches([0], [np.asarray(bt.Simulation(
+        dropping(), synthetic, config={**cfg, "seed": 7})._samplers[0].next_batch())])
+    torch.manual_seed(7 * 1_000_003 + 4099)
+    (x, y), = batches
+    model = dropping()
+    model.load_state_dict(sim.model.state_dict())
+    torch.manual_seed(7 * 1_000_003 + 4099)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    expected = torch.cat([p.reshape(-1) for p in grads])
+    assert np.array_equal(g[0], expected.numpy())

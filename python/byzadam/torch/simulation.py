@@ -337,7 +337,13 @@ class Simulation:
     def _seed(self, seed: int) -> None:
         """Seeds the generator the model's dropout draws from on ``self.device``: the CPU's, or
         the CUDA device's. (``torch.manual_seed`` would also queue a lazy seeding of every
-        CUDA device, formatting a stack trace each call: 0.4 ms a worker on a CPU machine.)"""
+        CUDA device, formatting a stack trace each call: 0.4 ms a worker on a CPU machine.)
+
+        The seeds derived from the run's seed grow past 2^63 for run seeds above ~2^43 (every
+        seed up to 2^63 − 1 is a valid run seed), where a generator's ``manual_seed`` raises
+        "Overflow when unpacking long long": the seed is taken modulo 2^63, which leaves every
+        seed below it as it was."""
+        seed &= (1 << 63) - 1
         if self.device.type == "cuda":
             index = self.device.index
             if index is None:
