@@ -236,27 +236,72 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
 impl Store {
     /// Opens (creating if need be) the store at `path`. An existing non-empty file that is
     /// not a byzadam store is refused and left untouched (never given byzadam's tables).
+    ///
+    /// Several processes may open the same new store at once (`byzadam grid --shard`, or
+    /// `bt.grid(shard=…)`, into one file): the schema is checked and created in one exclusive
+    /// transaction, so each process sees either an empty database or the whole schema with
+    /// its version, never a store half made (which an earlier version took for a foreign
+    /// file).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let err = |e: rusqlite::Error| StoreError {
+        let fail = |message: String| StoreError {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message,
         };
+        let err = |e: rusqlite::Error| fail(e.to_string());
         if path.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
             drop(verify_ours(path)?);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError {
-                path: path.display().to_string(),
-                message: format!("cannot create its directory: {e}"),
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
+        conn.execute_batch("BEGIN EXCLUSIVE").map_err(err)?;
+        match Self::prepare_schema(&conn, path) {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                // Nothing was written, or the transaction's writes are undone.
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        // WAL once the schema is there (a new database switches here; a store already in WAL
+        // mode stays so): readers never block the grid's writers.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Within `open`'s exclusive transaction: refuses a database that holds anything but
+    /// byzadam's tables (checked before anything is written), creates the schema in an empty
+    /// one, and migrates an older schema version.
+    fn prepare_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+        let fail = |message: String| StoreError {
+            path: path.display().to_string(),
+            message,
+        };
+        let err = |e: rusqlite::Error| fail(e.to_string());
+        let count = |sql: &str| -> Result<i64, StoreError> {
+            conn.query_row(sql, [], |r| r.get(0)).map_err(err)
+        };
+        let objects = count("SELECT COUNT(*) FROM sqlite_master")?;
+        let ours = count(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('meta', 'runs', 'rounds', 'grid_runs')",
+        )?;
+        if objects > 0 && ours != 4 {
+            return Err(fail(
+                "not a byzadam results store (it lacks byzadam's tables); it was left untouched"
+                    .into(),
+            ));
+        }
         conn.execute_batch(SCHEMA).map_err(err)?;
         let version: Option<String> = conn
             .query_row(
@@ -291,28 +336,20 @@ impl Store {
                     "ALTER TABLE runs ADD COLUMN class_recall TEXT;"
                 };
                 conn.execute_batch(&format!(
-                    "BEGIN;
-                     {results_version}
+                    "{results_version}
                      {class_recall}
                      ALTER TABLE runs ADD COLUMN backend TEXT NOT NULL DEFAULT '{BUILTIN}';
-                     UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
-                     COMMIT;"
+                     UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
                 ))
                 .map_err(err)?;
             }
             Some(v) => {
-                return Err(StoreError {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "store schema version {v}; this byzadam reads version {SCHEMA_VERSION}"
-                    ),
-                })
+                return Err(fail(format!(
+                    "store schema version {v}; this byzadam reads version {SCHEMA_VERSION}"
+                )))
             }
         }
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(())
     }
 
     /// Opens the existing store at `path` for reading, without writing to it (issue 22): a
