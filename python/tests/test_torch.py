@@ -370,6 +370,20 @@ class WrongShape(nn.Module):
      r"no test set"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL).run(), ValueError,
      r"give a test set"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config=SMALL, eval_batch=0),
+     ValueError, r"eval_batch must be a positive integer .* got 0"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config=SMALL, eval_batch=-5),
+     ValueError, r"eval_batch must be a positive integer .* got -5"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config=SMALL, eval_batch=2.5),
+     ValueError, r"eval_batch must be a positive integer .* got 2.5"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, channels_last="no"),
+     TypeError, r"channels_last must be one of None, True, False, got 'no'"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, vmap=1),
+     TypeError, r"vmap must be one of None, True, False, got 1"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, flush_denormal=None),
+     TypeError, r"flush_denormal must be one of True, False, got None"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, tf32="off"),
+     TypeError, r"tf32 must be one of True, False, got 'off'"),
 ])
 def test_bad_input_is_a_clear_exception(call, error, message, synthetic):
     with pytest.raises(error, match=message):

@@ -204,6 +204,18 @@ class Simulation:
                  tf32: bool = False) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        # Options whose wrong type would otherwise pass silently ("no" is truthy) or fail
+        # later with a message about something else.
+        for name, value, choices in [("vmap", vmap, (None, True, False)),
+                                     ("channels_last", channels_last, (None, True, False)),
+                                     ("flush_denormal", flush_denormal, (True, False)),
+                                     ("tf32", tf32, (True, False))]:
+            if not (isinstance(value, (bool, np.bool_)) or (value is None and None in choices)):
+                raise TypeError(f"{name} must be one of {', '.join(map(str, choices))}, "
+                                f"got {value!r}")
+        if isinstance(eval_batch, bool) or not isinstance(eval_batch, int) or eval_batch < 1:
+            raise ValueError(f"eval_batch must be a positive integer (test images per forward "
+                             f"pass), got {eval_batch!r}")
         self.config: Dict[str, Any] = resolve(config, set=set)
         for key, default in _UNSUPPORTED.items():
             if self.config.get(key, default) != default:
