@@ -384,6 +384,9 @@ class WrongShape(nn.Module):
      TypeError, r"flush_denormal must be one of True, False, got None"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, tf32="off"),
      TypeError, r"tf32 must be one of True, False, got 'off'"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config=SMALL).run(
+        checkpoint_every=float("nan")), ValueError,
+     r"checkpoint_every must be a number of seconds >= 0, got nan"),
 ])
 def test_bad_input_is_a_clear_exception(call, error, message, synthetic):
     with pytest.raises(error, match=message):

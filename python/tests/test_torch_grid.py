@@ -195,6 +195,15 @@ def test_bad_input_is_a_clear_error(tmp_path, synthetic):
     with pytest.raises(byzadam.ByzadamError, match="not a byzadam results store"):
         bt.grid(GRID, store=foreign)
     assert foreign.read_bytes() == before
+    # Options every run would fail on: refused before the first run.
+    with pytest.raises(ValueError, match="device 'nope' is not a torch device"):
+        bt.grid(GRID, store=tmp_path / "d.db", device="nope")
+    with pytest.raises(TypeError, match="vmap must be one of None, True, False, got 'yes'"):
+        bt.grid(GRID, store=tmp_path / "v.db", vmap="yes")
+    for bad in [float("nan"), -1.0, "60"]:
+        with pytest.raises(ValueError, match="checkpoint_every must be a number of seconds"):
+            bt.grid(GRID, store=tmp_path / "c.db", checkpoint_every=bad)
+    assert not any((tmp_path / n).exists() for n in ["d.db", "v.db", "c.db"])
     # A factory that does not return a module fails its runs, named, after trying them all.
     with pytest.raises(TypeError, match="must return a torch.nn.Module"):
         bt.grid(GRID, lambda cfg: "not a module", store=tmp_path / "z.db")

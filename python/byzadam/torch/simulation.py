@@ -658,6 +658,7 @@ class Simulation:
 
         if self._test is None:
             raise ValueError("run() evaluates the model: give a test set (or call step())")
+        _check_interval(checkpoint_every)
         writer = None
         if tensorboard is not None:
             try:
@@ -742,6 +743,15 @@ class Simulation:
                        final_loss=evals[-1]["loss"], rounds=self.server.round,
                        diverged_at=diverged, seconds=time.perf_counter() - start,
                        metrics=list(self.metrics), class_recall=list(self.final_recall))
+
+
+def _check_interval(seconds: Any) -> None:
+    """``checkpoint_every`` is a number of seconds ≥ 0 (0: after every round); NaN would never
+    checkpoint, silently."""
+    ok = (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+          and seconds == seconds and seconds >= 0)
+    if not ok:
+        raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {seconds!r}")
 
 
 def _log_scalars(writer: Any, m: Dict[str, Any]) -> None:
