@@ -54,9 +54,75 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The MNIST CNN's convolution products for a worker's 25 images, as the engine runs them (one
+/// product per image, each image's columns fresh from im2col) against one product over the
+/// 25 images' columns side by side (`N` or `K` 25 times larger): whether batching the images
+/// into one product pays. Forward: `W (out × c·k²) · columns (c·k² × h·w)`; weight gradient:
+/// `dY (out × h·w) · columnsᵀ`, summed over the images.
+fn conv_products(c: &mut Criterion) {
+    const IMAGES: usize = 25;
+    let mut group = c.benchmark_group("conv_products");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    // (layer, output channels, output pixels, depth c·k²)
+    for (layer, m, hw, k) in [("conv1", 20, 576, 25), ("conv2", 20, 64, 500)] {
+        let w: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let cols: Vec<f32> = (0..k * hw * IMAGES).map(|i| (i % 5) as f32 * 0.1).collect();
+        let dy: Vec<f32> = (0..m * hw * IMAGES).map(|i| (i % 3) as f32 * 0.1).collect();
+        let mut y = vec![0.0; m * hw * IMAGES];
+        let mut gw = vec![0.0; m * k];
+        let mut g = byzadam_model::BenchGemm::default();
+        group.throughput(Throughput::Elements(IMAGES as u64));
+        group.bench_function(format!("{layer}_forward_per_image"), |b| {
+            b.iter(|| {
+                for (x, out) in cols.chunks_exact(k * hw).zip(y.chunks_exact_mut(m * hw)) {
+                    g.product(m, hw, k, &w, false, x, false, 0.0, out);
+                }
+            })
+        });
+        // The images' columns side by side: (c·k²) × (25·h·w).
+        let wide: Vec<f32> = (0..k)
+            .flat_map(|p| (0..IMAGES).flat_map(move |i| (0..hw).map(move |x| (i, p, x))))
+            .map(|(i, p, x)| cols[i * k * hw + p * hw + x])
+            .collect();
+        group.bench_function(format!("{layer}_forward_batched"), |b| {
+            b.iter(|| g.product(m, hw * IMAGES, k, &w, false, &wide, false, 0.0, &mut y))
+        });
+        group.bench_function(format!("{layer}_weight_gradient_per_image"), |b| {
+            b.iter(|| {
+                for (x, d) in cols.chunks_exact(k * hw).zip(dy.chunks_exact(m * hw)) {
+                    g.product(m, k, hw, d, false, x, true, 1.0, &mut gw);
+                }
+            })
+        });
+        let dy_wide: Vec<f32> = (0..m)
+            .flat_map(|o| (0..IMAGES).flat_map(move |i| (0..hw).map(move |x| (i, o, x))))
+            .map(|(i, o, x)| dy[i * m * hw + o * hw + x])
+            .collect();
+        group.bench_function(format!("{layer}_weight_gradient_batched"), |b| {
+            b.iter(|| {
+                g.product(
+                    m,
+                    k,
+                    hw * IMAGES,
+                    &dy_wide,
+                    false,
+                    &wide,
+                    true,
+                    1.0,
+                    &mut gw,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = bench
+    targets = bench, conv_products
 }
 criterion_main!(benches);
