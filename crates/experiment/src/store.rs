@@ -180,6 +180,24 @@ fn nan_to_null(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
+/// How many of byzadam's four tables the database holds (a store has all four).
+fn our_tables(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('meta', 'runs', 'rounds', 'grid_runs')",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// The refusal of a file that is not a byzadam store, saying `why`.
+fn not_ours(path: &Path, why: &str) -> StoreError {
+    StoreError {
+        path: path.display().to_string(),
+        message: format!("not a byzadam results store ({why}); it was left untouched"),
+    }
+}
+
 /// Opens `path` read-only and checks that it is a byzadam store: byzadam's four tables and a
 /// schema version it can read or migrate. Returns the connection and the version.
 fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
@@ -198,21 +216,9 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
     .map_err(|e| fail(e.to_string()))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| fail(e.to_string()))?;
-    let not_ours = |why: String| {
-        fail(format!(
-            "not a byzadam results store ({why}); it was left untouched"
-        ))
-    };
-    let tables: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('meta', 'runs', 'rounds', 'grid_runs')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| not_ours(e.to_string()))?;
+    let tables = our_tables(&conn).map_err(|e| not_ours(path, &e.to_string()))?;
     if tables != 4 {
-        return Err(not_ours("it lacks byzadam's tables".into()));
+        return Err(not_ours(path, "it lacks byzadam's tables"));
     }
     let version: Option<String> = conn
         .query_row(
@@ -221,7 +227,7 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
             |r| r.get(0),
         )
         .optional()
-        .map_err(|e| not_ours(e.to_string()))?;
+        .map_err(|e| not_ours(path, &e.to_string()))?;
     match version {
         Some(v) if v == SCHEMA_VERSION.to_string() || ["1", "2", "3"].contains(&v.as_str()) => {
             Ok((conn, v))
@@ -229,7 +235,7 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
         Some(v) => Err(fail(format!(
             "store schema version {v}; this byzadam reads version {SCHEMA_VERSION}"
         ))),
-        None => Err(not_ours("no schema version in its meta table".into())),
+        None => Err(not_ours(path, "no schema version in its meta table")),
     }
 }
 
@@ -288,19 +294,11 @@ impl Store {
             message,
         };
         let err = |e: rusqlite::Error| fail(e.to_string());
-        let count = |sql: &str| -> Result<i64, StoreError> {
-            conn.query_row(sql, [], |r| r.get(0)).map_err(err)
-        };
-        let objects = count("SELECT COUNT(*) FROM sqlite_master")?;
-        let ours = count(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('meta', 'runs', 'rounds', 'grid_runs')",
-        )?;
-        if objects > 0 && ours != 4 {
-            return Err(fail(
-                "not a byzadam results store (it lacks byzadam's tables); it was left untouched"
-                    .into(),
-            ));
+        let objects: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(err)?;
+        if objects > 0 && our_tables(conn).map_err(err)? != 4 {
+            return Err(not_ours(path, "it lacks byzadam's tables"));
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
         let version: Option<String> = conn
