@@ -707,11 +707,10 @@ def test_the_largest_run_seeds_draw_dropout_reproducibly(vmap, synthetic):
     # Below 2^43 the derived seeds are what they were before the modulus: the first round's
     # masks are those of generator seed · 1,000,003 + 4099 + w.
     sim = bt.Simulation(dropping(), synthetic, config={**cfg, "seed": 7}, vmap=False)
+    # Worker 0's first batch, from a fresh sampler (the simulation's moves on in gradients()).
+    fresh = bt.Simulation(dropping(), synthetic, config={**cfg, "seed": 7})
+    (x, y), = sim._batches([0], [np.asarray(fresh._samplers[0].next_batch())])
     _, g, _ = sim.gradients(1)
-    batches = sim._batches([0], [np.asarray(bt.Simulation(
-        dropping(), synthetic, config={**cfg, "seed": 7})._samplers[0].next_batch())])
-    torch.manual_seed(7 * 1_000_003 + 4099)
-    (x, y), = batches
     model = dropping()
     model.load_state_dict(sim.model.state_dict())
     torch.manual_seed(7 * 1_000_003 + 4099)

@@ -18,7 +18,7 @@ from .. import data as _data
 from ..round import Server
 from ..simulator import Store, _to_toml
 from .models import flat, from_config
-from .simulation import Simulation, _check_interval, _device
+from .simulation import Simulation, _check_flag, _check_interval, _device
 
 __all__ = ["grid"]
 
@@ -119,8 +119,7 @@ def grid(spec: Union[str, "os.PathLike[str]", Dict[str, Any]],
         raise ValueError("train was given without test: every run is evaluated, give both")
     # Checked before any run (each run would fail on it, one after another).
     _device(device)
-    if vmap is not None and not isinstance(vmap, (bool, np.bool_)):
-        raise TypeError(f"vmap must be one of None, True, False, got {vmap!r}")
+    _check_flag("vmap", vmap, optional=True)
     _check_interval(checkpoint_every)
     if shard is not None:
         ok = (isinstance(shard, tuple) and len(shard) == 2

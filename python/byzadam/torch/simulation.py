@@ -204,15 +204,10 @@ class Simulation:
                  tf32: bool = False) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        # Options whose wrong type would otherwise pass silently ("no" is truthy) or fail
-        # later with a message about something else.
-        for name, value, choices in [("vmap", vmap, (None, True, False)),
-                                     ("channels_last", channels_last, (None, True, False)),
-                                     ("flush_denormal", flush_denormal, (True, False)),
-                                     ("tf32", tf32, (True, False))]:
-            if not (isinstance(value, (bool, np.bool_)) or (value is None and None in choices)):
-                raise TypeError(f"{name} must be one of {', '.join(map(str, choices))}, "
-                                f"got {value!r}")
+        _check_flag("vmap", vmap, optional=True)
+        _check_flag("channels_last", channels_last, optional=True)
+        _check_flag("flush_denormal", flush_denormal)
+        _check_flag("tf32", tf32)
         if isinstance(eval_batch, bool) or not isinstance(eval_batch, int) or eval_batch < 1:
             raise ValueError(f"eval_batch must be a positive integer (test images per forward "
                              f"pass), got {eval_batch!r}")
@@ -743,6 +738,14 @@ class Simulation:
                        final_loss=evals[-1]["loss"], rounds=self.server.round,
                        diverged_at=diverged, seconds=time.perf_counter() - start,
                        metrics=list(self.metrics), class_recall=list(self.final_recall))
+
+
+def _check_flag(name: str, value: Any, optional: bool = False) -> None:
+    """A boolean option (``None`` too when ``optional``): a wrong type would otherwise pass
+    silently (``"no"`` is truthy)."""
+    if not (isinstance(value, (bool, np.bool_)) or (optional and value is None)):
+        choices = "None, True, False" if optional else "True, False"
+        raise TypeError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def _check_interval(seconds: Any) -> None:
