@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
 /// product per image, each image's columns fresh from im2col) against one product over the
 /// 25 images' columns side by side (`N` or `K` 25 times larger): whether batching the images
 /// into one product pays. Forward: `W (out × c·k²) · columns (c·k² × h·w)`; weight gradient:
-/// `dY (out × h·w) · columnsᵀ`, summed over the images.
+/// `dY (out × h·w) · columnsᵀ`, summed over the images. With a 1024³ product as the baseline.
 fn conv_products(c: &mut Criterion) {
     const IMAGES: usize = 25;
     let mut group = c.benchmark_group("conv_products");
@@ -66,6 +66,19 @@ fn conv_products(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
+    // The baseline, in the same run: a 1024³ product (2.15 GFLOP), the SGEMM's rate where its
+    // shape does not limit it (`byzadam bench-engine --sgemm-peak` measures the same).
+    {
+        const N: usize = 1024;
+        let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut out = vec![0.0; N * N];
+        let mut g = byzadam_model::BenchGemm::default();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("sgemm_1024", |bench| {
+            bench.iter(|| g.product(N, N, N, &a, false, &b, false, 0.0, &mut out))
+        });
+    }
     // (layer, output channels, output pixels, depth c·k²)
     for (layer, m, hw, k) in [("conv1", 20, 576, 25), ("conv2", 20, 64, 500)] {
         let w: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
