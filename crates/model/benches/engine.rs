@@ -5,7 +5,7 @@
 //! `cargo bench -p byzadam-model --bench engine`
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
-use byzadam_model::ModelKind;
+use byzadam_model::{gemm, ModelKind};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -73,10 +73,10 @@ fn conv_products(c: &mut Criterion) {
         let a: Vec<f32> = (0..N * N).map(|i| (i % 7) as f32 * 0.1).collect();
         let b: Vec<f32> = (0..N * N).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut out = vec![0.0; N * N];
-        let mut g = byzadam_model::BenchGemm::default();
+        let mut pack = byzadam_model::Pack::default();
         group.throughput(Throughput::Elements(1));
         group.bench_function("sgemm_1024", |bench| {
-            bench.iter(|| g.product(N, N, N, &a, false, &b, false, 0.0, &mut out))
+            bench.iter(|| gemm(N, N, N, &a, false, &b, false, 0.0, &mut out, &mut pack))
         });
     }
     // (layer, output channels, output pixels, depth c·k²)
@@ -86,12 +86,12 @@ fn conv_products(c: &mut Criterion) {
         let dy: Vec<f32> = (0..m * hw * IMAGES).map(|i| (i % 3) as f32 * 0.1).collect();
         let mut y = vec![0.0; m * hw * IMAGES];
         let mut gw = vec![0.0; m * k];
-        let mut g = byzadam_model::BenchGemm::default();
+        let mut pack = byzadam_model::Pack::default();
         group.throughput(Throughput::Elements(IMAGES as u64));
         group.bench_function(format!("{layer}_forward_per_image"), |b| {
             b.iter(|| {
                 for (x, out) in cols.chunks_exact(k * hw).zip(y.chunks_exact_mut(m * hw)) {
-                    g.product(m, hw, k, &w, false, x, false, 0.0, out);
+                    gemm(m, hw, k, &w, false, x, false, 0.0, out, &mut pack);
                 }
             })
         });
@@ -101,12 +101,25 @@ fn conv_products(c: &mut Criterion) {
             .map(|(i, p, x)| cols[i * k * hw + p * hw + x])
             .collect();
         group.bench_function(format!("{layer}_forward_batched"), |b| {
-            b.iter(|| g.product(m, hw * IMAGES, k, &w, false, &wide, false, 0.0, &mut y))
+            b.iter(|| {
+                gemm(
+                    m,
+                    hw * IMAGES,
+                    k,
+                    &w,
+                    false,
+                    &wide,
+                    false,
+                    0.0,
+                    &mut y,
+                    &mut pack,
+                )
+            })
         });
         group.bench_function(format!("{layer}_weight_gradient_per_image"), |b| {
             b.iter(|| {
                 for (x, d) in cols.chunks_exact(k * hw).zip(dy.chunks_exact(m * hw)) {
-                    g.product(m, k, hw, d, false, x, true, 1.0, &mut gw);
+                    gemm(m, k, hw, d, false, x, true, 1.0, &mut gw, &mut pack);
                 }
             })
         });
@@ -116,7 +129,7 @@ fn conv_products(c: &mut Criterion) {
             .collect();
         group.bench_function(format!("{layer}_weight_gradient_batched"), |b| {
             b.iter(|| {
-                g.product(
+                gemm(
                     m,
                     k,
                     hw * IMAGES,
@@ -126,6 +139,7 @@ fn conv_products(c: &mut Criterion) {
                     true,
                     1.0,
                     &mut gw,
+                    &mut pack,
                 )
             })
         });

@@ -48,7 +48,7 @@ const NC: usize = 1024;
 /// level its products run at; empty where the packed product cannot run.
 #[derive(Debug, Clone)]
 #[cfg_attr(not(byzadam_x86), allow(dead_code))]
-pub(crate) struct Pack {
+pub struct Pack {
     level: Level,
     a: Vec<f32>,
     b: Vec<f32>,
@@ -85,7 +85,7 @@ impl Pack {
 ///
 /// Panics if a slice is shorter than its shape, or if `beta` is neither 0 nor 1.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(
+pub fn gemm(
     m: usize,
     n: usize,
     k: usize,

@@ -53,32 +53,11 @@ pub fn sgemm_rate(size: usize, repeats: usize) -> f64 {
     times.sort_by(f64::total_cmp);
     2.0 * (size as f64).powi(3) / times[times.len() / 2] / 1e9
 }
-/// Our SGEMM with its own packing buffers, at this thread's CPU level, for benches
-/// (`benches/engine.rs`'s `conv_products` group times the convolutions' product shapes one
-/// image at a time against all of a batch's images in one product).
+/// Our SGEMM and its packing buffers, for benches (`benches/engine.rs`'s `conv_products`
+/// group times the convolutions' product shapes one image at a time against all of a batch's
+/// images in one product).
 #[doc(hidden)]
-#[derive(Debug, Default)]
-pub struct BenchGemm(gemm::Pack);
-
-impl BenchGemm {
-    /// `C (m×n) = op(A) · op(B) + beta · C`, as the engine's products (`op(A)` is `m×k`, `A`
-    /// stored `k×m` when `ta`; `op(B)` is `k×n`, `B` stored `n×k` when `tb`; `beta` 0 or 1).
-    #[allow(clippy::too_many_arguments)]
-    pub fn product(
-        &mut self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        ta: bool,
-        b: &[f32],
-        tb: bool,
-        beta: f32,
-        c: &mut [f32],
-    ) {
-        gemm::gemm(m, n, k, a, ta, b, tb, beta, c, &mut self.0);
-    }
-}
+pub use gemm::{gemm, Pack};
 
 use serde::{Deserialize, Serialize};
 
