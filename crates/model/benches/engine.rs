@@ -96,10 +96,7 @@ fn conv_products(c: &mut Criterion) {
             })
         });
         // The images' columns side by side: (c·k²) × (25·h·w).
-        let wide: Vec<f32> = (0..k)
-            .flat_map(|p| (0..IMAGES).flat_map(move |i| (0..hw).map(move |x| (i, p, x))))
-            .map(|(i, p, x)| cols[i * k * hw + p * hw + x])
-            .collect();
+        let wide = side_by_side(&cols, k, hw);
         group.bench_function(format!("{layer}_forward_batched"), |b| {
             b.iter(|| {
                 gemm(
@@ -123,10 +120,7 @@ fn conv_products(c: &mut Criterion) {
                 }
             })
         });
-        let dy_wide: Vec<f32> = (0..m)
-            .flat_map(|o| (0..IMAGES).flat_map(move |i| (0..hw).map(move |x| (i, o, x))))
-            .map(|(i, o, x)| dy[i * m * hw + o * hw + x])
-            .collect();
+        let dy_wide = side_by_side(&dy, m, hw);
         group.bench_function(format!("{layer}_weight_gradient_batched"), |b| {
             b.iter(|| {
                 gemm(
@@ -145,6 +139,16 @@ fn conv_products(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Per-image matrices of `rows × width` (image after image) laid side by side: one matrix of
+/// `rows × (images · width)`, row `r` holding every image's row `r` in image order.
+fn side_by_side(per_image: &[f32], rows: usize, width: usize) -> Vec<f32> {
+    let images = per_image.len() / (rows * width);
+    (0..rows)
+        .flat_map(|r| (0..images).map(move |i| (i * rows + r) * width))
+        .flat_map(|at| per_image[at..at + width].iter().copied())
+        .collect()
 }
 
 criterion_group! {
