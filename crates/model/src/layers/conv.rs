@@ -171,9 +171,62 @@ pub(crate) fn backward(
     }
 }
 
+/// Calls `$f::<W>` with the output width `$wo` as a constant `W` for the widths the model
+/// zoo's unpadded convolutions have (8, 16, 24 and 32 columns: each output row copied as one
+/// fixed-size array, without the loop control of a run of unknown length), and `$any`
+/// otherwise.
+macro_rules! by_width {
+    ($wo:expr, $f:ident($($arg:expr),*), $any:expr) => {
+        match $wo {
+            8 => $f::<8>($($arg),*),
+            16 => $f::<16>($($arg),*),
+            24 => $f::<24>($($arg),*),
+            32 => $f::<32>($($arg),*),
+            _ => $any,
+        }
+    };
+}
+
 /// Unfolds one image into columns: row `(c·k + ky)·k + kx`, column `oy·wo + ox`.
 #[inline(always)]
 fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mut [f32]) {
+    if pad == 0 {
+        by_width!(
+            output.w,
+            unfold_unpadded(x, input, k, output, col),
+            im2col_padded(x, input, k, 0, output, col)
+        );
+    } else {
+        im2col_padded(x, input, k, pad, output, col);
+    }
+}
+
+/// [`im2col`] without padding, for output rows of `W` columns: every column row's `ho`
+/// rows are whole rows of the input plane, copied `W` values at a time.
+#[inline(always)]
+fn unfold_unpadded<const W: usize>(
+    x: &[f32],
+    input: Shape,
+    k: usize,
+    output: Shape,
+    col: &mut [f32],
+) {
+    let (h, w, ho) = (input.h, input.w, output.h);
+    debug_assert_eq!(output.w, W);
+    let rows = col[..input.c * k * k * ho * W].chunks_exact_mut(ho * W);
+    for (r, dst) in rows.enumerate() {
+        let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
+        let plane = &x[c * h * w + ky * w + kx..];
+        for (oy, d) in dst.chunks_exact_mut(W).enumerate() {
+            let d: &mut [f32; W] = d.try_into().expect("W wide");
+            *d = plane[oy * w..oy * w + W].try_into().expect("W wide");
+        }
+    }
+}
+
+/// [`im2col`] for any padding and width.
+#[inline(always)]
+fn im2col_padded(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mut [f32]) {
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     let mut row = 0;
     for c in 0..input.c {
@@ -207,10 +260,49 @@ fn im2col(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, col: &mu
 }
 
 /// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
+/// Each input value's terms are added in column-row order, whichever path runs.
 #[inline(always)]
 fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
-    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     dx.fill(0.0);
+    if pad == 0 {
+        by_width!(
+            output.w,
+            fold_unpadded(col, input, k, output, dx),
+            col2im_padded(col, input, k, 0, output, dx)
+        );
+    } else {
+        col2im_padded(col, input, k, pad, output, dx);
+    }
+}
+
+/// [`col2im`] without padding, for output rows of `W` columns (`dx` already zeroed).
+#[inline(always)]
+fn fold_unpadded<const W: usize>(
+    col: &[f32],
+    input: Shape,
+    k: usize,
+    output: Shape,
+    dx: &mut [f32],
+) {
+    let (h, w, ho) = (input.h, input.w, output.h);
+    debug_assert_eq!(output.w, W);
+    let rows = col[..input.c * k * k * ho * W].chunks_exact(ho * W);
+    for (r, src) in rows.enumerate() {
+        let (c, ky, kx) = (r / (k * k), r / k % k, r % k);
+        let plane = &mut dx[c * h * w + ky * w + kx..];
+        for (oy, s) in src.chunks_exact(W).enumerate() {
+            let d: &mut [f32; W] = (&mut plane[oy * w..oy * w + W]).try_into().expect("W wide");
+            for (a, &b) in d.iter_mut().zip(s) {
+                *a += b;
+            }
+        }
+    }
+}
+
+/// [`col2im`] for any padding and width (`dx` already zeroed).
+#[inline(always)]
+fn col2im_padded(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     let mut row = 0;
     for c in 0..input.c {
         let plane = &mut dx[c * h * w..(c + 1) * h * w];
@@ -233,6 +325,109 @@ fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &m
                 }
                 row += 1;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// im2col by its definition: column row `(c, ky, kx)`, column `(oy, ox)` holds the input
+    /// at `(c, oy + ky − pad, ox + kx − pad)`, or 0 outside the image.
+    fn unfold_by_definition(
+        x: &[f32],
+        input: Shape,
+        k: usize,
+        pad: usize,
+        output: Shape,
+    ) -> Vec<f32> {
+        let mut col = Vec::new();
+        for c in 0..input.c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    for oy in 0..output.h {
+                        for ox in 0..output.w {
+                            let (iy, ix) = (
+                                (oy + ky) as isize - pad as isize,
+                                (ox + kx) as isize - pad as isize,
+                            );
+                            let inside = (0..input.h as isize).contains(&iy)
+                                && (0..input.w as isize).contains(&ix);
+                            col.push(if inside {
+                                x[(c * input.h + iy as usize) * input.w + ix as usize]
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    /// Every (input, output) shape the paths see: the widths with a fixed-size path (8, 16,
+    /// 24, 32 columns unpadded), other widths, and padded ones.
+    fn shapes() -> Vec<(Shape, usize, usize)> {
+        let mut v = Vec::new();
+        for (c, h, w, k, pad) in [
+            (1, 28, 28, 5, 0), // MNIST's first convolution: 24 columns
+            (3, 12, 12, 5, 0), // its second: 8
+            (2, 18, 18, 3, 0), // 16
+            (2, 34, 36, 3, 0), // 32 columns, a non-square image
+            (3, 9, 11, 3, 0),  // 9: the general path
+            (2, 8, 8, 3, 1),   // padded
+            (2, 6, 7, 5, 2),   // padded, wider than the kernel's reach
+        ] {
+            v.push((Shape::new(c, h, w), k, pad));
+        }
+        v
+    }
+
+    #[test]
+    fn im2col_and_col2im_equal_their_definitions_bit_for_bit_on_every_path() {
+        for (input, k, pad) in shapes() {
+            let output = Shape::new(1, input.h + 2 * pad + 1 - k, input.w + 2 * pad + 1 - k);
+            // Distinct values, NaN and signed zeros among them, so that a misplaced copy shows.
+            let x: Vec<f32> = (0..input.len())
+                .map(|i| match i % 11 {
+                    3 => f32::NAN,
+                    7 => -0.0,
+                    _ => (i as f32 * 0.37).sin(),
+                })
+                .collect();
+            let want = unfold_by_definition(&x, input, k, pad, output);
+            let mut col = vec![f32::INFINITY; want.len()];
+            im2col(&x, input, k, pad, output, &mut col);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&col), bits(&want), "im2col, {input:?} k {k} pad {pad}");
+
+            // col2im is im2col's adjoint: each input value sums, in column-row order, the
+            // columns that copied it.
+            let g: Vec<f32> = (0..want.len())
+                .map(|i| ((i * 7919) % 1000) as f32 / 999.0 - 0.5)
+                .collect();
+            let mut dx_want = vec![0.0f32; input.len()];
+            for (i, dx) in dx_want.iter_mut().enumerate() {
+                let mut probe = vec![0.0f32; input.len()];
+                probe[i] = f32::NAN; // marks the columns holding input i
+                for (j, v) in unfold_by_definition(&probe, input, k, pad, output)
+                    .iter()
+                    .enumerate()
+                {
+                    if v.is_nan() {
+                        *dx += g[j];
+                    }
+                }
+            }
+            let mut dx = vec![f32::NAN; input.len()];
+            col2im(&g, input, k, pad, output, &mut dx);
+            assert_eq!(
+                bits(&dx),
+                bits(&dx_want),
+                "col2im, {input:?} k {k} pad {pad}"
+            );
         }
     }
 }
