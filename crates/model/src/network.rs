@@ -738,7 +738,7 @@ impl Network {
     ) {
         for i in (0..self.layers.len()).rev() {
             if mask_fused(&self.layers, i + 1) {
-                // The batch norm after this ReLU applied its mask: `g` already holds dx.
+                // The batch norm or pooling after this ReLU applied its mask: `g` already holds dx.
                 continue;
             }
             let relu_mask = mask_fused(&self.layers, i);
@@ -777,7 +777,8 @@ impl Network {
                 }
                 LayerSpec::Relu => relu::backward(dy, y, dx),
                 LayerSpec::MaxPool2 => {
-                    pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], dx)
+                    let mask = relu_mask.then_some(y);
+                    pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], mask, dx)
                 }
                 LayerSpec::BatchNorm => {
                     let c = l.input.c;

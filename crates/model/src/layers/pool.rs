@@ -97,27 +97,125 @@ fn pool_row_exact(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &
     }
 }
 
-/// Routes each output's gradient to the input it came from (`dx` overwritten).
+/// Routes each output's gradient to the input it came from (`dx` overwritten). When `relu`
+/// holds this pooling's output and its input is a ReLU's output, the ReLU's mask is applied
+/// too and `dx` is the ReLU's input gradient (`spec::mask_fused`): an output's value is its
+/// arg-max input's, so the ReLU passes the gradient exactly when that value is positive.
+/// Windows do not overlap, so each input gets at most one term, written as `0 + g` (what
+/// adding it to a zeroed buffer gives: −0 becomes +0); every window is written whole, the
+/// rows and columns no window covers (odd sizes) zeroed.
 #[inline(always)]
-pub(crate) fn backward(input: Shape, output: Shape, dy: &[f32], idx: &[u32], dx: &mut [f32]) {
-    dx.fill(0.0);
-    let per_in = input.len();
-    let per_out = output.len();
-    for (b, (dyb, idx)) in dy
-        .chunks_exact(per_out)
-        .zip(idx.chunks_exact(per_out))
-        .enumerate()
-    {
-        let dxb = &mut dx[b * per_in..(b + 1) * per_in];
-        for (&g, &j) in dyb.iter().zip(idx) {
-            dxb[j as usize] += g;
+pub(crate) fn backward(
+    input: Shape,
+    output: Shape,
+    dy: &[f32],
+    idx: &[u32],
+    relu: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
+    let plane_len = h * w;
+    if ho * wo == 0 {
+        dx.fill(0.0);
+        return;
+    }
+    let planes = dx.chunks_exact_mut(plane_len);
+    let outs = dy.chunks_exact(ho * wo).zip(idx.chunks_exact(ho * wo));
+    for (k, (dxp, (g, at))) in planes.zip(outs).enumerate() {
+        // `idx` counts from the start of the sample: this plane's channel starts at `base`.
+        let base = (k % input.c) * plane_len;
+        let y = relu.map(|y| &y[k * ho * wo..(k + 1) * ho * wo]);
+        for oy in 0..ho {
+            let (r0, r1) = dxp[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+            let row = oy * wo;
+            let j0 = base + 2 * oy * w;
+            for ox in 0..wo {
+                let o = row + ox;
+                let keep = y.is_none_or(|y| y[o] > 0.0);
+                let v = if keep { 0.0 + g[o] } else { 0.0 };
+                let off = at[o] as usize - j0 - 2 * ox;
+                r0[2 * ox] = if off == 0 { v } else { 0.0 };
+                r0[2 * ox + 1] = if off == 1 { v } else { 0.0 };
+                r1[2 * ox] = if off == w { v } else { 0.0 };
+                r1[2 * ox + 1] = if off == w + 1 { v } else { 0.0 };
+            }
+            r0[2 * wo..].fill(0.0);
+            r1[2 * wo..].fill(0.0);
         }
+        dxp[2 * ho * w..].fill(0.0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The backward pass by its definition: each output's gradient added to a zeroed buffer at
+    /// its arg-max, then the ReLU's backward pass (`relu.rs`) when its mask is fused.
+    fn backward_by_definition(
+        input: Shape,
+        dy: &[f32],
+        idx: &[u32],
+        x: &[f32],
+        relu: bool,
+    ) -> Vec<f32> {
+        let per_out = dy.len() / (x.len() / input.len());
+        let mut dx = vec![0.0f32; x.len()];
+        for (o, (&g, &j)) in dy.iter().zip(idx).enumerate() {
+            dx[o / per_out * input.len() + j as usize] += g;
+        }
+        if relu {
+            let mut out = vec![0.0; dx.len()];
+            crate::layers::relu::backward(&dx, x, &mut out);
+            dx = out;
+        }
+        dx
+    }
+
+    #[test]
+    fn the_backward_pass_equals_its_definition_with_and_without_the_relu_mask() {
+        // Even and odd sizes (odd rows and columns belong to no window), one and two samples.
+        for (c, h, w, batch) in [(2, 24, 24, 2), (3, 8, 8, 1), (2, 5, 7, 2), (1, 3, 2, 1)] {
+            let input = Shape::new(c, h, w);
+            let (output, _, _) = super::output(input);
+            let n = input.len() * batch;
+            // A ReLU's output: zeros (ties, and whole windows of them, whose gradient the
+            // mask stops) and positive values.
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let zero_block = (i / w) % 4 < 2 && (i % w) % 4 < 2;
+                    if zero_block || i % 3 == 0 {
+                        0.0
+                    } else {
+                        ((i * 37) % 17) as f32
+                    }
+                })
+                .collect();
+            let mut y = vec![0.0; output.len() * batch];
+            let mut idx = vec![0u32; y.len()];
+            forward(&x, input, output, batch, &mut y, &mut idx);
+            // Gradients with −0, NaN and ±∞ among them.
+            let dy: Vec<f32> = (0..y.len())
+                .map(|i| match i % 7 {
+                    0 => -0.0,
+                    3 => f32::NAN,
+                    5 => f32::NEG_INFINITY,
+                    _ => i as f32 * 0.5 - 3.0,
+                })
+                .collect();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for relu in [false, true] {
+                let want = backward_by_definition(input, &dy, &idx, &x, relu);
+                let mut dx = vec![f32::NAN; n];
+                backward(input, output, &dy, &idx, relu.then_some(&y[..]), &mut dx);
+                assert_eq!(
+                    bits(&dx),
+                    bits(&want),
+                    "{input:?} × {batch}, relu mask {relu}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn max_pooling_takes_the_first_maximum_and_propagates_nan() {

@@ -1,5 +1,5 @@
 //! `max(x, 0)` (`LayerSpec::Relu`). After a convolution the convolution applies it, and
-//! before a batch norm the batch norm's backward pass applies its mask (see
+//! before a batch norm or a max pooling that layer's backward pass applies its mask (see
 //! `spec::relu_fused`, `spec::mask_fused`); these are the passes of a ReLU on its own.
 
 /// `y = max(x, 0)`.

@@ -113,10 +113,14 @@ pub(crate) fn relu_fused(layers: &[Layer], i: usize) -> bool {
         && matches!(layers[i - 1].spec, LayerSpec::Conv { .. })
 }
 
-/// Whether layer `i` is a batch norm right after a ReLU: its backward pass then applies the
-/// ReLU's mask too (its input is the ReLU's output), and the ReLU's backward pass is nothing.
+/// Whether layer `i` is a batch norm or a max pooling right after a ReLU: its backward pass
+/// then applies the ReLU's mask too (its input is the ReLU's output), and the ReLU's backward
+/// pass is nothing.
 pub(crate) fn mask_fused(layers: &[Layer], i: usize) -> bool {
     i > 0
-        && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::BatchNorm)
+        && matches!(
+            layers.get(i).map(|l| &l.spec),
+            Some(LayerSpec::BatchNorm | LayerSpec::MaxPool2)
+        )
         && layers[i - 1].spec == LayerSpec::Relu
 }
