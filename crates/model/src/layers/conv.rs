@@ -3,7 +3,11 @@
 //! convolutions with padding 1 and at least 16 input channels, Winograd's F(2×2, 3×3)
 //! (`crate::winograd`); a ReLU right after is applied as the output is written.
 
+#[cfg(byzadam_x86)]
+mod x86;
+
 use super::shape::{Io, Shape};
+use crate::cpu::Level;
 use crate::gemm::{gemm, gemm_packed_a, pack_a, Pack, PackedA};
 use crate::sums::Lanes64;
 use crate::winograd::{self, Geometry, Winograd};
@@ -166,7 +170,15 @@ pub(crate) fn backward(
                 &mut s.dcol[..ckk * hw],
                 pack,
             );
-            col2im(&s.dcol[..ckk * hw], l.input, kernel, padding, l.output, dxb);
+            col2im(
+                &s.dcol[..ckk * hw],
+                l.input,
+                kernel,
+                padding,
+                l.output,
+                dxb,
+                pack.level(),
+            );
         }
     }
 }
@@ -261,9 +273,30 @@ fn im2col_padded(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, c
 
 /// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
 /// Each input value's terms are added in column-row order, whichever path runs.
+/// At the AVX-512 level, unpadded images at most 16 columns wide are folded a row in a
+/// register at a time (`x86::col2im_unpadded512`).
 #[inline(always)]
-fn col2im(col: &[f32], input: Shape, k: usize, pad: usize, output: Shape, dx: &mut [f32]) {
+fn col2im(
+    col: &[f32],
+    input: Shape,
+    k: usize,
+    pad: usize,
+    output: Shape,
+    dx: &mut [f32],
+    level: Level,
+) {
     dx.fill(0.0);
+    #[cfg(byzadam_x86)]
+    if level == Level::Avx512 && pad == 0 && input.w <= 16 {
+        // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2 and
+        // FMA (`crate::cpu`).
+        #[allow(unsafe_code)]
+        unsafe {
+            x86::col2im_unpadded512(col, input, k, output, dx)
+        };
+        return;
+    }
+    let _ = level;
     if pad == 0 {
         by_width!(
             output.w,
@@ -377,6 +410,8 @@ mod tests {
             (2, 18, 18, 3, 0), // 16
             (2, 34, 36, 3, 0), // 32 columns, a non-square image
             (3, 9, 11, 3, 0),  // 9: the general path
+            (2, 16, 16, 5, 0), // 12 columns of a 16-wide image: AVX-512's folding, widest
+            (4, 5, 6, 1, 0),   // a 1 × 1 kernel
             (2, 8, 8, 3, 1),   // padded
             (2, 6, 7, 5, 2),   // padded, wider than the kernel's reach
         ] {
@@ -406,7 +441,10 @@ mod tests {
             // col2im is im2col's adjoint: each input value sums, in column-row order, the
             // columns that copied it.
             let g: Vec<f32> = (0..want.len())
-                .map(|i| ((i * 7919) % 1000) as f32 / 999.0 - 0.5)
+                .map(|i| match i % 13 {
+                    4 => -0.0,
+                    _ => ((i * 7919) % 1000) as f32 / 999.0 - 0.5,
+                })
                 .collect();
             let mut dx_want = vec![0.0f32; input.len()];
             for (i, dx) in dx_want.iter_mut().enumerate() {
@@ -421,13 +459,15 @@ mod tests {
                     }
                 }
             }
-            let mut dx = vec![f32::NAN; input.len()];
-            col2im(&g, input, k, pad, output, &mut dx);
-            assert_eq!(
-                bits(&dx),
-                bits(&dx_want),
-                "col2im, {input:?} k {k} pad {pad}"
-            );
+            for level in crate::cpu::supported() {
+                let mut dx = vec![f32::NAN; input.len()];
+                col2im(&g, input, k, pad, output, &mut dx, level);
+                assert_eq!(
+                    bits(&dx),
+                    bits(&dx_want),
+                    "col2im at {level}, {input:?} k {k} pad {pad}"
+                );
+            }
         }
     }
 }
