@@ -565,9 +565,15 @@ impl Network {
                     &mut self.ws.pack,
                 ),
                 LayerSpec::Relu => relu::forward(x, y),
-                LayerSpec::MaxPool2 => {
-                    pool::forward(x, l.input, l.output, total, y, &mut self.ws.pool_idx[i])
-                }
+                LayerSpec::MaxPool2 => pool::forward(
+                    x,
+                    l.input,
+                    l.output,
+                    total,
+                    y,
+                    &mut self.ws.pool_idx[i],
+                    self.ws.pack.level(),
+                ),
                 LayerSpec::BatchNorm => {
                     let c = l.input.c;
                     let inv_std = &mut self.ws.inv_std[i];

@@ -1,7 +1,11 @@
 //! 2×2 max pooling, stride 2 (`LayerSpec::MaxPool2`): branch-free, with PyTorch's tie rule
 //! (the first maximum in raster order, which matters for ReLU zeros) and NaN rule.
 
+#[cfg(byzadam_x86)]
+mod x86;
+
 use super::shape::Shape;
+use crate::cpu::Level;
 
 /// The output shape of pooling `input`, its parameter and state counts (none).
 pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {
@@ -9,7 +13,8 @@ pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {
 }
 
 /// Pools `batch` samples of `input` into `y`, recording each output's arg-max in `idx` (an
-/// index into its sample's input).
+/// index into its sample's input); at the AVX-512 level, inputs at most 32 columns wide a
+/// row of windows at a time (`x86::forward512`, the same values and indices).
 #[inline(always)]
 pub(crate) fn forward(
     x: &[f32],
@@ -18,7 +23,19 @@ pub(crate) fn forward(
     batch: usize,
     y: &mut [f32],
     idx: &mut [u32],
+    level: Level,
 ) {
+    #[cfg(byzadam_x86)]
+    if level == Level::Avx512 && input.w <= 32 {
+        // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2 and
+        // FMA (`crate::cpu`).
+        #[allow(unsafe_code)]
+        unsafe {
+            x86::forward512(x, input, output, batch, y, idx)
+        };
+        return;
+    }
+    let _ = level;
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     for b in 0..batch {
         for c in 0..input.c {
@@ -193,7 +210,7 @@ mod tests {
                 .collect();
             let mut y = vec![0.0; output.len() * batch];
             let mut idx = vec![0u32; y.len()];
-            forward(&x, input, output, batch, &mut y, &mut idx);
+            forward(&x, input, output, batch, &mut y, &mut idx, Level::Portable);
             // Gradients with −0, NaN and ±∞ among them.
             let dy: Vec<f32> = (0..y.len())
                 .map(|i| match i % 7 {
@@ -219,18 +236,87 @@ mod tests {
 
     #[test]
     fn max_pooling_takes_the_first_maximum_and_propagates_nan() {
-        let input = Shape::new(1, 2, 4);
-        let output = Shape::new(1, 1, 2);
-        // Window 1: a tie at 0 between positions (0,0) and (1,1): the first wins.
-        // Window 2: a NaN at (1,2) beats the larger 9 before it.
-        let x = [0.0, -1.0, 9.0, 1.0, -2.0, 0.0, f32::NAN, 3.0];
-        let (mut y, mut idx) = ([0.0; 2], [0u32; 2]);
-        forward(&x, input, output, 1, &mut y, &mut idx);
-        assert_eq!((y[0], idx[0]), (0.0, 0));
-        assert!(y[1].is_nan() && idx[1] == 6);
-        // Without NaN: a strictly larger value later in raster order wins.
-        let x = [0.0, 2.0, 5.0, 5.0, 3.0, 2.0, 5.0, 1.0];
-        forward(&x, input, output, 1, &mut y, &mut idx);
-        assert_eq!((y, idx), ([3.0, 5.0], [4, 2]));
+        for level in crate::cpu::supported() {
+            let input = Shape::new(1, 2, 4);
+            let output = Shape::new(1, 1, 2);
+            // Window 1: a tie at 0 between positions (0,0) and (1,1): the first wins.
+            // Window 2: a NaN at (1,2) beats the larger 9 before it.
+            let x = [0.0, -1.0, 9.0, 1.0, -2.0, 0.0, f32::NAN, 3.0];
+            let (mut y, mut idx) = ([0.0; 2], [0u32; 2]);
+            forward(&x, input, output, 1, &mut y, &mut idx, level);
+            assert_eq!((y[0], idx[0]), (0.0, 0), "{level}");
+            assert!(y[1].is_nan() && idx[1] == 6, "{level}");
+            // Without NaN: a strictly larger value later in raster order wins.
+            let x = [0.0, 2.0, 5.0, 5.0, 3.0, 2.0, 5.0, 1.0];
+            forward(&x, input, output, 1, &mut y, &mut idx, level);
+            assert_eq!((y, idx), ([3.0, 5.0], [4, 2]), "{level}");
+        }
+    }
+
+    #[test]
+    fn the_forward_pass_equals_its_definition_at_every_cpu_level() {
+        // Each window by the rule's definition: its four values in raster order, the running
+        // maximum replaced only by a strictly greater value or by a NaN over a number.
+        let by_definition = |x: &[f32], input: Shape, output: Shape, batch: usize| {
+            let (mut y, mut idx) = (Vec::new(), Vec::new());
+            for b in 0..batch {
+                for c in 0..input.c {
+                    for oy in 0..output.h {
+                        for ox in 0..output.w {
+                            let at = |dy: usize, dx: usize| {
+                                c * input.h * input.w + (2 * oy + dy) * input.w + 2 * ox + dx
+                            };
+                            let mut best = at(0, 0);
+                            for j in [at(0, 1), at(1, 0), at(1, 1)] {
+                                let (u, m) = (x[b * input.len() + j], x[b * input.len() + best]);
+                                if u > m || (u.is_nan() && !m.is_nan()) {
+                                    best = j;
+                                }
+                            }
+                            y.push(x[b * input.len() + best]);
+                            idx.push(best as u32);
+                        }
+                    }
+                }
+            }
+            (y, idx)
+        };
+        // Widths on both sides of 16 and 32 columns (AVX-512's one and two registers, and
+        // the scalar path past them), odd sizes, one and three samples.
+        for (c, h, w, batch) in [
+            (2, 24, 24, 3),
+            (3, 8, 8, 1),
+            (2, 5, 7, 3),
+            (1, 4, 16, 1),
+            (2, 6, 17, 1),
+            (1, 4, 32, 3),
+            (1, 3, 33, 1),
+            (2, 9, 40, 1),
+        ] {
+            let input = Shape::new(c, h, w);
+            let (output, _, _) = super::output(input);
+            let n = input.len() * batch;
+            // Ties, signed zeros, NaN (in some planes only: the scalar path pools planes with
+            // and without NaN differently) and infinities.
+            let x: Vec<f32> = (0..n)
+                .map(|i| match (i * 7) % 23 {
+                    0 | 1 => 0.0,
+                    2 => -0.0,
+                    3 if (i / input.len()) % 2 == 0 => f32::NAN,
+                    4 => f32::INFINITY,
+                    5 => f32::NEG_INFINITY,
+                    r => (r % 5) as f32 - 2.0,
+                })
+                .collect();
+            let (want_y, want_idx) = by_definition(&x, input, output, batch);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for level in crate::cpu::supported() {
+                let mut y = vec![1.5; output.len() * batch];
+                let mut idx = vec![u32::MAX; y.len()];
+                forward(&x, input, output, batch, &mut y, &mut idx, level);
+                assert_eq!(bits(&y), bits(&want_y), "{level}, {input:?} × {batch}");
+                assert_eq!(idx, want_idx, "{level}, {input:?} × {batch}");
+            }
+        }
     }
 }
