@@ -302,7 +302,7 @@ mod tests {
                 .map(|i| match (i * 7) % 23 {
                     0 | 1 => 0.0,
                     2 => -0.0,
-                    3 if (i / input.len()) % 2 == 0 => f32::NAN,
+                    3 if (i / input.len()).is_multiple_of(2) => f32::NAN,
                     4 => f32::INFINITY,
                     5 => f32::NEG_INFINITY,
                     r => (r % 5) as f32 - 2.0,
