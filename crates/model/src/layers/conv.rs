@@ -273,7 +273,7 @@ fn im2col_padded(x: &[f32], input: Shape, k: usize, pad: usize, output: Shape, c
 
 /// The adjoint of [`im2col`]: sums columns back into the image gradient (overwrites `dx`).
 /// Each input value's terms are added in column-row order, whichever path runs.
-/// At the AVX-512 level, unpadded images at most 16 columns wide are folded a row in a
+/// At the AVX-512 level, unpadded images at most 16 columns wide are summed a row in a
 /// register at a time (`x86::col2im_unpadded512`).
 #[inline(always)]
 fn col2im(
@@ -285,7 +285,6 @@ fn col2im(
     dx: &mut [f32],
     level: Level,
 ) {
-    dx.fill(0.0);
     #[cfg(byzadam_x86)]
     if level == Level::Avx512 && pad == 0 && input.w <= 16 {
         // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2 and
@@ -297,6 +296,7 @@ fn col2im(
         return;
     }
     let _ = level;
+    dx.fill(0.0);
     if pad == 0 {
         by_width!(
             output.w,
