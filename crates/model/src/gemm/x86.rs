@@ -287,16 +287,23 @@ pub(super) unsafe fn transpose_pack(
     while p < kc {
         let depths = (kc - p).min(16);
         let in_mask = ((1u32 << depths) - 1) as __mmask16;
+        // All sixteen rows loaded and all sixteen depths stored, those past `lines` and
+        // `depths` with empty masks (no memory touched): loops of constant length, so the
+        // block stays in registers (a loop to `lines` kept it in memory, through the stack).
         let mut r = [_mm512_setzero_ps(); 16];
-        for (l, row) in r.iter_mut().enumerate().take(lines) {
-            // SAFETY: line l < lines, depths p .. p + depths ≤ kc: inside `src` (asserted);
-            // the masked-off lanes are not read.
-            *row = unsafe { _mm512_maskz_loadu_ps(in_mask, sp.add(l * ld + p)) };
+        for (l, row) in r.iter_mut().enumerate() {
+            let m = if l < lines { in_mask } else { 0 };
+            // SAFETY: for l < lines, depths p .. p + depths ≤ kc: inside `src` (asserted);
+            // masked-off lanes are not read (past `lines`, none is: the address needs no
+            // allocation there, hence `wrapping_add`).
+            *row = unsafe { _mm512_maskz_loadu_ps(m, sp.wrapping_add(l * ld + p)) };
         }
         let t = transpose16(r);
-        for (d, col) in t.iter().enumerate().take(depths) {
-            // SAFETY: depth p + d < kc, lanes < width: inside `dst` (asserted).
-            unsafe { _mm512_mask_storeu_ps(dp.add((p + d) * stride), out_mask, *col) };
+        for (d, col) in t.iter().enumerate() {
+            let m = if d < depths { out_mask } else { 0 };
+            // SAFETY: for d < depths, depth p + d < kc, lanes < width: inside `dst`
+            // (asserted); past `depths` nothing is written.
+            unsafe { _mm512_mask_storeu_ps(dp.wrapping_add((p + d) * stride), m, *col) };
         }
         p += depths;
     }
