@@ -784,7 +784,8 @@ impl Network {
                 LayerSpec::Relu => relu::backward(dy, y, dx),
                 LayerSpec::MaxPool2 => {
                     let mask = relu_mask.then_some(y);
-                    pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], mask, dx)
+                    let level = self.ws.pack.level();
+                    pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], mask, dx, level)
                 }
                 LayerSpec::BatchNorm => {
                     let c = l.input.c;

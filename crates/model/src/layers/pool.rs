@@ -120,7 +120,8 @@ fn pool_row_exact(r0: &[f32], r1: &[f32], w: u32, j0: u32, yo: &mut [f32], io: &
 /// arg-max input's, so the ReLU passes the gradient exactly when that value is positive.
 /// Windows do not overlap, so each input gets at most one term, written as `0 + g` (what
 /// adding it to a zeroed buffer gives: −0 becomes +0); every window is written whole, the
-/// rows and columns no window covers (odd sizes) zeroed.
+/// rows and columns no window covers (odd sizes) zeroed. At the AVX-512 level, inputs at most
+/// 32 columns wide a row of windows at a time (`x86::backward512`, the same values).
 #[inline(always)]
 pub(crate) fn backward(
     input: Shape,
@@ -129,6 +130,7 @@ pub(crate) fn backward(
     idx: &[u32],
     relu: Option<&[f32]>,
     dx: &mut [f32],
+    level: Level,
 ) {
     let (h, w, ho, wo) = (input.h, input.w, output.h, output.w);
     let plane_len = h * w;
@@ -136,6 +138,17 @@ pub(crate) fn backward(
         dx.fill(0.0);
         return;
     }
+    #[cfg(byzadam_x86)]
+    if level == Level::Avx512 && w <= 32 {
+        // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2 and
+        // FMA (`crate::cpu`).
+        #[allow(unsafe_code)]
+        unsafe {
+            x86::backward512(input, output, dy, idx, relu, dx)
+        };
+        return;
+    }
+    let _ = level;
     let planes = dx.chunks_exact_mut(plane_len);
     let outs = dy.chunks_exact(ho * wo).zip(idx.chunks_exact(ho * wo));
     for (k, (dxp, (g, at))) in planes.zip(outs).enumerate() {
@@ -192,7 +205,15 @@ mod tests {
     #[test]
     fn the_backward_pass_equals_its_definition_with_and_without_the_relu_mask() {
         // Even and odd sizes (odd rows and columns belong to no window), one and two samples.
-        for (c, h, w, batch) in [(2, 24, 24, 2), (3, 8, 8, 1), (2, 5, 7, 2), (1, 3, 2, 1)] {
+        for (c, h, w, batch) in [
+            (2, 24, 24, 2),
+            (3, 8, 8, 1),
+            (2, 5, 7, 2),
+            (1, 3, 2, 1),
+            (2, 6, 20, 2),
+            (1, 5, 33, 1),
+            (1, 4, 34, 2),
+        ] {
             let input = Shape::new(c, h, w);
             let (output, _, _) = super::output(input);
             let n = input.len() * batch;
@@ -221,14 +242,18 @@ mod tests {
                 })
                 .collect();
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            for relu in [false, true] {
+            for (relu, level) in [false, true]
+                .into_iter()
+                .flat_map(|r| crate::cpu::supported().into_iter().map(move |l| (r, l)))
+            {
                 let want = backward_by_definition(input, &dy, &idx, &x, relu);
                 let mut dx = vec![f32::NAN; n];
-                backward(input, output, &dy, &idx, relu.then_some(&y[..]), &mut dx);
+                let mask = relu.then_some(&y[..]);
+                backward(input, output, &dy, &idx, mask, &mut dx, level);
                 assert_eq!(
                     bits(&dx),
                     bits(&want),
-                    "{input:?} × {batch}, relu mask {relu}"
+                    "{level}, {input:?} × {batch}, relu mask {relu}"
                 );
             }
         }
