@@ -186,6 +186,99 @@ pub(crate) fn gemm_packed_a(
     product(m, n, k, a, ta, b, tb, beta, c, pack, Some(&pre.data))
 }
 
+/// A right operand read in place through two tables of offsets: `op(B)` at depth `p`, column
+/// `j` is `src[depth[p] + line[j]]`. A convolution's columns (or their transpose) are such an
+/// operand of the image they unfold, so the product packs them straight from the image, with
+/// no im2col buffer: the same packed values, so the same bits ([`gemm_unfolded`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unfolded<'a> {
+    /// The values.
+    pub(crate) src: &'a [f32],
+    /// Each depth's offset (at least `k` of them).
+    pub(crate) depth: &'a [i32],
+    /// Each column's offset (at least `n` of them).
+    pub(crate) line: &'a [i32],
+}
+
+/// The right operand of the AVX-512 product.
+#[cfg_attr(not(byzadam_x86), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+enum Right<'a> {
+    /// `B` stored row-major (`k×n`, or `n×k` when transposed).
+    Matrix(&'a [f32], bool),
+    /// Read through offsets.
+    Unfolded(Unfolded<'a>),
+}
+
+/// Whether [`gemm_unfolded`] runs at `level` (AVX-512 only: its packing gathers).
+pub(crate) fn unfolded_available(level: Level) -> bool {
+    cfg!(byzadam_x86) && level == Level::Avx512
+}
+
+/// `C (m×n) = op(A) · op(B) + beta · C` as [`gemm`] (or [`gemm_packed_a`] when `pre` is given)
+/// with `op(B)` read through `b`'s offsets: the bits of [`gemm`] on the matrix the offsets
+/// describe. AVX-512 only ([`unfolded_available`]).
+///
+/// Panics if the level is not AVX-512, if an offset is negative or a pair of them falls
+/// outside `b.src`, or as [`gemm`] does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_unfolded(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    pre: Option<&PackedA>,
+    b: Unfolded<'_>,
+    beta: f32,
+    c: &mut [f32],
+    pack: &mut Pack,
+) {
+    assert!(
+        unfolded_available(pack.level),
+        "offsets are read at AVX-512 only"
+    );
+    assert!(a.len() >= m * k && c.len() >= m * n);
+    assert!(b.depth.len() >= k && b.line.len() >= n);
+    assert!(beta == 0.0 || beta == 1.0, "beta is 0 or 1, not {beta}");
+    let span = |o: &[i32]| {
+        o.iter()
+            .try_fold(0i64, |most, &v| (v >= 0).then_some(most.max(v as i64)))
+    };
+    let (d, l) = (span(&b.depth[..k]), span(&b.line[..n]));
+    assert!(
+        matches!((d, l), (Some(d), Some(l)) if (k == 0 || n == 0 || d + l < b.src.len() as i64)),
+        "offsets outside the operand"
+    );
+    if let Some(pre) = pre {
+        assert_eq!(
+            pre.key,
+            Some((m, k, ta, pack.level)),
+            "packed for another product"
+        );
+    }
+    #[cfg(byzadam_x86)]
+    if m > 0 && n > 0 {
+        // SAFETY: the level is AVX-512 (asserted), set only when the CPU has AVX-512 F, BW and
+        // VL, AVX2 and FMA (`Pack::set_level`); the offsets were checked above.
+        #[allow(unsafe_code)]
+        unsafe {
+            packed512(
+                m,
+                n,
+                k,
+                a,
+                ta,
+                Right::Unfolded(b),
+                beta,
+                c,
+                pack,
+                pre.map(|p| &p.data[..]),
+            )
+        };
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn product(
@@ -213,7 +306,7 @@ fn product(
             // AVX2 and FMA (`Pack::set_level`, `crate::cpu::level`).
             #[allow(unsafe_code)]
             unsafe {
-                packed512(m, n, k, a, ta, b, tb, beta, c, pack, pre)
+                packed512(m, n, k, a, ta, Right::Matrix(b, tb), beta, c, pack, pre)
             };
             return;
         }
@@ -420,8 +513,7 @@ unsafe fn packed512(
     k: usize,
     a: &[f32],
     ta: bool,
-    b: &[f32],
-    tb: bool,
+    right: Right<'_>,
     beta: f32,
     c: &mut [f32],
     pack: &mut Pack,
@@ -439,8 +531,26 @@ unsafe fn packed512(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let add = beta != 0.0 || p0 > 0;
+            let (b, tb) = match right {
+                Right::Matrix(b, tb) => (b, tb),
+                Right::Unfolded(o) => {
+                    // SAFETY: the CPU has AVX-512 (this function's contract); every offset
+                    // pair is inside `o.src` (checked by `gemm_unfolded`).
+                    unsafe {
+                        x86::gather_pack(
+                            o.src,
+                            &o.depth[p0..p0 + kc],
+                            &o.line[j0..j0 + nc],
+                            &mut pack.b,
+                        )
+                    };
+                    (&[][..], false)
+                }
+            };
             let ldb = if tb { k } else { n };
-            if tb {
+            if matches!(right, Right::Unfolded(_)) {
+                // Packed above.
+            } else if tb {
                 // Lines of op(B) contiguous over the depth: transposed sixteen at a time.
                 for q in 0..nc.div_ceil(NR512) {
                     let panel = &mut pack.b[q * kc * NR512..(q + 1) * kc * NR512];
@@ -949,6 +1059,93 @@ mod tests {
     /// blocks (the packed blocks are found by their running offset, restarted per column
     /// block), both transposes and betas; one packing serves several products (the same A,
     /// other B); a packing for another shape is refused.
+    #[test]
+    fn a_product_reading_b_through_offsets_gives_gemms_bits_on_the_matrix_they_describe() {
+        if !unfolded_available(crate::cpu::best()) {
+            eprintln!("no AVX-512 on this CPU: gemm_unfolded does not run here");
+            return;
+        }
+        let mut pack = Pack::default();
+        pack.set_level(Level::Avx512);
+        let mut pre = PackedA::default();
+        // Shapes on both sides of a panel (32 columns), a depth block (256) and a column
+        // block (1024); offsets that repeat and overlap, as a convolution's do.
+        for &(m, n, k) in &[
+            (20, 64, 500),
+            (20, 500, 64),
+            (20, 25, 576),
+            (7, 1100, 300),
+            (1, 1, 1),
+            (13, 33, 257),
+        ] {
+            let src: Vec<f32> = (0..4000)
+                .map(|i| match i % 89 {
+                    5 => f32::NAN,
+                    6 => -0.0,
+                    _ => ((i * 31) % 103) as f32 * 0.017 - 0.8,
+                })
+                .collect();
+            let depth: Vec<i32> = (0..k).map(|p| ((p * 7) % 1500) as i32).collect();
+            let line: Vec<i32> = (0..n).map(|j| ((j * 3) % 2400) as i32).collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| src[(depth[i / n] + line[i % n]) as usize])
+                .collect();
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
+                .collect();
+            for (ta, beta, packed) in [
+                (false, 0.0f32, false),
+                (true, 1.0, false),
+                (false, 1.0, true),
+            ] {
+                let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
+                let (mut want, mut got) = (old.clone(), old);
+                gemm(m, n, k, &a, ta, &b, false, beta, &mut want, &mut pack);
+                pack_a(m, k, &a, ta, &pack, &mut pre);
+                let operand = Unfolded {
+                    src: &src,
+                    depth: &depth,
+                    line: &line,
+                };
+                gemm_unfolded(
+                    m,
+                    n,
+                    k,
+                    &a,
+                    ta,
+                    packed.then_some(&pre),
+                    operand,
+                    beta,
+                    &mut got,
+                    &mut pack,
+                );
+                let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert!(
+                    bits(&want) == bits(&got),
+                    "m {m} n {n} k {k} ta {ta} beta {beta}"
+                );
+            }
+        }
+        // Offsets that reach past the operand, or below it, are refused before any read.
+        for (depth, line) in [([3999, 0], [1, 0]), ([0, -1], [0, 0])] {
+            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let operand = Unfolded {
+                    src: &[0.0; 4000],
+                    depth: &depth,
+                    line: &line,
+                };
+                let mut c = [0.0; 4];
+                gemm_unfolded(
+                    2, 2, 2, &[0.0; 4], false, None, operand, 0.0, &mut c, &mut pack,
+                )
+            }));
+            assert!(
+                refused.is_err(),
+                "offsets {depth:?} + {line:?} outside 4000 values"
+            );
+        }
+    }
+
     #[test]
     fn a_product_from_packed_a_gives_gemms_bits() {
         for level in crate::cpu::supported() {

@@ -425,3 +425,43 @@ fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 
     }
     out
 }
+
+/// Packs B's panels for the AVX-512 product from an operand read through offsets (`Unfolded`):
+/// column `line[j]`, depth `depth[p]` is `src[depth[p] + line[j]]`; panel `q` (columns `32q
+/// ..`), depth `p`, lane `l` at `dst[(q · kc + p) · 32 + l]`, lanes past the columns zero
+/// (`kc = depth.len()`). Sixteen values a gather. Pure data movement: the values
+/// `pack_panels` packs from the unfolded matrix.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F, BW and VL; every `depth[p] + line[j]` must be a
+/// non-negative index into `src`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn gather_pack(src: &[f32], depth: &[i32], line: &[i32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (kc, n) = (depth.len(), line.len());
+    assert!(dst.len() >= n.div_ceil(NR512) * kc * NR512);
+    let zero = _mm512_setzero_ps();
+    for q in 0..n.div_ceil(NR512) {
+        let panel = &mut dst[q * kc * NR512..(q + 1) * kc * NR512];
+        for half in 0..2 {
+            let l0 = q * NR512 + half * 16;
+            let lanes = n.saturating_sub(l0).min(16);
+            let mask = ((1u32 << lanes) - 1) as __mmask16;
+            // SAFETY: the lanes read are line[l0 .. l0 + lanes], inside `line`; with none
+            // read, the address is not used.
+            let idx =
+                unsafe { _mm512_maskz_loadu_epi32(mask, line.as_ptr().wrapping_add(l0).cast()) };
+            for (p, &d) in depth.iter().enumerate() {
+                // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
+                // contract); masked lanes are not read.
+                let v = unsafe {
+                    _mm512_mask_i32gather_ps::<4>(zero, mask, idx, src.as_ptr().add(d as usize))
+                };
+                // SAFETY: lanes 16·half .. 16·half + 16 of depth p of panel q.
+                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add(p * NR512 + half * 16), v) };
+            }
+        }
+    }
+}

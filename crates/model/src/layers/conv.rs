@@ -8,7 +8,9 @@ mod x86;
 
 use super::shape::{Io, Shape};
 use crate::cpu::Level;
-use crate::gemm::{gemm, gemm_packed_a, pack_a, Pack, PackedA};
+use crate::gemm::{
+    gemm, gemm_packed_a, gemm_unfolded, pack_a, unfolded_available, Pack, PackedA, Unfolded,
+};
 use crate::sums::Lanes64;
 use crate::winograd::{self, Geometry, Winograd};
 
@@ -49,6 +51,29 @@ pub(crate) struct Scratch {
     pub(crate) wino: Winograd,
     /// The weights packed once per pass for the products of every image.
     pub(crate) weights: PackedA,
+    /// Where each column row `(c, ky, kx)` of an unpadded convolution starts in its image.
+    pub(crate) kernel_offsets: Vec<i32>,
+    /// Where each output pixel `(oy, ox)`'s window starts in its image's channel.
+    pub(crate) pixel_offsets: Vec<i32>,
+}
+
+impl Scratch {
+    /// Fills the offset tables for an unpadded `k × k` convolution of `input` (the columns
+    /// are then `image[kernel_offsets[r] + pixel_offsets[j]]`: see [`Unfolded`]).
+    fn unfold_offsets(&mut self, input: Shape, k: usize, output: Shape) {
+        let (kernel, pixel) = (&mut self.kernel_offsets, &mut self.pixel_offsets);
+        kernel.clear();
+        pixel.clear();
+        let at = |v: usize| i32::try_from(v).expect("an image of fewer than 2³¹ values");
+        for c in 0..input.c {
+            for ky in 0..k {
+                kernel.extend((0..k).map(|kx| at((c * input.h + ky) * input.w + kx)));
+            }
+        }
+        for oy in 0..output.h {
+            pixel.extend((0..output.w).map(|ox| at(oy * input.w + ox)));
+        }
+    }
 }
 
 /// `y = conv(x) + b` over `batch` images, or `max(conv(x) + b, 0)` when `relu`; by
@@ -75,20 +100,34 @@ pub(crate) fn forward(
         return;
     }
     pack_a(out, ckk, w, false, pack, &mut s.weights);
+    // At AVX-512 an unpadded convolution's columns are packed straight from the image.
+    let in_place = padding == 0 && unfolded_available(pack.level());
+    if in_place {
+        s.unfold_offsets(l.input, kernel, l.output);
+    }
     for (xb, yb) in x
         .chunks_exact(l.input.len())
         .zip(y.chunks_exact_mut(l.output.len()))
     {
-        im2col(
-            xb,
-            l.input,
-            kernel,
-            padding,
-            l.output,
-            &mut s.col[..ckk * hw],
-        );
         let pre = &s.weights;
-        gemm_packed_a(out, hw, ckk, w, false, pre, &s.col, false, 0.0, yb, pack);
+        if in_place {
+            let b = Unfolded {
+                src: xb,
+                depth: &s.kernel_offsets,
+                line: &s.pixel_offsets,
+            };
+            gemm_unfolded(out, hw, ckk, w, false, Some(pre), b, 0.0, yb, pack);
+        } else {
+            im2col(
+                xb,
+                l.input,
+                kernel,
+                padding,
+                l.output,
+                &mut s.col[..ckk * hw],
+            );
+            gemm_packed_a(out, hw, ckk, w, false, pre, &s.col, false, 0.0, yb, pack);
+        }
         for (plane, &bias) in yb.chunks_exact_mut(hw).zip(b) {
             if relu {
                 for v in plane {
@@ -142,19 +181,34 @@ pub(crate) fn backward(
     if need_dx {
         pack_a(ckk, out, w, true, pack, &mut s.weights);
     }
+    // At AVX-512 an unpadded convolution's columns are packed straight from the image (as
+    // the weight gradient's transposed operand: pixels as the depth).
+    let in_place = padding == 0 && unfolded_available(pack.level());
+    if in_place {
+        s.unfold_offsets(l.input, kernel, l.output);
+    }
     for (xb, dyb) in x
         .chunks_exact(l.input.len())
         .zip(dy.chunks_exact(l.output.len()))
     {
-        im2col(
-            xb,
-            l.input,
-            kernel,
-            padding,
-            l.output,
-            &mut s.col[..ckk * hw],
-        );
-        gemm(out, ckk, hw, dyb, false, &s.col, true, 1.0, gw, pack);
+        if in_place {
+            let b = Unfolded {
+                src: xb,
+                depth: &s.pixel_offsets,
+                line: &s.kernel_offsets,
+            };
+            gemm_unfolded(out, ckk, hw, dyb, false, None, b, 1.0, gw, pack);
+        } else {
+            im2col(
+                xb,
+                l.input,
+                kernel,
+                padding,
+                l.output,
+                &mut s.col[..ckk * hw],
+            );
+            gemm(out, ckk, hw, dyb, false, &s.col, true, 1.0, gw, pack);
+        }
         if need_dx {
             let dxb = dxs.next().expect("dx holds every image");
             gemm_packed_a(
