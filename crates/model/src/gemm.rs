@@ -1086,44 +1086,52 @@ mod tests {
                 })
                 .collect();
             let depth: Vec<i32> = (0..k).map(|p| ((p * 7) % 1500) as i32).collect();
-            let line: Vec<i32> = (0..n).map(|j| ((j * 3) % 2400) as i32).collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| src[(depth[i / n] + line[i % n]) as usize])
-                .collect();
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
-                .collect();
-            for (ta, beta, packed) in [
-                (false, 0.0f32, false),
-                (true, 1.0, false),
-                (false, 1.0, true),
+            // Columns scattered (a gather each), in rows of 8 of a 12-wide image and of 24 of a
+            // 28-wide one (one or two runs per sixteen: masked loads), contiguous.
+            for line in [
+                (0..n).map(|j| ((j * 3) % 2400) as i32).collect::<Vec<_>>(),
+                (0..n).map(|j| (j / 8 * 12 + j % 8) as i32).collect(),
+                (0..n).map(|j| (j / 24 * 28 + j % 24) as i32).collect(),
+                (0..n).map(|j| j as i32 + 5).collect(),
             ] {
-                let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
-                let (mut want, mut got) = (old.clone(), old);
-                gemm(m, n, k, &a, ta, &b, false, beta, &mut want, &mut pack);
-                pack_a(m, k, &a, ta, &pack, &mut pre);
-                let operand = Unfolded {
-                    src: &src,
-                    depth: &depth,
-                    line: &line,
-                };
-                gemm_unfolded(
-                    m,
-                    n,
-                    k,
-                    &a,
-                    ta,
-                    packed.then_some(&pre),
-                    operand,
-                    beta,
-                    &mut got,
-                    &mut pack,
-                );
-                let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert!(
-                    bits(&want) == bits(&got),
-                    "m {m} n {n} k {k} ta {ta} beta {beta}"
-                );
+                let b: Vec<f32> = (0..k * n)
+                    .map(|i| src[(depth[i / n] + line[i % n]) as usize])
+                    .collect();
+                let a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
+                    .collect();
+                for (ta, beta, packed) in [
+                    (false, 0.0f32, false),
+                    (true, 1.0, false),
+                    (false, 1.0, true),
+                ] {
+                    let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
+                    let (mut want, mut got) = (old.clone(), old);
+                    gemm(m, n, k, &a, ta, &b, false, beta, &mut want, &mut pack);
+                    pack_a(m, k, &a, ta, &pack, &mut pre);
+                    let operand = Unfolded {
+                        src: &src,
+                        depth: &depth,
+                        line: &line,
+                    };
+                    gemm_unfolded(
+                        m,
+                        n,
+                        k,
+                        &a,
+                        ta,
+                        packed.then_some(&pre),
+                        operand,
+                        beta,
+                        &mut got,
+                        &mut pack,
+                    );
+                    let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert!(
+                        bits(&want) == bits(&got),
+                        "m {m} n {n} k {k} ta {ta} beta {beta}"
+                    );
+                }
             }
         }
         // Offsets that reach past the operand, or below it, are refused before any read.

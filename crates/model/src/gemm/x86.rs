@@ -449,18 +449,57 @@ pub(super) unsafe fn gather_pack(src: &[f32], depth: &[i32], line: &[i32], dst: 
             let l0 = q * NR512 + half * 16;
             let lanes = n.saturating_sub(l0).min(16);
             let mask = ((1u32 << lanes) - 1) as __mmask16;
+            let base = panel.as_mut_ptr().wrapping_add(half * 16);
+            let out = |p: usize| base.wrapping_add(p * NR512);
+            // Columns whose offsets make at most two runs of consecutive values (a
+            // convolution's pixels: one or two image rows) are read by two masked loads,
+            // cheaper than a gather. Run 1 is lanes 0..split, run 2 lanes split..lanes; run
+            // r's lane l reads src[d + start_r + (l − from_r)], from a base `from_r` floats
+            // before its first value (those lanes masked off).
+            let cols = &line[l0.min(n)..l0.min(n) + lanes];
+            let mut breaks = cols
+                .windows(2)
+                .enumerate()
+                .filter(|(_, p)| p[1] != p[0].wrapping_add(1));
+            let split = breaks.next().map_or(lanes, |(i, _)| i + 1);
+            if lanes > 0 && breaks.next().is_none() {
+                let first = ((1u32 << split) - 1) as __mmask16;
+                let second = mask & !first;
+                let (o1, o2) = (cols[0] as usize, cols[split.min(lanes - 1)] as usize);
+                for (p, &d) in depth.iter().enumerate() {
+                    let at = src.as_ptr().wrapping_add(d as usize);
+                    // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
+                    // contract); masked lanes are not read, and `wrapping_*` makes no claim
+                    // about the addresses below the runs. The store is lanes 16·half ..
+                    // 16·half + 16 of depth p of panel q.
+                    unsafe {
+                        let v = _mm512_maskz_loadu_ps(first, at.wrapping_add(o1));
+                        let v = _mm512_mask_loadu_ps(
+                            v,
+                            second,
+                            at.wrapping_add(o2).wrapping_sub(split),
+                        );
+                        _mm512_storeu_ps(out(p), v);
+                    }
+                }
+                continue;
+            }
             // SAFETY: the lanes read are line[l0 .. l0 + lanes], inside `line`; with none
             // read, the address is not used.
             let idx =
                 unsafe { _mm512_maskz_loadu_epi32(mask, line.as_ptr().wrapping_add(l0).cast()) };
             for (p, &d) in depth.iter().enumerate() {
                 // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
-                // contract); masked lanes are not read.
-                let v = unsafe {
-                    _mm512_mask_i32gather_ps::<4>(zero, mask, idx, src.as_ptr().add(d as usize))
-                };
-                // SAFETY: lanes 16·half .. 16·half + 16 of depth p of panel q.
-                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add(p * NR512 + half * 16), v) };
+                // contract); masked lanes are not read. The store as above.
+                unsafe {
+                    let v = _mm512_mask_i32gather_ps::<4>(
+                        zero,
+                        mask,
+                        idx,
+                        src.as_ptr().add(d as usize),
+                    );
+                    _mm512_storeu_ps(out(p), v);
+                }
             }
         }
     }
