@@ -1078,7 +1078,7 @@ mod tests {
             (1, 1, 1),
             (13, 33, 257),
         ] {
-            let src: Vec<f32> = (0..4000)
+            let src: Vec<f32> = (0..6000)
                 .map(|i| match i % 89 {
                     5 => f32::NAN,
                     6 => -0.0,
@@ -1087,11 +1087,13 @@ mod tests {
                 .collect();
             let depth: Vec<i32> = (0..k).map(|p| ((p * 7) % 1500) as i32).collect();
             // Columns scattered (a gather each), in rows of 8 of a 12-wide image and of 24 of a
-            // 28-wide one (one or two runs per sixteen: masked loads), contiguous.
+            // 28-wide one (one or two runs per sixteen: masked loads), in runs of 5, contiguous.
             for line in [
                 (0..n).map(|j| ((j * 3) % 2400) as i32).collect::<Vec<_>>(),
                 (0..n).map(|j| (j / 8 * 12 + j % 8) as i32).collect(),
                 (0..n).map(|j| (j / 24 * 28 + j % 24) as i32).collect(),
+                // A 5 × 5 kernel's columns over a 12-wide image: three or four runs.
+                (0..n).map(|j| (j / 5 * 12 + j % 5) as i32).collect(),
                 (0..n).map(|j| j as i32 + 5).collect(),
             ] {
                 let b: Vec<f32> = (0..k * n)

@@ -451,37 +451,33 @@ pub(super) unsafe fn gather_pack(src: &[f32], depth: &[i32], line: &[i32], dst: 
             let mask = ((1u32 << lanes) - 1) as __mmask16;
             let base = panel.as_mut_ptr().wrapping_add(half * 16);
             let out = |p: usize| base.wrapping_add(p * NR512);
-            // Columns whose offsets make at most two runs of consecutive values (a
-            // convolution's pixels: one or two image rows) are read by two masked loads,
-            // cheaper than a gather. Run 1 is lanes 0..split, run 2 lanes split..lanes; run
-            // r's lane l reads src[d + start_r + (l − from_r)], from a base `from_r` floats
-            // before its first value (those lanes masked off).
+            // Columns whose offsets make at most four runs of consecutive values (a
+            // convolution's pixels: one or two image rows; its kernel's columns: runs of
+            // `k`) are read by masked loads, cheaper than a gather: run r's lanes `from_r ..
+            // to_r` read src[d + line[from_r] + (l − from_r)], loaded from a base `from_r`
+            // floats before its first value (those lanes masked off).
             let cols = &line[l0.min(n)..l0.min(n) + lanes];
-            let mut breaks = cols
-                .windows(2)
-                .enumerate()
-                .filter(|(_, p)| p[1] != p[0].wrapping_add(1));
-            let split = breaks.next().map_or(lanes, |(i, _)| i + 1);
-            if lanes > 0 && breaks.next().is_none() {
-                let first = ((1u32 << split) - 1) as __mmask16;
-                let second = mask & !first;
-                let (o1, o2) = (cols[0] as usize, cols[split.min(lanes - 1)] as usize);
-                for (p, &d) in depth.iter().enumerate() {
-                    let at = src.as_ptr().wrapping_add(d as usize);
-                    // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
-                    // contract); masked lanes are not read, and `wrapping_*` makes no claim
-                    // about the addresses below the runs. The store is lanes 16·half ..
-                    // 16·half + 16 of depth p of panel q.
-                    unsafe {
-                        let v = _mm512_maskz_loadu_ps(first, at.wrapping_add(o1));
-                        let v = _mm512_mask_loadu_ps(
-                            v,
-                            second,
-                            at.wrapping_add(o2).wrapping_sub(split),
-                        );
-                        _mm512_storeu_ps(out(p), v);
+            let mut runs = [(0 as __mmask16, 0usize); 4];
+            let mut count = 0;
+            let mut from = 0;
+            for l in 1..=lanes {
+                if l == lanes || cols[l] != cols[l - 1].wrapping_add(1) {
+                    if count < runs.len() {
+                        let m = ((1u32 << l) - (1u32 << from)) as __mmask16;
+                        runs[count] = (m, (cols[from] as usize).wrapping_sub(from));
                     }
+                    count += 1;
+                    from = l;
                 }
+            }
+            if lanes > 0 && count <= 2 {
+                // SAFETY: `runs` as described, from `line` (the caller's contract).
+                unsafe { pack_runs::<2>(src, depth, &runs, out) };
+                continue;
+            }
+            if lanes > 0 && count <= 4 {
+                // SAFETY: as above.
+                unsafe { pack_runs::<4>(src, depth, &runs, out) };
                 continue;
             }
             // SAFETY: the lanes read are line[l0 .. l0 + lanes], inside `line`; with none
@@ -502,5 +498,37 @@ pub(super) unsafe fn gather_pack(src: &[f32], depth: &[i32], line: &[i32], dst: 
                 }
             }
         }
+    }
+}
+
+/// `gather_pack`'s loads for one half panel whose columns make at most `R` runs of
+/// consecutive offsets: depth `p`'s sixteen lanes, each run's by one masked load (runs past
+/// the last have empty masks), stored at `out(p)`.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512 F; for every depth `d` and run `(mask, base)`, each lane `l`
+/// of `mask` must make `d + base + l` an index into `src`; `out(p)` must point to sixteen
+/// writable floats for every `p < depth.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn pack_runs<const R: usize>(
+    src: &[f32],
+    depth: &[i32],
+    runs: &[(std::arch::x86_64::__mmask16, usize); 4],
+    out: impl Fn(usize) -> *mut f32,
+) {
+    use std::arch::x86_64::*;
+    for (p, &d) in depth.iter().enumerate() {
+        let at = src.as_ptr().wrapping_add(d as usize);
+        let mut v = _mm512_setzero_ps();
+        for &(mask, base) in &runs[..R] {
+            // SAFETY: the lanes read are inside `src` (this function's contract); masked
+            // lanes are not read, and `wrapping_add` makes no claim about their addresses.
+            v = unsafe { _mm512_mask_loadu_ps(v, mask, at.wrapping_add(base)) };
+        }
+        // SAFETY: sixteen writable floats (this function's contract).
+        unsafe { _mm512_storeu_ps(out(p), v) };
     }
 }
