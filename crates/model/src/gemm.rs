@@ -200,7 +200,7 @@ pub(crate) struct Unfolded<'a> {
     pub(crate) line: &'a [i32],
 }
 
-/// The right operand of the AVX-512 product.
+/// The right operand of the packed products.
 #[cfg_attr(not(byzadam_x86), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 enum Right<'a> {
@@ -210,16 +210,16 @@ enum Right<'a> {
     Unfolded(Unfolded<'a>),
 }
 
-/// Whether [`gemm_unfolded`] runs at `level` (AVX-512 only: its packing gathers).
+/// Whether [`gemm_unfolded`] runs at `level` (AVX2 or AVX-512: its packing gathers).
 pub(crate) fn unfolded_available(level: Level) -> bool {
-    cfg!(byzadam_x86) && level == Level::Avx512
+    cfg!(byzadam_x86) && level > Level::Portable
 }
 
 /// `C (m×n) = op(A) · op(B) + beta · C` as [`gemm`] (or [`gemm_packed_a`] when `pre` is given)
 /// with `op(B)` read through `b`'s offsets: the bits of [`gemm`] on the matrix the offsets
-/// describe. AVX-512 only ([`unfolded_available`]).
+/// describe. AVX2 and AVX-512 only ([`unfolded_available`]).
 ///
-/// Panics if the level is not AVX-512, if an offset is negative or a pair of them falls
+/// Panics below AVX2, if an offset is negative or a pair of them falls
 /// outside `b.src`, or as [`gemm`] does.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_unfolded(
@@ -236,7 +236,7 @@ pub(crate) fn gemm_unfolded(
 ) {
     assert!(
         unfolded_available(pack.level),
-        "offsets are read at AVX-512 only"
+        "offsets are read at AVX2 or AVX-512 only"
     );
     assert!(a.len() >= m * k && c.len() >= m * n);
     assert!(b.depth.len() >= k && b.line.len() >= n);
@@ -259,23 +259,17 @@ pub(crate) fn gemm_unfolded(
     }
     #[cfg(byzadam_x86)]
     if m > 0 && n > 0 {
-        // SAFETY: the level is AVX-512 (asserted), set only when the CPU has AVX-512 F, BW and
-        // VL, AVX2 and FMA (`Pack::set_level`); the offsets were checked above.
-        #[allow(unsafe_code)]
-        unsafe {
-            packed512(
-                m,
-                n,
-                k,
-                a,
-                ta,
-                Right::Unfolded(b),
-                beta,
-                c,
-                pack,
-                pre.map(|p| &p.data[..]),
-            )
-        };
+        let (right, pre) = (Right::Unfolded(b), pre.map(|p| &p.data[..]));
+        if pack.level == Level::Avx512 {
+            // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2
+            // and FMA (`Pack::set_level`); the offsets were checked above.
+            #[allow(unsafe_code)]
+            unsafe {
+                packed512(m, n, k, a, ta, right, beta, c, pack, pre)
+            };
+        } else {
+            packed(m, n, k, a, ta, right, beta, c, pack, pre);
+        }
     }
 }
 
@@ -311,7 +305,7 @@ fn product(
             return;
         }
         Level::Avx2 => {
-            packed(m, n, k, a, ta, b, tb, beta, c, pack, pre);
+            packed(m, n, k, a, ta, Right::Matrix(b, tb), beta, c, pack, pre);
             return;
         }
         Level::Portable => {}
@@ -627,8 +621,7 @@ fn packed(
     k: usize,
     a: &[f32],
     ta: bool,
-    b: &[f32],
-    tb: bool,
+    right: Right<'_>,
     beta: f32,
     c: &mut [f32],
     pack: &mut Pack,
@@ -647,8 +640,28 @@ fn packed(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let beta = if p0 == 0 { beta } else { 1.0 };
+            let (b, tb) = match right {
+                Right::Matrix(b, tb) => (b, tb),
+                Right::Unfolded(o) => {
+                    // SAFETY: this runs only when the CPU has AVX2 and FMA (`gemm`,
+                    // `gemm_unfolded`); every offset pair is inside `o.src` (checked by
+                    // `gemm_unfolded`).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        x86::gather_pack8(
+                            o.src,
+                            &o.depth[p0..p0 + kc],
+                            &o.line[j0..j0 + nc],
+                            &mut pack.b,
+                        )
+                    };
+                    (&[][..], false)
+                }
+            };
             // op(B)[p0.., j0..]: columns of op(B) are rows of a transposed B.
-            if tb {
+            if matches!(right, Right::Unfolded(_)) {
+                // Packed above.
+            } else if tb {
                 // Lines of op(B) contiguous over the depth: transposed eight at a time.
                 for q in 0..nc.div_ceil(NR) {
                     let panel = &mut pack.b[q * kc * NR..(q + 1) * kc * NR];
@@ -1061,98 +1074,104 @@ mod tests {
     /// other B); a packing for another shape is refused.
     #[test]
     fn a_product_reading_b_through_offsets_gives_gemms_bits_on_the_matrix_they_describe() {
-        if !unfolded_available(crate::cpu::best()) {
-            eprintln!("no AVX-512 on this CPU: gemm_unfolded does not run here");
+        let levels: Vec<Level> = crate::cpu::supported()
+            .into_iter()
+            .filter(|&l| unfolded_available(l))
+            .collect();
+        if levels.is_empty() {
+            eprintln!("no AVX2 on this CPU: gemm_unfolded does not run here");
             return;
         }
-        let mut pack = Pack::default();
-        pack.set_level(Level::Avx512);
-        let mut pre = PackedA::default();
-        // Shapes on both sides of a panel (32 columns), a depth block (256) and a column
-        // block (1024); offsets that repeat and overlap, as a convolution's do.
-        for &(m, n, k) in &[
-            (20, 64, 500),
-            (20, 500, 64),
-            (20, 25, 576),
-            (7, 1100, 300),
-            (1, 1, 1),
-            (13, 33, 257),
-        ] {
-            let src: Vec<f32> = (0..6000)
-                .map(|i| match i % 89 {
-                    5 => f32::NAN,
-                    6 => -0.0,
-                    _ => ((i * 31) % 103) as f32 * 0.017 - 0.8,
-                })
-                .collect();
-            let depth: Vec<i32> = (0..k).map(|p| ((p * 7) % 1500) as i32).collect();
-            // Columns scattered (a gather each), in rows of 8 of a 12-wide image and of 24 of a
-            // 28-wide one (one or two runs per sixteen: masked loads), in runs of 5, contiguous.
-            for line in [
-                (0..n).map(|j| ((j * 3) % 2400) as i32).collect::<Vec<_>>(),
-                (0..n).map(|j| (j / 8 * 12 + j % 8) as i32).collect(),
-                (0..n).map(|j| (j / 24 * 28 + j % 24) as i32).collect(),
-                // A 5 × 5 kernel's columns over a 12-wide image: three or four runs.
-                (0..n).map(|j| (j / 5 * 12 + j % 5) as i32).collect(),
-                (0..n).map(|j| j as i32 + 5).collect(),
+        for level in levels {
+            let mut pack = Pack::default();
+            pack.set_level(level);
+            let mut pre = PackedA::default();
+            // Shapes on both sides of a panel (32 columns), a depth block (256) and a column
+            // block (1024); offsets that repeat and overlap, as a convolution's do.
+            for &(m, n, k) in &[
+                (20, 64, 500),
+                (20, 500, 64),
+                (20, 25, 576),
+                (7, 1100, 300),
+                (1, 1, 1),
+                (13, 33, 257),
             ] {
-                let b: Vec<f32> = (0..k * n)
-                    .map(|i| src[(depth[i / n] + line[i % n]) as usize])
+                let src: Vec<f32> = (0..6000)
+                    .map(|i| match i % 89 {
+                        5 => f32::NAN,
+                        6 => -0.0,
+                        _ => ((i * 31) % 103) as f32 * 0.017 - 0.8,
+                    })
                     .collect();
-                let a: Vec<f32> = (0..m * k)
-                    .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
-                    .collect();
-                for (ta, beta, packed) in [
-                    (false, 0.0f32, false),
-                    (true, 1.0, false),
-                    (false, 1.0, true),
+                let depth: Vec<i32> = (0..k).map(|p| ((p * 7) % 1500) as i32).collect();
+                // Columns scattered (a gather each), in rows of 8 of a 12-wide image and of 24 of a
+                // 28-wide one (one or two runs per sixteen: masked loads), in runs of 5, contiguous.
+                for line in [
+                    (0..n).map(|j| ((j * 3) % 2400) as i32).collect::<Vec<_>>(),
+                    (0..n).map(|j| (j / 8 * 12 + j % 8) as i32).collect(),
+                    (0..n).map(|j| (j / 24 * 28 + j % 24) as i32).collect(),
+                    // A 5 × 5 kernel's columns over a 12-wide image: three or four runs.
+                    (0..n).map(|j| (j / 5 * 12 + j % 5) as i32).collect(),
+                    (0..n).map(|j| j as i32 + 5).collect(),
                 ] {
-                    let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
-                    let (mut want, mut got) = (old.clone(), old);
-                    gemm(m, n, k, &a, ta, &b, false, beta, &mut want, &mut pack);
-                    pack_a(m, k, &a, ta, &pack, &mut pre);
+                    let b: Vec<f32> = (0..k * n)
+                        .map(|i| src[(depth[i / n] + line[i % n]) as usize])
+                        .collect();
+                    let a: Vec<f32> = (0..m * k)
+                        .map(|i| ((i * 37) % 101) as f32 * 0.0213 - 1.07)
+                        .collect();
+                    for (ta, beta, packed) in [
+                        (false, 0.0f32, false),
+                        (true, 1.0, false),
+                        (false, 1.0, true),
+                    ] {
+                        let old: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.37 - 5.0).collect();
+                        let (mut want, mut got) = (old.clone(), old);
+                        gemm(m, n, k, &a, ta, &b, false, beta, &mut want, &mut pack);
+                        pack_a(m, k, &a, ta, &pack, &mut pre);
+                        let operand = Unfolded {
+                            src: &src,
+                            depth: &depth,
+                            line: &line,
+                        };
+                        gemm_unfolded(
+                            m,
+                            n,
+                            k,
+                            &a,
+                            ta,
+                            packed.then_some(&pre),
+                            operand,
+                            beta,
+                            &mut got,
+                            &mut pack,
+                        );
+                        let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert!(
+                            bits(&want) == bits(&got),
+                            "{level}: m {m} n {n} k {k} ta {ta} beta {beta}"
+                        );
+                    }
+                }
+            }
+            // Offsets that reach past the operand, or below it, are refused before any read.
+            for (depth, line) in [([3999, 0], [1, 0]), ([0, -1], [0, 0])] {
+                let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let operand = Unfolded {
-                        src: &src,
+                        src: &[0.0; 4000],
                         depth: &depth,
                         line: &line,
                     };
+                    let mut c = [0.0; 4];
                     gemm_unfolded(
-                        m,
-                        n,
-                        k,
-                        &a,
-                        ta,
-                        packed.then_some(&pre),
-                        operand,
-                        beta,
-                        &mut got,
-                        &mut pack,
-                    );
-                    let bits = |c: &[f32]| c.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert!(
-                        bits(&want) == bits(&got),
-                        "m {m} n {n} k {k} ta {ta} beta {beta}"
-                    );
-                }
+                        2, 2, 2, &[0.0; 4], false, None, operand, 0.0, &mut c, &mut pack,
+                    )
+                }));
+                assert!(
+                    refused.is_err(),
+                    "{level}: offsets {depth:?} + {line:?} outside 4000 values"
+                );
             }
-        }
-        // Offsets that reach past the operand, or below it, are refused before any read.
-        for (depth, line) in [([3999, 0], [1, 0]), ([0, -1], [0, 0])] {
-            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let operand = Unfolded {
-                    src: &[0.0; 4000],
-                    depth: &depth,
-                    line: &line,
-                };
-                let mut c = [0.0; 4];
-                gemm_unfolded(
-                    2, 2, 2, &[0.0; 4], false, None, operand, 0.0, &mut c, &mut pack,
-                )
-            }));
-            assert!(
-                refused.is_err(),
-                "offsets {depth:?} + {line:?} outside 4000 values"
-            );
         }
     }
 

@@ -532,3 +532,77 @@ unsafe fn pack_runs<const R: usize>(
         unsafe { _mm512_storeu_ps(out(p), v) };
     }
 }
+
+/// [`gather_pack`] for the AVX2 product's panels of [`NR`] columns (`dst[(q · kc + p) · 16 +
+/// l]`), eight columns at a time: one or two runs of consecutive offsets by masked loads,
+/// more by a gather. The same values.
+///
+/// # Safety
+///
+/// The CPU must support AVX2; every `depth[p] + line[j]` must be a non-negative index into
+/// `src`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+pub(super) unsafe fn gather_pack8(src: &[f32], depth: &[i32], line: &[i32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (kc, n) = (depth.len(), line.len());
+    assert!(dst.len() >= n.div_ceil(NR) * kc * NR);
+    // Lane i of a mask is on when from ≤ i < to (the sign bit of each 32-bit lane).
+    let lanes = |from: usize, to: usize| {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let above = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(from as i32 - 1));
+        _mm256_and_si256(above, _mm256_cmpgt_epi32(_mm256_set1_epi32(to as i32), idx))
+    };
+    for q in 0..n.div_ceil(NR) {
+        let panel = &mut dst[q * kc * NR..(q + 1) * kc * NR];
+        for half in 0..2 {
+            let l0 = q * NR + half * 8;
+            let count = n.saturating_sub(l0).min(8);
+            let base = panel.as_mut_ptr().wrapping_add(half * 8);
+            let out = |p: usize| base.wrapping_add(p * NR);
+            let cols = &line[l0.min(n)..l0.min(n) + count];
+            let mut breaks = cols
+                .windows(2)
+                .enumerate()
+                .filter(|(_, p)| p[1] != p[0].wrapping_add(1));
+            let split = breaks.next().map_or(count, |(i, _)| i + 1);
+            if count > 0 && breaks.next().is_none() {
+                // Run 1 is lanes 0..split, run 2 split..count, each loaded from a base
+                // `from` floats before its first value (those lanes masked off).
+                let (first, second) = (lanes(0, split), lanes(split, count));
+                let (o1, o2) = (cols[0] as usize, cols[split.min(count - 1)] as usize);
+                for (p, &d) in depth.iter().enumerate() {
+                    let at = src.as_ptr().wrapping_add(d as usize);
+                    // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
+                    // contract); masked lanes are not read, and `wrapping_*` makes no claim
+                    // about their addresses. The store is lanes 8·half .. 8·half + 8 of depth
+                    // p of panel q.
+                    unsafe {
+                        let v = _mm256_maskload_ps(at.wrapping_add(o1), first);
+                        let w = _mm256_maskload_ps(at.wrapping_add(o2).wrapping_sub(split), second);
+                        let v = _mm256_blendv_ps(v, w, _mm256_castsi256_ps(second));
+                        _mm256_storeu_ps(out(p), v);
+                    }
+                }
+                continue;
+            }
+            let mask = lanes(0, count);
+            // SAFETY: the lanes read are line[l0 .. l0 + count], inside `line`; with none
+            // read, the address is not used.
+            let idx = unsafe { _mm256_maskload_epi32(line.as_ptr().wrapping_add(l0), mask) };
+            for (p, &d) in depth.iter().enumerate() {
+                // SAFETY: each lane read is src[d + line[j]], inside `src` (the caller's
+                // contract); masked lanes are not read. The store as above.
+                unsafe {
+                    let v = _mm256_mask_i32gather_ps::<4>(
+                        _mm256_setzero_ps(),
+                        src.as_ptr().add(d as usize),
+                        idx,
+                        _mm256_castsi256_ps(mask),
+                    );
+                    _mm256_storeu_ps(out(p), v);
+                }
+            }
+        }
+    }
+}

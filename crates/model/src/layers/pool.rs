@@ -132,13 +132,13 @@ pub(crate) fn backward(
     dx: &mut [f32],
     level: Level,
 ) {
-    let (w, ho, wo) = (input.w, output.h, output.w);
+    let (ho, wo) = (output.h, output.w);
     if ho * wo == 0 {
         dx.fill(0.0);
         return;
     }
     #[cfg(byzadam_x86)]
-    if level == Level::Avx512 && w <= 32 {
+    if level == Level::Avx512 && input.w <= 32 {
         // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2 and
         // FMA (`crate::cpu`).
         #[allow(unsafe_code)]
