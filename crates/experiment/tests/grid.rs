@@ -200,3 +200,22 @@ rounds = 20
     .expand()
     .unwrap();
 }
+
+#[test]
+fn flushing_subnormals_is_part_of_a_runs_id_and_absent_from_it_by_default() {
+    let config = RunConfig::default();
+    let json = serde_json::to_value(&config).unwrap();
+    assert!(
+        json.get("flush_subnormals").is_none(),
+        "off, the key is left out: every earlier run keeps its id"
+    );
+    let flushed = RunConfig {
+        flush_subnormals: true,
+        ..RunConfig::default()
+    };
+    assert_eq!(
+        serde_json::to_value(&flushed).unwrap()["flush_subnormals"],
+        true
+    );
+    assert_ne!(run_id(&flushed), run_id(&config));
+}

@@ -22,6 +22,7 @@ mod gemm;
 mod gradient_policy;
 mod layers;
 mod network;
+mod subnormals;
 mod sums;
 mod trunk;
 mod winograd;

@@ -8,6 +8,7 @@ use crate::layers::{
     batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer,
     LayerSpec, Shape,
 };
+use crate::subnormals::Flushed;
 use crate::trunk::{self, Lanes};
 use rand::{Rng, RngCore};
 
@@ -55,6 +56,9 @@ pub struct Network {
     lanes: bool,
     /// What the last layer's outputs feed into the loss (default cross-entropy on logits).
     head: Head,
+    /// Whether the passes flush subnormal floats to zero (off by default: see
+    /// [`Network::set_flush_subnormals`]).
+    flush_subnormals: bool,
     ws: Workspace,
 }
 
@@ -146,6 +150,7 @@ impl Network {
             winograd: true,
             lanes: true,
             head: Head::default(),
+            flush_subnormals: false,
             ws: Workspace::default(),
         }
     }
@@ -206,6 +211,21 @@ impl Network {
     /// Sets what the last layer's outputs feed into the loss, in training and evaluation.
     pub fn set_head(&mut self, head: Head) {
         self.head = head;
+    }
+
+    /// Runs the training and evaluation passes with subnormal floats flushed to zero (the
+    /// calling threads' floating-point mode set within each pass and restored after; x86-64
+    /// and AArch64), or, the default, computed exactly. Training produces values below
+    /// `f32`'s normal range (1.2e-38), on which x86 cores slow down on every operation:
+    /// flushing them runs faster once they appear and changes the results' bits (values
+    /// that small then count as 0); the same seed still gives the same bits.
+    pub fn set_flush_subnormals(&mut self, on: bool) {
+        self.flush_subnormals = on;
+    }
+
+    /// Whether the passes flush subnormal floats to zero.
+    pub fn flush_subnormals(&self) -> bool {
+        self.flush_subnormals
     }
 
     /// What the last layer's outputs feed into the loss.
@@ -445,6 +465,8 @@ impl Network {
     /// on the whole batch.
     fn forward_eval(&mut self, params: &[f32], state: &mut [f32], images: &[f32], batch: usize) {
         use rayon::prelude::*;
+        let flush = self.flush_subnormals;
+        let _mode = Flushed::new(flush);
         self.prepare(batch);
         let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         if self.lanes && self.ws.lanes.is_none() {
@@ -470,6 +492,8 @@ impl Network {
             .zip(images[..batch * input.len()].par_chunks(share * input.len()))
             .zip(self.ws.acts[end][..batch * width].par_chunks_mut(share * width))
             .for_each(|((s, xs), ys)| {
+                // The pool's threads too.
+                let _mode = Flushed::new(flush);
                 #[cfg(byzadam_x86)]
                 match lanes.level {
                     // SAFETY: the plan's level is the network's, at most what the CPU runs.
@@ -661,6 +685,7 @@ impl Network {
     ///
     /// Panics if an image buffer does not hold its labels' count of images.
     pub fn loss_and_grad_batched(&mut self, params: &[f32], jobs: &mut [Job<'_>]) {
+        let _mode = Flushed::new(self.flush_subnormals);
         let per = self.input.len();
         let total: usize = jobs.iter().map(|j| j.labels.len()).sum();
         self.prepare(total);
@@ -893,6 +918,7 @@ impl Network {
         mut train: Option<&mut dyn RngCore>,
         mut predictions: Option<&mut Vec<u8>>,
     ) -> Evaluation {
+        let _mode = Flushed::new(self.flush_subnormals);
         let mut ev = Evaluation::default();
         // Evaluation mode reads the running statistics but `forward` takes them mutably (it
         // updates them in training): a reused copy, so evaluating allocates nothing once warm.

@@ -101,6 +101,15 @@ pub struct RunConfig {
     /// stream start as without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<InitFile>,
+    /// Flush subnormal floats to zero in the network's passes (default false: computed
+    /// exactly, as PyTorch does by default). Training drives some gradients below `f32`'s
+    /// normal range (1.2e-38), on which x86 cores slow down on every operation (the thesis's
+    /// MNIST setting: 1.8× slower per round once they appear, after a few dozen rounds);
+    /// `true` runs those rounds at full speed and changes the results' bits (such values
+    /// count as 0), so it is part of the run's id. `byzadam.torch`'s `flush_denormal` is the
+    /// same control for PyTorch's kernels (on there by default).
+    #[serde(skip_serializing_if = "is_default")]
+    pub flush_subnormals: bool,
 }
 
 /// A run's initial parameters in a file (see [`RunConfig::init`]).
@@ -293,6 +302,7 @@ impl Default for RunConfig {
             eval_before_update: false,
             training_mode_eval: None,
             init: None,
+            flush_subnormals: false,
         }
     }
 }

@@ -304,6 +304,7 @@ impl EngineWorker {
         }
         let mut net = config.model.build();
         net.set_head(config.head);
+        net.set_flush_subnormals(config.flush_subnormals);
         let (params, bn_state) = initial_parameters(config)?;
         let dim = params.len();
         let flip = config.attack.clone().and_then(|a| a.build().label_flip());
@@ -1114,6 +1115,7 @@ impl Evaluator {
         let norm = normalization(config, data.train.kind);
         let mut net = config.model.build();
         net.set_head(config.head);
+        net.set_flush_subnormals(config.flush_subnormals);
         Ok(Self {
             net,
             test_x: normalize_all(&data.test, &which, &norm),

@@ -284,6 +284,7 @@ impl Simulation {
         let server = Server::at(config.clone(), params);
         let mut net = config.model.build();
         net.set_head(config.head);
+        net.set_flush_subnormals(config.flush_subnormals);
         let pass_workers = pass_workers_from_env()?.unwrap_or(1);
         Ok(Self {
             messages: vec![vec![0.0; workers.len() * dim]; server.messages()],
