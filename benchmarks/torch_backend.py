@@ -65,16 +65,20 @@ p.add_argument("--threads", type=int, default=1)
 p.add_argument("--no-byzfl", action="store_true", help="skip the ByzFL round")
 p.add_argument("--whole-run", type=int, default=0, metavar="R",
                help="instead: fresh runs of R rounds each (byzadam.torch with its defaults and "
-                    "with subnormals kept, ByzFL's own loop), --sets times in turn; the mean "
+                    "with subnormals kept, the built-in engine with its defaults and with "
+                    "subnormals flushed, ByzFL's own loop), --sets times in turn; the mean "
                     "ms per round of each run (training phases with subnormals included)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-CFG = byzadam.resolve({
+SETTING = {
     "dataset": "mnist", "workers": 15, "byzantine": 5, "batch": 25, "rounds": 100000,
     "eval_every": 100000, "optimizer": {"name": "resam", "lr": {"name": "constant", "value": 0.75},
                                         "beta": 0.99},
-    "aggregator": {"name": "trimmed_mean", "f": 5}, "attack": {"name": "a_little_is_enough"}})
+    "aggregator": {"name": "trimmed_mean", "f": 5}, "attack": {"name": "a_little_is_enough"}}
+CFG = byzadam.resolve(SETTING)
+# The built-in engine with subnormals flushed in its passes (the run option `flush_subnormals`).
+FLUSHED = byzadam.resolve({**SETTING, "flush_subnormals": True})
 mnist = byzadam.data.load("mnist")
 start = byzadam.Server(CFG).params
 
@@ -85,8 +89,8 @@ def torch_backend(vmap, channels_last=None, flush_denormal=True):
     return lambda: sim.step()
 
 
-def engine():
-    server, eng = byzadam.Server(CFG), byzadam.Engine(CFG)
+def engine(cfg=CFG):
+    server, eng = byzadam.Server(cfg), byzadam.Engine(cfg)
     workers = eng.workers()
     n, k, dim = server.workers, server.messages, server.dim
 
@@ -194,6 +198,7 @@ factories = {
     "byzadam.torch vmap, neither (the previous defaults)":
         lambda: torch_backend(True, False, False),
     "built-in engine": engine,
+    "built-in engine, subnormals flushed": lambda: engine(FLUSHED),
     "PyTorch loop (15 gradients)": lambda: pytorch_loop(15),
     "PyTorch loop (15 gradients), channels last": lambda: pytorch_loop(15, channels_last=True),
 }
@@ -202,7 +207,8 @@ if not args.no_byzfl:
     factories["ByzFL's own loop"] = byzfl_own_loop
 
 if args.whole_run:
-    names = [BASE, "byzadam.torch loop, subnormals kept"]
+    names = [BASE, "byzadam.torch loop, subnormals kept", "built-in engine",
+             "built-in engine, subnormals flushed"]
     names += [] if args.no_byzfl else ["ByzFL's own loop"]
     runs = {name: [] for name in names}
     for _ in range(args.sets):
