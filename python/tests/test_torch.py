@@ -384,6 +384,8 @@ class WrongShape(nn.Module):
      TypeError, r"flush_denormal must be one of True, False, got None"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config=SMALL, tf32="off"),
      TypeError, r"tf32 must be one of True, False, got 'off'"),
+    (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, config={**SMALL, "flush_subnormals": True}),
+     ValueError, r"'flush_subnormals': not supported by the torch backend .* flush_denormal"),
     (lambda d: bt.Simulation(bt.models.mnist_cnn(), d, d, config=SMALL).run(
         checkpoint_every=float("nan")), ValueError,
      r"checkpoint_every must be a number of seconds >= 0, got nan"),

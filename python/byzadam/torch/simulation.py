@@ -22,9 +22,13 @@ from .models import flat
 
 __all__ = ["Simulation", "Summary"]
 
-# Run options of `byzadam run` the torch backend does not implement (yet): refused when set,
-# never silently ignored. Their defaults, as `byzadam.resolve` gives them. (None left.)
-_UNSUPPORTED: Dict[str, Any] = {}
+# Run options of `byzadam run` the torch backend does not implement: refused when set, never
+# silently ignored. Their defaults, as `byzadam.resolve` gives them, and what to use instead.
+_UNSUPPORTED: Dict[str, Any] = {
+    # The built-in engine's control; PyTorch's kernels flush with `flush_denormal`.
+    "flush_subnormals": (False, "byzadam.torch flushes subnormals with its flush_denormal "
+                                "argument (on by default on the CPU)"),
+}
 
 
 @contextlib.contextmanager
@@ -212,10 +216,10 @@ class Simulation:
             raise ValueError(f"eval_batch must be a positive integer (test images per forward "
                              f"pass), got {eval_batch!r}")
         self.config: Dict[str, Any] = resolve(config, set=set)
-        for key, default in _UNSUPPORTED.items():
+        for key, (default, instead) in _UNSUPPORTED.items():
             if self.config.get(key, default) != default:
-                raise ValueError(f"config key {key!r}: not supported by the torch backend yet "
-                                 f"(only {default!r})")
+                raise ValueError(f"config key {key!r}: not supported by the torch backend "
+                                 f"(only {default!r}): {instead}")
         if not any(True for _ in model.parameters()):
             raise ValueError("the model has no parameters: nothing to train")
         self.device = _device(device)
