@@ -172,3 +172,52 @@ fn explicit_parameters_and_init_are_not_both_taken() {
         .to_string();
     assert!(e.contains("give no other parameters"), "{e}");
 }
+
+#[test]
+fn flush_subnormals_reaches_the_workers_networks() {
+    // An MLP (784 → 16 → 10) whose first weights are subnormal (1e-39) and whose second are
+    // large and unequal: on pixels in [0, 1] its hidden values are normal (about 1e-37) and
+    // its logits of order 1 when subnormals are computed, all zero when the passes read them
+    // as zero (every logit 0: the loss is ln 10).
+    let dir = tempfile::tempdir().unwrap();
+    let dim = Server::new(config(None)).unwrap().params().len();
+    let (hidden, classes) = (16, 10);
+    let inputs = (dim - hidden - classes * hidden - classes) / hidden;
+    let mut values = vec![1.0e-39f32; hidden * inputs];
+    values.extend(vec![0.0; hidden]);
+    values.extend((0..classes * hidden).map(|i| 1.0e36 * ((i / hidden) as f32 + 1.0) / 10.0));
+    values.extend(vec![0.0; classes]);
+    assert_eq!(values.len(), dim);
+    let path = dir.path().join("subnormal.npy");
+    write(&path, &format!("{dim},"), &values);
+    let data = data();
+    // The workers' training loss and the evaluation's, both at the initial parameters
+    // (evaluated before the round's update).
+    let first_losses = |flush: bool| {
+        let mut cfg = config(Some(&path));
+        cfg.normalize_inputs = false;
+        cfg.flush_subnormals = flush;
+        cfg.rounds = 1;
+        cfg.eval_every = 1;
+        cfg.eval_before_update = true;
+        let m = &metrics(cfg, &data)[0];
+        [m.train_loss, m.eval.as_ref().expect("evaluated").loss]
+    };
+    let (kept, flushed) = (first_losses(false), first_losses(true));
+    let ln10 = 10f64.ln();
+    for (what, kept, flushed) in [
+        ("training", kept[0], flushed[0]),
+        ("evaluation", kept[1], flushed[1]),
+    ] {
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert!(
+                (flushed - ln10).abs() < 1e-6,
+                "{what}, flushed: every logit 0, loss {flushed}"
+            );
+        }
+        assert!(
+            (kept - ln10).abs() > 0.01,
+            "{what}, kept: the logits differ, loss {kept}"
+        );
+    }
+}
