@@ -525,8 +525,7 @@ unsafe fn packed512(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let add = beta != 0.0 || p0 > 0;
-            let (b, tb) = match right {
-                Right::Matrix(b, tb) => (b, tb),
+            match right {
                 Right::Unfolded(o) => {
                     // SAFETY: the CPU has AVX-512 (this function's contract); every offset
                     // pair is inside `o.src` (checked by `gemm_unfolded`).
@@ -538,37 +537,32 @@ unsafe fn packed512(
                             &mut pack.b,
                         )
                     };
-                    (&[][..], false)
                 }
-            };
-            let ldb = if tb { k } else { n };
-            if matches!(right, Right::Unfolded(_)) {
-                // Packed above.
-            } else if tb {
-                // Lines of op(B) contiguous over the depth: transposed sixteen at a time.
-                for q in 0..nc.div_ceil(NR512) {
-                    let panel = &mut pack.b[q * kc * NR512..(q + 1) * kc * NR512];
-                    for half in 0..2 {
-                        let l0 = j0 + q * NR512 + half * 16;
-                        let lines = (nc + j0).saturating_sub(l0).min(16);
-                        let from = &b[(l0 * ldb + p0).min(b.len())..];
-                        // SAFETY: the CPU has AVX-512 (this function's contract); the slices
-                        // are checked by `transpose_pack`.
-                        unsafe {
-                            x86::transpose_pack(
-                                from,
-                                ldb,
-                                lines,
-                                kc,
-                                &mut panel[half * 16..],
-                                NR512,
-                                16,
-                            )
-                        };
+                Right::Matrix(b, true) => {
+                    // Lines of op(B) contiguous over the depth: transposed sixteen at a time.
+                    for q in 0..nc.div_ceil(NR512) {
+                        let panel = &mut pack.b[q * kc * NR512..(q + 1) * kc * NR512];
+                        for half in 0..2 {
+                            let l0 = j0 + q * NR512 + half * 16;
+                            let lines = (nc + j0).saturating_sub(l0).min(16);
+                            let from = &b[(l0 * k + p0).min(b.len())..];
+                            // SAFETY: the CPU has AVX-512 (this function's contract); the slices
+                            // are checked by `transpose_pack`.
+                            unsafe {
+                                x86::transpose_pack(
+                                    from,
+                                    k,
+                                    lines,
+                                    kc,
+                                    &mut panel[half * 16..],
+                                    NR512,
+                                    16,
+                                )
+                            };
+                        }
                     }
                 }
-            } else {
-                pack_panels::<NR512>(b, ldb, j0, nc, p0, kc, &mut pack.b);
+                Right::Matrix(b, false) => pack_panels::<NR512>(b, n, j0, nc, p0, kc, &mut pack.b),
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
@@ -640,8 +634,8 @@ fn packed(
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
             let beta = if p0 == 0 { beta } else { 1.0 };
-            let (b, tb) = match right {
-                Right::Matrix(b, tb) => (b, tb),
+            // op(B)[p0.., j0..]: columns of op(B) are rows of a transposed B.
+            match right {
                 Right::Unfolded(o) => {
                     // SAFETY: this runs only when the CPU has AVX2 and FMA (`gemm`,
                     // `gemm_unfolded`); every offset pair is inside `o.src` (checked by
@@ -655,30 +649,33 @@ fn packed(
                             &mut pack.b,
                         )
                     };
-                    (&[][..], false)
                 }
-            };
-            // op(B)[p0.., j0..]: columns of op(B) are rows of a transposed B.
-            if matches!(right, Right::Unfolded(_)) {
-                // Packed above.
-            } else if tb {
-                // Lines of op(B) contiguous over the depth: transposed eight at a time.
-                for q in 0..nc.div_ceil(NR) {
-                    let panel = &mut pack.b[q * kc * NR..(q + 1) * kc * NR];
-                    for half in 0..2 {
-                        let l0 = j0 + q * NR + half * 8;
-                        let lines = (nc + j0).saturating_sub(l0).min(8);
-                        let from = &b[(l0 * k + p0).min(b.len())..];
-                        // SAFETY: `gemm` runs this only when the CPU has AVX2 and FMA; the
-                        // slices are checked by `transpose_pack8`.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            x86::transpose_pack8(from, k, lines, kc, &mut panel[half * 8..], NR, 8)
-                        };
+                Right::Matrix(b, true) => {
+                    // Lines of op(B) contiguous over the depth: transposed eight at a time.
+                    for q in 0..nc.div_ceil(NR) {
+                        let panel = &mut pack.b[q * kc * NR..(q + 1) * kc * NR];
+                        for half in 0..2 {
+                            let l0 = j0 + q * NR + half * 8;
+                            let lines = (nc + j0).saturating_sub(l0).min(8);
+                            let from = &b[(l0 * k + p0).min(b.len())..];
+                            // SAFETY: `gemm` runs this only when the CPU has AVX2 and FMA; the
+                            // slices are checked by `transpose_pack8`.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                x86::transpose_pack8(
+                                    from,
+                                    k,
+                                    lines,
+                                    kc,
+                                    &mut panel[half * 8..],
+                                    NR,
+                                    8,
+                                )
+                            };
+                        }
                     }
                 }
-            } else {
-                pack_panels::<NR>(b, n, j0, nc, p0, kc, &mut pack.b);
+                Right::Matrix(b, false) => pack_panels::<NR>(b, n, j0, nc, p0, kc, &mut pack.b),
             }
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
