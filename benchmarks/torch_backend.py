@@ -12,7 +12,10 @@ The work: the thesis's MNIST setting of ``benchmarks/byzfl_baseline.py`` (the MN
   evaluation; with its CPU defaults, vmap, and without the channels-last layout or the
   subnormal flushing (``channels_last=False``, ``flush_denormal=False``; "neither" is both
   off, the defaults before them).
-- ``built-in engine``: the Rust engine's workers and server half (``byzadam.Engine``).
+- ``built-in engine``: the Rust engine's workers and server half (``byzadam.Engine``),
+  driven from Python as docs/python.md's loop drives them (``step_into``).
+- ``byzadam run``: the CLI on the same setting (``--cli``), its round end to end as the
+  difference between a run of 61 rounds and a run of 1, in each set.
 - ``PyTorch loop + ByzFL``: what a ByzFL user's round does: 10 honest gradients in a torch
   loop, RESAM's momentum in torch, ByzFL 0.0.11's ``ALittleIsEnough`` and ``TrMean`` on the
   momentum vectors, the SGD step in torch.
@@ -63,6 +66,10 @@ p.add_argument("--sets", type=int, default=3)
 p.add_argument("--rounds", type=int, default=10)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--no-byzfl", action="store_true", help="skip the ByzFL round")
+p.add_argument("--cli", default=os.environ.get("BYZADAM_CLI", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "byzadam")),
+    help="the byzadam binary for the `byzadam run` row (default: $BYZADAM_CLI, else "
+         "target/release/byzadam; the row is left out when it is missing)")
 p.add_argument("--whole-run", type=int, default=0, metavar="R",
                help="instead: fresh runs of R rounds each (byzadam.torch with its defaults and "
                     "with subnormals kept, the built-in engine with its defaults and with "
@@ -94,18 +101,49 @@ def engine(cfg=CFG):
     workers = eng.workers()
     n, k, dim = server.workers, server.messages, server.dim
 
+    # The server's message arrays are kept between rounds and each worker writes its
+    # messages into its rows (`step_into`), as docs/python.md's loop does.
+    messages = np.zeros((k, n, dim), np.float32)
+    losses = np.zeros(n, np.float32)
+
     def step():
-        messages = np.zeros((k, n, dim), np.float32)
-        losses = np.zeros(n, np.float32)
         params = server.params
         for w in workers:
             if w.byzantine and not server.needs_byzantine_messages:
                 continue
-            losses[w.index], sent = w.step(params)
-            for j, m in enumerate(sent):
-                messages[j, w.index] = m
+            losses[w.index] = w.step_into(params, [m[w.index] for m in messages])
         server.step(list(messages), losses)
     return step
+
+
+def toml(v):
+    """A TOML inline value for `byzadam run --set` (the setting's strings, numbers, tables)."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {toml(x)}" for k, x in v.items()) + "}"
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+CLI_ROUNDS = 60
+
+
+def cli_round_ms():
+    """`byzadam run`'s round, the main job end to end (batches drawn from the homogeneous
+    shards, gradients, messages, server step, ξ/λ, metrics.jsonl written each round): the
+    difference between runs of 1 + CLI_ROUNDS and 1 round, divided by CLI_ROUNDS (startup,
+    data loading and the evaluation after the last round cancel out)."""
+    import subprocess
+    import tempfile
+
+    def run(rounds):
+        sets = [f"{k}={toml(v)}" for k, v in {**SETTING, "rounds": rounds}.items()]
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [args.cli, "run", "--threads", str(args.threads), "--quiet", "--out", out]
+            for kv in sets:
+                cmd += ["--set", kv]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            return time.perf_counter() - t
+    return (run(1 + CLI_ROUNDS) - run(1)) * 1e3 / CLI_ROUNDS
 
 
 def honest_batches():
@@ -230,6 +268,11 @@ if args.whole_run:
 
 engines = {name: make() for name, make in factories.items()}
 times = {name: [] for name in engines}
+CLI = f"byzadam run (the CLI: rounds 2-{1 + CLI_ROUNDS})"
+if os.path.exists(args.cli):
+    times[CLI] = []
+else:
+    print(f"no byzadam binary at {args.cli} (--cli): the `byzadam run` row is left out")
 for name, step in engines.items():  # warm-up
     step()
 for s in range(args.sets):
@@ -238,6 +281,8 @@ for s in range(args.sets):
         for _ in range(args.rounds):
             step()
         times[name].append((time.perf_counter() - t) * 1e3 / args.rounds)
+    if CLI in times:
+        times[CLI].append(cli_round_ms())
 base = statistics.median(times[BASE])
 print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.sets} sets × "
       f"{args.rounds} rounds, medians over the sets\n")

@@ -219,7 +219,10 @@ class Engine:
     def workers(self) -> list:
         """Every worker, in worker order: objects with ``index``, ``byzantine``,
         ``gradient(params) -> (loss, gradient)``, ``message(params, gradient) -> [messages]``,
-        ``step(params) -> (loss, [messages])``, ``checkpoint()`` and ``restore(bytes)``."""
+        ``step(params) -> (loss, [messages])``, ``step_into(params, out) -> loss`` (the
+        messages written into ``out``, one contiguous writeable float32 vector of ``dim``
+        values per message, e.g. ``[m[w.index] for m in messages]``: no copies, the same
+        bits), ``checkpoint()`` and ``restore(bytes)``."""
         return self._core.workers()
 
     def evaluate(self, params, workers: list, round: int, recall: bool = False) -> Tuple:

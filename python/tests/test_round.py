@@ -144,6 +144,45 @@ def test_message_into_writes_messages_bits_in_place():
     assert a.checkpoint() == b.checkpoint()
 
 
+def test_engine_step_into_writes_step_bits_in_place():
+    # MRA (two messages) with clipping and l2 on the built-in engine: `step_into` returns
+    # the loss `step` returns and writes the messages `step` returns, three rounds running,
+    # into rows of the server's arrays, the other rows untouched.
+    cfg = small(optimizer={"name": "mra"}, gradient={"l2": 0.01, "clip": 0.5})
+    server = byzadam.Server(cfg)
+    a, b = byzadam.Engine(cfg).workers()[2], byzadam.Engine(cfg).workers()[2]
+    n, dim, k = server.workers, server.dim, server.messages
+    assert k == 2
+    rows = np.full((k, n, dim), 7.0, np.float32)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        params = rng.standard_normal(dim).astype(np.float32)
+        loss, sent = a.step(params)
+        assert b.step_into(params, [m[2] for m in rows]) == loss
+        for j in range(k):
+            assert rows[j, 2].tobytes() == sent[j].tobytes()
+    assert np.all(rows[:, [0, 1, 3, 4]] == 7.0)
+    assert a.checkpoint() == b.checkpoint()
+    # Wrong counts, lengths and layouts: errors before the batch is drawn, nothing written.
+    before = rows.copy()
+    with pytest.raises(byzadam.ByzadamError, match="2 message"):
+        b.step_into(params, [rows[0, 2]])
+    with pytest.raises(byzadam.ByzadamError, match="values"):
+        b.step_into(params, [rows[0, 2], rows[1, 2][:-1]])
+    with pytest.raises(byzadam.ByzadamError, match="parameters"):
+        b.step_into(params[:-1], [m[2] for m in rows])
+    with pytest.raises(byzadam.ByzadamError, match="contiguous"):
+        b.step_into(params, [rows[0, 2], rows[1, :, 0]])
+    with pytest.raises(TypeError):
+        b.step_into(params, [rows[0, 2], np.zeros(dim, np.float64)])
+    assert np.array_equal(rows, before)
+    assert a.checkpoint() == b.checkpoint()
+    # The batch was not drawn: the next round's bits are still a's.
+    loss, sent = a.step(params)
+    assert b.step_into(params, [m[2] for m in rows]) == loss
+    assert rows[1, 2].tobytes() == sent[1].tobytes()
+
+
 def test_wrong_shapes_are_errors_not_crashes():
     cfg = small()
     server = byzadam.Server(cfg)
