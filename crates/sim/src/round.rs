@@ -169,6 +169,20 @@ impl Worker {
         self.set_state(state).map_err(|e| e.reason)
     }
 
+    /// An error unless `out` holds [`Worker::messages`] vectors of the model's length.
+    fn check_out<O: AsMut<[f32]>>(&self, out: &mut [O]) -> Result<(), RoundError> {
+        if out.len() != self.messages() || out.iter_mut().any(|o| o.as_mut().len() != self.dim) {
+            return Err(RoundError::Input {
+                reason: format!(
+                    "a worker writes {} message(s) of {} values",
+                    self.messages(),
+                    self.dim
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// What the worker sends for `gradient` at `params`: the gradient policy is applied to
     /// `gradient` in place, then the optimizer's worker step writes [`Worker::messages`]
     /// vectors into `out`. An error (and no state change) when a length is wrong.
@@ -187,13 +201,7 @@ impl Worker {
                 self.dim
             )));
         }
-        if out.len() != self.messages() || out.iter_mut().any(|o| o.as_mut().len() != self.dim) {
-            return Err(shape(format!(
-                "a worker writes {} message(s) of {} values",
-                self.messages(),
-                self.dim
-            )));
-        }
+        self.check_out(out)?;
         self.policy.apply(params, gradient);
         self.optimizer
             .worker_message(&mut self.state, gradient, out);
@@ -487,12 +495,14 @@ impl EngineWorker {
     }
 
     /// [`EngineWorker::gradient`], then the worker half's [`Worker::message`] into `out`.
-    /// Returns the batch's loss.
+    /// Returns the batch's loss. A wrong `out` or `params` is an error before the batch is
+    /// drawn (nothing changes).
     pub fn step<O: AsMut<[f32]>>(
         &mut self,
         params: &[f32],
         out: &mut [O],
     ) -> Result<f32, RoundError> {
+        self.half.check_out(out)?;
         let loss = self.gradient(params)?;
         self.half.message(params, &mut self.grad, out)?;
         Ok(loss)

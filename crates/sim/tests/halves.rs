@@ -180,6 +180,27 @@ fn wrong_shapes_are_errors_and_change_nothing() {
     assert_eq!(worker.state().t, 0);
     worker.message(&before, &mut grad, &mut two).unwrap();
     assert_eq!(worker.state().t, 1);
+
+    // An engine worker refuses a wrong `out` before it draws its batch: its next step has
+    // the bits of a twin that never saw the wrong call.
+    let mut engines = EngineWorker::all(&config, data()).unwrap();
+    let mut twins = EngineWorker::all(&config, data()).unwrap();
+    let (w, twin) = (&mut engines[0], &mut twins[0]);
+    for wrong in [
+        vec![vec![0.0f32; dim]],
+        vec![vec![0.0f32; dim], vec![0.0; dim - 1]],
+    ] {
+        let mut wrong = wrong;
+        let r = w.step(&before, &mut wrong);
+        assert!(matches!(r, Err(RoundError::Input { .. })), "{r:?}");
+    }
+    let (mut a, mut b) = (vec![vec![0.0f32; dim]; 2], vec![vec![0.0f32; dim]; 2]);
+    let (la, lb) = (
+        w.step(&before, &mut a).unwrap(),
+        twin.step(&before, &mut b).unwrap(),
+    );
+    assert_eq!(la.to_bits(), lb.to_bits());
+    assert_eq!(a, b);
 }
 
 #[test]
