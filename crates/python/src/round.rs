@@ -500,39 +500,20 @@ impl PyEngineWorker {
     /// [`step`](Self::step) without copies: the messages are written into `out` (one
     /// contiguous, writeable float32 vector of `dim` values per message, e.g. the rows of
     /// the server's message arrays); returns the loss. The same bits as `step`; a wrong
-    /// count, length or layout is a `ValueError` raised before the worker draws its batch,
-    /// and changes nothing.
+    /// count, length or layout is a `ValueError` raised before the worker draws its batch
+    /// (the layout here, the rest by `EngineWorker::step`), and changes nothing.
     fn step_into(
         &mut self,
         py: Python<'_>,
         params: PyReadonlyArray1<'_, f32>,
         mut out: Vec<PyReadwriteArray1<'_, f32>>,
     ) -> PyResult<f32> {
-        let (messages, dim) = (self.inner.half().messages(), self.inner.dim());
-        if params.len() != dim {
-            return Err(error(format!(
-                "the parameters must have the model's {dim} values, got {}",
-                params.len()
-            )));
-        }
-        if out.len() != messages {
-            return Err(error(format!(
-                "this worker writes {messages} message(s), got {} output(s)",
-                out.len()
-            )));
-        }
         let mut rows = Vec::with_capacity(out.len());
         for o in out.iter_mut() {
-            let row = o
-                .as_slice_mut()
-                .map_err(|_| error("each output must be a contiguous float32 array"))?;
-            if row.len() != dim {
-                return Err(error(format!(
-                    "each output must hold the model's {dim} values, got {}",
-                    row.len()
-                )));
-            }
-            rows.push(row);
+            rows.push(
+                o.as_slice_mut()
+                    .map_err(|_| error("each output must be a contiguous float32 array"))?,
+            );
         }
         let params = vector(&params);
         let w = &mut self.inner;
