@@ -459,6 +459,18 @@ impl Network {
         self.forward_impl(params, segs, total, train, from)
     }
 
+    /// Plans the evaluation trunk with Winograd blocks of `block_tiles` tiles instead of
+    /// [`trunk::BLOCK_TILES`] (tests: the bits must not depend on it); returns how many
+    /// Winograd steps the trunk has.
+    #[cfg(test)]
+    pub(crate) fn plan_trunk_blocks(&mut self, block_tiles: usize) -> usize {
+        let (threads, level) = (rayon::current_num_threads(), self.ws.pack.level());
+        let lanes = Lanes::plan(&self.layers, self.winograd, threads, level, block_tiles);
+        let steps = lanes.winograd_steps();
+        self.ws.lanes = Some(lanes);
+        steps
+    }
+
     /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
     /// when there is one (see [`trunk`]), its chunks shared out over the rayon pool's threads
     /// (each chunk's result is the same whichever thread computes it), then the other layers
@@ -472,7 +484,13 @@ impl Network {
         if self.lanes && self.ws.lanes.is_none() {
             let threads = rayon::current_num_threads();
             let level = self.ws.pack.level();
-            self.ws.lanes = Some(Lanes::plan(&self.layers, self.winograd, threads, level));
+            self.ws.lanes = Some(Lanes::plan(
+                &self.layers,
+                self.winograd,
+                threads,
+                level,
+                trunk::BLOCK_TILES,
+            ));
         }
         let end = self.ws.lanes.as_ref().map_or(0, Lanes::end);
         if !self.lanes || end == 0 {

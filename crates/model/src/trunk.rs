@@ -59,8 +59,9 @@ enum Step {
         /// Where the transformed, packed weights lie in `Lanes::packed`: for each of the 16
         /// positions ξ, `out × c` values in panels of `rows` rows.
         panels: Range<usize>,
-        /// Tile rows per block (the transformed tiles of a block stay in cache).
-        block_rows: usize,
+        /// Tiles per block, in raster order across tile rows (the block's transformed tiles
+        /// and products stay in the core's cache).
+        block_tiles: usize,
         /// `p · LANES` for each input channel `p` (the transformed input tiles are stored
         /// `[ξ][tile][channel][lane]`).
         offs: Offsets,
@@ -100,10 +101,17 @@ pub(crate) struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     padded: Vec<f32>,
-    /// Winograd's transformed input tiles and products for one block of tile rows.
+    /// Winograd's transformed input tiles and products for one block of tiles.
     v: Vec<f32>,
     m: Vec<f32>,
 }
+
+/// Tiles per block of a Winograd step. A block's transformed input tiles take
+/// `16 · tiles · c · LANES` floats and its products `16 · out · tiles · LANES`: at 4 tiles and
+/// the CIFAR-10 CNN's 128 channels, 512 KiB each, inside a core's L2 (at 16 tiles, 2 MiB each:
+/// every block went through L3). The products are the same sums whatever the block (a block
+/// only groups tiles), so the bits do not depend on it.
+pub(crate) const BLOCK_TILES: usize = 4;
 
 /// Rows per register tile for `out` output channels. AVX2: as many as the kernel has (6),
 /// unless 5 divides the count and 6 does not (20 channels: four tiles of 5, not three of 6 and
@@ -122,10 +130,17 @@ fn tile_rows(out: usize, level: Level) -> usize {
 
 impl Lanes {
     /// Plans the trunk of `layers` (`winograd`: whether Winograd's algorithm computes the
-    /// convolutions it applies to), with buffers for `threads` threads. The plan is empty when
-    /// the CPU lacks what the gathered kernel needs or when the first layer cannot be in a
-    /// trunk.
-    pub(crate) fn plan(layers: &[Layer], winograd: bool, threads: usize, level: Level) -> Self {
+    /// convolutions it applies to), with buffers for `threads` threads and Winograd steps in
+    /// blocks of `block_tiles` tiles ([`BLOCK_TILES`]; any count gives the same bits). The
+    /// plan is empty when the CPU lacks what the gathered kernel needs or when the first layer
+    /// cannot be in a trunk.
+    pub(crate) fn plan(
+        layers: &[Layer],
+        winograd: bool,
+        threads: usize,
+        level: Level,
+        block_tiles: usize,
+    ) -> Self {
         let mut lanes = Lanes {
             level,
             ..Lanes::default()
@@ -145,9 +160,7 @@ impl Lanes {
                 LayerSpec::Conv { out, .. } if winograd && l.wino.is_some() => {
                     let (c, th, tw) = (l.input.c, l.input.h.div_ceil(2), l.input.w.div_ceil(2));
                     padded = padded.max(c * (2 * th + 2) * (2 * tw + 2) * LANES);
-                    // About 256 tiles × images per block, as `winograd.rs` groups them.
-                    let block_rows = (256 / (tw * LANES)).clamp(1, th);
-                    let tb = block_rows * tw;
+                    let tb = block_tiles.clamp(1, th * tw);
                     v = v.max(16 * tb * c * LANES);
                     m = m.max(16 * out * tb * LANES);
                     u = u.max(16 * out * c);
@@ -163,7 +176,7 @@ impl Lanes {
                         bias: l.params.0 + out * c * 9,
                         rows: tile_rows(out, level),
                         panels: packed..packed + 16 * out * c,
-                        block_rows,
+                        block_tiles: tb,
                         offs,
                     };
                     packed += 16 * out * c;
@@ -235,6 +248,15 @@ impl Lanes {
         lanes.packed = vec![0.0; packed];
         lanes.u = vec![0.0; u];
         lanes
+    }
+
+    /// How many of the steps are Winograd convolutions.
+    #[cfg(test)]
+    pub(crate) fn winograd_steps(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|(s, _, _)| matches!(s, Step::Winograd { .. }))
+            .count()
     }
 
     /// The first layer not in the trunk (0 when there is no trunk).
@@ -373,7 +395,7 @@ impl Lanes {
                     bias,
                     rows,
                     panels,
-                    block_rows,
+                    block_tiles,
                     offs,
                     ..
                 } => winograd_step(
@@ -385,7 +407,7 @@ impl Lanes {
                     &params[*bias..*bias + out],
                     *rows,
                     &self.packed[panels.clone()],
-                    *block_rows,
+                    *block_tiles,
                     offs,
                     &mut s.padded,
                     &mut s.v,
@@ -493,7 +515,7 @@ fn lane(s: &[f32], at: usize) -> Lane {
 }
 
 /// A Winograd F(2×2, 3×3) convolution with padding 1 of a chunk (`x`: `[c][h][w][lane]`,
-/// output `[out][h][w][lane]`), block of tile rows by block: the input tiles transformed
+/// output `[out][h][w][lane]`), block of tiles by block: the input tiles transformed
 /// (`[ξ][tile][channel][lane]`), 16 products through the gathered kernel, the output tiles
 /// transformed back with bias and ReLU. The transforms are `winograd.rs`'s own
 /// (`input_block`, `output_block`, on vectors of 16 images), and the products sum in the
@@ -509,7 +531,7 @@ fn winograd_step(
     bias: &[f32],
     rows: usize,
     packed: &[f32],
-    block_rows: usize,
+    block_tiles: usize,
     offs: &Offsets,
     padded: &mut [f32],
     v: &mut [f32],
@@ -520,15 +542,15 @@ fn winograd_step(
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
     let x = pad_planes(x, shape, 1, (ph, pw), padded);
-    let tb = block_rows * tw;
-    for ty0 in (0..th).step_by(block_rows) {
-        let nt = block_rows.min(th - ty0) * tw;
+    let tb = block_tiles;
+    for t0 in (0..th * tw).step_by(tb) {
+        let nt = tb.min(th * tw - t0);
         // V_ξ = Bᵀ d B for every tile of the block: along the block's rows, then down its
         // columns (`winograd::input_block`).
         for ch in 0..c {
             let plane = &x[ch * ph * pw * LANES..(ch + 1) * ph * pw * LANES];
             for t in 0..nt {
-                let (ty, tx) = (ty0 + t / tw, t % tw);
+                let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
                 let mut d = [[[0.0; LANES]; 4]; 4];
                 for (r, row) in d.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
@@ -565,12 +587,14 @@ fn winograd_step(
         // Y = Aᵀ M A + bias (then ReLU) (`winograd::output_block`).
         for (o, &bo) in bias.iter().enumerate() {
             for t in 0..nt {
-                let (ty, tx) = (ty0 + t / tw, t % tw);
-                let mut mv = [[0.0; LANES]; 16];
-                for (xi, v) in mv.iter_mut().enumerate() {
-                    *v = lane(m, (xi * out + o) * tb + t);
-                }
-                let block = winograd::output_block(&mv, bo, relu);
+                let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
+                let block = winograd::output_block::<LANES>(
+                    m,
+                    out * tb * LANES,
+                    (o * tb + t) * LANES,
+                    bo,
+                    relu,
+                );
                 for (a, pair) in block.iter().enumerate() {
                     let y0 = 2 * ty + a;
                     if y0 >= h {
@@ -634,5 +658,68 @@ pub(crate) fn run_chunks(
     let outs = out.chunks_mut(LANES * width);
     for (xs, ys) in images.chunks(LANES * per).zip(outs) {
         lanes.run(s, params, state, input, xs, xs.len() / per, ys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LayerSpec, Network, Shape};
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn winograd_blocks_of_any_size_give_the_bits_of_the_image_by_image_path() {
+        // Two Winograd convolutions: 11 × 9 (6 × 5 = 30 tiles, the last row and column of
+        // each tile past the edge), then, pooled, 5 × 4 (3 × 2 = 6 tiles). Blocks of one tile,
+        // blocks that cut across tile rows and end short of the last tile, the plan's own
+        // size, one block for all: the logits are the image-by-image path's, bit for bit.
+        use LayerSpec::*;
+        let net = Network::new(
+            Shape::new(16, 11, 9),
+            &[
+                Conv {
+                    out: 18,
+                    kernel: 3,
+                    padding: 1,
+                },
+                Relu,
+                MaxPool2,
+                Conv {
+                    out: 7,
+                    kernel: 3,
+                    padding: 1,
+                },
+                Linear { out: 3 },
+            ],
+            3,
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let (mut params, mut state) = (vec![0.0; net.num_params()], vec![0.0; net.num_state()]);
+        net.init(&mut rng, &mut params, &mut state);
+        for p in &mut params {
+            *p += rng.gen_range(-0.05..0.05);
+        }
+        // A full chunk of sixteen and a partial one.
+        let count = 21;
+        let images: Vec<f32> = (0..count * net.input().len())
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let mut by_image = net.clone();
+        by_image.set_lanes(false);
+        let want = by_image.logits(&params, &state, &images, count);
+        assert!(want.iter().any(|v| v.is_finite() && *v != 0.0));
+        for tiles in [1, 3, 4, 7, super::BLOCK_TILES, 30, 64] {
+            let mut lanes = net.clone();
+            lanes.set_lanes(true);
+            let steps = lanes.plan_trunk_blocks(tiles);
+            if steps == 0 {
+                // No trunk at this level (the portable build evaluates image by image).
+                assert!(!crate::gemm::gathered_available(crate::cpu::level()));
+                return;
+            }
+            assert_eq!(steps, 2, "both convolutions by Winograd in the trunk");
+            let got = lanes.logits(&params, &state, &images, count);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "blocks of {tiles} tiles");
+        }
     }
 }

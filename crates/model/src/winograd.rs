@@ -631,9 +631,9 @@ fn outputs(
                 // image, the rest by runs.
                 let full = if by_runs { 0 } else { w / 2 - (w / 2) % 8 };
                 for tx in (0..full).step_by(8) {
-                    let mv = planes8(m, kt, t0 + tx);
                     let rows = 2.min(h - 2 * ty);
-                    for (a, pair) in output_block(&mv, bias, relu).iter().enumerate().take(rows) {
+                    let block = output_block::<8>(m, kt, t0 + tx, bias, relu);
+                    for (a, pair) in block.iter().enumerate().take(rows) {
                         let y0 = 2 * ty + a;
                         let o = &mut out[y0 * w + 2 * tx..y0 * w + 2 * tx + 16];
                         for (l, d) in o.chunks_exact_mut(2).enumerate() {
@@ -689,41 +689,99 @@ fn outputs(
     }
 }
 
-/// `Aᵀ M A + bias` (then ReLU) of one block whose 16 products `mv[ξ]` are vectors of `N`
-/// (eight tiles here, sixteen images in `lanes.rs`): `[row][column]` of the 2 × 2 outputs,
-/// with the sums and their order of the runs of [`outputs`].
+/// `Aᵀ M A + bias` (then ReLU) of one block whose 16 products are the vectors of `N` at
+/// `m[at + ξ · stride..]` (eight tiles here, sixteen images in `trunk.rs`): `[row][column]`
+/// of the 2 × 2 outputs, with the sums and their order of the runs of [`outputs`]. Read in
+/// place, not copied into an array first.
 #[inline(always)]
 pub(crate) fn output_block<const N: usize>(
-    mv: &[[f32; N]; 16],
+    m: &[f32],
+    stride: usize,
+    at: usize,
     bias: f32,
     relu: bool,
 ) -> [[[f32; N]; 2]; 2] {
+    let m = &m[at..at + 15 * stride + N];
+    // Along each row i of the block: s[2 i] = m0 + m1 + m2, s[2 i + 1] = m1 − m2 − m3.
     let mut s = [[0f32; N]; 8];
     for i in 0..4 {
-        for l in 0..N {
-            let (a, b, c, d) = (
-                mv[4 * i][l],
-                mv[4 * i + 1][l],
-                mv[4 * i + 2][l],
-                mv[4 * i + 3][l],
-            );
-            s[2 * i][l] = a + b + c;
-            s[2 * i + 1][l] = b - c - d;
-        }
+        let a = vector::<N>(m, 4 * i * stride);
+        let b = vector::<N>(m, (4 * i + 1) * stride);
+        let c = vector::<N>(m, (4 * i + 2) * stride);
+        let d = vector::<N>(m, (4 * i + 3) * stride);
+        s[2 * i] = add3(a, b, c, 0.0, false);
+        s[2 * i + 1] = sub3(b, c, d, 0.0, false);
     }
+    // Down each column: output rows 0 and 1, plus the bias.
     let mut y = [[[0f32; N]; 2]; 2];
     for col in 0..2 {
-        for l in 0..N {
-            let (r0, r1, r2, r3) = (s[col][l], s[2 + col][l], s[4 + col][l], s[6 + col][l]);
-            y[0][col][l] = r0 + r1 + r2 + bias;
-            y[1][col][l] = r1 - r2 - r3 + bias;
-            if relu {
-                y[0][col][l] = y[0][col][l].max(0.0);
-                y[1][col][l] = y[1][col][l].max(0.0);
-            }
+        y[0][col] = add3(&s[col], &s[2 + col], &s[4 + col], bias, true);
+        y[1][col] = sub3(&s[2 + col], &s[4 + col], &s[6 + col], bias, true);
+        if relu {
+            y[0][col] = relu_lanes(y[0][col]);
+            y[1][col] = relu_lanes(y[1][col]);
         }
     }
     y
+}
+
+// The lane-wise steps of `output_block`, each one loop over the lanes, so that the compiler
+// makes it one vector operation (as loops over the block's rows with the lanes inside,
+// AVX-512 builds vectorised across the rows, with gathers and scatters through the stack).
+// Plain functions, no closures: a closure can be left out of line, compiled without the
+// caller's CPU features.
+
+/// `buf[at..at + N]` as an array.
+#[inline(always)]
+fn vector<const N: usize>(buf: &[f32], at: usize) -> &[f32; N] {
+    buf[at..at + N].try_into().expect("N values")
+}
+
+/// `a + b + c` lane by lane, then `+ bias` when `with_bias`.
+#[inline(always)]
+fn add3<const N: usize>(
+    a: &[f32; N],
+    b: &[f32; N],
+    c: &[f32; N],
+    bias: f32,
+    with_bias: bool,
+) -> [f32; N] {
+    let mut o = [0f32; N];
+    for l in 0..N {
+        o[l] = a[l] + b[l] + c[l];
+        if with_bias {
+            o[l] += bias;
+        }
+    }
+    o
+}
+
+/// `a − b − c` lane by lane, then `+ bias` when `with_bias`.
+#[inline(always)]
+fn sub3<const N: usize>(
+    a: &[f32; N],
+    b: &[f32; N],
+    c: &[f32; N],
+    bias: f32,
+    with_bias: bool,
+) -> [f32; N] {
+    let mut o = [0f32; N];
+    for l in 0..N {
+        o[l] = a[l] - b[l] - c[l];
+        if with_bias {
+            o[l] += bias;
+        }
+    }
+    o
+}
+
+/// `max(v, 0)` lane by lane (`f32::max`: 0 for a NaN, as every ReLU here).
+#[inline(always)]
+fn relu_lanes<const N: usize>(mut v: [f32; N]) -> [f32; N] {
+    for x in &mut v {
+        *x = x.max(0.0);
+    }
+    v
 }
 
 /// `dM = A dY Aᵀ` for every tile's 2 × 2 block of `dy` (zeros past an odd edge), the adjoint
