@@ -709,14 +709,14 @@ pub(crate) fn output_block<const N: usize>(
         let b = vector::<N>(m, (4 * i + 1) * stride);
         let c = vector::<N>(m, (4 * i + 2) * stride);
         let d = vector::<N>(m, (4 * i + 3) * stride);
-        s[2 * i] = add3(a, b, c, 0.0, false);
-        s[2 * i + 1] = sub3(b, c, d, 0.0, false);
+        s[2 * i] = sum3::<N, false>(a, b, c, 0.0, false);
+        s[2 * i + 1] = sum3::<N, true>(b, c, d, 0.0, false);
     }
     // Down each column: output rows 0 and 1, plus the bias.
     let mut y = [[[0f32; N]; 2]; 2];
     for col in 0..2 {
-        y[0][col] = add3(&s[col], &s[2 + col], &s[4 + col], bias, true);
-        y[1][col] = sub3(&s[2 + col], &s[4 + col], &s[6 + col], bias, true);
+        y[0][col] = sum3::<N, false>(&s[col], &s[2 + col], &s[4 + col], bias, true);
+        y[1][col] = sum3::<N, true>(&s[2 + col], &s[4 + col], &s[6 + col], bias, true);
         if relu {
             y[0][col] = relu_lanes(y[0][col]);
             y[1][col] = relu_lanes(y[1][col]);
@@ -737,9 +737,9 @@ fn vector<const N: usize>(buf: &[f32], at: usize) -> &[f32; N] {
     buf[at..at + N].try_into().expect("N values")
 }
 
-/// `a + b + c` lane by lane, then `+ bias` when `with_bias`.
+/// `a + b + c` lane by lane (`a − b − c` when `SUB`), then `+ bias` when `with_bias`.
 #[inline(always)]
-fn add3<const N: usize>(
+fn sum3<const N: usize, const SUB: bool>(
     a: &[f32; N],
     b: &[f32; N],
     c: &[f32; N],
@@ -748,26 +748,11 @@ fn add3<const N: usize>(
 ) -> [f32; N] {
     let mut o = [0f32; N];
     for l in 0..N {
-        o[l] = a[l] + b[l] + c[l];
-        if with_bias {
-            o[l] += bias;
-        }
-    }
-    o
-}
-
-/// `a − b − c` lane by lane, then `+ bias` when `with_bias`.
-#[inline(always)]
-fn sub3<const N: usize>(
-    a: &[f32; N],
-    b: &[f32; N],
-    c: &[f32; N],
-    bias: f32,
-    with_bias: bool,
-) -> [f32; N] {
-    let mut o = [0f32; N];
-    for l in 0..N {
-        o[l] = a[l] - b[l] - c[l];
+        o[l] = if SUB {
+            a[l] - b[l] - c[l]
+        } else {
+            a[l] + b[l] + c[l]
+        };
         if with_bias {
             o[l] += bias;
         }
