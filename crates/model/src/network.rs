@@ -464,11 +464,17 @@ impl Network {
     /// Winograd steps the trunk has.
     #[cfg(test)]
     pub(crate) fn plan_trunk_blocks(&mut self, block_tiles: usize) -> usize {
-        let (threads, level) = (rayon::current_num_threads(), self.ws.pack.level());
-        let lanes = Lanes::plan(&self.layers, self.winograd, threads, level, block_tiles);
+        let lanes = self.plan_trunk(block_tiles);
         let steps = lanes.winograd_steps();
         self.ws.lanes = Some(lanes);
         steps
+    }
+
+    /// The evaluation trunk's plan for this network, with buffers for the rayon pool's
+    /// threads, at the network's CPU level.
+    fn plan_trunk(&self, block_tiles: usize) -> Lanes {
+        let (threads, level) = (rayon::current_num_threads(), self.ws.pack.level());
+        Lanes::plan(&self.layers, self.winograd, threads, level, block_tiles)
     }
 
     /// The forward pass of evaluation on `batch` images: the trunk sixteen images abreast
@@ -482,15 +488,7 @@ impl Network {
         self.prepare(batch);
         let mut no_rng = rand::rngs::mock::StepRng::new(0, 0);
         if self.lanes && self.ws.lanes.is_none() {
-            let threads = rayon::current_num_threads();
-            let level = self.ws.pack.level();
-            self.ws.lanes = Some(Lanes::plan(
-                &self.layers,
-                self.winograd,
-                threads,
-                level,
-                trunk::BLOCK_TILES,
-            ));
+            self.ws.lanes = Some(self.plan_trunk(trunk::BLOCK_TILES));
         }
         let end = self.ws.lanes.as_ref().map_or(0, Lanes::end);
         if !self.lanes || end == 0 {

@@ -424,19 +424,13 @@ fn input_tiles8(band: &[f32], pw: usize, half: usize, tx: usize) -> [[f32; 8]; 1
     for (r, d) in d.iter_mut().enumerate() {
         let (even, odd) = band[r * pw..(r + 1) * pw].split_at(half);
         *d = [
-            vec8(even, tx),
-            vec8(odd, tx),
-            vec8(even, tx + 1),
-            vec8(odd, tx + 1),
+            *vector::<8>(even, tx),
+            *vector::<8>(odd, tx),
+            *vector::<8>(even, tx + 1),
+            *vector::<8>(odd, tx + 1),
         ];
     }
     input_block(&d)
-}
-
-/// `s[at..at + 8]`.
-#[inline(always)]
-fn vec8(s: &[f32], at: usize) -> [f32; 8] {
-    s[at..at + 8].try_into().expect("8 wide")
 }
 
 /// The 16 vectors `buf[ξ · stride + at ..][..8]`, ξ = 0..16 (eight tiles' values in the 16
@@ -446,7 +440,7 @@ fn vec8(s: &[f32], at: usize) -> [f32; 8] {
 fn planes8(buf: &[f32], stride: usize, at: usize) -> [[f32; 8]; 16] {
     let mut v = [[0f32; 8]; 16];
     for (xi, v) in v.iter_mut().enumerate() {
-        *v = vec8(buf, xi * stride + at);
+        *v = *vector::<8>(buf, xi * stride + at);
     }
     v
 }
