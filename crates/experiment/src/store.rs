@@ -198,6 +198,10 @@ fn not_ours(path: &Path, why: &str) -> StoreError {
     }
 }
 
+/// How long an opener waits for another connection's lock (SQLite's busy timeout, and the
+/// retries of the switch to WAL).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens `path` read-only and checks that it is a byzadam store: byzadam's four tables and a
 /// schema version it can read or migrate. Returns the connection and the version.
 fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
@@ -214,7 +218,7 @@ fn verify_ours(path: &Path) -> Result<(Connection, String), StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| fail(e.to_string()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| fail(e.to_string()))?;
     let tables = our_tables(&conn).map_err(|e| not_ours(path, &e.to_string()))?;
     if tables != 4 {
@@ -262,8 +266,7 @@ impl Store {
                 .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
         }
         let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch("BEGIN EXCLUSIVE").map_err(err)?;
@@ -276,9 +279,23 @@ impl Store {
             }
         }
         // WAL once the schema is there (a new database switches here; a store already in WAL
-        // mode stays so): readers never block the grid's writers.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        // mode stays so): readers never block the grid's writers. The switch needs every other
+        // connection's lock released and SQLite does not wait for it (no busy handler): while
+        // other openers of a new store still hold theirs it is retried, for as long as the
+        // busy timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         Ok(Self {
             conn,
             path: path.to_path_buf(),
