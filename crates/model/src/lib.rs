@@ -1,7 +1,7 @@
 //! # byzadam-model
 //!
 //! The thesis's models on byzadam's own CPU engine: a sequential network of exactly the layers
-//! they use (convolution by im2col + SGEMM, or by Winograd's F(2×2, 3×3) for 3 × 3 ones,
+//! they use (convolution by im2col + SGEMM, or by Winograd's F(4×4, 3×3) for 3 × 3 ones,
 //! ReLU, 2×2 max pooling, batch normalisation, dropout, linear, softmax cross-entropy), with
 //! parameters in one flat `f32` vector in PyTorch's order (each layer's weight, then its
 //! bias), so a model *is* a point of `ℝ^d` that the robust aggregators can combine.

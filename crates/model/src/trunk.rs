@@ -22,7 +22,7 @@ use crate::gemm::{self, Offsets, MR};
 use crate::layers::batch_norm::BN_EPS;
 use crate::layers::pool::pool_takes;
 use crate::layers::{relu_fused, Layer, LayerSpec, Shape};
-use crate::winograd;
+use crate::winograd::{self, BLOCK, POSITIONS, TILE};
 use std::ops::Range;
 
 /// Images per chunk: one per lane of the micro-kernel's two AVX vectors ([`gemm::NR`]).
@@ -48,7 +48,7 @@ enum Step {
         /// lanes from an output position's in the padded input.
         offs: Offsets,
     },
-    /// A 3 × 3, padding-1 convolution by Winograd's F(2×2, 3×3), as `winograd.rs` computes
+    /// A 3 × 3, padding-1 convolution by Winograd's F(4×4, 3×3), as `winograd.rs` computes
     /// it image by image (same transforms, same order of operations).
     Winograd {
         out: usize,
@@ -56,7 +56,7 @@ enum Step {
         weights: (usize, usize),
         bias: usize,
         rows: usize,
-        /// Where the transformed, packed weights lie in `Lanes::packed`: for each of the 16
+        /// Where the transformed, packed weights lie in `Lanes::packed`: for each of the 36
         /// positions ξ, `out × c` values in panels of `rows` rows.
         panels: Range<usize>,
         /// Tiles per block, in raster order across tile rows (the block's transformed tiles
@@ -107,11 +107,12 @@ pub(crate) struct Scratch {
 }
 
 /// Tiles per block of a Winograd step. A block's transformed input tiles take
-/// `16 · tiles · c · LANES` floats and its products `16 · out · tiles · LANES`: at 4 tiles and
-/// the CIFAR-10 CNN's 128 channels, 512 KiB each, inside a core's L2 (at 16 tiles, 2 MiB each:
-/// every block went through L3). The products are the same sums whatever the block (a block
-/// only groups tiles), so the bits do not depend on it.
-pub(crate) const BLOCK_TILES: usize = 4;
+/// `36 · tiles · c · LANES` floats and its products `36 · out · tiles · LANES`: at 2 tiles and
+/// the CIFAR-10 CNN's 128 channels, 576 KiB each (at 4 tiles, 1.1 MiB each, past a Zen 4
+/// core's 1 MiB L2; measured on the CIFAR-10 CNN's evaluation, 2 tiles beat 1 and 4). The
+/// products are the same sums whatever the block (a block only groups tiles), so the bits do
+/// not depend on it.
+pub(crate) const BLOCK_TILES: usize = 2;
 
 /// Rows per register tile for `out` output channels. AVX2: as many as the kernel has (6),
 /// unless 5 divides the count and 6 does not (20 channels: four tiles of 5, not three of 6 and
@@ -158,12 +159,13 @@ impl Lanes {
             let relu = relu_fused(layers, i + 1);
             let step = match l.spec {
                 LayerSpec::Conv { out, .. } if winograd && l.wino.is_some() => {
-                    let (c, th, tw) = (l.input.c, l.input.h.div_ceil(2), l.input.w.div_ceil(2));
-                    padded = padded.max(c * (2 * th + 2) * (2 * tw + 2) * LANES);
+                    let c = l.input.c;
+                    let (th, tw) = (l.input.h.div_ceil(TILE), l.input.w.div_ceil(TILE));
+                    padded = padded.max(c * (TILE * th + 2) * (TILE * tw + 2) * LANES);
                     let tb = block_tiles.clamp(1, th * tw);
-                    v = v.max(16 * tb * c * LANES);
-                    m = m.max(16 * out * tb * LANES);
-                    u = u.max(16 * out * c);
+                    v = v.max(POSITIONS * tb * c * LANES);
+                    m = m.max(POSITIONS * out * tb * LANES);
+                    u = u.max(POSITIONS * out * c);
                     let offs = Offsets::new(
                         (0..c)
                             .map(|p| u32::try_from(p * LANES).expect("a chunk fits u32 offsets"))
@@ -175,11 +177,11 @@ impl Lanes {
                         weights: (l.params.0, out * c * 9),
                         bias: l.params.0 + out * c * 9,
                         rows: tile_rows(out, level),
-                        panels: packed..packed + 16 * out * c,
+                        panels: packed..packed + POSITIONS * out * c,
                         block_tiles: tb,
                         offs,
                     };
-                    packed += 16 * out * c;
+                    packed += POSITIONS * out * c;
                     step
                 }
                 LayerSpec::Conv {
@@ -293,7 +295,7 @@ impl Lanes {
                     let w = &params[weights.0..weights.0 + weights.1];
                     winograd::weights(w, *out, c, &mut self.u);
                     let dst = &mut self.packed[panels.clone()];
-                    for (u, d) in self.u[..16 * kc]
+                    for (u, d) in self.u[..POSITIONS * kc]
                         .chunks_exact(kc)
                         .zip(dst.chunks_exact_mut(kc))
                     {
@@ -514,9 +516,9 @@ fn lane(s: &[f32], at: usize) -> Lane {
         .expect("LANES wide")
 }
 
-/// A Winograd F(2×2, 3×3) convolution with padding 1 of a chunk (`x`: `[c][h][w][lane]`,
+/// A Winograd F(4×4, 3×3) convolution with padding 1 of a chunk (`x`: `[c][h][w][lane]`,
 /// output `[out][h][w][lane]`), block of tiles by block: the input tiles transformed
-/// (`[ξ][tile][channel][lane]`), 16 products through the gathered kernel, the output tiles
+/// (`[ξ][tile][channel][lane]`), 36 products through the gathered kernel, the output tiles
 /// transformed back with bias and ReLU. The transforms are `winograd.rs`'s own
 /// (`input_block`, `output_block`, on vectors of 16 images), and the products sum in the
 /// SGEMM's order, so every value is the per-image path's.
@@ -539,22 +541,21 @@ fn winograd_step(
     y: &mut [f32],
 ) {
     let (c, h, w) = (shape.c, shape.h, shape.w);
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
+    let (th, tw) = (h.div_ceil(TILE), w.div_ceil(TILE));
+    let (ph, pw) = (TILE * th + 2, TILE * tw + 2);
     let x = pad_planes(x, shape, 1, (ph, pw), padded);
     let tb = block_tiles;
     for t0 in (0..th * tw).step_by(tb) {
         let nt = tb.min(th * tw - t0);
-        // V_ξ = Bᵀ d B for every tile of the block: along the block's rows, then down its
-        // columns (`winograd::input_block`).
+        // V_ξ = Bᵀ d B for every tile of the block (`winograd::input_block`).
         for ch in 0..c {
             let plane = &x[ch * ph * pw * LANES..(ch + 1) * ph * pw * LANES];
             for t in 0..nt {
                 let (ty, tx) = ((t0 + t) / tw, (t0 + t) % tw);
-                let mut d = [[[0.0; LANES]; 4]; 4];
+                let mut d = [[[0.0; LANES]; BLOCK]; BLOCK];
                 for (r, row) in d.iter_mut().enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = lane(plane, (2 * ty + r) * pw + 2 * tx + j);
+                        *v = lane(plane, (TILE * ty + r) * pw + TILE * tx + j);
                     }
                 }
                 for (xi, col) in winograd::input_block(&d).iter().enumerate() {
@@ -564,7 +565,7 @@ fn winograd_step(
             }
         }
         // M_ξ (out × tiles) = U_ξ (out × c) · V_ξ (c × tiles), no bias.
-        for xi in 0..16 {
+        for xi in 0..POSITIONS {
             let u = &packed[xi * out * c..(xi + 1) * out * c];
             for q0 in (0..out).step_by(rows) {
                 let height = rows.min(out - q0);
@@ -595,13 +596,13 @@ fn winograd_step(
                     bo,
                     relu,
                 );
-                for (a, pair) in block.iter().enumerate() {
-                    let y0 = 2 * ty + a;
+                for (a, row) in block.iter().enumerate() {
+                    let y0 = TILE * ty + a;
                     if y0 >= h {
                         break;
                     }
-                    for (col, val) in pair.iter().enumerate() {
-                        let x0 = 2 * tx + col;
+                    for (col, val) in row.iter().enumerate() {
+                        let x0 = TILE * tx + col;
                         if x0 >= w {
                             break;
                         }

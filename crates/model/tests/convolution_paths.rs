@@ -1,4 +1,4 @@
-//! The two ways the engine computes a 3 × 3, padding-1 convolution, Winograd's F(2×2, 3×3)
+//! The two ways the engine computes a 3 × 3, padding-1 convolution, Winograd's F(4×4, 3×3)
 //! (the default for 16 or more input channels) and im2col + SGEMM, give the same loss,
 //! gradient, logits and batch-norm statistics up to rounding, on the CIFAR-10 CNN (whose last
 //! three convolutions go through Winograd) and on odd image sides. Each path is also checked

@@ -1,6 +1,6 @@
 //! 2-D convolution, stride 1 (`LayerSpec::Conv`): weight `[out, in, k, k]` then bias
 //! `[out]`. Each image unfolded by im2col and multiplied by our SGEMM, or, for 3 × 3
-//! convolutions with padding 1 and at least 16 input channels, Winograd's F(2×2, 3×3)
+//! convolutions with padding 1 and at least 16 input channels, Winograd's F(4×4, 3×3)
 //! (`crate::winograd`); a ReLU right after is applied as the output is written.
 
 #[cfg(byzadam_x86)]
