@@ -425,42 +425,99 @@ fn vector<const N: usize>(buf: &[f32], at: usize) -> &[f32; N] {
     buf[at..at + N].try_into().expect("N values")
 }
 
-/// `U_ξ[k][c] = (G g Gᵀ)_ξ` for every 3 × 3 kernel `g = w[k][c]` (in `f64`, rounded once).
+/// Kernels transformed side by side (the lanes of [`weights`] and [`weights_adjoint`]).
+const KERNELS: usize = 8;
+
+/// [`g_col`] for `KERNELS` kernels side by side.
+#[inline(always)]
+fn g_lanes(a: &[f64; KERNELS], b: &[f64; KERNELS], c: &[f64; KERNELS]) -> [[f64; KERNELS]; BLOCK] {
+    let mut o = [[0f64; KERNELS]; BLOCK];
+    for l in 0..KERNELS {
+        let r = g_col([a[l], b[l], c[l]]);
+        for (o, r) in o.iter_mut().zip(r) {
+            o[l] = r;
+        }
+    }
+    o
+}
+
+/// [`gt_col`] for `KERNELS` kernels side by side.
+#[inline(always)]
+fn gt_lanes(u: [&[f64; KERNELS]; BLOCK]) -> [[f64; KERNELS]; 3] {
+    let mut o = [[0f64; KERNELS]; 3];
+    for l in 0..KERNELS {
+        let r = gt_col([u[0][l], u[1][l], u[2][l], u[3][l], u[4][l], u[5][l]]);
+        for (o, r) in o.iter_mut().zip(r) {
+            o[l] = r;
+        }
+    }
+    o
+}
+
+/// `U_ξ[k][c] = (G g Gᵀ)_ξ` for every 3 × 3 kernel `g = w[k][c]` (in `f64`, rounded once),
+/// [`KERNELS`] kernels at a time, so that each `U_ξ` is written in runs.
 #[inline(always)]
 pub(crate) fn weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
     let kc = k * c;
-    for (at, g) in w[..9 * kc].chunks_exact(9).enumerate() {
-        let g = |r: usize, s: usize| f64::from(g[3 * r + s]);
-        // G g: each column s of g to 6 values, then each of the 6 rows of G g.
-        let cols = [0, 1, 2].map(|s| g_col([g(0, s), g(1, s), g(2, s)]));
-        for i in 0..BLOCK {
-            for (j, v) in g_col([cols[0][i], cols[1][i], cols[2][i]])
-                .into_iter()
-                .enumerate()
-            {
-                u[(BLOCK * i + j) * kc + at] = v as f32;
+    for at in (0..kc).step_by(KERNELS) {
+        let n = KERNELS.min(kc - at);
+        let mut g = [[0f64; KERNELS]; 9];
+        for l in 0..n {
+            for (q, g) in g.iter_mut().enumerate() {
+                g[l] = f64::from(w[(at + l) * 9 + q]);
+            }
+        }
+        // G g: each column s of the kernels to 6 values, then each of the 6 rows of G g.
+        let mut cols = [[[0f64; KERNELS]; BLOCK]; 3];
+        for (s, col) in cols.iter_mut().enumerate() {
+            *col = g_lanes(&g[s], &g[3 + s], &g[6 + s]);
+        }
+        let [c0, c1, c2] = &cols;
+        for (i, ((a, b), c)) in c0.iter().zip(c1).zip(c2).enumerate() {
+            let row = g_lanes(a, b, c);
+            for (j, v) in row.iter().enumerate() {
+                let o = (BLOCK * i + j) * kc + at;
+                for (u, &v) in u[o..o + n].iter_mut().zip(v) {
+                    *u = v as f32;
+                }
             }
         }
     }
 }
 
-/// `gw[k][c] += Gᵀ dU G` (the adjoint of [`weights`], in `f64`).
+/// `gw[k][c] += Gᵀ dU G` (the adjoint of [`weights`], in `f64`), [`KERNELS`] kernels at a
+/// time.
 #[inline(always)]
 fn weights_adjoint(du: &[f32], k: usize, c: usize, gw: &mut [f32]) {
     let kc = k * c;
-    for (at, gout) in gw[..9 * kc].chunks_exact_mut(9).enumerate() {
-        let d = |i: usize, j: usize| f64::from(du[(BLOCK * i + j) * kc + at]);
+    for at in (0..kc).step_by(KERNELS) {
+        let n = KERNELS.min(kc - at);
+        let mut d = [[0f64; KERNELS]; POSITIONS];
+        for (xi, d) in d.iter_mut().enumerate() {
+            let o = xi * kc + at;
+            for (d, &v) in d.iter_mut().zip(&du[o..o + n]) {
+                *d = f64::from(v);
+            }
+        }
         // Along each row i of dU (6 values to 3), then down each of the 3 columns.
-        let mut rows = [[0f64; 3]; BLOCK];
+        let mut rows = [[[0f64; KERNELS]; 3]; BLOCK];
         for (i, row) in rows.iter_mut().enumerate() {
-            *row = gt_col([d(i, 0), d(i, 1), d(i, 2), d(i, 3), d(i, 4), d(i, 5)]);
+            let r = BLOCK * i;
+            *row = gt_lanes([&d[r], &d[r + 1], &d[r + 2], &d[r + 3], &d[r + 4], &d[r + 5]]);
         }
         for s in 0..3 {
-            let col = gt_col([
-                rows[0][s], rows[1][s], rows[2][s], rows[3][s], rows[4][s], rows[5][s],
+            let col = gt_lanes([
+                &rows[0][s],
+                &rows[1][s],
+                &rows[2][s],
+                &rows[3][s],
+                &rows[4][s],
+                &rows[5][s],
             ]);
-            for (r, &x) in col.iter().enumerate() {
-                gout[3 * r + s] += x as f32;
+            for (r, col) in col.iter().enumerate() {
+                for (l, &x) in col[..n].iter().enumerate() {
+                    gw[(at + l) * 9 + 3 * r + s] += x as f32;
+                }
             }
         }
     }
