@@ -354,52 +354,21 @@ fn a_col(y: [f32; 4]) -> [f32; 6] {
 // functions, no closures: a closure can be left out of line, compiled without the caller's CPU
 // features.
 
-/// [`bt_col`] lane by lane.
+/// `f` lane by lane: `o[·][l] = f(x[·][l])` for each of the `N` lanes (`bt_col` and the
+/// others on vectors of tiles or images, `g_col` and `gt_col` on vectors of kernels). `f` is
+/// a function, inlined, not a closure.
 #[inline(always)]
-fn bt_lanes<const N: usize>(d: [&[f32; N]; 6]) -> [[f32; N]; 6] {
-    let mut o = [[0f32; N]; 6];
+fn lanes<T: Copy + Default, const N: usize, const I: usize, const O: usize>(
+    x: [&[T; N]; I],
+    f: fn([T; I]) -> [T; O],
+) -> [[T; N]; O] {
+    let mut o = [[T::default(); N]; O];
     for l in 0..N {
-        let r = bt_col([d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]]);
-        for (o, r) in o.iter_mut().zip(r) {
-            o[l] = r;
+        let mut v = [T::default(); I];
+        for (v, x) in v.iter_mut().zip(x) {
+            *v = x[l];
         }
-    }
-    o
-}
-
-/// [`b_col`] lane by lane.
-#[inline(always)]
-fn b_lanes<const N: usize>(v: [&[f32; N]; 6]) -> [[f32; N]; 6] {
-    let mut o = [[0f32; N]; 6];
-    for l in 0..N {
-        let r = b_col([v[0][l], v[1][l], v[2][l], v[3][l], v[4][l], v[5][l]]);
-        for (o, r) in o.iter_mut().zip(r) {
-            o[l] = r;
-        }
-    }
-    o
-}
-
-/// [`at_col`] lane by lane.
-#[inline(always)]
-fn at_lanes<const N: usize>(m: [&[f32; N]; 6]) -> [[f32; N]; 4] {
-    let mut o = [[0f32; N]; 4];
-    for l in 0..N {
-        let r = at_col([m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]]);
-        for (o, r) in o.iter_mut().zip(r) {
-            o[l] = r;
-        }
-    }
-    o
-}
-
-/// [`a_col`] lane by lane.
-#[inline(always)]
-fn a_lanes<const N: usize>(y: [&[f32; N]; 4]) -> [[f32; N]; 6] {
-    let mut o = [[0f32; N]; 6];
-    for l in 0..N {
-        let r = a_col([y[0][l], y[1][l], y[2][l], y[3][l]]);
-        for (o, r) in o.iter_mut().zip(r) {
+        for (o, r) in o.iter_mut().zip(f(v)) {
             o[l] = r;
         }
     }
@@ -428,32 +397,6 @@ fn vector<const N: usize>(buf: &[f32], at: usize) -> &[f32; N] {
 /// Kernels transformed side by side (the lanes of [`weights`] and [`weights_adjoint`]).
 const KERNELS: usize = 8;
 
-/// [`g_col`] for `KERNELS` kernels side by side.
-#[inline(always)]
-fn g_lanes(a: &[f64; KERNELS], b: &[f64; KERNELS], c: &[f64; KERNELS]) -> [[f64; KERNELS]; BLOCK] {
-    let mut o = [[0f64; KERNELS]; BLOCK];
-    for l in 0..KERNELS {
-        let r = g_col([a[l], b[l], c[l]]);
-        for (o, r) in o.iter_mut().zip(r) {
-            o[l] = r;
-        }
-    }
-    o
-}
-
-/// [`gt_col`] for `KERNELS` kernels side by side.
-#[inline(always)]
-fn gt_lanes(u: [&[f64; KERNELS]; BLOCK]) -> [[f64; KERNELS]; 3] {
-    let mut o = [[0f64; KERNELS]; 3];
-    for l in 0..KERNELS {
-        let r = gt_col([u[0][l], u[1][l], u[2][l], u[3][l], u[4][l], u[5][l]]);
-        for (o, r) in o.iter_mut().zip(r) {
-            o[l] = r;
-        }
-    }
-    o
-}
-
 /// `U_ξ[k][c] = (G g Gᵀ)_ξ` for every 3 × 3 kernel `g = w[k][c]` (in `f64`, rounded once),
 /// [`KERNELS`] kernels at a time, so that each `U_ξ` is written in runs.
 #[inline(always)]
@@ -470,11 +413,11 @@ pub(crate) fn weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
         // G g: each column s of the kernels to 6 values, then each of the 6 rows of G g.
         let mut cols = [[[0f64; KERNELS]; BLOCK]; 3];
         for (s, col) in cols.iter_mut().enumerate() {
-            *col = g_lanes(&g[s], &g[3 + s], &g[6 + s]);
+            *col = lanes([&g[s], &g[3 + s], &g[6 + s]], g_col);
         }
         let [c0, c1, c2] = &cols;
         for (i, ((a, b), c)) in c0.iter().zip(c1).zip(c2).enumerate() {
-            let row = g_lanes(a, b, c);
+            let row = lanes([a, b, c], g_col);
             for (j, v) in row.iter().enumerate() {
                 let o = (BLOCK * i + j) * kc + at;
                 for (u, &v) in u[o..o + n].iter_mut().zip(v) {
@@ -503,17 +446,23 @@ fn weights_adjoint(du: &[f32], k: usize, c: usize, gw: &mut [f32]) {
         let mut rows = [[[0f64; KERNELS]; 3]; BLOCK];
         for (i, row) in rows.iter_mut().enumerate() {
             let r = BLOCK * i;
-            *row = gt_lanes([&d[r], &d[r + 1], &d[r + 2], &d[r + 3], &d[r + 4], &d[r + 5]]);
+            *row = lanes(
+                [&d[r], &d[r + 1], &d[r + 2], &d[r + 3], &d[r + 4], &d[r + 5]],
+                gt_col,
+            );
         }
         for s in 0..3 {
-            let col = gt_lanes([
-                &rows[0][s],
-                &rows[1][s],
-                &rows[2][s],
-                &rows[3][s],
-                &rows[4][s],
-                &rows[5][s],
-            ]);
+            let col = lanes(
+                [
+                    &rows[0][s],
+                    &rows[1][s],
+                    &rows[2][s],
+                    &rows[3][s],
+                    &rows[4][s],
+                    &rows[5][s],
+                ],
+                gt_col,
+            );
             for (r, col) in col.iter().enumerate() {
                 for (l, &x) in col[..n].iter().enumerate() {
                     gw[(at + l) * 9 + 3 * r + s] += x as f32;
@@ -530,11 +479,14 @@ fn weights_adjoint(du: &[f32], k: usize, c: usize, gw: &mut [f32]) {
 pub(crate) fn input_block<const N: usize>(d: &[[[f32; N]; BLOCK]; BLOCK]) -> [[f32; N]; POSITIONS] {
     let mut t = [[[0f32; N]; BLOCK]; BLOCK];
     for (t, d) in t.iter_mut().zip(d) {
-        *t = bt_lanes([&d[0], &d[1], &d[2], &d[3], &d[4], &d[5]]);
+        *t = lanes([&d[0], &d[1], &d[2], &d[3], &d[4], &d[5]], bt_col);
     }
     let mut v = [[0f32; N]; POSITIONS];
     for j in 0..BLOCK {
-        let col = bt_lanes([&t[0][j], &t[1][j], &t[2][j], &t[3][j], &t[4][j], &t[5][j]]);
+        let col = lanes(
+            [&t[0][j], &t[1][j], &t[2][j], &t[3][j], &t[4][j], &t[5][j]],
+            bt_col,
+        );
         for (i, c) in col.into_iter().enumerate() {
             v[BLOCK * i + j] = c;
         }
@@ -559,11 +511,17 @@ pub(crate) fn output_block<const N: usize>(
     let mut s = [[[0f32; N]; TILE]; BLOCK];
     for (i, s) in s.iter_mut().enumerate() {
         let r = BLOCK * i;
-        *s = at_lanes([p(r), p(r + 1), p(r + 2), p(r + 3), p(r + 4), p(r + 5)]);
+        *s = lanes(
+            [p(r), p(r + 1), p(r + 2), p(r + 3), p(r + 4), p(r + 5)],
+            at_col,
+        );
     }
     let mut y = [[[0f32; N]; TILE]; TILE];
     for b in 0..TILE {
-        let col = at_lanes([&s[0][b], &s[1][b], &s[2][b], &s[3][b], &s[4][b], &s[5][b]]);
+        let col = lanes(
+            [&s[0][b], &s[1][b], &s[2][b], &s[3][b], &s[4][b], &s[5][b]],
+            at_col,
+        );
         for (a, v) in col.into_iter().enumerate() {
             y[a][b] = v;
         }
@@ -582,11 +540,11 @@ pub(crate) fn output_block<const N: usize>(
 fn output_adjoint_block<const N: usize>(dy: &[[[f32; N]; TILE]; TILE]) -> [[f32; N]; POSITIONS] {
     let mut p = [[[0f32; N]; BLOCK]; TILE];
     for (p, d) in p.iter_mut().zip(dy) {
-        *p = a_lanes([&d[0], &d[1], &d[2], &d[3]]);
+        *p = lanes([&d[0], &d[1], &d[2], &d[3]], a_col);
     }
     let mut m = [[0f32; N]; POSITIONS];
     for j in 0..BLOCK {
-        let col = a_lanes([&p[0][j], &p[1][j], &p[2][j], &p[3][j]]);
+        let col = lanes([&p[0][j], &p[1][j], &p[2][j], &p[3][j]], a_col);
         for (i, c) in col.into_iter().enumerate() {
             m[BLOCK * i + j] = c;
         }
@@ -601,18 +559,24 @@ fn input_adjoint_block<const N: usize>(dv: &[[f32; N]; POSITIONS]) -> [[[f32; N]
     let mut z = [[[0f32; N]; BLOCK]; BLOCK];
     for (i, z) in z.iter_mut().enumerate() {
         let r = BLOCK * i;
-        *z = b_lanes([
-            &dv[r],
-            &dv[r + 1],
-            &dv[r + 2],
-            &dv[r + 3],
-            &dv[r + 4],
-            &dv[r + 5],
-        ]);
+        *z = lanes(
+            [
+                &dv[r],
+                &dv[r + 1],
+                &dv[r + 2],
+                &dv[r + 3],
+                &dv[r + 4],
+                &dv[r + 5],
+            ],
+            b_col,
+        );
     }
     let mut d = [[[0f32; N]; BLOCK]; BLOCK];
     for s in 0..BLOCK {
-        let col = b_lanes([&z[0][s], &z[1][s], &z[2][s], &z[3][s], &z[4][s], &z[5][s]]);
+        let col = lanes(
+            [&z[0][s], &z[1][s], &z[2][s], &z[3][s], &z[4][s], &z[5][s]],
+            b_col,
+        );
         for (r, c) in col.into_iter().enumerate() {
             d[r][s] = c;
         }
@@ -760,6 +724,23 @@ fn planes<const N: usize, const K: usize>(buf: &[f32], stride: usize, at: usize)
     v
 }
 
+/// The vectors of `R × C` runs of an expansion as a block: `[r][c]` from run `C r + c`
+/// (runs `stride` apart), lanes `at..at + LANES`.
+#[inline(always)]
+fn block_at<const R: usize, const C: usize>(
+    e: &[f32],
+    stride: usize,
+    at: usize,
+) -> [[[f32; LANES]; C]; R] {
+    let mut b = [[[0f32; LANES]; C]; R];
+    for (r, b) in b.iter_mut().enumerate() {
+        for (c, b) in b.iter_mut().enumerate() {
+            *b = *vector::<LANES>(e, (C * r + c) * stride + at);
+        }
+    }
+    b
+}
+
 /// Writes the first `n` lanes of vector ρ of `v` at `buf[ρ · stride + at ..]` (the inverse of
 /// [`planes`]; `n < N` for a group's last, partial vector).
 #[inline(always)]
@@ -817,12 +798,7 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
             }
         }
         for t0 in (0..t_all).step_by(LANES) {
-            let d = planes::<LANES, POSITIONS>(e, tp, t0);
-            let mut block = [[[0f32; LANES]; BLOCK]; BLOCK];
-            for (r, b) in block.iter_mut().enumerate() {
-                b.copy_from_slice(&d[BLOCK * r..BLOCK * (r + 1)]);
-            }
-            let v = input_block(&block);
+            let v = input_block(&block_at::<BLOCK, BLOCK>(e, tp, t0));
             set_planes(&mut ws.v, ct, ch * t_all + t0, &v, LANES.min(t_all - t0));
         }
     }
@@ -940,12 +916,7 @@ fn outputs_adjoint(g: &Geometry, n: usize, dy: &[f32], ws: &mut Winograd) {
             }
         }
         for t0 in (0..t_all).step_by(LANES) {
-            let d = planes::<LANES, { TILE * TILE }>(e, tp, t0);
-            let mut block = [[[0f32; LANES]; TILE]; TILE];
-            for (a, b) in block.iter_mut().enumerate() {
-                b.copy_from_slice(&d[TILE * a..TILE * (a + 1)]);
-            }
-            let dm = output_adjoint_block(&block);
+            let dm = output_adjoint_block(&block_at::<TILE, TILE>(e, tp, t0));
             set_planes(&mut ws.m, kt, kk * t_all + t0, &dm, LANES.min(t_all - t0));
         }
     }
