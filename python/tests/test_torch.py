@@ -68,7 +68,19 @@ def test_gradients_equal_the_rust_engines(kind, device, synthetic):
 @pytest.mark.parametrize("name", ["cifar10_cnn", "cifar10_cnn_thesis_code"])
 def test_cifar_gradients_equal_the_rust_engines(name, data_dir):
     """The CIFAR-10 CNNs (the thesis's, and its code's variant whose batch norms keep no
-    running statistics), batch norm in training mode, dropout off: the same gradients."""
+    running statistics), batch norm in training mode, dropout off: the same losses, the same
+    linear layers' gradients (within 1e-4), the whole gradient within 1e-2.
+
+    Why two bounds: below the last max pooling the gradient is not a continuous function of
+    the rounding. A ReLU's zeros become equal values after batch norm, and a pooling window
+    holding them and a convolution output within rounding of zero takes its maximum by that
+    rounding; another choice routes the gradient through another position (the bias
+    gradients, sums over positions, stay; the weight and input gradients move). PyTorch
+    against itself (its oneDNN convolution against its native one, torch.backends.mkldnn)
+    differs by 1.2e-3 on one of four workers of this setting (cifar10_cnn); byzadam's
+    Winograd F(4×4, 3×3) rounds otherwise again (4.1e-3 and 1.4e-3 on two of four workers,
+    3e-6 on the others; the linear layers 3e-6 on all). A model that differs (a layer, their
+    order, a padding, batch norm's statistics) differs by far more than 1e-2."""
     cfg = {**SMALL, "dataset": "cifar10", "model": {"name": name, "dropout": 0.0},
            "attack": "none", "byzantine": 0, "workers": 2, "batch": 8,
            "aggregator": {"name": "average"}}
@@ -76,12 +88,23 @@ def test_cifar_gradients_equal_the_rust_engines(name, data_dir):
     engine = byzadam.Engine(cfg, data_dir=data_dir)
     rust = [w.gradient(server.params) for w in engine.workers()]
     cifar = byzadam.data.load("cifar10", data_dir)
-    sim = bt.Simulation(bt.models.from_config(cfg["model"]), cifar, config=cfg,
-                        params=server.params)
+    model = bt.models.from_config(cfg["model"])
+    sim = bt.Simulation(model, cifar, config=cfg, params=server.params)
+    # The linear layers' parameters in the flat vector (PyTorch's order, the engine's too).
+    at, linear = 0, []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if isinstance(module, nn.Linear):
+                linear.append(slice(at, at + p.numel()))
+            at += p.numel()
+    assert at == len(server.params) and len(linear) == 4
     _, grads, losses = sim.gradients(1)
     for w, (loss, g) in enumerate(rust):
-        assert relative(grads[w], np.asarray(g)) < 1e-4, w
+        g = np.asarray(g)
         assert abs(losses[w] - loss) < 1e-4 * max(1.0, abs(loss)), w
+        for part in linear:
+            assert relative(grads[w][part], g[part]) < 1e-4, (w, part)
+        assert relative(grads[w], g) < 1e-2, w
 
 
 @pytest.mark.parametrize("device", DEVICES)
