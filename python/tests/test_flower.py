@@ -420,3 +420,20 @@ def test_a_node_whose_torch_model_differs_from_the_runs_refuses_the_round():
         client.train(msg, grid.contexts[100])
     with pytest.raises(ValueError, match="cannot be imported"):
         ByzadamStrategy(None, set=SMALL + ["rounds=1"], torch_model="no_such_module:f")
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():
+    """``free_port`` never hands out a port twice, and (Linux) none the kernel may give an
+    outgoing connection meanwhile: a SuperNode's HTTP port once went so before it bound it."""
+    import socket
+
+    from byzadam.flower import local
+
+    ports = [local.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    low = local._ephemeral_low()
+    if low is not None and low > 11000:
+        assert all(10000 <= p < low for p in ports), (low, min(ports), max(ports))
+    for p in ports[:20]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))

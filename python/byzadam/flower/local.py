@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,11 +31,46 @@ from . import certs
 APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundle")
 
 
+#: Ports :func:`free_port` has handed out in this process (never twice).
+_HANDED_OUT: "set[int]" = set()
+
+
+def _ephemeral_low() -> Optional[int]:
+    """The first port of the range the kernel gives outgoing connections (Linux), or None."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not
+    handed out before. Where the kernel says which ports it gives outgoing connections
+    (Linux), one below them: a port from that range can be taken by any process's next
+    connection between this pick and the server's bind (a SuperNode of the 15-node loopback
+    test once failed to start so, ``address already in use``)."""
+    low = _ephemeral_low()
+    if low is not None and low > 11000:
+        rng = random.SystemRandom()
+        for _ in range(1000):
+            port = rng.randrange(10000, low)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _toml_value(v: Any) -> str:
