@@ -708,10 +708,11 @@ fn deinterleave4(row: &[f32], tw: usize, runs: [&mut [f32]; TILE]) {
     }
 }
 
-/// Where column `j` of tile `tx`'s block lies in a padded plane row (see [`Geometry::padded`]).
+/// Where the run of column `j` of a tile row's blocks starts in a padded plane row (see
+/// [`Geometry::padded`]): tile `tx`'s column `j` is the run's value `tx`.
 #[inline(always)]
-fn column(j: usize, tx: usize, half: usize) -> usize {
-    (j % TILE) * half + tx + j / TILE
+fn column(j: usize, half: usize) -> usize {
+    (j % TILE) * half + j / TILE
 }
 
 /// The `K` vectors `buf[ρ · stride + at ..][..N]`, ρ = 0..K.
@@ -792,7 +793,7 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
                     let row = &plane[(TILE * ty + r) * pw..(TILE * ty + r + 1) * pw];
                     for j in 0..BLOCK {
                         let dst = &mut e[(BLOCK * r + j) * tp + at..];
-                        copy_run(dst, &row[column(j, 0, half)..], tw);
+                        copy_run(dst, &row[column(j, half)..], tw);
                     }
                 }
             }
@@ -833,7 +834,7 @@ fn inputs_adjoint(g: &Geometry, n: usize, dv: &[f32], dx: &mut [f32], scratch: &
                     let row = &mut plane[(TILE * ty + r) * pw..(TILE * ty + r + 1) * pw];
                     for j in 0..BLOCK {
                         let src = &e[(BLOCK * r + j) * tp + at..];
-                        add_run(&mut row[column(j, 0, half)..], src, tw);
+                        add_run(&mut row[column(j, half)..], src, tw);
                     }
                 }
             }
