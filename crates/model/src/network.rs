@@ -21,11 +21,12 @@ struct Workspace {
     batch: usize,
     /// `acts[i]`: the input of layer `i`; `acts[layers]`: the logits.
     acts: Vec<Vec<f32>>,
-    /// Per layer: max-pool arg-max indices, dropout masks, batch-norm x̂.
+    /// Per layer: dropout masks.
     aux: Vec<Vec<f32>>,
     pool_idx: Vec<Vec<u32>>,
-    /// Batch-norm `1/√(var + ε)` per channel.
-    inv_std: Vec<Vec<f32>>,
+    /// Batch norm's per-channel statistics, per worker of the pass: the means, then
+    /// `1/√(var + ε)` (`2c` values a worker).
+    bn_stats: Vec<Vec<f32>>,
     /// The convolutions' buffers (im2col columns, Winograd tiles).
     conv: conv::Scratch,
     grad_a: Vec<f32>,
@@ -354,9 +355,7 @@ impl Network {
             .layers
             .iter()
             .map(|l| match l.spec {
-                LayerSpec::Dropout { .. } | LayerSpec::BatchNorm => {
-                    vec![0.0; l.output.len() * batch]
-                }
+                LayerSpec::Dropout { .. } => vec![0.0; l.output.len() * batch],
                 _ => Vec::new(),
             })
             .collect();
@@ -371,14 +370,14 @@ impl Network {
                 }
             })
             .collect();
-        ws.inv_std = self
+        ws.bn_stats = self
             .layers
             .iter()
             .map(|l| {
                 vec![
                     0.0;
                     if l.spec == LayerSpec::BatchNorm {
-                        l.input.c
+                        2 * l.input.c
                     } else {
                         0
                     }
@@ -615,10 +614,10 @@ impl Network {
                     self.ws.pack.level(),
                 ),
                 LayerSpec::BatchNorm => {
-                    let c = l.input.c;
-                    let inv_std = &mut self.ws.inv_std[i];
-                    if inv_std.len() < c * segs.len() {
-                        inv_std.resize(c * segs.len(), 0.0);
+                    let c2 = 2 * l.input.c;
+                    let stats = &mut self.ws.bn_stats[i];
+                    if stats.len() < c2 * segs.len() {
+                        stats.resize(c2 * segs.len(), 0.0);
                     }
                     for (k, s) in segs.iter_mut().enumerate() {
                         let (a, b) = (s.start, s.start + s.batch);
@@ -630,8 +629,7 @@ impl Network {
                             &mut s.state[l.state.0..l.state.0 + l.state.1],
                             train,
                             &mut y[a * no..b * no],
-                            &mut self.ws.aux[i][a * no..b * no],
-                            &mut inv_std[k * c..(k + 1) * c],
+                            &mut stats[k * c2..(k + 1) * c2],
                         )
                     }
                 }
@@ -829,7 +827,7 @@ impl Network {
                     pool::backward(l.input, l.output, dy, &self.ws.pool_idx[i], mask, dx, level)
                 }
                 LayerSpec::BatchNorm => {
-                    let c = l.input.c;
+                    let c2 = 2 * l.input.c;
                     for (k, (&(a, n), gp)) in parts.enumerate() {
                         let b = a + n;
                         batch_norm::backward(
@@ -837,9 +835,9 @@ impl Network {
                             l.input,
                             n,
                             p,
-                            &self.ws.aux[i][a * no..b * no],
-                            &self.ws.inv_std[i][k * c..(k + 1) * c],
-                            relu_mask.then_some(&x[a * ni..b * ni]),
+                            &x[a * ni..b * ni],
+                            &self.ws.bn_stats[i][k * c2..(k + 1) * c2],
+                            relu_mask,
                             &mut gp[p0..p0 + np],
                             &mut dx[a * ni..b * ni],
                         )

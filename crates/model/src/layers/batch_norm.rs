@@ -18,7 +18,10 @@ pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {
 
 /// `y = γ x̂ + β`, `x̂ = (x − mean) / √(var + ε)` per channel, with the batch's statistics in
 /// training (updating the running ones in `state`) or the running ones in evaluation;
-/// keeps `x̂` and `1/√(var + ε)` for the backward pass.
+/// keeps each channel's `(mean, 1/√(var + ε))` in `stats` (`2c` values: the means, then
+/// the inverse deviations) for the backward pass, which computes `x̂` again from `x` by the
+/// same `f32` expression (the same bits): storing `x̂` cost a write of the whole
+/// activation here and a read there, and batch norm is bound by memory traffic.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -29,11 +32,11 @@ pub(crate) fn forward(
     state: &mut [f32],
     train: bool,
     y: &mut [f32],
-    xhat: &mut [f32],
-    inv_std: &mut [f32],
+    stats: &mut [f32],
 ) {
     let (c_n, hw) = (shape.c, shape.h * shape.w);
     let n = (batch * hw) as f64;
+    let (means, inv_std) = stats.split_at_mut(c_n);
     let (gamma, beta) = p.split_at(c_n);
     let (running_mean, running_var) = state.split_at_mut(c_n);
     for c in 0..c_n {
@@ -57,23 +60,26 @@ pub(crate) fn forward(
             (running_mean[c], running_var[c])
         };
         let inv = 1.0 / (var + BN_EPS).sqrt();
-        inv_std[c] = inv;
+        (means[c], inv_std[c]) = (mean, inv);
         let (ga, be) = (gamma[c], beta[c]);
         for o in planes() {
-            for ((h, o), &v) in xhat[o..o + hw]
-                .iter_mut()
-                .zip(&mut y[o..o + hw])
-                .zip(&x[o..o + hw])
-            {
-                *h = (v - mean) * inv;
-                *o = ga * *h + be;
+            for (o, &v) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
+                *o = ga * xhat(v, mean, inv) + be;
             }
         }
     }
 }
 
-/// Adds γ's and β's gradients to `gp` and writes `dx`; with `relu_output` (the input, when a
-/// ReLU comes right before) it applies that ReLU's mask too.
+/// `x̂` of one value: the forward pass's and the backward pass's expression, one function so
+/// that both give the same bits.
+#[inline(always)]
+fn xhat(v: f32, mean: f32, inv: f32) -> f32 {
+    (v - mean) * inv
+}
+
+/// Adds γ's and β's gradients to `gp` and writes `dx`, from the layer's input `x` and the
+/// `stats` its forward pass kept; with `relu_before` (a ReLU comes right before, so `x` is
+/// its output) it applies that ReLU's mask too.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
@@ -81,46 +87,50 @@ pub(crate) fn backward(
     shape: Shape,
     batch: usize,
     p: &[f32],
-    xhat: &[f32],
-    inv_std: &[f32],
-    relu_output: Option<&[f32]>,
+    x: &[f32],
+    stats: &[f32],
+    relu_before: bool,
     gp: &mut [f32],
     dx: &mut [f32],
 ) {
     let (c_n, hw) = (shape.c, shape.h * shape.w);
     let n = (batch * hw) as f32;
     let (gamma, _) = p.split_at(c_n);
+    let (means, inv_std) = stats.split_at(c_n);
     let (ggamma, gbeta) = gp.split_at_mut(c_n);
     for c in 0..c_n {
         let planes = || (0..batch).map(move |b| b * shape.len() + c * hw);
+        let (mean, inv) = (means[c], inv_std[c]);
         let (mut sum_dy, mut sum_dy_xhat) = (Lanes64::default(), Lanes64::default());
         for o in planes() {
             sum_dy.add(&dy[o..o + hw], |g| g as f64);
-            sum_dy_xhat.add2(&dy[o..o + hw], &xhat[o..o + hw], |g, h| (g * h) as f64);
+            sum_dy_xhat.add2(&dy[o..o + hw], &x[o..o + hw], |g, v| {
+                (g * xhat(v, mean, inv)) as f64
+            });
         }
         let (sum_dy, sum_dy_xhat) = (sum_dy.total(), sum_dy_xhat.total());
         ggamma[c] += sum_dy_xhat as f32;
         gbeta[c] += sum_dy as f32;
         let (sd, sdx) = (sum_dy as f32, sum_dy_xhat as f32);
-        let k = gamma[c] * inv_std[c] / n;
+        let k = gamma[c] * inv / n;
         for o in planes() {
             let terms = dx[o..o + hw]
                 .iter_mut()
                 .zip(&dy[o..o + hw])
-                .zip(&xhat[o..o + hw]);
-            // The ReLU before, fused: its backward pass, `dx · [y > 0]` with `y` its output
+                .zip(&x[o..o + hw]);
+            // The ReLU before, fused: its backward pass, `dx · [x > 0]` with `x` its output
             // (this layer's input).
-            if let Some(y) = relu_output {
-                for (((d, &g), &h), &v) in terms.zip(&y[o..o + hw]) {
+            if relu_before {
+                for ((d, &g), &v) in terms {
                     *d = if v > 0.0 {
-                        k * (n * g - sd - h * sdx)
+                        k * (n * g - sd - xhat(v, mean, inv) * sdx)
                     } else {
                         0.0
                     };
                 }
             } else {
-                for ((d, &g), &h) in terms {
-                    *d = k * (n * g - sd - h * sdx);
+                for ((d, &g), &v) in terms {
+                    *d = k * (n * g - sd - xhat(v, mean, inv) * sdx);
                 }
             }
         }
