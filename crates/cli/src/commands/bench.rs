@@ -212,8 +212,10 @@ pub struct EngineArgs {
     pub threads: Threads,
 }
 
-/// Times one round of `workers` gradients (each worker its own network and buffers, workers in
-/// parallel over the rayon pool), and evaluation throughput, for each model; one line each.
+/// Times one round of `workers` gradients (workers in parallel over the rayon pool, each with
+/// its own batch-norm state and dropout stream; as in `Simulation::step`, the passes run on one
+/// scratch network per thread, whose buffers stay in cache), and evaluation throughput, for
+/// each model; one line each.
 pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
     args.threads.set_global()?;
     use byzadam_model::ModelKind;
@@ -277,29 +279,42 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             .collect();
         let y: Vec<u8> = (0..args.batch).map(|i| (i % 10) as u8).collect();
         struct Worker {
-            net: byzadam_model::Network,
             state: Vec<f32>,
             grad: Vec<f32>,
             rng: rand_chacha::ChaCha8Rng,
         }
         let mut workers: Vec<Worker> = (0..args.workers)
             .map(|i| Worker {
-                net: net.clone(),
                 state: state.clone(),
                 grad: vec![0.0; net.num_params()],
                 rng: rand_chacha::ChaCha8Rng::seed_from_u64(i as u64),
             })
             .collect();
+        // One scratch network per thread, as `Simulation::step` has.
+        let scratch: Vec<std::sync::Mutex<byzadam_model::Network>> = (0
+            ..rayon::current_num_threads())
+            .map(|_| std::sync::Mutex::new(net.clone()))
+            .collect();
+        let on_this_thread = || {
+            let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+            scratch[i].lock().unwrap_or_else(|e| e.into_inner())
+        };
         let group = args.group as usize;
         let mut round = || {
             if group == 1 {
                 workers.par_iter_mut().for_each(|wk| {
-                    wk.net
-                        .loss_and_grad(&params, &mut wk.state, &x, &y, &mut wk.rng, &mut wk.grad);
+                    on_this_thread().loss_and_grad(
+                        &params,
+                        &mut wk.state,
+                        &x,
+                        &y,
+                        &mut wk.rng,
+                        &mut wk.grad,
+                    );
                 });
                 return;
             }
-            // Each group's first worker's network runs the group's pass.
+            // Each group's pass on its thread's scratch network.
             workers.par_chunks_mut(group).for_each(|ws| {
                 let (first, rest) = ws.split_first_mut().expect("chunks are not empty");
                 let job = |state, rng, grad| byzadam_model::Job {
@@ -317,7 +332,7 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
                                 .map(|wk| job(&mut wk.state, &mut wk.rng, &mut wk.grad)),
                         )
                         .collect();
-                first.net.loss_and_grad_batched(&params, &mut jobs);
+                on_this_thread().loss_and_grad_batched(&params, &mut jobs);
             })
         };
         round();
