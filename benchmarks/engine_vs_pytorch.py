@@ -2,7 +2,8 @@
 `byzadam bench-engine` (and any `--also` builds of byzadam, e.g. an older commit, or the same
 build with other arguments, e.g. `--im2col`) and then
 `benchmarks/pytorch_round.py` for each model, one after the other, so that machine noise hits
-every engine alike; print each set and the medians over the sets with their ratios.
+every engine alike; print each set, the medians over the sets with their ratios, and each
+set's own ratios to PyTorch with their median (steadier on a noisy machine).
 
     /tmp/bzenv/bin/python benchmarks/engine_vs_pytorch.py --byzadam target/release/byzadam \
         --sets 3 --repeats 5 --threads 1
@@ -103,3 +104,15 @@ for level in levels:
             r = statistics.median(x for x, _ in rows)
             e = statistics.median(y for _, y in rows)
             print(f"| {model} | {label} | {r:.1f} | {r / pt_round:.2f} | {e:.0f} | {e / pt_eval:.2f} |")
+    # Each set's own ratio (the engines of one set ran minutes apart, PyTorch's sets apart):
+    # on a noisy machine their median is steadier than the ratio of the medians above.
+    print()
+    for model in models:
+        pt = results[(f"pytorch{at}", model)]
+        for label, _ in builds:
+            rows = results[(f"{label}{at}", model)]
+            rounds = [x / p for (x, _), (p, _) in zip(rows, pt)]
+            evals = [y / q for (_, y), (_, q) in zip(rows, pt)]
+            print(f"{model} {label}{at}, each set's ratio to PyTorch: round "
+                  f"{', '.join(f'{v:.3f}' for v in rounds)} (median {statistics.median(rounds):.3f}); "
+                  f"evaluation {', '.join(f'{v:.2f}' for v in evals)} (median {statistics.median(evals):.2f})")
