@@ -5,8 +5,8 @@
 use crate::cpu::{self, CpuError, Level};
 use crate::gemm::Pack;
 use crate::layers::{
-    batch_norm, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head, Layer,
-    LayerSpec, Shape,
+    batch_norm, bn_fused, conv, dropout, linear, loss, mask_fused, pool, relu, relu_fused, Head,
+    Layer, LayerSpec, Shape,
 };
 use crate::subnormals::Flushed;
 use crate::trunk::{self, Lanes};
@@ -591,18 +591,53 @@ impl Network {
                     out,
                     kernel,
                     padding,
-                } => conv::forward(
-                    l.io(),
-                    (out, kernel, padding),
-                    p,
-                    x,
-                    y,
-                    total,
-                    relu_fused(&self.layers, i + 1),
-                    l.wino.filter(|_| self.winograd),
-                    &mut self.ws.conv,
-                    &mut self.ws.pack,
-                ),
+                } => {
+                    let (wino, relu) = (
+                        l.wino.filter(|_| self.winograd),
+                        relu_fused(&self.layers, i + 1),
+                    );
+                    if i > from && bn_fused(&self.layers, i - 1, self.winograd) {
+                        // The batch norm before stored only its statistics: its input,
+                        // normalised as it is read, each worker's images by their own.
+                        let x = &before[i - 1][..ni * total];
+                        let (b0, nb) = self.layers[i - 1].params;
+                        let c2 = 2 * l.input.c;
+                        for (k, s) in segs.iter().enumerate() {
+                            let (a, b) = (s.start, s.start + s.batch);
+                            let bn = batch_norm::Normalised {
+                                params: &params[b0..b0 + nb],
+                                stats: &self.ws.bn_stats[i - 1][k * c2..(k + 1) * c2],
+                            };
+                            conv::forward(
+                                l.io(),
+                                (out, kernel, padding),
+                                p,
+                                &x[a * ni..b * ni],
+                                Some(bn),
+                                &mut y[a * no..b * no],
+                                s.batch,
+                                relu,
+                                wino,
+                                &mut self.ws.conv,
+                                &mut self.ws.pack,
+                            )
+                        }
+                    } else {
+                        conv::forward(
+                            l.io(),
+                            (out, kernel, padding),
+                            p,
+                            x,
+                            None,
+                            y,
+                            total,
+                            relu,
+                            wino,
+                            &mut self.ws.conv,
+                            &mut self.ws.pack,
+                        )
+                    }
+                }
                 LayerSpec::Relu => relu::forward(x, y),
                 LayerSpec::MaxPool2 => pool::forward(
                     x,
@@ -619,6 +654,7 @@ impl Network {
                     if stats.len() < c2 * segs.len() {
                         stats.resize(c2 * segs.len(), 0.0);
                     }
+                    let store = !bn_fused(&self.layers, i, self.winograd);
                     for (k, s) in segs.iter_mut().enumerate() {
                         let (a, b) = (s.start, s.start + s.batch);
                         batch_norm::forward(
@@ -628,7 +664,7 @@ impl Network {
                             p,
                             &mut s.state[l.state.0..l.state.0 + l.state.1],
                             train,
-                            &mut y[a * no..b * no],
+                            store.then_some(&mut y[a * no..b * no]),
                             &mut stats[k * c2..(k + 1) * c2],
                         )
                     }
@@ -803,13 +839,27 @@ impl Network {
                     kernel,
                     padding,
                 } => {
-                    for (&(a, n), gp) in parts {
+                    // After a batch norm whose output was not stored: its input, normalised
+                    // as the forward pass read it.
+                    let fused = i > 0 && bn_fused(&self.layers, i - 1, self.winograd);
+                    let x = if fused {
+                        &self.ws.acts[i - 1][..ni * total]
+                    } else {
+                        x
+                    };
+                    let c2 = 2 * l.input.c;
+                    for (k, (&(a, n), gp)) in parts.enumerate() {
                         let b = a + n;
+                        let bn = fused.then(|| batch_norm::Normalised {
+                            params: &params[self.layers[i - 1].params.0..][..2 * l.input.c],
+                            stats: &self.ws.bn_stats[i - 1][k * c2..(k + 1) * c2],
+                        });
                         conv::backward(
                             l.io(),
                             (out, kernel, padding),
                             p,
                             &x[a * ni..b * ni],
+                            bn,
                             &dy[a * no..b * no],
                             n,
                             &mut gp[p0..p0 + np],

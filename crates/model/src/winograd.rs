@@ -26,6 +26,7 @@
 //! path gives the same bits.
 
 use crate::gemm::{gemm, gemm_packed_a, pack_a, Pack, PackedA};
+use crate::layers::batch_norm::{self, Normalised};
 
 /// Input channels from which a 3 × 3, padding-1 convolution goes through Winograd: with
 /// fewer (the CIFAR-10 CNN's first layer has 3), each of the 36 products is too thin for the
@@ -147,13 +148,14 @@ impl Winograd {
 
 /// `y = conv(x, w) + b` for `batch` images (`x`: `[batch][c][h][w]`, `w`: `[k][c][3][3]`, `b`:
 /// `[k]`, `y`: `[batch][k][h][w]`), then `max(y, 0)` if `relu` (a ReLU fused into the pass
-/// that writes `y`).
+/// that writes `y`); with `bn`, the input is `x` normalised by the batch norm before.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
     g: &Geometry,
     batch: usize,
     x: &[f32],
+    bn: Option<Normalised<'_>>,
     w: &[f32],
     b: &[f32],
     y: &mut [f32],
@@ -167,7 +169,7 @@ pub(crate) fn forward(
         pack_a(k, c, &ws.u[xi * k * c..(xi + 1) * k * c], false, pack, pre);
     }
     for (i0, n, t) in g.groups(batch) {
-        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, ws);
+        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, ws);
         for xi in 0..POSITIONS {
             gemm_packed_a(
                 k,
@@ -196,13 +198,15 @@ pub(crate) fn forward(
 }
 
 /// The gradient of [`forward`]: `gw += ∂/∂w`, and `dx = ∂/∂x` (overwritten) when given, from
-/// the output gradient `dy`. (The bias gradient, the sums of `dy`, is the caller's.)
+/// the output gradient `dy`. (The bias gradient, the sums of `dy`, is the caller's.) With
+/// `bn`, `dx` is the gradient of the normalised input (the batch norm's output).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
     g: &Geometry,
     batch: usize,
     x: &[f32],
+    bn: Option<Normalised<'_>>,
     w: &[f32],
     dy: &[f32],
     gw: &mut [f32],
@@ -220,7 +224,7 @@ pub(crate) fn backward(
     ws.du[..POSITIONS * k * c].fill(0.0);
     for (i0, n, t) in g.groups(batch) {
         outputs_adjoint(g, n, &dy[i0 * k * hw..(i0 + n) * k * hw], ws);
-        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, ws);
+        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, ws);
         for xi in 0..POSITIONS {
             gemm(
                 k,
@@ -630,9 +634,28 @@ fn add_run(dst: &mut [f32], src: &[f32], n: usize) {
 }
 
 /// Splits an image row into the phases of a padded plane row (`half` values each): padded
-/// column `col + 1` is value `(col + 1) / 4` of phase `(col + 1) mod 4`.
+/// column `col + 1` is value `(col + 1) / 4` of phase `(col + 1) mod 4`; each value
+/// normalised on the way when `bn` gives its channel's batch norm (`[γ, β, mean, inv]`).
 #[inline(always)]
-fn to_phases(row: &[f32], phases: &mut [f32], half: usize) {
+fn to_phases(row: &[f32], phases: &mut [f32], half: usize, bn: Option<[f32; 4]>) {
+    match bn {
+        None => split_phases::<false>(row, phases, half, [0.0; 4]),
+        Some(k) => split_phases::<true>(row, phases, half, k),
+    }
+}
+
+/// A value as [`to_phases`] stores it: `v`, or its batch norm's output when `NORM`.
+#[inline(always)]
+fn stored<const NORM: bool>(v: f32, k: [f32; 4]) -> f32 {
+    if NORM {
+        batch_norm::normalise(v, k)
+    } else {
+        v
+    }
+}
+
+#[inline(always)]
+fn split_phases<const NORM: bool>(row: &[f32], phases: &mut [f32], half: usize, k: [f32; 4]) {
     let (p0, rest) = phases.split_at_mut(half);
     let (p1, rest) = rest.split_at_mut(half);
     let (p2, p3) = rest.split_at_mut(half);
@@ -644,10 +667,15 @@ fn to_phases(row: &[f32], phases: &mut [f32], half: usize) {
         .zip(p3.iter_mut())
         .zip(p0[1..].iter_mut())
     {
-        (*a, *b, *c, *d) = (v[0], v[1], v[2], v[3]);
+        (*a, *b, *c, *d) = (
+            stored::<NORM>(v[0], k),
+            stored::<NORM>(v[1], k),
+            stored::<NORM>(v[2], k),
+            stored::<NORM>(v[3], k),
+        );
     }
     for (i, &v) in tail.iter().enumerate() {
-        [&mut *p1, &mut *p2, &mut *p3][i][q] = v;
+        [&mut *p1, &mut *p2, &mut *p3][i][q] = stored::<NORM>(v, k);
     }
 }
 
@@ -769,9 +797,9 @@ fn run_len(t: usize) -> usize {
 }
 
 /// `V_ξ[c][t] = (Bᵀ d B)_ξ` for the 6 × 6 input block `d` of every tile `t` of the `n` images
-/// in `x`.
+/// in `x` (normalised by `bn` as they are read, when given).
 #[inline(always)]
-fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
+fn inputs(g: &Geometry, x: &[f32], n: usize, bn: Option<Normalised<'_>>, ws: &mut Winograd) {
     let (h, w, th, tw, tiles) = (g.h, g.w, g.th, g.tw, g.tiles());
     let (rows, half) = g.padded();
     let pw = TILE * half;
@@ -781,10 +809,11 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, ws: &mut Winograd) {
     let e = &mut e[..POSITIONS * tp];
     plane.fill(0.0);
     for ch in 0..g.c {
+        let k = bn.map(|bn| bn.channel(ch));
         for img in 0..n {
             let src = &x[(img * g.c + ch) * h * w..(img * g.c + ch + 1) * h * w];
             for (yy, row) in src.chunks_exact(w).enumerate() {
-                to_phases(row, &mut plane[(yy + 1) * pw..(yy + 2) * pw], half);
+                to_phases(row, &mut plane[(yy + 1) * pw..(yy + 2) * pw], half, k);
             }
             // The expansion: run 6 r + j, tile (ty, tx) = the block's row r, column j.
             for ty in 0..th {
@@ -1030,7 +1059,9 @@ mod tests {
             ws.reserve(&g, batch);
             let mut pack = Pack::default();
             let mut y = vec![f32::NAN; y_def.len()];
-            forward(&g, batch, &x, &wt, &bias, &mut y, false, &mut ws, &mut pack);
+            forward(
+                &g, batch, &x, None, &wt, &bias, &mut y, false, &mut ws, &mut pack,
+            );
             // Sums of 9 c products of values in ±1: rounding grows with their count. F(4×4,
             // 3×3)'s transforms amplify it (coefficients up to 8 and 5, sixths in G): the
             // largest error seen is 4.1e-7 of the scale (F(2×2, 3×3)'s was 2.5e-8); a wrong
@@ -1044,6 +1075,7 @@ mod tests {
                 &g,
                 batch,
                 &x,
+                None,
                 &wt,
                 &bias,
                 &mut y_relu,
@@ -1059,6 +1091,7 @@ mod tests {
                 &g,
                 batch,
                 &x,
+                None,
                 &wt,
                 &dy,
                 &mut dw,
@@ -1071,8 +1104,74 @@ mod tests {
             close(&format!("dw ({at})"), &dw, &dw_def, (batch * h * w) as f64);
             // Without the input gradient, the weight gradient is the same.
             let mut dw2 = vec![0.5f32; dw_def.len()];
-            backward(&g, batch, &x, &wt, &dy, &mut dw2, None, &mut ws, &mut pack);
+            backward(
+                &g, batch, &x, None, &wt, &dy, &mut dw2, None, &mut ws, &mut pack,
+            );
             assert_eq!(dw, dw2, "{at}");
+        }
+    }
+
+    /// With a batch norm's constants given (`Normalised`), the convolution reads its input
+    /// normalised: the same bits as the convolution of the normalised input stored first
+    /// (batch norm's own pass), forward and both gradients, whatever the sides and groups.
+    #[test]
+    fn a_normalised_input_gives_the_bits_of_the_stored_normalised_input() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for &(c, k, h, w, batch) in &[(16, 5, 8, 8, 3), (3, 2, 17, 19, 2), (17, 4, 5, 7, 5)] {
+            let g = Geometry::new(c, k, h, w);
+            let (x, wt, bias, dy) = random_case(&mut rng, &g, batch);
+            // γ, β, then the means and inverse deviations, far from 1 and 0 so that a
+            // constant read from the wrong channel or left out shows.
+            let params: Vec<f32> = (0..2 * c).map(|_| rng.gen_range(-3.0..3.0)).collect();
+            let mut stats: Vec<f32> = (0..c).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            stats.extend((0..c).map(|_| rng.gen_range(0.5f32..4.0)));
+            let bn = Normalised {
+                params: &params,
+                stats: &stats,
+            };
+            let hw = h * w;
+            let stored: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| batch_norm::normalise(v, bn.channel(i / hw % c)))
+                .collect();
+            let mut ws = Winograd::default();
+            ws.reserve(&g, batch);
+            let mut pack = Pack::default();
+            let at = format!("c={c} k={k} {h}x{w} batch={batch}");
+            let mut y = [
+                vec![f32::NAN; batch * k * hw],
+                vec![f32::NAN; batch * k * hw],
+            ];
+            let mut dx = [vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]];
+            let mut dw = [vec![0.25f32; wt.len()], vec![0.25f32; wt.len()]];
+            for (i, (input, norm)) in [(&stored, None), (&x, Some(bn))].into_iter().enumerate() {
+                forward(
+                    &g, batch, input, norm, &wt, &bias, &mut y[i], true, &mut ws, &mut pack,
+                );
+                backward(
+                    &g,
+                    batch,
+                    input,
+                    norm,
+                    &wt,
+                    &dy,
+                    &mut dw[i],
+                    Some(&mut dx[i]),
+                    &mut ws,
+                    &mut pack,
+                );
+            }
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y[0]), bits(&y[1]), "y ({at})");
+            assert_eq!(bits(&dx[0]), bits(&dx[1]), "dx ({at})");
+            assert_eq!(bits(&dw[0]), bits(&dw[1]), "dw ({at})");
+            // And the constants matter: the raw input gives another output.
+            let mut raw = vec![f32::NAN; batch * k * hw];
+            forward(
+                &g, batch, &x, None, &wt, &bias, &mut raw, true, &mut ws, &mut pack,
+            );
+            assert_ne!(bits(&raw), bits(&y[1]), "{at}");
         }
     }
 }

@@ -21,7 +21,9 @@ pub(crate) fn output(input: Shape) -> (Shape, usize, usize) {
 /// keeps each channel's `(mean, 1/√(var + ε))` in `stats` (`2c` values: the means, then
 /// the inverse deviations) for the backward pass, which computes `x̂` again from `x` by the
 /// same `f32` expression (the same bits): storing `x̂` cost a write of the whole
-/// activation here and a read there, and batch norm is bound by memory traffic.
+/// activation here and a read there, and batch norm is bound by memory traffic. With `y`
+/// `None` (a Winograd convolution comes next and normalises its input as it reads it: see
+/// [`Normalised`]) only the statistics are computed.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -31,7 +33,7 @@ pub(crate) fn forward(
     p: &[f32],
     state: &mut [f32],
     train: bool,
-    y: &mut [f32],
+    mut y: Option<&mut [f32]>,
     stats: &mut [f32],
 ) {
     let (c_n, hw) = (shape.c, shape.h * shape.w);
@@ -62,12 +64,47 @@ pub(crate) fn forward(
         let inv = 1.0 / (var + BN_EPS).sqrt();
         (means[c], inv_std[c]) = (mean, inv);
         let (ga, be) = (gamma[c], beta[c]);
-        for o in planes() {
-            for (o, &v) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
-                *o = ga * xhat(v, mean, inv) + be;
+        if let Some(y) = y.as_deref_mut() {
+            for o in planes() {
+                for (o, &v) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
+                    *o = normalise(v, [ga, be, mean, inv]);
+                }
             }
         }
     }
+}
+
+/// A batch norm's output computed where it is read instead of stored: its parameters (γ then
+/// β) and the statistics its forward pass kept (the means, then the inverse deviations).
+/// A Winograd convolution right after a batch norm reads the batch norm's *input* through
+/// this (`winograd::inputs`), so the normalised activation is never written nor read back
+/// (a write and a read of the whole activation saved a pass, forward and backward); the
+/// values are [`normalise`]'s, the bits batch norm's own pass would have stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Normalised<'a> {
+    pub(crate) params: &'a [f32],
+    pub(crate) stats: &'a [f32],
+}
+
+impl Normalised<'_> {
+    /// Channel `c`'s `[γ, β, mean, 1/√(var + ε)]`.
+    #[inline(always)]
+    pub(crate) fn channel(&self, c: usize) -> [f32; 4] {
+        let n = self.params.len() / 2;
+        [
+            self.params[c],
+            self.params[n + c],
+            self.stats[c],
+            self.stats[n + c],
+        ]
+    }
+}
+
+/// Batch norm's output for one value, `γ x̂ + β` with channel constants `[γ, β, mean,
+/// inv]` ([`Normalised::channel`]): the one expression of both places that compute it.
+#[inline(always)]
+pub(crate) fn normalise(v: f32, [ga, be, mean, inv]: [f32; 4]) -> f32 {
+    ga * xhat(v, mean, inv) + be
 }
 
 /// `x̂` of one value: the forward pass's and the backward pass's expression, one function so

@@ -6,6 +6,7 @@
 #[cfg(byzadam_x86)]
 mod x86;
 
+use super::batch_norm::Normalised;
 use super::shape::{Io, Shape};
 use crate::cpu::Level;
 use crate::gemm::{
@@ -77,7 +78,10 @@ impl Scratch {
 }
 
 /// `y = conv(x) + b` over `batch` images, or `max(conv(x) + b, 0)` when `relu`; by
-/// Winograd's algorithm when `wino` is given.
+/// Winograd's algorithm when `wino` is given, which then reads `x` normalised by `bn` when
+/// given (the batch norm before: see [`Normalised`]).
+///
+/// Panics if `bn` is given without `wino`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -85,6 +89,7 @@ pub(crate) fn forward(
     (out, kernel, padding): (usize, usize, usize),
     p: &[f32],
     x: &[f32],
+    bn: Option<Normalised<'_>>,
     y: &mut [f32],
     batch: usize,
     relu: bool,
@@ -96,9 +101,13 @@ pub(crate) fn forward(
     let ckk = cin * kernel * kernel;
     let (w, b) = p.split_at(out * ckk);
     if let Some(g) = wino {
-        winograd::forward(&g, batch, x, w, b, y, relu, &mut s.wino, pack);
+        winograd::forward(&g, batch, x, bn, w, b, y, relu, &mut s.wino, pack);
         return;
     }
+    assert!(
+        bn.is_none(),
+        "only a Winograd convolution normalises its input"
+    );
     pack_a(out, ckk, w, false, pack, &mut s.weights);
     // At AVX-512 an unpadded convolution's columns are packed straight from the image.
     let in_place = padding == 0 && unfolded_available(pack.level());
@@ -143,7 +152,10 @@ pub(crate) fn forward(
 }
 
 /// Adds the gradients of the weights and biases (`gp`) of `batch` images given `dy`, and
-/// writes `dx` when given; by Winograd's algorithm when `wino` is given.
+/// writes `dx` when given; by Winograd's algorithm when `wino` is given, from `x`
+/// normalised by `bn` when given (as [`forward`]).
+///
+/// Panics if `bn` is given without `wino`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
@@ -151,6 +163,7 @@ pub(crate) fn backward(
     (out, kernel, padding): (usize, usize, usize),
     p: &[f32],
     x: &[f32],
+    bn: Option<Normalised<'_>>,
     dy: &[f32],
     batch: usize,
     gp: &mut [f32],
@@ -185,9 +198,13 @@ pub(crate) fn backward(
         *gbias += acc.total() as f32;
     }
     if let Some(geo) = wino {
-        winograd::backward(&geo, batch, x, w, dy, gw, dx, &mut s.wino, pack);
+        winograd::backward(&geo, batch, x, bn, w, dy, gw, dx, &mut s.wino, pack);
         return;
     }
+    assert!(
+        bn.is_none(),
+        "only a Winograd convolution normalises its input"
+    );
     let need_dx = dx.is_some();
     let mut no_dx = Vec::new();
     let dx = dx.unwrap_or(&mut no_dx);

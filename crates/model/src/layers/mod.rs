@@ -16,4 +16,4 @@ mod spec;
 pub use loss::Head;
 pub use shape::Shape;
 pub use spec::LayerSpec;
-pub(crate) use spec::{mask_fused, relu_fused, Layer};
+pub(crate) use spec::{bn_fused, mask_fused, relu_fused, Layer};

@@ -124,3 +124,14 @@ pub(crate) fn mask_fused(layers: &[Layer], i: usize) -> bool {
         )
         && layers[i - 1].spec == LayerSpec::Relu
 }
+
+/// Whether layer `i` is a batch norm whose output is never stored: the convolution after it
+/// goes through Winograd's algorithm (`winograd` on and the layer's geometry planned), whose
+/// input transform normalises the batch norm's *input* as it reads it, in the forward pass
+/// and again in the backward pass (`batch_norm::Normalised`). The batch norm's own forward
+/// pass then computes only its statistics.
+pub(crate) fn bn_fused(layers: &[Layer], i: usize, winograd: bool) -> bool {
+    winograd
+        && layers.get(i).map(|l| &l.spec) == Some(&LayerSpec::BatchNorm)
+        && layers.get(i + 1).is_some_and(|l| l.wino.is_some())
+}
