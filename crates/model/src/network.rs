@@ -39,7 +39,21 @@ struct Workspace {
     eval_state: Vec<f32>,
     /// Evaluation's trunk, sixteen images abreast (see [`trunk`]); planned on first use.
     lanes: Option<Lanes>,
+    /// Per layer: the transformed inputs `V` a Winograd convolution's forward pass kept for
+    /// the backward pass (empty until a pass keeps them).
+    kept_v: Vec<Vec<f32>>,
+    /// Whether the passes running now keep `V` (forward) and read it (backward):
+    /// [`Network::loss_and_grad_batched`] with one worker, within [`KEEP_LIMIT`].
+    keep_v: bool,
 }
+
+/// The most values of Winograd's transformed inputs one network keeps from a forward pass
+/// for its backward pass (64 MiB; 6.5 M values for the CIFAR-10 CNN at batch 25): past it,
+/// the backward pass transforms the inputs again (the same bits), as it does for a pass of
+/// several workers. Keeping them saves a transform of every input of every Winograd
+/// convolution (about a twelfth of a CIFAR-10 gradient's time) for a write and a read of
+/// 2.25 values per input value.
+const KEEP_LIMIT: usize = 16 << 20;
 
 /// A sequential network: layers, their parameter layout, and reusable buffers.
 #[derive(Debug, Clone)]
@@ -596,12 +610,28 @@ impl Network {
                         l.wino.filter(|_| self.winograd),
                         relu_fused(&self.layers, i + 1),
                     );
+                    // One worker's training pass keeps V for its backward pass.
+                    let keep = match wino.filter(|_| self.ws.keep_v) {
+                        Some(g) => {
+                            let kept = &mut self.ws.kept_v;
+                            if kept.len() < self.layers.len() {
+                                kept.resize_with(self.layers.len(), Vec::new);
+                            }
+                            let n = g.kept_len(total);
+                            if kept[i].len() < n {
+                                kept[i].resize(n, 0.0);
+                            }
+                            Some(&mut kept[i][..n])
+                        }
+                        None => None,
+                    };
                     if i > from && bn_fused(&self.layers, i - 1, self.winograd) {
                         // The batch norm before stored only its statistics: its input,
                         // normalised as it is read, each worker's images by their own.
                         let x = &before[i - 1][..ni * total];
                         let (b0, nb) = self.layers[i - 1].params;
                         let c2 = 2 * l.input.c;
+                        let mut keep = keep;
                         for (k, s) in segs.iter().enumerate() {
                             let (a, b) = (s.start, s.start + s.batch);
                             let bn = batch_norm::Normalised {
@@ -618,6 +648,8 @@ impl Network {
                                 s.batch,
                                 relu,
                                 wino,
+                                // (`keep_v` only with one worker.)
+                                keep.take(),
                                 &mut self.ws.conv,
                                 &mut self.ws.pack,
                             )
@@ -633,6 +665,7 @@ impl Network {
                             total,
                             relu,
                             wino,
+                            keep,
                             &mut self.ws.conv,
                             &mut self.ws.pack,
                         )
@@ -764,6 +797,14 @@ impl Network {
                 rng: &mut *j.rng,
             }
         }
+        let on = self.winograd;
+        let kept: usize = self
+            .layers
+            .iter()
+            .filter_map(|l| l.wino.filter(|_| on))
+            .map(|g| g.kept_len(total))
+            .sum();
+        self.ws.keep_v = jobs.len() == 1 && kept > 0 && kept <= KEEP_LIMIT;
         match jobs {
             [j] => self.forward_segs(params, &mut [seg(j, &bounds[0])], total, true, 0),
             _ => {
@@ -797,6 +838,7 @@ impl Network {
                 self.backward(params, &bounds, &mut grads, total, &mut g, &mut g2);
             }
         }
+        self.ws.keep_v = false;
         self.ws.grad_a = g;
         self.ws.grad_b = g2;
         self.ws.bounds = bounds;
@@ -854,17 +896,23 @@ impl Network {
                             params: &params[self.layers[i - 1].params.0..][..2 * l.input.c],
                             stats: &self.ws.bn_stats[i - 1][k * c2..(k + 1) * c2],
                         });
+                        let wino = l.wino.filter(|_| self.winograd);
+                        // What the forward pass kept (one worker: the whole pass).
+                        let kept = wino
+                            .filter(|_| self.ws.keep_v)
+                            .map(|g| &self.ws.kept_v[i][..g.kept_len(n)]);
                         conv::backward(
                             l.io(),
                             (out, kernel, padding),
                             p,
                             &x[a * ni..b * ni],
                             bn,
+                            kept,
                             &dy[a * no..b * no],
                             n,
                             &mut gp[p0..p0 + np],
                             need_dx.then_some(&mut dx[a * ni..b * ni]),
-                            l.wino.filter(|_| self.winograd),
+                            wino,
                             &mut self.ws.conv,
                             &mut self.ws.pack,
                         )

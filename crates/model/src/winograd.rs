@@ -98,6 +98,17 @@ impl Geometry {
         (TILE * self.th + 2, self.tw + 1)
     }
 
+    /// The values of the transformed inputs `V` of `batch` images, group after group (what
+    /// [`forward`] keeps for [`backward`]; a group of images from `i0` starts at
+    /// [`Geometry::kept_at`]`(i0)`).
+    pub(crate) fn kept_len(&self, batch: usize) -> usize {
+        self.kept_at(batch)
+    }
+
+    fn kept_at(&self, image: usize) -> usize {
+        POSITIONS * self.c * self.tiles() * image
+    }
+
     /// Buffer sizes this convolution needs: `(u, v, m, scratch)`. V and M have a vector's
     /// slack at their end (a group's last vector of tiles may be partial), the scratch holds
     /// a padded plane and the expansion.
@@ -148,7 +159,9 @@ impl Winograd {
 
 /// `y = conv(x, w) + b` for `batch` images (`x`: `[batch][c][h][w]`, `w`: `[k][c][3][3]`, `b`:
 /// `[k]`, `y`: `[batch][k][h][w]`), then `max(y, 0)` if `relu` (a ReLU fused into the pass
-/// that writes `y`); with `bn`, the input is `x` normalised by the batch norm before.
+/// that writes `y`); with `bn`, the input is `x` normalised by the batch norm before. With
+/// `keep` ([`Geometry::kept_len`] values), the transformed inputs are written there, group
+/// after group, for [`backward`] to read instead of transforming the inputs again.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -161,45 +174,60 @@ pub(crate) fn forward(
     y: &mut [f32],
     relu: bool,
     ws: &mut Winograd,
+    mut keep: Option<&mut [f32]>,
     pack: &mut Pack,
 ) {
     let (c, k, hw) = (g.c, g.k, g.h * g.w);
-    weights(w, k, c, &mut ws.u);
-    for (xi, pre) in ws.packed.iter_mut().enumerate() {
-        pack_a(k, c, &ws.u[xi * k * c..(xi + 1) * k * c], false, pack, pre);
+    let Winograd {
+        u,
+        v,
+        m,
+        scratch,
+        packed,
+        ..
+    } = ws;
+    weights(w, k, c, u);
+    for (xi, pre) in packed.iter_mut().enumerate() {
+        pack_a(k, c, &u[xi * k * c..(xi + 1) * k * c], false, pack, pre);
     }
     for (i0, n, t) in g.groups(batch) {
-        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, ws);
+        let v = match keep.as_deref_mut() {
+            Some(kept) => &mut kept[g.kept_at(i0)..g.kept_at(i0 + n)],
+            None => &mut v[..],
+        };
+        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, scratch, v);
         for xi in 0..POSITIONS {
             gemm_packed_a(
                 k,
                 t,
                 c,
-                &ws.u[xi * k * c..(xi + 1) * k * c],
+                &u[xi * k * c..(xi + 1) * k * c],
                 false,
-                &ws.packed[xi],
-                &ws.v[xi * c * t..(xi + 1) * c * t],
+                &packed[xi],
+                &v[xi * c * t..(xi + 1) * c * t],
                 false,
                 0.0,
-                &mut ws.m[xi * k * t..(xi + 1) * k * t],
+                &mut m[xi * k * t..(xi + 1) * k * t],
                 pack,
             );
         }
         outputs(
             g,
             n,
-            &ws.m,
+            m,
             b,
             relu,
             &mut y[i0 * k * hw..(i0 + n) * k * hw],
-            &mut ws.scratch,
+            scratch,
         );
     }
 }
 
 /// The gradient of [`forward`]: `gw += ∂/∂w`, and `dx = ∂/∂x` (overwritten) when given, from
 /// the output gradient `dy`. (The bias gradient, the sums of `dy`, is the caller's.) With
-/// `bn`, `dx` is the gradient of the normalised input (the batch norm's output).
+/// `bn`, `dx` is the gradient of the normalised input (the batch norm's output). With
+/// `kept`, the transformed inputs [`forward`] kept for the same `x` and `batch` (the same
+/// bits as transforming `x` again).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
@@ -212,6 +240,7 @@ pub(crate) fn backward(
     gw: &mut [f32],
     mut dx: Option<&mut [f32]>,
     ws: &mut Winograd,
+    kept: Option<&[f32]>,
     pack: &mut Pack,
 ) {
     let (c, k, hw) = (g.c, g.k, g.h * g.w);
@@ -224,7 +253,14 @@ pub(crate) fn backward(
     ws.du[..POSITIONS * k * c].fill(0.0);
     for (i0, n, t) in g.groups(batch) {
         outputs_adjoint(g, n, &dy[i0 * k * hw..(i0 + n) * k * hw], ws);
-        inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, ws);
+        let v = match kept {
+            Some(kept) => &kept[g.kept_at(i0)..g.kept_at(i0 + n)],
+            None => {
+                let x = &x[i0 * c * hw..(i0 + n) * c * hw];
+                inputs(g, x, n, bn, &mut ws.scratch, &mut ws.v);
+                &ws.v[..]
+            }
+        };
         for xi in 0..POSITIONS {
             gemm(
                 k,
@@ -232,7 +268,7 @@ pub(crate) fn backward(
                 t,
                 &ws.m[xi * k * t..(xi + 1) * k * t],
                 false,
-                &ws.v[xi * c * t..(xi + 1) * c * t],
+                &v[xi * c * t..(xi + 1) * c * t],
                 true,
                 1.0,
                 &mut ws.du[xi * k * c..(xi + 1) * k * c],
@@ -799,13 +835,20 @@ fn run_len(t: usize) -> usize {
 /// `V_ξ[c][t] = (Bᵀ d B)_ξ` for the 6 × 6 input block `d` of every tile `t` of the `n` images
 /// in `x` (normalised by `bn` as they are read, when given).
 #[inline(always)]
-fn inputs(g: &Geometry, x: &[f32], n: usize, bn: Option<Normalised<'_>>, ws: &mut Winograd) {
+fn inputs(
+    g: &Geometry,
+    x: &[f32],
+    n: usize,
+    bn: Option<Normalised<'_>>,
+    scratch: &mut [f32],
+    v: &mut [f32],
+) {
     let (h, w, th, tw, tiles) = (g.h, g.w, g.th, g.tw, g.tiles());
     let (rows, half) = g.padded();
     let pw = TILE * half;
     let t_all = n * tiles;
     let (ct, tp) = (g.c * t_all, run_len(t_all));
-    let (plane, e) = ws.scratch.split_at_mut(rows * pw);
+    let (plane, e) = scratch.split_at_mut(rows * pw);
     let e = &mut e[..POSITIONS * tp];
     plane.fill(0.0);
     for ch in 0..g.c {
@@ -828,8 +871,8 @@ fn inputs(g: &Geometry, x: &[f32], n: usize, bn: Option<Normalised<'_>>, ws: &mu
             }
         }
         for t0 in (0..t_all).step_by(LANES) {
-            let v = input_block(&block_at::<BLOCK, BLOCK>(e, tp, t0));
-            set_planes(&mut ws.v, ct, ch * t_all + t0, &v, LANES.min(t_all - t0));
+            let block = input_block(&block_at::<BLOCK, BLOCK>(e, tp, t0));
+            set_planes(v, ct, ch * t_all + t0, &block, LANES.min(t_all - t0));
         }
     }
 }
@@ -1060,7 +1103,7 @@ mod tests {
             let mut pack = Pack::default();
             let mut y = vec![f32::NAN; y_def.len()];
             forward(
-                &g, batch, &x, None, &wt, &bias, &mut y, false, &mut ws, &mut pack,
+                &g, batch, &x, None, &wt, &bias, &mut y, false, &mut ws, None, &mut pack,
             );
             // Sums of 9 c products of values in ±1: rounding grows with their count. F(4×4,
             // 3×3)'s transforms amplify it (coefficients up to 8 and 5, sixths in G): the
@@ -1081,6 +1124,7 @@ mod tests {
                 &mut y_relu,
                 true,
                 &mut ws,
+                None,
                 &mut pack,
             );
             let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
@@ -1097,6 +1141,7 @@ mod tests {
                 &mut dw,
                 Some(&mut dx),
                 &mut ws,
+                None,
                 &mut pack,
             );
             close(&format!("dx ({at})"), &dx, &dx_def, scale);
@@ -1105,7 +1150,7 @@ mod tests {
             // Without the input gradient, the weight gradient is the same.
             let mut dw2 = vec![0.5f32; dw_def.len()];
             backward(
-                &g, batch, &x, None, &wt, &dy, &mut dw2, None, &mut ws, &mut pack,
+                &g, batch, &x, None, &wt, &dy, &mut dw2, None, &mut ws, None, &mut pack,
             );
             assert_eq!(dw, dw2, "{at}");
         }
@@ -1113,9 +1158,11 @@ mod tests {
 
     /// With a batch norm's constants given (`Normalised`), the convolution reads its input
     /// normalised: the same bits as the convolution of the normalised input stored first
-    /// (batch norm's own pass), forward and both gradients, whatever the sides and groups.
+    /// (batch norm's own pass), forward and both gradients, whatever the sides and groups;
+    /// and the backward pass reading the transformed inputs the forward pass kept gives the
+    /// bits of transforming them again.
     #[test]
-    fn a_normalised_input_gives_the_bits_of_the_stored_normalised_input() {
+    fn a_normalised_input_and_a_kept_transform_give_the_bits_of_the_plain_pass() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for &(c, k, h, w, batch) in &[(16, 5, 8, 8, 3), (3, 2, 17, 19, 2), (17, 4, 5, 7, 5)] {
             let g = Geometry::new(c, k, h, w);
@@ -1139,16 +1186,36 @@ mod tests {
             ws.reserve(&g, batch);
             let mut pack = Pack::default();
             let at = format!("c={c} k={k} {h}x{w} batch={batch}");
-            let mut y = [
-                vec![f32::NAN; batch * k * hw],
-                vec![f32::NAN; batch * k * hw],
-            ];
-            let mut dx = [vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]];
-            let mut dw = [vec![0.25f32; wt.len()], vec![0.25f32; wt.len()]];
-            for (i, (input, norm)) in [(&stored, None), (&x, Some(bn))].into_iter().enumerate() {
+            // The stored normalised input; the raw input normalised as it is read; and that
+            // again with the transformed inputs kept from the forward pass for the backward.
+            let mut y = vec![vec![f32::NAN; batch * k * hw]; 3];
+            let mut dx = vec![vec![f32::NAN; x.len()]; 3];
+            let mut dw = vec![vec![0.25f32; wt.len()]; 3];
+            let mut kept = vec![f32::NAN; g.kept_len(batch)];
+            for (i, (input, norm, keep)) in [
+                (&stored, None, false),
+                (&x, Some(bn), false),
+                (&x, Some(bn), true),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 forward(
-                    &g, batch, input, norm, &wt, &bias, &mut y[i], true, &mut ws, &mut pack,
+                    &g,
+                    batch,
+                    input,
+                    norm,
+                    &wt,
+                    &bias,
+                    &mut y[i],
+                    true,
+                    &mut ws,
+                    keep.then_some(&mut kept[..]),
+                    &mut pack,
                 );
+                if keep {
+                    assert!(kept.iter().all(|v| !v.is_nan()), "every value kept ({at})");
+                }
                 backward(
                     &g,
                     batch,
@@ -1159,17 +1226,20 @@ mod tests {
                     &mut dw[i],
                     Some(&mut dx[i]),
                     &mut ws,
+                    keep.then_some(&kept[..]),
                     &mut pack,
                 );
             }
             let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y[0]), bits(&y[1]), "y ({at})");
-            assert_eq!(bits(&dx[0]), bits(&dx[1]), "dx ({at})");
-            assert_eq!(bits(&dw[0]), bits(&dw[1]), "dw ({at})");
+            for i in 1..3 {
+                assert_eq!(bits(&y[0]), bits(&y[i]), "y {i} ({at})");
+                assert_eq!(bits(&dx[0]), bits(&dx[i]), "dx {i} ({at})");
+                assert_eq!(bits(&dw[0]), bits(&dw[i]), "dw {i} ({at})");
+            }
             // And the constants matter: the raw input gives another output.
             let mut raw = vec![f32::NAN; batch * k * hw];
             forward(
-                &g, batch, &x, None, &wt, &bias, &mut raw, true, &mut ws, &mut pack,
+                &g, batch, &x, None, &wt, &bias, &mut raw, true, &mut ws, None, &mut pack,
             );
             assert_ne!(bits(&raw), bits(&y[1]), "{at}");
         }

@@ -79,9 +79,10 @@ impl Scratch {
 
 /// `y = conv(x) + b` over `batch` images, or `max(conv(x) + b, 0)` when `relu`; by
 /// Winograd's algorithm when `wino` is given, which then reads `x` normalised by `bn` when
-/// given (the batch norm before: see [`Normalised`]).
+/// given (the batch norm before: see [`Normalised`]), and keeps its transformed inputs in
+/// `keep` when given (for [`backward`]'s `kept`: see `winograd::forward`).
 ///
-/// Panics if `bn` is given without `wino`.
+/// Panics if `bn` or `keep` is given without `wino`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn forward(
@@ -94,6 +95,7 @@ pub(crate) fn forward(
     batch: usize,
     relu: bool,
     wino: Option<Geometry>,
+    keep: Option<&mut [f32]>,
     s: &mut Scratch,
     pack: &mut Pack,
 ) {
@@ -101,12 +103,12 @@ pub(crate) fn forward(
     let ckk = cin * kernel * kernel;
     let (w, b) = p.split_at(out * ckk);
     if let Some(g) = wino {
-        winograd::forward(&g, batch, x, bn, w, b, y, relu, &mut s.wino, pack);
+        winograd::forward(&g, batch, x, bn, w, b, y, relu, &mut s.wino, keep, pack);
         return;
     }
     assert!(
-        bn.is_none(),
-        "only a Winograd convolution normalises its input"
+        bn.is_none() && keep.is_none(),
+        "only a Winograd convolution normalises its input or keeps its transform"
     );
     pack_a(out, ckk, w, false, pack, &mut s.weights);
     // At AVX-512 an unpadded convolution's columns are packed straight from the image.
@@ -153,9 +155,10 @@ pub(crate) fn forward(
 
 /// Adds the gradients of the weights and biases (`gp`) of `batch` images given `dy`, and
 /// writes `dx` when given; by Winograd's algorithm when `wino` is given, from `x`
-/// normalised by `bn` when given (as [`forward`]).
+/// normalised by `bn` when given (as [`forward`]), reading the transformed inputs from
+/// `kept` when given (what [`forward`] kept for the same `x`).
 ///
-/// Panics if `bn` is given without `wino`.
+/// Panics if `bn` or `kept` is given without `wino`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward(
@@ -164,6 +167,7 @@ pub(crate) fn backward(
     p: &[f32],
     x: &[f32],
     bn: Option<Normalised<'_>>,
+    kept: Option<&[f32]>,
     dy: &[f32],
     batch: usize,
     gp: &mut [f32],
@@ -198,12 +202,12 @@ pub(crate) fn backward(
         *gbias += acc.total() as f32;
     }
     if let Some(geo) = wino {
-        winograd::backward(&geo, batch, x, bn, w, dy, gw, dx, &mut s.wino, pack);
+        winograd::backward(&geo, batch, x, bn, w, dy, gw, dx, &mut s.wino, kept, pack);
         return;
     }
     assert!(
-        bn.is_none(),
-        "only a Winograd convolution normalises its input"
+        bn.is_none() && kept.is_none(),
+        "only a Winograd convolution normalises its input or reads a kept transform"
     );
     let need_dx = dx.is_some();
     let mut no_dx = Vec::new();
