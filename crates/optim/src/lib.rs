@@ -319,6 +319,11 @@ impl Optimizer {
     /// Updates the worker's state with its gradient `g` and writes what it sends into `out`
     /// ([`Optimizer::messages`] vectors of `g`'s length: `Vec<f32>`s, or rows of a larger
     /// buffer as `&mut [f32]`).
+    ///
+    /// Runs the loop built for the widest vectors the level allows (`byzadam_cpu::level`:
+    /// AVX-512 or AVX2 on x86-64): the same operations in the same order at every level
+    /// (additions, multiplications, divisions and square roots, each rounded once), so the
+    /// same bits.
     pub fn worker_message<O: AsMut<[f32]>>(
         &self,
         state: &mut WorkerState,
@@ -326,6 +331,22 @@ impl Optimizer {
         out: &mut [O],
     ) {
         state.t += 1;
+        #[cfg(target_arch = "x86_64")]
+        match byzadam_cpu::level() {
+            // SAFETY: the level is AVX-512 only when the CPU has AVX-512 F, BW and VL, AVX2
+            // and FMA, and AVX2 only when it has AVX2 and FMA (`byzadam_cpu`).
+            #[allow(unsafe_code)]
+            byzadam_cpu::Level::Avx512 => return unsafe { x86::message512(self, state, g, out) },
+            #[allow(unsafe_code)]
+            byzadam_cpu::Level::Avx2 => return unsafe { x86::message256(self, state, g, out) },
+            byzadam_cpu::Level::Portable => {}
+        }
+        self.message(state, g, out)
+    }
+
+    /// [`Optimizer::worker_message`]'s loops (the state's round already counted).
+    #[inline(always)]
+    fn message<O: AsMut<[f32]>>(&self, state: &mut WorkerState, g: &[f32], out: &mut [O]) {
         match *self {
             Self::Sgd { .. } => out[0].as_mut().copy_from_slice(g),
             Self::Resam { beta, .. } => {
@@ -374,8 +395,28 @@ impl Optimizer {
     }
 
     /// The server's step at round `t ≥ 1` with the aggregated messages (one slice per
-    /// message, in [`Optimizer::worker_message`]'s order).
+    /// message, in [`Optimizer::worker_message`]'s order); dispatched by CPU level as
+    /// [`Optimizer::worker_message`] is (the same bits at every level).
     pub fn server_step(&self, t: u64, params: &mut [f32], aggregated: &[&[f32]]) {
+        #[cfg(target_arch = "x86_64")]
+        match byzadam_cpu::level() {
+            // SAFETY: as in `worker_message`.
+            #[allow(unsafe_code)]
+            byzadam_cpu::Level::Avx512 => {
+                return unsafe { x86::step512(self, t, params, aggregated) }
+            }
+            #[allow(unsafe_code)]
+            byzadam_cpu::Level::Avx2 => {
+                return unsafe { x86::step256(self, t, params, aggregated) }
+            }
+            byzadam_cpu::Level::Portable => {}
+        }
+        self.step(t, params, aggregated)
+    }
+
+    /// [`Optimizer::server_step`]'s loops.
+    #[inline(always)]
+    fn step(&self, t: u64, params: &mut [f32], aggregated: &[&[f32]]) {
         let lr = self.lr().at(t);
         match *self {
             Self::Sgd { .. } | Self::Resam { .. } | Self::Dra { .. } => {
@@ -405,6 +446,41 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// The optimizers' loops compiled with AVX-512 (F, BW, VL) and with AVX2 + FMA enabled: the
+/// portable functions inlined into `#[target_feature]` bodies (Rust never fuses `a * b + c`
+/// into an FMA on its own, so each build computes the same bits).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Optimizer, WorkerState};
+
+    macro_rules! builds {
+        ($features:literal: $message:ident, $step:ident) => {
+            #[target_feature(enable = $features)]
+            pub(super) fn $message<O: AsMut<[f32]>>(
+                opt: &Optimizer,
+                state: &mut WorkerState,
+                g: &[f32],
+                out: &mut [O],
+            ) {
+                opt.message(state, g, out)
+            }
+
+            #[target_feature(enable = $features)]
+            pub(super) fn $step(
+                opt: &Optimizer,
+                t: u64,
+                params: &mut [f32],
+                aggregated: &[&[f32]],
+            ) {
+                opt.step(t, params, aggregated)
+            }
+        };
+    }
+
+    builds!("avx512f,avx512bw,avx512vl,avx2,fma": message512, step512);
+    builds!("avx2,fma": message256, step256);
 }
 
 /// `(1 − β₁ᵗ, 1 − β₂ᵗ)`.

@@ -230,3 +230,106 @@ fn mra_eps_inside_or_outside_the_square_root_by_hand() {
         }
     ));
 }
+
+/// Every optimizer's message and step at every CPU level this machine runs give the portable
+/// build's bits, over values with every kind of float in them (zeros of both signs,
+/// subnormals, huge values that overflow when squared, infinities and NaN), several rounds.
+#[test]
+fn every_cpu_level_gives_the_portable_bits() {
+    use byzadam_cpu::{scoped, supported, Level};
+    // A fixed pseudo-random sequence of floats, with the special values spread through it;
+    // 1,003 values: whole vectors of every width and a ragged tail.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let specials = [
+        0.0,
+        -0.0,
+        1e-40,
+        -3e-39,
+        3e38,
+        -2e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    let mut values = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let r = next();
+                if i % 17 == 5 {
+                    specials[(r % specials.len() as u64) as usize]
+                } else {
+                    ((r >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0) as f32
+                }
+            })
+            .collect()
+    };
+    let n = 1003;
+    let grads: Vec<Vec<f32>> = (0..3).map(|_| values(n)).collect();
+    let theta0 = values(n);
+    let optimizers = [
+        Optimizer::Sgd { lr: constant(0.5) },
+        Optimizer::Resam {
+            lr: constant(0.75),
+            beta: 0.99,
+        },
+        Optimizer::Dra {
+            lr: constant(0.001),
+            beta1: 0.99,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        Optimizer::Mra {
+            lr: constant(0.001),
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            guard: Some(MraGuard::AdamBound),
+            eps_placement: EpsPlacement::OutsideSqrt,
+        },
+        Optimizer::Mra {
+            lr: constant(0.001),
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            guard: None,
+            eps_placement: EpsPlacement::InsideSqrt,
+        },
+    ];
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+    for opt in &optimizers {
+        // Each round's messages and the parameters after each step, as bits.
+        let run = || {
+            let mut state = opt.worker_state(n);
+            let mut theta = theta0.clone();
+            let mut seen = Vec::new();
+            for (t, g) in grads.iter().enumerate() {
+                let msg = send(opt, &mut state, g);
+                let refs: Vec<&[f32]> = msg.iter().map(Vec::as_slice).collect();
+                opt.server_step(t as u64 + 1, &mut theta, &refs);
+                seen.extend(msg.iter().map(|m| bits(m)));
+                seen.push(bits(&theta));
+            }
+            seen
+        };
+        let portable = scoped(Level::Portable, run).unwrap();
+        for level in supported() {
+            let got = scoped(level, run).unwrap();
+            for (k, (a, b)) in got.iter().zip(&portable).enumerate() {
+                // NaN payloads aside (which NaN comes out of two depends on operand order).
+                for (i, (&a, &b)) in a.iter().zip(b).enumerate() {
+                    let (fa, fb) = (f32::from_bits(a), f32::from_bits(b));
+                    assert!(
+                        a == b || (fa.is_nan() && fb.is_nan()),
+                        "{opt:?} at {level}: vector {k}, value {i}: {fa} against portable {fb}"
+                    );
+                }
+            }
+        }
+    }
+}
