@@ -43,7 +43,8 @@ struct Workspace {
     /// the backward pass (empty until a pass keeps them).
     kept_v: Vec<Vec<f32>>,
     /// Whether the passes running now keep `V` (forward) and read it (backward):
-    /// [`Network::loss_and_grad_batched`] with one worker, within [`KEEP_LIMIT`].
+    /// [`Network::loss_and_grad_batched`] with one worker, within [`KEEP_LIMIT`], at the
+    /// AVX-512 level.
     keep_v: bool,
 }
 
@@ -804,7 +805,14 @@ impl Network {
             .filter_map(|l| l.wino.filter(|_| on))
             .map(|g| g.kept_len(total))
             .sum();
-        self.ws.keep_v = jobs.len() == 1 && kept > 0 && kept <= KEEP_LIMIT;
+        // At AVX-512 only: measured in pairs on a Zen 4 (BENCHMARKS.md), keeping made the
+        // CIFAR-10 round 2.3 % faster there, 4.6 % slower at AVX2 (whose 8 × 8 transposes,
+        // packing the weight gradient's operand, read the kept values from memory at half a
+        // cache line a row) and changed nothing at the portable level.
+        self.ws.keep_v = jobs.len() == 1
+            && kept > 0
+            && kept <= KEEP_LIMIT
+            && self.ws.pack.level() == Level::Avx512;
         match jobs {
             [j] => self.forward_segs(params, &mut [seg(j, &bounds[0])], total, true, 0),
             _ => {
