@@ -24,6 +24,7 @@ mod layers;
 mod network;
 mod subnormals;
 mod sums;
+mod thread_networks;
 mod trunk;
 mod winograd;
 
@@ -31,6 +32,7 @@ pub use cpu::{cpu_level, fast_paths, CpuError, Level};
 pub use gradient_policy::{GradientOrder, GradientPolicy};
 pub use layers::{Head, LayerSpec, Shape};
 pub use network::{Evaluation, Job, Network};
+pub use thread_networks::ThreadNetworks;
 
 /// Our SGEMM's rate on one thread, in GFLOP/s (two per multiply-add), at this thread's CPU
 /// level: the median of `repeats` products `C = A · B` of `size × size` matrices (after one

@@ -234,7 +234,7 @@ pub struct Simulation {
     /// thread runs are computed (`EngineWorker::gradients`): one set of buffers per thread
     /// stays in cache where fifteen workers' sets would evict each other. Never part of a
     /// result.
-    scratch: Vec<std::sync::Mutex<byzadam_model::Network>>,
+    scratch: byzadam_model::ThreadNetworks,
     /// The most workers one gradient pass takes (see [`Simulation::set_pass_workers`]).
     pass_workers: usize,
     /// The most workers whose batches keep a pass within [`PASS_BYTES`] (at least one).
@@ -289,9 +289,10 @@ impl Simulation {
         Ok(Self {
             messages: vec![vec![0.0; workers.len() * dim]; server.messages()],
             losses: vec![0.0; workers.len()],
-            scratch: (0..rayon::current_num_threads().min(workers.len()).max(1))
-                .map(|_| std::sync::Mutex::new(net.clone()))
-                .collect(),
+            scratch: byzadam_model::ThreadNetworks::new(
+                &net,
+                rayon::current_num_threads().min(workers.len()),
+            ),
             pass_workers,
             pass_cap: (PASS_BYTES / (net.pass_bytes_per_image() * config.batch).max(1)).max(1),
             workers,
@@ -481,8 +482,7 @@ impl Simulation {
         todo.par_chunks_mut(size).try_for_each(|group| {
             // This thread's scratch network, if no other pass holds it (a nested step on the
             // same thread, or more groups than threads): else the first worker's own.
-            let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-            let mut held = scratch[i].try_lock().ok();
+            let mut held = scratch.try_this_thread();
             let (mut ws, mut losses): (Vec<&mut EngineWorker>, Vec<&mut f32>) = group
                 .iter_mut()
                 .map(|(w, _, loss)| (&mut **w, &mut **loss))

@@ -291,14 +291,8 @@ pub fn bench_engine(args: &EngineArgs, w: &mut dyn Write) -> Result<()> {
             })
             .collect();
         // One scratch network per thread, as `Simulation::step` has.
-        let scratch: Vec<std::sync::Mutex<byzadam_model::Network>> = (0
-            ..rayon::current_num_threads())
-            .map(|_| std::sync::Mutex::new(net.clone()))
-            .collect();
-        let on_this_thread = || {
-            let i = rayon::current_thread_index().unwrap_or(0) % scratch.len();
-            scratch[i].lock().unwrap_or_else(|e| e.into_inner())
-        };
+        let scratch = byzadam_model::ThreadNetworks::new(&net, rayon::current_num_threads());
+        let on_this_thread = || scratch.this_thread();
         let group = args.group as usize;
         let mut round = || {
             if group == 1 {
