@@ -56,6 +56,23 @@ struct Workspace {
 /// 2.25 values per input value.
 const KEEP_LIMIT: usize = 16 << 20;
 
+/// Batch norm layer `i`'s output for worker `k` of a pass, as the Winograd convolution after
+/// it reads it (`bn_fused`): the layer's γ and β in `params` and the statistics its forward
+/// pass kept in `bn_stats`.
+fn normalised<'a>(
+    layers: &[Layer],
+    bn_stats: &'a [Vec<f32>],
+    params: &'a [f32],
+    i: usize,
+    k: usize,
+) -> batch_norm::Normalised<'a> {
+    let ((p0, np), c2) = (layers[i].params, 2 * layers[i].input.c);
+    batch_norm::Normalised {
+        params: &params[p0..p0 + np],
+        stats: &bn_stats[i][k * c2..(k + 1) * c2],
+    }
+}
+
 /// A sequential network: layers, their parameter layout, and reusable buffers.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -399,6 +416,7 @@ impl Network {
                 ]
             })
             .collect();
+        ws.kept_v = vec![Vec::new(); self.layers.len()];
         let on = self.winograd;
         for l in &self.layers {
             if let Some(g) = l.wino.filter(|_| on) {
@@ -614,15 +632,11 @@ impl Network {
                     // One worker's training pass keeps V for its backward pass.
                     let keep = match wino.filter(|_| self.ws.keep_v) {
                         Some(g) => {
-                            let kept = &mut self.ws.kept_v;
-                            if kept.len() < self.layers.len() {
-                                kept.resize_with(self.layers.len(), Vec::new);
+                            let (kept, n) = (&mut self.ws.kept_v[i], g.kept_len(total));
+                            if kept.len() < n {
+                                kept.resize(n, 0.0);
                             }
-                            let n = g.kept_len(total);
-                            if kept[i].len() < n {
-                                kept[i].resize(n, 0.0);
-                            }
-                            Some(&mut kept[i][..n])
+                            Some(&mut kept[..n])
                         }
                         None => None,
                     };
@@ -630,15 +644,10 @@ impl Network {
                         // The batch norm before stored only its statistics: its input,
                         // normalised as it is read, each worker's images by their own.
                         let x = &before[i - 1][..ni * total];
-                        let (b0, nb) = self.layers[i - 1].params;
-                        let c2 = 2 * l.input.c;
                         let mut keep = keep;
                         for (k, s) in segs.iter().enumerate() {
                             let (a, b) = (s.start, s.start + s.batch);
-                            let bn = batch_norm::Normalised {
-                                params: &params[b0..b0 + nb],
-                                stats: &self.ws.bn_stats[i - 1][k * c2..(k + 1) * c2],
-                            };
+                            let bn = normalised(&self.layers, &self.ws.bn_stats, params, i - 1, k);
                             conv::forward(
                                 l.io(),
                                 (out, kernel, padding),
@@ -897,14 +906,11 @@ impl Network {
                     } else {
                         x
                     };
-                    let c2 = 2 * l.input.c;
+                    let wino = l.wino.filter(|_| self.winograd);
                     for (k, (&(a, n), gp)) in parts.enumerate() {
                         let b = a + n;
-                        let bn = fused.then(|| batch_norm::Normalised {
-                            params: &params[self.layers[i - 1].params.0..][..2 * l.input.c],
-                            stats: &self.ws.bn_stats[i - 1][k * c2..(k + 1) * c2],
-                        });
-                        let wino = l.wino.filter(|_| self.winograd);
+                        let bn = fused
+                            .then(|| normalised(&self.layers, &self.ws.bn_stats, params, i - 1, k));
                         // What the forward pass kept (one worker: the whole pass).
                         let kept = wino
                             .filter(|_| self.ws.keep_v)

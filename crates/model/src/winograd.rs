@@ -99,14 +99,10 @@ impl Geometry {
     }
 
     /// The values of the transformed inputs `V` of `batch` images, group after group (what
-    /// [`forward`] keeps for [`backward`]; a group of images from `i0` starts at
-    /// [`Geometry::kept_at`]`(i0)`).
+    /// [`forward`] keeps for [`backward`]; so a group of images from `i0` starts at
+    /// `kept_len(i0)`).
     pub(crate) fn kept_len(&self, batch: usize) -> usize {
-        self.kept_at(batch)
-    }
-
-    fn kept_at(&self, image: usize) -> usize {
-        POSITIONS * self.c * self.tiles() * image
+        POSITIONS * self.c * self.tiles() * batch
     }
 
     /// Buffer sizes this convolution needs: `(u, v, m, scratch)`. V and M have a vector's
@@ -192,7 +188,7 @@ pub(crate) fn forward(
     }
     for (i0, n, t) in g.groups(batch) {
         let v = match keep.as_deref_mut() {
-            Some(kept) => &mut kept[g.kept_at(i0)..g.kept_at(i0 + n)],
+            Some(kept) => &mut kept[g.kept_len(i0)..g.kept_len(i0 + n)],
             None => &mut v[..],
         };
         inputs(g, &x[i0 * c * hw..(i0 + n) * c * hw], n, bn, scratch, v);
@@ -254,7 +250,7 @@ pub(crate) fn backward(
     for (i0, n, t) in g.groups(batch) {
         outputs_adjoint(g, n, &dy[i0 * k * hw..(i0 + n) * k * hw], ws);
         let v = match kept {
-            Some(kept) => &kept[g.kept_at(i0)..g.kept_at(i0 + n)],
+            Some(kept) => &kept[g.kept_len(i0)..g.kept_len(i0 + n)],
             None => {
                 let x = &x[i0 * c * hw..(i0 + n) * c * hw];
                 inputs(g, x, n, bn, &mut ws.scratch, &mut ws.v);
