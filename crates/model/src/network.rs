@@ -40,7 +40,8 @@ struct Workspace {
     /// Evaluation's trunk, sixteen images abreast (see [`trunk`]); planned on first use.
     lanes: Option<Lanes>,
     /// Per layer: the transformed inputs `V` a Winograd convolution's forward pass kept for
-    /// the backward pass (empty until a pass keeps them).
+    /// the backward pass, during a pass that keeps them; between passes, empty (the buffers
+    /// go back to their thread's [`KEPT`]).
     kept_v: Vec<Vec<f32>>,
     /// Whether the passes running now keep `V` (forward) and read it (backward):
     /// [`Network::loss_and_grad_batched`] with one worker, within [`KEEP_LIMIT`], at the
@@ -55,6 +56,15 @@ struct Workspace {
 /// convolution (about a twelfth of a CIFAR-10 gradient's time) for a write and a read of
 /// 2.25 values per input value.
 const KEEP_LIMIT: usize = 16 << 20;
+
+std::thread_local! {
+    /// The kept transforms' buffers (see `Workspace::kept_v`), one set per thread, lent to
+    /// the network whose pass runs on that thread: the values live only from a pass's forward
+    /// half to its backward half, so a process holding many networks (the Python engine's
+    /// workers, one network each) needs one set per thread, not one per network. Allocated
+    /// by a thread's first keeping pass, reused by every later one.
+    static KEPT: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Batch norm layer `i`'s output for worker `k` of a pass, as the Winograd convolution after
 /// it reads it (`bn_fused`): the layer's γ and β in `params` and the statistics its forward
@@ -416,7 +426,6 @@ impl Network {
                 ]
             })
             .collect();
-        ws.kept_v = vec![Vec::new(); self.layers.len()];
         let on = self.winograd;
         for l in &self.layers {
             if let Some(g) = l.wino.filter(|_| on) {
@@ -822,6 +831,14 @@ impl Network {
             && kept > 0
             && kept <= KEEP_LIMIT
             && self.ws.pack.level() == Level::Avx512;
+        if self.ws.keep_v {
+            // Borrowed from this thread until the pass ends (a pass nested on the same
+            // thread, which nothing here starts, would find none and allocate its own).
+            self.ws.kept_v = KEPT.with(|k| std::mem::take(&mut *k.borrow_mut()));
+            if self.ws.kept_v.len() < self.layers.len() {
+                self.ws.kept_v.resize_with(self.layers.len(), Vec::new);
+            }
+        }
         match jobs {
             [j] => self.forward_segs(params, &mut [seg(j, &bounds[0])], total, true, 0),
             _ => {
@@ -854,6 +871,10 @@ impl Network {
                 let mut grads: Vec<&mut [f32]> = jobs.iter_mut().map(|j| &mut *j.grad).collect();
                 self.backward(params, &bounds, &mut grads, total, &mut g, &mut g2);
             }
+        }
+        if self.ws.keep_v {
+            let kept = std::mem::take(&mut self.ws.kept_v);
+            KEPT.with(|k| *k.borrow_mut() = kept);
         }
         self.ws.keep_v = false;
         self.ws.grad_a = g;
@@ -1090,5 +1111,70 @@ impl Network {
         let mut state = state.to_vec();
         self.forward_eval(params, &mut state, images, batch);
         self.ws.acts[self.layers.len()][..batch * self.classes].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelKind;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// One training pass of `net` on two random CIFAR-10 images.
+    fn pass(net: &mut Network) {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut params = vec![0.0; net.num_params()];
+        let mut state = vec![0.0; net.num_state()];
+        net.init(&mut rng, &mut params, &mut state);
+        let images: Vec<f32> = (0..2 * net.input().len())
+            .map(|i| (i % 7) as f32 - 3.0)
+            .collect();
+        let mut grad = vec![0.0; net.num_params()];
+        net.loss_and_grad(&params, &mut state, &images, &[1, 2], &mut rng, &mut grad);
+    }
+
+    /// Where each of this thread's kept-transform buffers lives, and its capacity.
+    fn thread_buffers() -> Vec<(*const f32, usize)> {
+        KEPT.with(|k| {
+            k.borrow()
+                .iter()
+                .map(|v| (v.as_ptr(), v.capacity()))
+                .collect()
+        })
+    }
+
+    /// The transforms a pass keeps are its thread's, lent for the pass: afterwards the
+    /// network holds none (a clone copies none), and another network's pass on the same
+    /// thread reuses the same buffers rather than allocating its own (so the Python engine's
+    /// fifteen CIFAR-10 workers hold one set a thread, not fifteen).
+    #[test]
+    fn kept_transforms_are_lent_by_the_thread_not_held_by_the_network() {
+        if crate::cpu::best() < Level::Avx512 {
+            eprintln!("skipped: this CPU has no AVX-512 (only that level keeps transforms)");
+            return;
+        }
+        let kind = ModelKind::Cifar10Cnn { dropout: 0.25 };
+        let mut a = kind.build();
+        a.set_cpu_level(Level::Avx512).unwrap();
+        pass(&mut a);
+        assert!(a.ws.kept_v.is_empty(), "the network kept its buffers");
+        let lent = thread_buffers();
+        let winograd_layers = a.layers.iter().filter(|l| l.wino.is_some()).count();
+        assert!(winograd_layers > 0);
+        assert_eq!(
+            lent.iter().filter(|(_, cap)| *cap > 0).count(),
+            winograd_layers,
+            "one buffer per Winograd convolution went back to the thread"
+        );
+        let mut b = kind.build();
+        b.set_cpu_level(Level::Avx512).unwrap();
+        pass(&mut b);
+        assert!(b.ws.kept_v.is_empty());
+        assert_eq!(
+            thread_buffers(),
+            lent,
+            "the second network allocated its own"
+        );
     }
 }
