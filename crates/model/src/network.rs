@@ -58,6 +58,9 @@ struct Workspace {
 const KEEP_LIMIT: usize = 16 << 20;
 
 std::thread_local! {
+    /// The networks whose workspaces [`Network::with_thread_workspace`] lends on this thread,
+    /// one per layer stack and CPU level it has been called with.
+    static LENDERS: std::cell::RefCell<Vec<Network>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The kept transforms' buffers (see `Workspace::kept_v`), one set per thread, lent to
     /// the network whose pass runs on that thread: the values live only from a pass's forward
     /// half to its backward half, so a process holding many networks (the Python engine's
@@ -237,18 +240,67 @@ impl Network {
     /// Panics if the two networks' layers differ.
     pub fn swap_workspace(&mut self, other: &mut Network) {
         assert!(
-            self.input == other.input
-                && self.num_params == other.num_params
-                && self.winograd == other.winograd
-                && self.layers.len() == other.layers.len()
-                && self
-                    .layers
-                    .iter()
-                    .zip(&other.layers)
-                    .all(|(a, b)| a.spec == b.spec),
+            self.same_layers(other),
             "swap_workspace: the networks' layers differ"
         );
         std::mem::swap(&mut self.ws, &mut other.ws);
+    }
+
+    /// Whether `other` has this network's layers (so that their workspaces fit both).
+    fn same_layers(&self, other: &Network) -> bool {
+        self.input == other.input
+            && self.num_params == other.num_params
+            && self.winograd == other.winograd
+            && self.layers.len() == other.layers.len()
+            && self
+                .layers
+                .iter()
+                .zip(&other.layers)
+                .all(|(a, b)| a.spec == b.spec)
+    }
+
+    /// Runs `f` on this network with the calling thread's workspace for networks of its layers
+    /// and CPU level in place of its own (which `f` does not see, and which stays as it was:
+    /// never allocated, for a network only ever run this way). The thread's workspace is
+    /// allocated by its first such call and kept for the next, whichever network of the same
+    /// layers makes it: a process holding many networks of one model, each run in turn (the
+    /// Python engine's workers, one network each), then holds one set of activations and
+    /// buffers a thread, not one a network (70 MB each for the CIFAR-10 CNN at batch 25), and
+    /// that set stays in cache from one network's pass to the next. A pass's bits do not
+    /// depend on the workspace it runs on (see [`Network::swap_workspace`]).
+    pub fn with_thread_workspace<R>(&mut self, f: impl FnOnce(&mut Network) -> R) -> R {
+        let level = self.cpu_level();
+        let found = LENDERS.with(|l| {
+            let mut l = l.borrow_mut();
+            let i = l
+                .iter()
+                .position(|n| n.cpu_level() == level && n.same_layers(self))?;
+            Some(l.swap_remove(i))
+        });
+        let mut lender = found.unwrap_or_else(|| {
+            // A copy of the layers with a workspace of its own, not yet allocated.
+            let mut ws = Workspace::default();
+            ws.pack.set_level(level);
+            Network {
+                input: self.input,
+                classes: self.classes,
+                layers: self.layers.clone(),
+                num_params: self.num_params,
+                num_state: self.num_state,
+                winograd: self.winograd,
+                lanes: self.lanes,
+                head: self.head,
+                flush_subnormals: self.flush_subnormals,
+                ws,
+            }
+        });
+        self.swap_workspace(&mut lender);
+        // (A panic in `f` leaves this network with the lender's workspace and drops the
+        // lender: the thread allocates another on its next call.)
+        let out = f(self);
+        self.swap_workspace(&mut lender);
+        LENDERS.with(|l| l.borrow_mut().push(lender));
+        out
     }
 
     /// Sets what the last layer's outputs feed into the loss, in training and evaluation.
@@ -1121,8 +1173,8 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    /// One training pass of `net` on two random CIFAR-10 images.
-    fn pass(net: &mut Network) {
+    /// One training pass of `net` on two images: the loss's and the gradient's bits.
+    fn pass(net: &mut Network) -> Vec<u32> {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut params = vec![0.0; net.num_params()];
         let mut state = vec![0.0; net.num_state()];
@@ -1131,7 +1183,68 @@ mod tests {
             .map(|i| (i % 7) as f32 - 3.0)
             .collect();
         let mut grad = vec![0.0; net.num_params()];
-        net.loss_and_grad(&params, &mut state, &images, &[1, 2], &mut rng, &mut grad);
+        let loss = net.loss_and_grad(&params, &mut state, &images, &[1, 2], &mut rng, &mut grad);
+        std::iter::once(loss)
+            .chain(grad)
+            .map(f32::to_bits)
+            .collect()
+    }
+
+    /// Where the activations of this thread's workspaces for networks like `net` live, one
+    /// sorted list per such workspace (a pass may exchange two layers' buffers).
+    fn lent(net: &Network) -> Vec<Vec<*const f32>> {
+        LENDERS.with(|l| {
+            l.borrow()
+                .iter()
+                .filter(|n| n.same_layers(net) && n.cpu_level() == net.cpu_level())
+                .map(|n| {
+                    let mut at: Vec<*const f32> = n.ws.acts.iter().map(|a| a.as_ptr()).collect();
+                    at.sort();
+                    at
+                })
+                .collect()
+        })
+    }
+
+    /// Networks of one model run through `with_thread_workspace` use one workspace a thread
+    /// (their own never allocated) and give the bits of a pass on their own workspace; a
+    /// network of another model or level gets a workspace of its own.
+    #[test]
+    fn networks_of_one_model_share_their_threads_workspace() {
+        let kind = ModelKind::MnistCnn;
+        let want = pass(&mut kind.build());
+        let mut a = kind.build();
+        assert_eq!(a.with_thread_workspace(pass), want);
+        assert!(
+            a.ws.acts.is_empty(),
+            "the network's own workspace was allocated"
+        );
+        let first = lent(&a);
+        assert!(first.len() == 1 && !first[0].is_empty());
+        let mut b = kind.build();
+        assert_eq!(b.with_thread_workspace(pass), want);
+        assert!(b.ws.acts.is_empty());
+        assert_eq!(
+            lent(&b),
+            first,
+            "the second network got a workspace of its own"
+        );
+        // Another model, another workspace; and the first model's is still there.
+        let mut other = ModelKind::LogisticRegression.build();
+        let own = pass(&mut ModelKind::LogisticRegression.build());
+        assert_eq!(other.with_thread_workspace(pass), own);
+        assert_eq!(lent(&other).len(), 1);
+        assert_eq!(lent(&a), first);
+        // Another level of the same model, another workspace.
+        if crate::cpu::best() > Level::Portable {
+            let mut low = kind.build();
+            low.set_cpu_level(Level::Portable).unwrap();
+            let mut own = kind.build();
+            own.set_cpu_level(Level::Portable).unwrap();
+            assert_eq!(low.with_thread_workspace(pass), pass(&mut own));
+            assert_eq!(lent(&low).len(), 1);
+            assert_ne!(lent(&low), first);
+        }
     }
 
     /// Where each of this thread's kept-transform buffers lives, and its capacity.
@@ -1157,7 +1270,7 @@ mod tests {
         let kind = ModelKind::Cifar10Cnn { dropout: 0.25 };
         let mut a = kind.build();
         a.set_cpu_level(Level::Avx512).unwrap();
-        pass(&mut a);
+        let _ = pass(&mut a);
         assert!(a.ws.kept_v.is_empty(), "the network kept its buffers");
         let lent = thread_buffers();
         let winograd_layers = a.layers.iter().filter(|l| l.wino.is_some()).count();
@@ -1169,7 +1282,7 @@ mod tests {
         );
         let mut b = kind.build();
         b.set_cpu_level(Level::Avx512).unwrap();
-        pass(&mut b);
+        let _ = pass(&mut b);
         assert!(b.ws.kept_v.is_empty());
         assert_eq!(
             thread_buffers(),

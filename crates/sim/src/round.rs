@@ -400,20 +400,24 @@ impl EngineWorker {
     pub fn gradient(&mut self, params: &[f32]) -> Result<f32, RoundError> {
         self.check_params(params)?;
         self.draw();
-        Ok(self.net.loss_and_grad(
-            params,
-            &mut self.bn_state,
-            &self.x,
-            &self.y,
-            &mut self.rng,
-            &mut self.grad,
-        ))
+        // On the thread's workspace for this model: a process of many workers (the Python
+        // engine's) holds one a thread, not one a worker.
+        let EngineWorker {
+            net,
+            bn_state,
+            rng,
+            grad,
+            x,
+            y,
+            ..
+        } = self;
+        Ok(net.with_thread_workspace(|net| net.loss_and_grad(params, bn_state, x, y, rng, grad)))
     }
 
     /// [`EngineWorker::gradient`] for several workers of one run at the same `params`, as one
     /// batched pass on `net` (a network of the run's model: the simulator's per-thread scratch
-    /// network) or, without one, on the first worker's own network
-    /// ([`Network::loss_and_grad_batched`]): each worker gets the same bits as its own
+    /// network) or, without one, on the first worker's network with the thread's workspace
+    /// ([`Network::loss_and_grad_batched`], [`Network::with_thread_workspace`]): each worker gets the same bits as its own
     /// `gradient` call. Writes each worker's batch's mean loss into `losses`.
     ///
     /// Panics if `losses` is shorter than `workers`.
@@ -441,7 +445,6 @@ impl EngineWorker {
             y,
             ..
         } = &mut **first;
-        let net = net.unwrap_or(own);
         let mut jobs: Vec<Job<'_>> = std::iter::once((bn_state, rng, grad, x, y))
             .chain(
                 rest.iter_mut()
@@ -456,7 +459,11 @@ impl EngineWorker {
                 loss: 0.0,
             })
             .collect();
-        net.loss_and_grad_batched(params, &mut jobs);
+        match net {
+            Some(net) => net.loss_and_grad_batched(params, &mut jobs),
+            // The thread's workspace for this model, as `gradient`'s.
+            None => own.with_thread_workspace(|net| net.loss_and_grad_batched(params, &mut jobs)),
+        }
         for (l, j) in losses.iter_mut().zip(&jobs) {
             **l = j.loss;
         }
