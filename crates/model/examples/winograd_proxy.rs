@@ -4,10 +4,10 @@
 //! padding-1 convolution of the same channels on 16 × 16 images (16 tiles an image, as
 //! F(2×2, 5×5) has on 8 × 8 outputs) does the same products as an F(2×2, 5×5) layer would,
 //! and more transform work (its planes are 16 × 16 in and out, F(2×2, 5×5)'s 12 × 12 in and
-//! 8 × 8 out, and its output transform is 4 × 6, not 2 × 6): an upper bound. Printed: microseconds an image (medians of 15
-//! interleaved sets of 40 passes, batch 25 in training, 160 in evaluation) of each
-//! convolution alone (its network less the same network without it), in training passes and
-//! in evaluation.
+//! 8 × 8 out, and its output transform is 4 × 6, not 2 × 6): an upper bound. Printed:
+//! microseconds an image (medians of 15 interleaved sets of 40 passes, batch 25 in
+//! training, 160 in evaluation) of each convolution alone (its network less the same network
+//! without it), in training passes and in evaluation.
 //!
 //! ```sh
 //! cargo run --release -p byzadam-model --example winograd_proxy

@@ -11,6 +11,7 @@ use crate::layers::{
 use crate::subnormals::Flushed;
 use crate::trunk::{self, Lanes};
 use rand::{Rng, RngCore};
+use std::cell::RefCell;
 
 #[cfg(byzadam_x86)]
 mod x86;
@@ -60,13 +61,13 @@ const KEEP_LIMIT: usize = 16 << 20;
 std::thread_local! {
     /// The networks whose workspaces [`Network::with_thread_workspace`] lends on this thread,
     /// one per layer stack and CPU level it has been called with.
-    static LENDERS: std::cell::RefCell<Vec<Network>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LENDERS: RefCell<Vec<Network>> = const { RefCell::new(Vec::new()) };
     /// The kept transforms' buffers (see `Workspace::kept_v`), one set per thread, lent to
     /// the network whose pass runs on that thread: the values live only from a pass's forward
     /// half to its backward half, so a process holding many networks (the Python engine's
     /// workers, one network each) needs one set per thread, not one per network. Allocated
     /// by a thread's first keeping pass, reused by every later one.
-    static KEPT: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static KEPT: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Batch norm layer `i`'s output for worker `k` of a pass, as the Winograd convolution after

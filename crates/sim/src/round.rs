@@ -417,8 +417,9 @@ impl EngineWorker {
     /// [`EngineWorker::gradient`] for several workers of one run at the same `params`, as one
     /// batched pass on `net` (a network of the run's model: the simulator's per-thread scratch
     /// network) or, without one, on the first worker's network with the thread's workspace
-    /// ([`Network::loss_and_grad_batched`], [`Network::with_thread_workspace`]): each worker gets the same bits as its own
-    /// `gradient` call. Writes each worker's batch's mean loss into `losses`.
+    /// ([`Network::loss_and_grad_batched`], [`Network::with_thread_workspace`]): each worker
+    /// gets the same bits as its own `gradient` call. Writes each worker's batch's mean loss
+    /// into `losses`.
     ///
     /// Panics if `losses` is shorter than `workers`.
     pub fn gradients(
