@@ -41,8 +41,8 @@ struct Workspace {
     /// Evaluation's trunk, sixteen images abreast (see [`trunk`]); planned on first use.
     lanes: Option<Lanes>,
     /// Per layer: the transformed inputs `V` a Winograd convolution's forward pass kept for
-    /// the backward pass, during a pass that keeps them; between passes, empty (the buffers
-    /// go back to their thread's [`KEPT`]).
+    /// the backward pass (empty until a pass keeps them; a network run through
+    /// [`Network::with_thread_workspace`] uses its thread's).
     kept_v: Vec<Vec<f32>>,
     /// Whether the passes running now keep `V` (forward) and read it (backward):
     /// [`Network::loss_and_grad_batched`] with one worker, within [`KEEP_LIMIT`], at the
@@ -62,12 +62,6 @@ std::thread_local! {
     /// The networks whose workspaces [`Network::with_thread_workspace`] lends on this thread,
     /// one per layer stack and CPU level it has been called with.
     static LENDERS: RefCell<Vec<Network>> = const { RefCell::new(Vec::new()) };
-    /// The kept transforms' buffers (see `Workspace::kept_v`), one set per thread, lent to
-    /// the network whose pass runs on that thread: the values live only from a pass's forward
-    /// half to its backward half, so a process holding many networks (the Python engine's
-    /// workers, one network each) needs one set per thread, not one per network. Allocated
-    /// by a thread's first keeping pass, reused by every later one.
-    static KEPT: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Batch norm layer `i`'s output for worker `k` of a pass, as the Winograd convolution after
@@ -260,6 +254,12 @@ impl Network {
                 .all(|(a, b)| a.spec == b.spec)
     }
 
+    /// Whether this network's workspace fits `other`'s passes: the same layers and CPU level
+    /// (the level travels with the workspace).
+    fn lends_to(&self, other: &Network) -> bool {
+        self.cpu_level() == other.cpu_level() && self.same_layers(other)
+    }
+
     /// Runs `f` on this network with the calling thread's workspace for networks of its layers
     /// and CPU level in place of its own (which `f` does not see, and which stays as it was:
     /// never allocated, for a network only ever run this way). The thread's workspace is
@@ -273,9 +273,7 @@ impl Network {
         let level = self.cpu_level();
         let found = LENDERS.with(|l| {
             let mut l = l.borrow_mut();
-            let i = l
-                .iter()
-                .position(|n| n.cpu_level() == level && n.same_layers(self))?;
+            let i = l.iter().position(|n| n.lends_to(self))?;
             Some(l.swap_remove(i))
         });
         let mut lender = found.unwrap_or_else(|| {
@@ -479,6 +477,7 @@ impl Network {
                 ]
             })
             .collect();
+        ws.kept_v = vec![Vec::new(); self.layers.len()];
         let on = self.winograd;
         for l in &self.layers {
             if let Some(g) = l.wino.filter(|_| on) {
@@ -884,14 +883,6 @@ impl Network {
             && kept > 0
             && kept <= KEEP_LIMIT
             && self.ws.pack.level() == Level::Avx512;
-        if self.ws.keep_v {
-            // Borrowed from this thread until the pass ends (a pass nested on the same
-            // thread, which nothing here starts, would find none and allocate its own).
-            self.ws.kept_v = KEPT.with(|k| std::mem::take(&mut *k.borrow_mut()));
-            if self.ws.kept_v.len() < self.layers.len() {
-                self.ws.kept_v.resize_with(self.layers.len(), Vec::new);
-            }
-        }
         match jobs {
             [j] => self.forward_segs(params, &mut [seg(j, &bounds[0])], total, true, 0),
             _ => {
@@ -924,10 +915,6 @@ impl Network {
                 let mut grads: Vec<&mut [f32]> = jobs.iter_mut().map(|j| &mut *j.grad).collect();
                 self.backward(params, &bounds, &mut grads, total, &mut g, &mut g2);
             }
-        }
-        if self.ws.keep_v {
-            let kept = std::mem::take(&mut self.ws.kept_v);
-            KEPT.with(|k| *k.borrow_mut() = kept);
         }
         self.ws.keep_v = false;
         self.ws.grad_a = g;
@@ -1197,7 +1184,7 @@ mod tests {
         LENDERS.with(|l| {
             l.borrow()
                 .iter()
-                .filter(|n| n.same_layers(net) && n.cpu_level() == net.cpu_level())
+                .filter(|n| n.lends_to(net))
                 .map(|n| {
                     let mut at: Vec<*const f32> = n.ws.acts.iter().map(|a| a.as_ptr()).collect();
                     at.sort();
@@ -1248,20 +1235,25 @@ mod tests {
         }
     }
 
-    /// Where each of this thread's kept-transform buffers lives, and its capacity.
-    fn thread_buffers() -> Vec<(*const f32, usize)> {
-        KEPT.with(|k| {
-            k.borrow()
+    /// Where the kept transforms of this thread's workspaces for networks like `net` live,
+    /// with their capacities.
+    fn lent_kept(net: &Network) -> Vec<Vec<(*const f32, usize)>> {
+        LENDERS.with(|l| {
+            l.borrow()
                 .iter()
-                .map(|v| (v.as_ptr(), v.capacity()))
+                .filter(|n| n.lends_to(net))
+                .map(|n| {
+                    let kept = n.ws.kept_v.iter();
+                    kept.map(|v| (v.as_ptr(), v.capacity())).collect()
+                })
                 .collect()
         })
     }
 
-    /// The transforms a pass keeps are its thread's, lent for the pass: afterwards the
-    /// network holds none (a clone copies none), and another network's pass on the same
-    /// thread reuses the same buffers rather than allocating its own (so the Python engine's
-    /// fifteen CIFAR-10 workers hold one set a thread, not fifteen).
+    /// The transforms a Winograd pass keeps (AVX-512) are part of the lent workspace: a
+    /// network run through `with_thread_workspace` keeps none of its own, and another
+    /// network's pass on the same thread reuses the same buffers rather than allocating its
+    /// own (so the Python engine's fifteen CIFAR-10 workers hold one set a thread).
     #[test]
     fn kept_transforms_are_lent_by_the_thread_not_held_by_the_network() {
         if crate::cpu::best() < Level::Avx512 {
@@ -1271,24 +1263,21 @@ mod tests {
         let kind = ModelKind::Cifar10Cnn { dropout: 0.25 };
         let mut a = kind.build();
         a.set_cpu_level(Level::Avx512).unwrap();
-        let _ = pass(&mut a);
+        let _ = a.with_thread_workspace(pass);
         assert!(a.ws.kept_v.is_empty(), "the network kept its buffers");
-        let lent = thread_buffers();
+        let lent = lent_kept(&a);
         let winograd_layers = a.layers.iter().filter(|l| l.wino.is_some()).count();
         assert!(winograd_layers > 0);
+        assert_eq!(lent.len(), 1);
         assert_eq!(
-            lent.iter().filter(|(_, cap)| *cap > 0).count(),
+            lent[0].iter().filter(|(_, cap)| *cap > 0).count(),
             winograd_layers,
-            "one buffer per Winograd convolution went back to the thread"
+            "one buffer per Winograd convolution in the thread's workspace"
         );
         let mut b = kind.build();
         b.set_cpu_level(Level::Avx512).unwrap();
-        let _ = pass(&mut b);
+        let _ = b.with_thread_workspace(pass);
         assert!(b.ws.kept_v.is_empty());
-        assert_eq!(
-            thread_buffers(),
-            lent,
-            "the second network allocated its own"
-        );
+        assert_eq!(lent_kept(&b), lent, "the second network allocated its own");
     }
 }
